@@ -1,0 +1,38 @@
+"""vmapsim: a kernel-faithful model of the Linux vmalloc/vmap address space.
+
+>>> import vmapsim
+>>> space = vmapsim.VmapSpace(vmapsim.layouts.X86_64, cpus=2)
+>>> hex(space.vmalloc(4096))
+'0xffffc90000000000'
+"""
+
+from vmapsim import layouts, procfs, profiles, trace
+from vmapsim.errors import InvalidArgument, ParseError, UnknownAddress, VmapAllocationError, VmapsimError
+from vmapsim.freetree import FreeTree
+from vmapsim.layouts import Layout, Region
+from vmapsim.profiles import KernelProfile
+from vmapsim.space import RegionUsage, VmapArea, VmapBlock, VmapSpace
+from vmapsim.units import PAGE_SIZE
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PAGE_SIZE",
+    "FreeTree",
+    "InvalidArgument",
+    "KernelProfile",
+    "Layout",
+    "ParseError",
+    "Region",
+    "RegionUsage",
+    "UnknownAddress",
+    "VmapAllocationError",
+    "VmapArea",
+    "VmapBlock",
+    "VmapSpace",
+    "VmapsimError",
+    "layouts",
+    "procfs",
+    "profiles",
+    "trace",
+]

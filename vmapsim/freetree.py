@@ -1,0 +1,447 @@
+"""The free tree: free ranges of the kernel VA, sorted by address, never adjacent.
+
+This is the model of ``free_vmap_area_root``/``free_vmap_area_list`` in
+``mm/vmalloc.c``.  The kernel keeps an augmented rbtree whose nodes carry
+``subtree_max_size``; here the ranges live in address-sorted chunks of at most
+``2 * LOAD`` entries (as in sortedcontainers), each chunk knows its largest
+range, and a max-tree over the chunk maxima answers "the next chunk holding a
+range of at least N bytes" in O(log n).  So:
+
+* :meth:`FreeTree.alloc` is ``find_vmap_lowest_match()`` + ``va_clip()``:
+  the lowest address ``a >= vstart`` with ``a % align == 0`` and
+  ``[a, a + size)`` inside one free range, subject to ``a + size <= vend``;
+* :meth:`FreeTree.insert` is ``merge_or_add_vmap_area()``: it coalesces with
+  both neighbours, so two free ranges never touch.
+
+For ``align > PAGE_SIZE`` the kernel descends with the search length
+``size + align - 1`` and may return a higher address than the lowest fit;
+vmapsim always returns the lowest fit (docs/fidelity.md).
+
+>>> t = FreeTree.from_ranges([(0x1000, 0x9000)])
+>>> hex(t.alloc(0x2000, 0x1000, 0x1000, 0x9000))
+'0x1000'
+>>> t.insert(0x1000, 0x3000)
+>>> list(t)
+[(4096, 36864)]
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator
+
+import attrs
+
+from vmapsim.errors import InvalidArgument
+
+__all__ = ["FreeTree"]
+
+#: Target chunk length; a chunk splits above ``2 * LOAD`` and merges below ``LOAD // 4``.
+LOAD = 64
+
+
+@attrs.define(eq=False)
+class FreeTree:
+    """Free ``[start, end)`` ranges with lowest-fit search and coalescing insert.
+
+    Runtime complexity: ``alloc``, ``clip``, ``insert`` and ``containing`` are
+    O(log n) plus a scan of at most one chunk; iteration is O(n).
+
+    >>> t = FreeTree.from_ranges([(0, 100), (200, 300)])
+    >>> len(t), t.largest()
+    (2, 100)
+    """
+
+    _starts: list[list[int]] = attrs.field(factory=list, init=False)
+    _ends: list[list[int]] = attrs.field(factory=list, init=False)
+    _sizes: list[list[int]] = attrs.field(factory=list, init=False)
+    _firsts: list[int] = attrs.field(factory=list, init=False)
+    # _levels[0] is the list of chunk maxima; _levels[k][i] = max of its two children.
+    _levels: list[list[int]] = attrs.field(factory=lambda: [[]], init=False)
+    _dirty: bool = attrs.field(default=False, init=False)
+    _len: int = attrs.field(default=0, init=False)
+
+    @classmethod
+    def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> FreeTree:
+        """Build a tree from ``(start, end)`` pairs in any order (coalesced as inserted).
+
+        Sorted, non-touching input is bulk-loaded in O(n).
+
+        >>> list(FreeTree.from_ranges([(5, 9), (0, 5)]))
+        [(0, 9)]
+        """
+        tree = cls()
+        pairs = sorted(ranges)
+        for s, e in pairs:
+            if s >= e:
+                raise InvalidArgument(f"free range [{s:#x}, {e:#x}) is empty or reversed")
+        if all(pairs[i][1] < pairs[i + 1][0] for i in range(len(pairs) - 1)):
+            for k in range(0, len(pairs), LOAD):
+                part = pairs[k : k + LOAD]
+                tree._starts.append([s for s, _ in part])
+                tree._ends.append([e for _, e in part])
+                tree._sizes.append([e - s for s, e in part])
+                tree._firsts.append(part[0][0])
+            tree._levels = [[max(sz) for sz in tree._sizes]]
+            tree._len = len(pairs)
+            tree._dirty = True
+        else:
+            for s, e in pairs:
+                tree.insert(s, e)
+        return tree
+
+    # ------------------------------------------------------------------ queries
+
+    def __len__(self) -> int:
+        """Number of free ranges.  Runtime complexity: O(1)."""
+        return self._len
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        """Every free range as ``(start, end)``, by address.  Runtime complexity: O(n)."""
+        for st, en in zip(self._starts, self._ends, strict=False):
+            yield from zip(st, en, strict=False)
+
+    def irange(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
+        """Free ranges overlapping ``[lo, hi)``, clipped to it, by address.
+
+        Runtime complexity: O(log n + k) for k ranges reported.
+
+        >>> list(FreeTree.from_ranges([(0, 10), (20, 30)]).irange(5, 25))
+        [(5, 10), (20, 25)]
+        """
+        c0 = max(bisect_right(self._firsts, lo) - 1, 0)
+        j0 = max(bisect_right(self._starts[c0], lo) - 1, 0) if self._starts else 0
+        for c in range(c0, len(self._starts)):
+            st, en = self._starts[c], self._ends[c]
+            for j in range(j0 if c == c0 else 0, len(st)):
+                s, e = st[j], en[j]
+                if s >= hi:
+                    return
+                if e > lo:
+                    yield (max(s, lo), min(e, hi))
+
+    def largest(self, lo: int = 0, hi: int | None = None) -> int:
+        """Size of the largest free range (clipped to ``[lo, hi)`` when given), 0 if none.
+
+        Runtime complexity: O(1) over the whole tree, O(log n + k) for a window.
+        """
+        if hi is None and lo == 0:
+            return max(self._levels[0], default=0)
+        return max((e - s for s, e in self.irange(lo, hi if hi is not None else 1 << 64)), default=0)
+
+    def containing(self, addr: int) -> tuple[int, int] | None:
+        """The free range holding ``addr``, or None.  Runtime complexity: O(log n)."""
+        loc = self._locate(addr)
+        if loc is None:
+            return None
+        c, j = loc
+        if self._ends[c][j] > addr:
+            return (self._starts[c][j], self._ends[c][j])
+        return None
+
+    def floor(self, addr: int) -> tuple[int, int] | None:
+        """The last free range starting at or below ``addr`` (``pvm_find_va_enclose_addr()``).
+
+        Runtime complexity: O(log n).
+        """
+        loc = self._locate(addr)
+        if loc is None:
+            return None
+        c, j = loc
+        return (self._starts[c][j], self._ends[c][j])
+
+    def before(self, start: int) -> tuple[int, int] | None:
+        """The free range just below the one starting at ``start`` (``rb_prev``), or None.
+
+        Runtime complexity: O(log n).
+        """
+        return self.floor(start - 1) if start > 0 else None
+
+    def find(self, size: int, align: int, vstart: int, vend: int) -> int | None:
+        """Lowest fitting address (see the module docstring), or None; changes nothing.
+
+        Runtime complexity: O(log n) plus the scan of the chunks that hold a
+        large-enough but misaligned range.
+
+        >>> FreeTree.from_ranges([(0x1000, 0x2000), (0x3000, 0x8000)]).find(0x2000, 0x4000, 0, 1 << 32)
+        16384
+        """
+        hit = self._search(size, align, vstart, vend)
+        return None if hit is None else hit[2]
+
+    # ---------------------------------------------------------------- mutations
+
+    def alloc(self, size: int, align: int, vstart: int, vend: int) -> int | None:
+        """Find the lowest fit and take it out of the tree; None (tree unchanged) if none.
+
+        Runtime complexity: O(log n) amortized, as :meth:`find`.
+        """
+        hit = self._search(size, align, vstart, vend)
+        if hit is None:
+            return None
+        c, j, a = hit
+        self._clip_at(c, j, a, size)
+        return a
+
+    def clip(self, addr: int, size: int) -> None:
+        """Take ``[addr, addr + size)`` out of the one free range that holds it (``va_clip()``).
+
+        Raises :class:`InvalidArgument` (tree unchanged) when no single free range
+        holds it.  Runtime complexity: O(log n).
+        """
+        loc = self._locate(addr)
+        if size <= 0 or loc is None or self._ends[loc[0]][loc[1]] < addr + size:
+            raise InvalidArgument(f"[{addr:#x}, {addr + size:#x}) is not inside one free range")
+        self._clip_at(loc[0], loc[1], addr, size)
+
+    def insert(self, start: int, end: int) -> None:
+        """Give ``[start, end)`` back, merging with touching neighbours (``merge_or_add_vmap_area()``).
+
+        Raises :class:`InvalidArgument` (tree unchanged) if it overlaps a free
+        range -- the kernel WARNs "vmalloc bug" and drops it.
+        Runtime complexity: O(log n).
+        """
+        if start >= end:
+            raise InvalidArgument(f"free range [{start:#x}, {end:#x}) is empty or reversed")
+        starts, ends, sizes = self._starts, self._ends, self._sizes
+        if not starts:
+            self._new_chunk(0, [start], [end])
+            self._len = 1
+            return
+        c = bisect_right(self._firsts, start) - 1
+        if c < 0:
+            c, j = 0, -1
+        else:
+            j = bisect_right(starts[c], start) - 1
+        # Neighbours: prev at (c, j) when j >= 0; next at (c, j + 1) or the next chunk's head.
+        if j >= 0 and ends[c][j] > start:
+            raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps free range at {starts[c][j]:#x}")
+        nc, nj = (c, j + 1) if j + 1 < len(starts[c]) else (c + 1, 0)
+        has_next = nc < len(starts)
+        if has_next and starts[nc][nj] < end:
+            raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps free range at {starts[nc][nj]:#x}")
+        merge_prev = j >= 0 and ends[c][j] == start
+        merge_next = has_next and starts[nc][nj] == end
+        if merge_prev and merge_next:
+            # Extend prev over next first: deleting next may merge chunks and move (c, j).
+            ends[c][j] = ends[nc][nj]
+            self._grew(c, j)
+            self._delete_at(nc, nj)
+        elif merge_prev:
+            ends[c][j] = end
+            self._grew(c, j)
+        elif merge_next:
+            starts[nc][nj] = start
+            if nj == 0:
+                self._firsts[nc] = start
+            self._grew(nc, nj)
+        else:
+            j += 1
+            starts[c].insert(j, start)
+            ends[c].insert(j, end)
+            sizes[c].insert(j, end - start)
+            self._len += 1
+            if j == 0:
+                self._firsts[c] = start
+            self._grew(c, j)
+            if len(starts[c]) > 2 * LOAD:
+                self._split(c)
+
+    # ----------------------------------------------------------------- internals
+
+    def _locate(self, addr: int) -> tuple[int, int] | None:
+        """(chunk, index) of the last range starting at or below ``addr``."""
+        c = bisect_right(self._firsts, addr) - 1
+        if c < 0:
+            return None
+        return c, bisect_right(self._starts[c], addr) - 1
+
+    def _search(self, size: int, align: int, vstart: int, vend: int) -> tuple[int, int, int] | None:
+        """(chunk, index, address) of the lowest fit, or None."""
+        if not self._starts:
+            return None
+        starts, ends, sizes, cmax = self._starts, self._ends, self._sizes, self._levels[0]
+        mask = align - 1
+        c = bisect_right(self._firsts, vstart) - 1
+        if c < 0:
+            c, j = 0, 0
+        else:
+            j = bisect_right(starts[c], vstart) - 1
+            if ends[c][j] <= vstart:
+                j += 1
+        while True:
+            if cmax[c] >= size:
+                sz = sizes[c]
+                st = starts[c]
+                for k in range(j, len(sz)):
+                    if sz[k] >= size:
+                        s = st[k]
+                        a = ((s if s > vstart else vstart) + mask) & ~mask
+                        if a + size > vend:
+                            # Every later range starts higher: nothing can fit below vend.
+                            return None
+                        if a + size <= ends[c][k]:
+                            return c, k, a
+            c = self._next_chunk(c + 1, size)
+            if c < 0:
+                return None
+            j = 0
+
+    def _clip_at(self, c: int, j: int, a: int, size: int) -> None:
+        """Apply one of the kernel's four fit types to range (c, j) (``va_clip()``)."""
+        st, en, sz = self._starts[c], self._ends[c], self._sizes[c]
+        s, e = st[j], en[j]
+        old = e - s
+        if a == s and a + size == e:  # FL_FIT_TYPE: the range disappears
+            self._delete_at(c, j)
+            return
+        if a == s:  # LE_FIT_TYPE
+            st[j] = a + size
+            sz[j] = e - a - size
+            if j == 0:
+                self._firsts[c] = a + size
+        elif a + size == e:  # RE_FIT_TYPE
+            en[j] = a
+            sz[j] = a - s
+        else:  # NE_FIT_TYPE: split in two
+            en[j] = a
+            sz[j] = a - s
+            st.insert(j + 1, a + size)
+            en.insert(j + 1, e)
+            sz.insert(j + 1, e - a - size)
+            self._len += 1
+        self._shrunk(c, old)
+        if len(st) > 2 * LOAD:
+            self._split(c)
+
+    def _delete_at(self, c: int, j: int) -> None:
+        st, en, sz = self._starts[c], self._ends[c], self._sizes[c]
+        old = sz[j]
+        del st[j], en[j], sz[j]
+        self._len -= 1
+        if not st:
+            for lst in (self._starts, self._ends, self._sizes, self._firsts, self._levels[0]):
+                del lst[c]
+            self._dirty = True
+            return
+        if j == 0:
+            self._firsts[c] = st[0]
+        self._shrunk(c, old)
+        if len(st) < LOAD // 4 and len(self._starts) > 1:
+            self._merge(c)
+
+    def _new_chunk(self, c: int, st: list[int], en: list[int]) -> None:
+        self._starts.insert(c, st)
+        self._ends.insert(c, en)
+        self._sizes.insert(c, [e - s for s, e in zip(st, en, strict=False)])
+        self._firsts.insert(c, st[0])
+        self._levels[0].insert(c, max(self._sizes[c]))
+        self._dirty = True
+
+    def _split(self, c: int) -> None:
+        st, en = self._starts[c], self._ends[c]
+        half = len(st) // 2
+        self._new_chunk(c + 1, st[half:], en[half:])
+        del st[half:], en[half:], self._sizes[c][half:]
+        self._levels[0][c] = max(self._sizes[c])
+
+    def _merge(self, c: int) -> None:
+        """Fold small chunk c into a neighbour, splitting again if that overflows."""
+        d = c - 1 if c > 0 else c + 1
+        lo, hi = min(c, d), max(c, d)
+        self._starts[lo] += self._starts[hi]
+        self._ends[lo] += self._ends[hi]
+        self._sizes[lo] += self._sizes[hi]
+        cmax = self._levels[0]
+        cmax[lo] = max(cmax[lo], cmax[hi])
+        for lst in (self._starts, self._ends, self._sizes, self._firsts, cmax):
+            del lst[hi]
+        self._dirty = True
+        if len(self._starts[lo]) > 2 * LOAD:
+            self._split(lo)
+
+    def _grew(self, c: int, j: int) -> None:
+        if self._sizes[c][j] != self._ends[c][j] - self._starts[c][j]:
+            self._sizes[c][j] = self._ends[c][j] - self._starts[c][j]
+        if self._sizes[c][j] > self._levels[0][c]:
+            self._set_max(c, self._sizes[c][j])
+
+    def _shrunk(self, c: int, old: int) -> None:
+        if old == self._levels[0][c]:
+            new = max(self._sizes[c])
+            if new != old:
+                self._set_max(c, new)
+
+    def _set_max(self, c: int, value: int) -> None:
+        levels = self._levels
+        levels[0][c] = value
+        if self._dirty:
+            return
+        i = c
+        for k in range(1, len(levels)):
+            lower = levels[k - 1]
+            i >>= 1
+            left = lower[2 * i]
+            v = lower[2 * i + 1] if 2 * i + 1 < len(lower) and lower[2 * i + 1] > left else left
+            if levels[k][i] == v:
+                break
+            levels[k][i] = v
+
+    def _rebuild(self) -> None:
+        levels = [self._levels[0]]
+        while len(levels[-1]) > 1:
+            lower = levels[-1]
+            upper = list(map(max, lower[0::2], lower[1::2]))
+            if len(lower) & 1:
+                upper.append(lower[-1])
+            levels.append(upper)
+        self._levels = levels
+        self._dirty = False
+
+    def _next_chunk(self, c: int, size: int) -> int:
+        """Smallest chunk index >= c whose largest range is >= size, or -1."""
+        if self._dirty:
+            self._rebuild()
+        levels = self._levels
+        top = len(levels) - 1
+        k, i = 0, c
+        while True:
+            lvl = levels[k]
+            if i >= len(lvl):
+                return -1
+            if lvl[i] >= size:
+                break
+            if i & 1 == 0:
+                i += 1
+            else:
+                if k == top:
+                    return -1
+                i = (i >> 1) + 1
+                k += 1
+        while k:
+            k -= 1
+            i <<= 1
+            if levels[k][i] < size:
+                i += 1
+        return i
+
+    def _check(self) -> None:
+        """Assert every invariant (for tests): sorted, non-empty, never adjacent, sums right."""
+        if self._dirty:
+            self._rebuild()
+        prev_end = -1
+        count = 0
+        assert len(self._starts) == len(self._ends) == len(self._sizes) == len(self._firsts)
+        assert self._levels[0] == [max(sz) for sz in self._sizes]
+        for k in range(1, len(self._levels)):
+            lower = self._levels[k - 1]
+            assert self._levels[k] == [max(lower[i : i + 2]) for i in range(0, len(lower), 2)]
+        for st, en, sz, first in zip(self._starts, self._ends, self._sizes, self._firsts, strict=False):
+            assert st and len(st) == len(en) == len(sz) <= 2 * LOAD
+            assert first == st[0]
+            for s, e, z in zip(st, en, sz, strict=False):
+                assert s < e and z == e - s, (s, e, z)
+                assert s > prev_end, f"ranges touch or overlap at {s:#x}"
+                prev_end = e
+                count += 1
+        assert count == self._len

@@ -1,0 +1,129 @@
+"""Kernel profiles: how the vmap allocator behaves in each kernel version range.
+
+A profile is frozen data chosen by value (``VmapSpace(..., profile=LINUX_6_9)``),
+never a subclass.  The default, :data:`LINUX_6_3`, is the 6.3-6.8 allocator.
+Facts: ../shared/reference/kernel-vmalloc.md §3.5.
+
+>>> for_version("6.12") is LINUX_6_11
+True
+>>> LINUX_6_3.node_pools, LINUX_6_9.node_pools
+(False, True)
+"""
+
+from __future__ import annotations
+
+import enum
+
+import attrs
+
+from vmapsim.errors import InvalidArgument
+
+__all__ = [
+    "DEFAULT",
+    "LINUX_5_18",
+    "LINUX_6_3",
+    "LINUX_6_5",
+    "LINUX_6_9",
+    "LINUX_6_11",
+    "LINUX_6_16",
+    "PROFILES",
+    "FailureMessage",
+    "KernelProfile",
+    "PoolDecay",
+    "for_version",
+]
+
+
+class FailureMessage(enum.Enum):
+    """Which warning ``alloc_vmap_area()`` prints when a request cannot be met."""
+
+    #: ≤ 6.10: ``vmap allocation for size N failed: use vmalloc=<size> to increase size``.
+    VMAP = "vmap"
+    #: 6.11+: ``vmalloc_node_range for size N failed: Address range restricted to 0x… - 0x…``.
+    RANGE = "range"
+
+
+class PoolDecay(enum.Enum):
+    """How ``decay_va_pool_node()`` trims a pool on an ordinary purge (6.9+)."""
+
+    #: 6.9-6.15: a quarter of each pool; a pool shorter than 4 decays completely.
+    QUARTER_SMALL_ALL = "quarter-small-all"
+    #: 6.16+: a quarter of each pool; a pool shorter than 4 keeps everything.
+    QUARTER_SMALL_NONE = "quarter-small-none"
+
+
+@attrs.frozen
+class KernelProfile:
+    """The version-dependent rules of ``mm/vmalloc.c``.
+
+    ``node_pools``: Rezki's per-node size-class pools (6.9+, ``node_alloc()``);
+    ``coalesce_lazy``: lazily freed neighbours merge in the purge tree (≤ 6.8,
+    visible as merged ``unpurged vm_area`` lines); ``fragmented_threshold``:
+    ``vm_unmap_aliases()`` releases a fragmented vmap block only below
+    ``VMAP_PURGE_THRESHOLD`` (6.5+); ``message``: the failure warning;
+    ``vmap_ram_flag``: only ``VMAP_RAM`` areas without a ``vm_struct`` show as
+    ``vm_map_ram`` in /proc/vmallocinfo (6.3+; before, every such area did).
+
+    >>> LINUX_6_3.failure_message(8192, 0x1000, 0x2000)
+    'vmap allocation for size 8192 failed: use vmalloc=<size> to increase size'
+    """
+
+    name: str
+    first: tuple[int, int]
+    node_pools: bool = False
+    coalesce_lazy: bool = True
+    fragmented_threshold: bool = False
+    message: FailureMessage = FailureMessage.VMAP
+    pool_decay: PoolDecay = PoolDecay.QUARTER_SMALL_ALL
+    vmap_ram_flag: bool = True
+
+    def failure_message(self, size: int, vstart: int, vend: int) -> str:
+        """The warning line ``alloc_vmap_area()`` prints for a failed request.
+
+        ``size`` is guard-inclusive and page-aligned, as the kernel prints it.
+        Runtime complexity: O(1).
+
+        >>> LINUX_6_11.failure_message(8192, 0xffffc90000000000, 0xffffe8ffffffffff)
+        'vmalloc_node_range for size 8192 failed: Address range restricted to 0xffffc90000000000 - 0xffffe8ffffffffff'
+        """
+        if self.message is FailureMessage.VMAP:
+            return f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
+        return f"vmalloc_node_range for size {size} failed: Address range restricted to {vstart:#x} - {vend:#x}"
+
+
+#: 5.18-6.2 (Debian's 6.1): as 6.3, but vmallocinfo prints every vm-less area as vm_map_ram.
+LINUX_5_18 = KernelProfile("5.18", (5, 18), vmap_ram_flag=False)
+#: 6.3-6.4: one free tree, coalesced lazy tree, fragmented vmap blocks always purged.
+LINUX_6_3 = KernelProfile("6.3", (6, 3))
+#: 6.5-6.8: as 6.3, but ``vm_unmap_aliases()`` honours ``VMAP_PURGE_THRESHOLD``.
+LINUX_6_5 = attrs.evolve(LINUX_6_3, name="6.5", first=(6, 5), fragmented_threshold=True)
+#: 6.9-6.10: per-node pools, per-node (uncoalesced) lazy lists.
+LINUX_6_9 = attrs.evolve(LINUX_6_5, name="6.9", first=(6, 9), node_pools=True, coalesce_lazy=False)
+#: 6.11-6.15 (Debian's 6.12): the ``vmalloc_node_range`` failure message.
+LINUX_6_11 = attrs.evolve(LINUX_6_9, name="6.11", first=(6, 11), message=FailureMessage.RANGE)
+#: 6.16+: small pools no longer decay on an ordinary purge.
+LINUX_6_16 = attrs.evolve(LINUX_6_11, name="6.16", first=(6, 16), pool_decay=PoolDecay.QUARTER_SMALL_NONE)
+
+#: The 6.3-6.8 allocator, the default of :class:`vmapsim.VmapSpace`.
+DEFAULT = LINUX_6_3
+#: Every profile, oldest first.
+PROFILES: tuple[KernelProfile, ...] = (LINUX_5_18, LINUX_6_3, LINUX_6_5, LINUX_6_9, LINUX_6_11, LINUX_6_16)
+
+
+def for_version(version: str) -> KernelProfile:
+    """The profile for a kernel release such as ``"6.12"`` or ``"6.1.0-56-amd64"``.
+
+    Releases older than 5.18 raise :class:`InvalidArgument` (the older allocator's
+    synchronous purge and search length are not modelled).  Runtime complexity: O(1).
+
+    >>> for_version("6.8.0").name, for_version("6.9").name, for_version("6.1.0-56-amd64").name
+    ('6.5', '6.9', '5.18')
+    """
+    parts = version.split(".")
+    try:
+        key = (int(parts[0]), int("".join(ch for ch in parts[1].split("-")[0] if ch.isdigit())))
+    except (IndexError, ValueError):
+        raise InvalidArgument(f"kernel version {version!r}: expected MAJOR.MINOR[...]") from None
+    if key < LINUX_5_18.first:
+        raise InvalidArgument(f"kernel version {version!r}: profiles start at 5.18")
+    return [p for p in PROFILES if p.first <= key][-1]

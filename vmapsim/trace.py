@@ -1,0 +1,242 @@
+"""The kernel's own vmalloc trace: parse it, replay it on a space, report agreement.
+
+Two forms are read from ftrace text (``/sys/kernel/tracing/trace``):
+
+* 6.x trace events ``events/vmalloc`` -- ``alloc_vmap_area``,
+  ``free_vmap_area_noflush`` and ``purge_vmap_area_lazy``
+  (``include/trace/events/vmalloc.h``);
+* the kprobes older kernels (6.1) need, set up as in kernel-verified.md:
+  an entry probe and a return probe on ``alloc_vmap_area``, and entry probes on
+  ``free_vmap_area_noflush`` and ``__purge_vmap_area_lazy`` (any probe names).
+
+:func:`replay` applies the events to a space (usually one rebuilt with
+:func:`vmapsim.procfs.restore` from the vmallocinfo snapshot taken when tracing
+began) and reports, for every allocation, whether vmapsim picks the same
+address or fails the same way.
+
+>>> line = ("insmod-70 [000] ..... 1.5: alloc_vmap_area: va_start: 18446683600570023936 "
+...         "size=8192 align=4096 vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0")
+>>> e = parse_trace(line)[0]
+>>> e.kind, hex(e.addr), e.size, e.cpu
+('alloc', '0xffffc90000000000', 8192, 0)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import attrs
+
+from vmapsim.errors import InvalidArgument, ParseError, VmapAllocationError
+from vmapsim.space import VmapSpace
+
+__all__ = ["Disagreement", "ReplayReport", "TraceEvent", "parse_trace", "replay"]
+
+
+@attrs.frozen
+class TraceEvent:
+    """One allocator event: ``kind`` is ``"alloc"``, ``"free"`` or ``"purge"``.
+
+    For ``alloc``: ``addr`` (None when ``failed``), ``size`` (guard included),
+    ``align``, ``vstart``, ``vend``.  For ``free``: ``addr``.  For ``purge``:
+    ``addr``/``end`` bound the purged range when the trace says so.
+    ``line`` is the 1-based line number in the trace text.
+    """
+
+    kind: str
+    cpu: int
+    time: float
+    task: str
+    addr: int | None = None
+    size: int = 0
+    align: int = 0
+    vstart: int = 0
+    vend: int = 0
+    failed: bool = False
+    end: int | None = None
+    line: int = 0
+
+
+# "<task>-<pid> [(tgid)] [<cpu>] [<flags>] <time>: <event>: <body>"
+_HEAD = re.compile(
+    r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+(?:\(\s*[\d-]+\)\s+)?\[(?P<cpu>\d+)\]\s+(?:\S+\s+)?"
+    r"(?P<time>\d+\.\d+):\s+(?P<event>[\w.]+):\s?(?P<body>.*)$"
+)
+_KV = re.compile(r"(\w+)[=:]\s*(\(fault\)|0x[0-9a-fA-F]+|-?\d+)")
+_PROBE_AT = re.compile(r"^\((?P<where>[^)]*)\)")
+
+
+def _fields(body: str) -> dict[str, int | None]:
+    out: dict[str, int | None] = {}
+    for key, value in _KV.findall(body):
+        out[key] = None if value == "(fault)" else int(value, 0)
+    return out
+
+
+def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
+    """Allocator events of ftrace text, in order; other events and comments are skipped.
+
+    A kprobe return of ``alloc_vmap_area`` is joined to the entry before it on
+    the same CPU; a return whose ``va_start`` faulted (an ``ERR_PTR``) is a
+    failed allocation.  A malformed allocator line raises :class:`ParseError`
+    naming ``source`` and the line.  Runtime complexity: O(n).
+    """
+    events: list[TraceEvent] = []
+    pending: dict[int, tuple[int, dict[str, int | None], float, str]] = {}
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        m = _HEAD.match(raw)
+        if m is None:
+            continue
+        cpu, time, task, event, body = int(m["cpu"]), float(m["time"]), m["task"].strip(), m["event"], m["body"]
+        f = _fields(body)
+        where = _PROBE_AT.match(body)
+        try:
+            if event == "alloc_vmap_area":
+                failed = bool(f["failed"])
+                events.append(
+                    TraceEvent(
+                        "alloc",
+                        cpu,
+                        time,
+                        task,
+                        None if failed else f["va_start"],
+                        _int(f["size"]),
+                        _int(f["align"]),
+                        _int(f["vstart"]),
+                        _int(f["vend"]),
+                        failed,
+                        line=lineno,
+                    )
+                )
+            elif event == "free_vmap_area_noflush":
+                events.append(TraceEvent("free", cpu, time, task, _int(f["va_start"]), line=lineno))
+            elif event == "purge_vmap_area_lazy":
+                events.append(TraceEvent("purge", cpu, time, task, f.get("start"), end=f.get("end"), line=lineno))
+            elif where is not None:
+                loc = where["where"]
+                if loc.endswith("<- alloc_vmap_area"):
+                    if cpu not in pending:
+                        raise ParseError(
+                            "kprobe return of alloc_vmap_area without its entry", source=source, line=lineno
+                        )
+                    eline, args, etime, etask = pending.pop(cpu)
+                    addr = f.get("va_start")
+                    events.append(
+                        TraceEvent(
+                            "alloc",
+                            cpu,
+                            etime,
+                            etask,
+                            addr,
+                            _int(args["size"]),
+                            _int(args["align"]),
+                            _int(args["vstart"]),
+                            _int(args["vend"]),
+                            addr is None,
+                            line=eline,
+                        )
+                    )
+                elif loc.startswith("alloc_vmap_area+"):
+                    pending[cpu] = (lineno, f, time, task)
+                elif loc.startswith("free_vmap_area_noflush+"):
+                    events.append(
+                        TraceEvent("free", cpu, time, task, _int(f["va_start"]), end=f.get("va_end"), line=lineno)
+                    )
+                elif loc.startswith("__purge_vmap_area_lazy+"):
+                    events.append(TraceEvent("purge", cpu, time, task, f.get("start"), end=f.get("end"), line=lineno))
+        except (KeyError, TypeError):
+            raise ParseError(f"{event} line lacks a field: {raw.strip()[:100]!r}", source=source, line=lineno) from None
+    return events
+
+
+def _int(value: int | None) -> int:
+    if value is None:
+        raise TypeError("missing value")
+    return value
+
+
+@attrs.frozen
+class Disagreement:
+    """An allocation where vmapsim and the kernel differ: ``model`` is vmapsim's address (None: failed)."""
+
+    event: TraceEvent
+    model: int | None
+
+
+@attrs.frozen
+class ReplayReport:
+    """What a replay found: allocations compared, the disagreements, frees of unknown areas.
+
+    >>> ReplayReport(allocs=3, disagreements=(), unknown_frees=()).agreement
+    1.0
+    """
+
+    allocs: int
+    disagreements: tuple[Disagreement, ...]
+    unknown_frees: tuple[TraceEvent, ...]
+
+    @property
+    def agreed(self) -> int:
+        """Allocations where vmapsim chose exactly what the kernel chose.  Runtime: O(1)."""
+        return self.allocs - len(self.disagreements)
+
+    @property
+    def agreement(self) -> float:
+        """Fraction of allocations that agree (1.0 when there were none).  Runtime: O(1)."""
+        return self.agreed / self.allocs if self.allocs else 1.0
+
+    def summary(self) -> str:
+        """One line: agreed / compared, and how many frees named unknown areas.  Runtime: O(1)."""
+        return (
+            f"{self.agreed}/{self.allocs} allocations agree ({self.agreement:.1%}); "
+            f"{len(self.unknown_frees)} frees of areas unknown to the model"
+        )
+
+
+def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
+    """Apply a kernel trace to ``space`` and compare every allocation.
+
+    Purges happen only where the trace has one (the space's own drain and
+    retry are off during the replay); a purge right after a failed
+    allocation is the full reclaim (pools emptied on 6.9+).  After a
+    disagreement the kernel's choice is applied, so each later allocation is
+    judged from the kernel's state.  The event's CPU picks the 6.9+ vmap node.
+    Runtime complexity: O(e log n) for e events.
+    """
+    saved = space.auto_purge
+    space.auto_purge = False
+    allocs = 0
+    bad: list[Disagreement] = []
+    unknown: list[TraceEvent] = []
+    last_failed = False
+    try:
+        for ev in events:
+            if ev.cpu >= space.cpus:
+                raise InvalidArgument(f"trace line {ev.line}: CPU {ev.cpu} but the space has {space.cpus} CPUs")
+            if ev.kind == "alloc":
+                allocs += 1
+                try:
+                    got: int | None = space.alloc_vmap_area(
+                        ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=ev.cpu
+                    ).start
+                except VmapAllocationError:
+                    got = None
+                if got != ev.addr:
+                    bad.append(Disagreement(ev, got))
+                    if got is not None:
+                        space.free_vmap_area(got, lazy=False)
+                    if ev.addr is not None:
+                        space._force_busy(ev.addr, ev.size, cpu=ev.cpu)
+                last_failed = ev.addr is None
+            elif ev.kind == "free":
+                if ev.addr is None or not space._free_any(ev.addr):
+                    unknown.append(ev)
+            else:
+                space._purge(full_decay=last_failed)
+                last_failed = False
+    finally:
+        space.auto_purge = saved
+    return ReplayReport(allocs, tuple(bad), tuple(unknown))

@@ -1,0 +1,22 @@
+"""Helpers shared by the tests: a full snapshot of a space's observable state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from vmapsim import VmapSpace
+
+
+def snapshot(space: VmapSpace) -> tuple[Any, ...]:
+    """Everything a caller can observe, to prove a failed call changed nothing."""
+    return (
+        space.areas(),
+        space.lazy_areas(),
+        space.free_ranges(),
+        space.pooled_ranges(),
+        space.lazy_pages,
+        space.vmap_blocks(),
+        space.nr_vmalloc_pages,
+        {r.name: (space.pinned(r.name), space.peak_pinned(r.name)) for r in space.layout.regions},
+        space.purges,
+    )

@@ -20,3 +20,9 @@ def snapshot(space: VmapSpace) -> tuple[Any, ...]:
         {r.name: (space.pinned(r.name), space.peak_pinned(r.name)) for r in space.layout.regions},
         space.purges,
     )
+
+
+def console_section(text: str, name: str) -> str:
+    """The text between '=== BEGIN name' and '=== END name' in a real-kernel probe's console log."""
+    begin = text.index(f"=== BEGIN {name}\n") + len(f"=== BEGIN {name}\n")
+    return text[begin : text.index(f"=== END {name}\n", begin)]

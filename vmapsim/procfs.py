@@ -241,18 +241,54 @@ def restore(
     1
     """
     space = VmapSpace(layout, cpus=cpus, profile=profile, nr_cpus_config=nr_cpus_config, auto_purge=auto_purge)
+    records = list(records)
     for i, r in enumerate(records, 1):
         if r.start is None:
             raise InvalidArgument(
                 f"record {i} has hashed or zeroed pointers: read /proc/vmallocinfo as root with kptr_restrict=1"
             )
+    arrays = _page_arrays(records, layout.bits // 8)
+    nested = set(arrays.values())
+    for i, r in enumerate(records):
+        assert r.start is not None
         if r.kind == "unpurged":
             space.reserve(r.start, r.size, vm_flags=0, lazy=True)
         elif r.kind == "vm_map_ram":
             space.reserve(r.start, r.size, vm_flags=0, va_flags=VMAP_RAM)
         else:
-            space.reserve(r.start, r.size, caller=r.caller, vm_flags=r.vm_flags, nr_pages=r.pages, phys=r.phys or 0)
+            array = arrays.get(i, 0 if "vpages" in r.flags else None)
+            space.reserve(
+                r.start,
+                r.size,
+                caller=r.caller,
+                vm_flags=r.vm_flags,
+                nr_pages=r.pages,
+                phys=r.phys or 0,
+                pages_area=None if array is None else (records[array].start if array else 0),
+                nested=i in nested,
+            )
     return space
+
+
+def _page_arrays(records: list[VmallocInfoRecord], ptr_size: int) -> dict[int, int]:
+    """Match each ``vpages`` vmalloc to its page-array vmalloc: same caller, the array's size.
+
+    ``__vmalloc_area_node()`` allocates the array right after the area itself
+    but at the lowest free fit, so it may lie anywhere; the first unclaimed
+    vmalloc of the right caller and page count is taken.
+    """
+    out: dict[int, int] = {}
+    claimed: set[int] = set()
+    for i, r in enumerate(records):
+        if "vpages" not in r.flags:
+            continue
+        want = -(-r.pages * ptr_size // 4096)
+        for k, c in enumerate(records):
+            if k != i and k not in claimed and c.caller == r.caller and c.pages == want and "vmalloc" in c.flags:
+                out[i] = k
+                claimed.add(k)
+                break
+    return out
 
 
 def render_meminfo(space: VmapSpace) -> str:

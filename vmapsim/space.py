@@ -73,8 +73,9 @@ class VmapArea:
     ``size`` includes the guard page, as ``/proc/vmallocinfo`` shows it.
     ``vm_flags`` is 0 for a bare area (``alloc_vmap_area()``, ``vm_map_ram``);
     ``node`` is the 6.9+ vmap node the area was allocated for (-1: none);
-    ``pages_area`` is the start of the nested page-array vmalloc, if any;
-    ``nested`` marks such a page array.
+    ``pages_area`` is the start of the nested page-array vmalloc, if any (0:
+    one exists but a restored snapshot did not say where); ``nested`` marks
+    such a page array.
 
     >>> VmapArea(0x1000, 0x3000).size
     8192
@@ -353,7 +354,7 @@ class VmapSpace:
         if area.vm_flags & VM_FLUSH_RESET_PERMS:
             self.vm_unmap_aliases()
         self._nr_vmalloc_pages -= area.nr_pages
-        if area.pages_area is not None:
+        if area.pages_area:  # 0: a restored area whose page array was not identified
             array = self._busy.pop(area.pages_area)
             self._nr_vmalloc_pages -= array.nr_pages
             self._free_lazy(array)
@@ -376,8 +377,8 @@ class VmapSpace:
         w = self.layout.vmalloc
         size = (nr_pages << PAGE_SHIFT) + PAGE_SIZE
         self._check_request(size, PAGE_SIZE, w.start, w.end, cpu)
-        area = self._alloc(size, 1, w.start, w.end, cpu=cpu, caller=caller, vm_flags=VM_MAP, nr_pages=nr_pages)
-        return area.start
+        # vm_struct.nr_pages stays 0: vmap() sets it only for VM_MAP_PUT_PAGES.
+        return self._alloc(size, 1, w.start, w.end, cpu=cpu, caller=caller, vm_flags=VM_MAP).start
 
     def vunmap(self, addr: int) -> None:
         """``vunmap()``: free a vmap'd range lazily.  Runtime complexity: O(log n)."""
@@ -646,12 +647,16 @@ class VmapSpace:
         nr_pages: int = 0,
         phys: int = 0,
         lazy: bool = False,
+        pages_area: int | None = None,
+        nested: bool = False,
     ) -> VmapArea:
         """Mark a known range busy (or lazy), as boot-time ``vmlist`` entries are.
 
         Used to rebuild a space from a /proc/vmallocinfo snapshot.  The range
         must lie inside one free range, else :class:`InvalidArgument` and no
-        change.  Runtime complexity: O(log n).
+        change.  ``pages_area``/``nested`` link a vmalloc to its page-array
+        vmalloc (``pages_area=0``: the array exists but was not identified).
+        Runtime complexity: O(log n).
         """
         if (
             not isinstance(start, int)
@@ -662,7 +667,9 @@ class VmapSpace:
         ):
             raise InvalidArgument(f"reserve({start!r}, {size!r}): page-aligned start and positive size needed")
         self._free.clip(start, size)
-        area = VmapArea(start, start + size, caller, vm_flags, va_flags, nr_pages, phys, self._node_of(start))
+        area = VmapArea(
+            start, start + size, caller, vm_flags, va_flags, nr_pages, phys, self._node_of(start), pages_area, nested
+        )
         self._add_busy(area)
         if vm_flags & VM_ALLOC:
             self._nr_vmalloc_pages += nr_pages
@@ -954,5 +961,5 @@ class VmapSpace:
             assert (vb in self._vbq[vb.cpu]) == (vb.free > 0)
         assert self._nr_vmalloc_pages == sum(a.nr_pages for a in self._busy.values() if a.vm_flags & VM_ALLOC)
         for a in self._busy.values():
-            if a.pages_area is not None:
+            if a.pages_area:
                 assert self._busy[a.pages_area].nested

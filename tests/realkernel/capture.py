@@ -1,0 +1,98 @@
+"""Boot a real Debian kernel under QEMU and capture its vmalloc trace (the real-kernel probe).
+
+    python tests/realkernel/capture.py --kernel 6.12 --cpus 1 --out tests/data/qemu-6.12-1cpu.txt \\
+        crypto/ansi_cprng crypto/aegis128 ...
+
+Fetches the kernel package with ``apt-get download`` (cached in
+``$VMAPSIM_KERNEL_CACHE``, default /tmp/vmapsim-kernels; never committed), compiles
+init.c with ``gcc -static``, packs it and the named modules into a newc initramfs
+(written here in Python, so no cpio binary is needed), boots ``qemu-system-x86_64``
+(TCG, ``-cpu max``, ``nokaslr``) and writes the console text: the starting
+/proc/vmallocinfo, one ``vmapsim-load`` line per module, the trace, the final
+vmallocinfo and /proc/modules, between ``=== BEGIN/END <name>`` markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+PACKAGES = {"6.12": "linux-image-6.12.117+deb12-amd64", "6.1": "linux-image-6.1.0-56-amd64"}
+HERE = Path(__file__).resolve().parent
+
+
+def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
+    """A newc cpio archive of (name, mode, data) entries."""
+    out = bytearray()
+    for ino, (name, mode, data) in enumerate([*entries, ("TRAILER!!!", 0, b"")], 1):
+        fields = [ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(name) + 1, 0]
+        out += b"070701" + b"".join(b"%08x" % f for f in fields) + name.encode() + b"\0"
+        out += b"\0" * (-len(out) % 4) + data
+        out += b"\0" * (-len(out) % 4)
+    return bytes(out)
+
+
+def kernel_tree(version: str) -> Path:
+    """The extracted package root for a kernel version, downloading it once."""
+    cache = Path(os.environ.get("VMAPSIM_KERNEL_CACHE", "/tmp/vmapsim-kernels"))
+    root = cache / PACKAGES[version]
+    if not (root / "boot").is_dir():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["apt-get", "download", PACKAGES[version]], cwd=cache, check=True, capture_output=True)
+        deb = next(cache.glob(PACKAGES[version] + "_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    return root
+
+
+def capture(version: str, cpus: int, modules: list[str], trace: str | None = None) -> str:
+    """Boot once and return the console text."""
+    root = kernel_tree(version)
+    kver = next((root / "lib/modules").iterdir()).name
+    kernel = root / "boot" / f"vmlinuz-{kver}"
+    with tempfile.TemporaryDirectory() as tmp:
+        init = Path(tmp) / "init"
+        subprocess.run(["gcc", "-static", "-O2", "-o", str(init), str(HERE / "init.c")], check=True)
+        entries = [(d, 0o40755, b"") for d in ("proc", "sys", "dev", "m")]
+        entries.append(("init", 0o100755, init.read_bytes()))
+        names = []
+        for mod in modules:
+            path = next((root / "lib/modules" / kver / "kernel").glob(mod + ".ko*"))
+            names.append(path.name)
+            entries.append((f"m/{path.name}", 0o100644, path.read_bytes()))
+        initrd = Path(tmp) / "initrd.gz"
+        initrd.write_bytes(gzip.compress(_newc(entries)))
+        mode = trace or ("events" if version != "6.1" else "kprobes")
+        cmd = [
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", "512M",
+            "-nographic", "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd), "-append",
+            f"console=ttyS0 nokaslr quiet loglevel=1 panic=-1 vmapsim.mods={','.join(names)} vmapsim.trace={mode}",
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, timeout=300, check=True).stdout.decode(errors="replace")
+    # Drop terminal control sequences QEMU's firmware prints before the kernel starts.
+    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1bc", "", out).replace("\r", "")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--kernel", choices=sorted(PACKAGES), default="6.12")
+    p.add_argument("--cpus", type=int, default=1)
+    p.add_argument("--trace", choices=["events", "kprobes"])
+    p.add_argument("--out", required=True)
+    p.add_argument("modules", nargs="+", help="module paths under kernel/, without .ko*")
+    args = p.parse_args()
+    if not shutil.which("qemu-system-x86_64"):
+        print("capture: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)", file=sys.stderr)
+        return 2
+    Path(args.out).write_text(capture(args.kernel, args.cpus, args.modules, args.trace))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+/*
+ * vmapsim's real-kernel probe: the whole userspace of a tiny initramfs (PID 1).
+ *
+ * Mounts proc, sysfs and tracefs, sets kptr_restrict=1, arms the allocator trace
+ * (vmalloc trace events, or kprobes on kernels without them), prints
+ * /proc/vmallocinfo, loads the modules named on the kernel command line with
+ * finit_module(2), prints every return code, the trace, the final vmallocinfo and
+ * /proc/modules between "=== BEGIN/END <name>" markers, and powers off.
+ *
+ * Command line: vmapsim.mods=a.ko.xz,b.ko.xz   vmapsim.trace=events|kprobes
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define T "/sys/kernel/tracing/"
+
+static void put(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_APPEND);
+	if (fd < 0 || write(fd, s, strlen(s)) < 0)
+		printf("vmapsim-init: cannot write %s: %s\n", path, strerror(errno));
+	if (fd >= 0)
+		close(fd);
+}
+
+static void dump(const char *path, const char *tag)
+{
+	char buf[65536];
+	ssize_t n;
+	int fd = open(path, O_RDONLY);
+
+	printf("=== BEGIN %s\n", tag);
+	fflush(stdout);
+	while (fd >= 0 && (n = read(fd, buf, sizeof(buf))) > 0)
+		fwrite(buf, 1, n, stdout);
+	if (fd >= 0)
+		close(fd);
+	printf("=== END %s\n", tag);
+	fflush(stdout);
+}
+
+static char *arg(const char *cmdline, const char *key)
+{
+	const char *p = strstr(cmdline, key);
+	char *v;
+
+	if (!p)
+		return NULL;
+	v = strdup(p + strlen(key));
+	v[strcspn(v, " \n")] = 0;
+	return v;
+}
+
+int main(void)
+{
+	char cmdline[4096] = "";
+	char *mods, *mode, *name;
+	int fd;
+
+	mount("proc", "/proc", "proc", 0, NULL);
+	mount("sysfs", "/sys", "sysfs", 0, NULL);
+	mount("tracefs", "/sys/kernel/tracing", "tracefs", 0, NULL);
+	put("/proc/sys/kernel/kptr_restrict", "1");
+	fd = open("/proc/cmdline", O_RDONLY);
+	if (fd >= 0) {
+		read(fd, cmdline, sizeof(cmdline) - 1);
+		close(fd);
+	}
+	mods = arg(cmdline, "vmapsim.mods=");
+	mode = arg(cmdline, "vmapsim.trace=");
+
+	put(T "tracing_on", "0");
+	put(T "buffer_size_kb", "16384");
+	if (mode && !strcmp(mode, "kprobes")) {
+		put(T "kprobe_events", "p:vm_alloc alloc_vmap_area size=%di align=%si vstart=%dx vend=%cx\n");
+		put(T "kprobe_events", "r:vm_alloc_ret alloc_vmap_area va_start=+0($retval):x64\n");
+		put(T "kprobe_events", "p:vm_free free_vmap_area_noflush va_start=+0(%di):x64 va_end=+8(%di):x64\n");
+		put(T "kprobe_events", "p:vm_purge __purge_vmap_area_lazy start=%di end=%si\n");
+		put(T "events/kprobes/enable", "1");
+	} else {
+		put(T "events/vmalloc/enable", "1");
+	}
+	dump("/proc/vmallocinfo", "vmallocinfo-start");
+	put(T "tracing_on", "1");
+
+	for (name = mods ? strtok(mods, ",") : NULL; name; name = strtok(NULL, ",")) {
+		char path[256];
+		int flags = strstr(name, ".ko.") ? 4 /* MODULE_INIT_COMPRESSED_FILE */ : 0;
+		long rc;
+
+		snprintf(path, sizeof(path), "/m/%s", name);
+		fd = open(path, O_RDONLY);
+		rc = syscall(SYS_finit_module, fd, "", flags);
+		printf("vmapsim-load %s rc=%ld errno=%d\n", name, rc, rc ? errno : 0);
+		close(fd);
+	}
+
+	put(T "tracing_on", "0");
+	dump(T "trace", "trace");
+	dump("/proc/vmallocinfo", "vmallocinfo-end");
+	dump("/proc/modules", "modules");
+	fflush(stdout);
+	reboot(RB_POWER_OFF);
+	return 0;
+}

@@ -1,0 +1,138 @@
+"""procfs: exact /proc/vmallocinfo and meminfo text, and parsing real text back."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, strategies as st
+
+from vmapsim import InvalidArgument, ParseError, VmapSpace, layouts, procfs, profiles
+from vmapsim.units import MiB
+
+PAGE = 4096
+X = layouts.X86_64
+
+# Lines in the shape real kernels print (6.1/6.12 under QEMU, kptr_restrict=1, as root).
+REAL = """\
+0xffffc90000000000-0xffffc90000005000   20480 irq_init_percpu_irqstack+0x114/0x1a0 vmap
+0xffffc90000005000-0xffffc90000007000    8192 acpi_os_map_iomem+0x1b1/0x1e0 phys=0x000000007ffe0000 ioremap
+0xffffc90000014000-0xffffc90000019000   20480 kernel_clone+0xc8/0x3e0 pages=4 vmalloc N0=4
+0xffffc9000001c000-0xffffc90000275000 2461696 load_module+0x1b2/0x2960 pages=600 vmalloc vpages N0=600
+0xffffc90000275000-0xffffc90000278000   12288 load_module+0x1b2/0x2960 pages=2 vmalloc N0=2
+0xffffc90000300000-0xffffc90000400000 1048576 vm_map_ram
+0xffffffffc0000000-0xffffffffc0003000   12288 load_module+0x2de/0x2960 [floppy] pages=2 vmalloc N0=2
+0xffffe8ffffc00000-0xffffe8ffffe00000 2097152 pcpu_get_vm_areas+0x0/0x1b0 vmalloc
+0xffffc90000008000-0xffffc9000000a000    8192 unpurged vm_area
+"""
+
+
+def test_render_is_exactly_what_s_show_prints() -> None:
+    s = VmapSpace(X)
+    a = s.vmalloc(3 * PAGE, caller="kernel_clone+0xc8/0x3e0")
+    s.ioremap(8192, phys=0x7FFE0000, caller="acpi_os_map_iomem+0x1b1/0x1e0")
+    s.vmap(4, caller="irq_init_percpu_irqstack+0x114/0x1a0")
+    big = s.vmalloc(600 * PAGE, caller="load_module+0x1b2/0x2960")
+    s.vm_map_ram(1)
+    s.pcpu_get_vm_areas([0], [2 * MiB], 2 * MiB)
+    s.vfree(a)
+    assert procfs.render_vmallocinfo(s) == (
+        "0xffffc90000004000-0xffffc90000007000   12288 acpi_os_map_iomem+0x1b1/0x1e0 phys=0x000000007ffe0000 ioremap\n"
+        "0xffffc90000007000-0xffffc9000000c000   20480 irq_init_percpu_irqstack+0x114/0x1a0 vmap\n"
+        "0xffffc9000000c000-0xffffc90000265000 2461696 load_module+0x1b2/0x2960 pages=600 vmalloc vpages N0=600\n"
+        "0xffffc90000265000-0xffffc90000268000   12288 load_module+0x1b2/0x2960 pages=2 vmalloc N0=2\n"
+        "0xffffc90000300000-0xffffc90000400000 1048576 vm_map_ram\n"
+        "0xffffe8ffffc00000-0xffffe8ffffe00000 2097152 pcpu_get_vm_areas vmalloc\n"
+        "0xffffc90000000000-0xffffc90000004000   16384 unpurged vm_area\n"
+    )
+    assert big == X.vmalloc.start + 0xC000
+    restricted = procfs.render_vmallocinfo(s, restricted=True, numa=False)
+    assert restricted.splitlines()[0] == (
+        "0x0000000000000000-0x0000000000000000   12288 acpi_os_map_iomem+0x1b1/0x1e0 phys=0x000000007ffe0000 ioremap"
+    )
+    assert all(r.start is None for r in procfs.parse_vmallocinfo(restricted))
+
+
+def test_lazy_neighbours_merge_up_to_6_8_and_stay_apart_from_6_9() -> None:
+    for profile, lines in ((profiles.LINUX_6_3, 1), (profiles.LINUX_6_9, 2)):
+        s = VmapSpace(X, cpus=2, profile=profile)
+        a, b = s.vmalloc(PAGE), s.vmalloc(PAGE)
+        s.vfree(a)
+        s.vfree(b)
+        assert procfs.render_vmallocinfo(s).count("unpurged vm_area") == lines
+
+
+def test_6_9_lists_areas_node_by_node() -> None:
+    s = VmapSpace(X, cpus=2, profile=profiles.LINUX_6_11)
+    addrs = [s.vmalloc(15 * PAGE) for _ in range(3)]  # 64 KiB each: zones 0, 1, 2 -> nodes 0, 1, 0
+    starts = [r.start for r in procfs.parse_vmallocinfo(procfs.render_vmallocinfo(s))]
+    assert starts == [addrs[0], addrs[2], addrs[1]]
+
+
+def test_5_18_prints_every_vm_less_area_as_vm_map_ram() -> None:
+    for profile, shown in ((profiles.LINUX_5_18, True), (profiles.LINUX_6_3, False)):
+        s = VmapSpace(X, profile=profile)
+        s.alloc_vmap_area(PAGE, vstart=MiB, vend=2 * MiB)
+        assert ("vm_map_ram" in procfs.render_vmallocinfo(s)) is shown
+
+
+def test_parse_real_text() -> None:
+    recs = procfs.parse_vmallocinfo(REAL)
+    assert [r.kind for r in recs] == ["vm"] * 5 + ["vm_map_ram", "vm", "vm", "unpurged"]
+    io = recs[1]
+    assert (io.phys, io.flags, io.caller, io.vm_flags) == (0x7FFE0000, ("ioremap",), "acpi_os_map_iomem+0x1b1/0x1e0", 1)
+    assert recs[3].flags == ("vmalloc", "vpages") and recs[3].pages == 600 and recs[3].numa == ((0, 600),)
+    assert recs[6].caller == "load_module+0x2de/0x2960 [floppy]" and recs[6].pages == 2
+    assert recs[7].pages == 0 and recs[8].size == 8192
+
+
+def test_restore_rebuilds_the_snapshot_and_renders_it_back() -> None:
+    space = procfs.restore(procfs.parse_vmallocinfo(REAL), X)
+    space._check()
+    again = procfs.parse_vmallocinfo(procfs.render_vmallocinfo(space, numa=True))
+    assert sorted(again, key=lambda r: (r.kind == "unpurged", r.start or 0)) == sorted(
+        procfs.parse_vmallocinfo(REAL), key=lambda r: (r.kind == "unpurged", r.start or 0)
+    )
+    assert space.lazy_pages == 2
+    main = space.area(0xFFFFC9000001C000)
+    assert main.pages_area == 0xFFFFC90000275000 and space.area(main.pages_area).nested
+    space.vfree(main.start)  # frees the page array with it
+    assert space.lazy_pages == 2 + 601 + 3
+    assert space.vmalloc(PAGE) == 0xFFFFC9000000A000  # first gap big enough, after the lazy area
+
+
+def test_restore_needs_real_pointers_and_consistent_areas() -> None:
+    hashed = "0x000000003c1d6a2b-0x00000000c7bb03b4    8192 f+0x1/0x2 pages=1 vmalloc N0=1\n"
+    with pytest.raises(InvalidArgument, match="kptr_restrict=1"):
+        procfs.restore(procfs.parse_vmallocinfo(hashed), X)
+    overlapping = REAL + "0xffffc90000000000-0xffffc90000002000    8192 unpurged vm_area\n"
+    with pytest.raises(InvalidArgument):
+        procfs.restore(procfs.parse_vmallocinfo(overlapping), X)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["hello\n", "0xffff-0xzz 12 vmalloc\n", "0xffffc90000000000-0xffffc90000002000    8192 f pages=x\n"],
+)
+def test_parse_errors_name_the_line(text: str) -> None:
+    with pytest.raises(ParseError) as e:
+        procfs.parse_vmallocinfo("\n" + text, source="snap.txt")
+    assert str(e.value).startswith("snap.txt:2:")
+
+
+def test_meminfo() -> None:
+    s = VmapSpace(X)
+    s.vmalloc(10 * PAGE)
+    s.vmap(5)
+    text = procfs.render_meminfo(s)
+    assert text == "VmallocTotal:   34359738367 kB\nVmallocUsed:          40 kB\nVmallocChunk:          0 kB\n"
+    assert procfs.parse_meminfo(text) == {"VmallocTotal": 34359738367, "VmallocUsed": 40, "VmallocChunk": 0}
+    assert procfs.render_meminfo(VmapSpace(layouts.ARM64_48)).startswith("VmallocTotal:   133143592960 kB")
+    with pytest.raises(ParseError):
+        procfs.parse_meminfo("VmallocUsed: lots\n")
+
+
+@given(st.text(max_size=200))
+def test_parser_raises_only_parse_errors(text: str) -> None:
+    try:
+        procfs.parse_vmallocinfo(text)
+    except ParseError:
+        pass

@@ -1,0 +1,60 @@
+"""The public surface: what vmapsim exports, and that every public name is documented."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import subprocess
+import sys
+
+import vmapsim
+
+PUBLIC_MODULES = sorted(
+    m.name for m in pkgutil.iter_modules(vmapsim.__path__, "vmapsim.") if not m.name.split(".")[-1].startswith("_")
+)
+
+
+def test_top_level_exports() -> None:
+    assert sorted(vmapsim.__all__) == sorted(
+        [
+            "PAGE_SIZE", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ParseError", "Region",
+            "RegionUsage", "UnknownAddress", "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace",
+            "VmapsimError", "layouts", "procfs", "profiles", "trace",
+        ]
+    )  # fmt: skip
+    for name in vmapsim.__all__:
+        assert hasattr(vmapsim, name), name
+    # every public non-module attribute of the package is exported
+    unexported = {n for n in dir(vmapsim) if not n.startswith("_") and not inspect.ismodule(getattr(vmapsim, n))}
+    assert unexported - set(vmapsim.__all__) == set()
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    missing = []
+    for modname in PUBLIC_MODULES:
+        mod = importlib.import_module(modname)
+        if not mod.__doc__:
+            missing.append(modname)
+        for name in getattr(mod, "__all__", []):
+            obj = getattr(mod, name)
+            if inspect.isclass(obj) or inspect.isfunction(obj):
+                if not obj.__doc__:
+                    missing.append(f"{modname}.{name}")
+                if inspect.isclass(obj):
+                    for attr, member in vars(obj).items():
+                        if attr.startswith("_") or not (inspect.isfunction(member) or isinstance(member, property)):
+                            continue
+                        doc = member.__doc__ if not isinstance(member, property) else member.fget.__doc__  # type: ignore[union-attr]
+                        if not doc:
+                            missing.append(f"{modname}.{name}.{attr}")
+    assert missing == []
+
+
+def test_every_submodule_declares_all_and_imports_without_cycles() -> None:
+    for modname in PUBLIC_MODULES:
+        if modname in ("vmapsim.__main__",):
+            continue
+        # a fresh interpreter per module: an import cycle would show up as an ImportError here
+        subprocess.run([sys.executable, "-c", f"import {modname}"], check=True)
+        assert hasattr(importlib.import_module(modname), "__all__"), modname

@@ -19,7 +19,10 @@ class NaiveFreeTree:
 
     @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> NaiveFreeTree:
-        return cls(ranges)
+        tree = cls()
+        tree.ranges = sorted(ranges)  # callers pass disjoint, non-touching ranges
+        tree._check()
+        return tree
 
     def __len__(self) -> int:
         return len(self.ranges)

@@ -37,7 +37,7 @@ from vmapsim.errors import InvalidArgument
 __all__ = ["FreeTree"]
 
 #: Target chunk length; a chunk splits above ``2 * LOAD`` and merges below ``LOAD // 4``.
-LOAD = 64
+LOAD = 32
 
 
 @attrs.define(eq=False)
@@ -56,8 +56,12 @@ class FreeTree:
     _ends: list[list[int]] = attrs.field(factory=list, init=False)
     _sizes: list[list[int]] = attrs.field(factory=list, init=False)
     _firsts: list[int] = attrs.field(factory=list, init=False)
-    # _levels[0] is the list of chunk maxima; _levels[k][i] = max of its two children.
-    _levels: list[list[int]] = attrs.field(factory=lambda: [[]], init=False)
+    # An upper bound on each chunk's largest range: raised at once when a range grows, lowered
+    # lazily when a search finds the chunk has nothing that big (shrinking stays O(1)).
+    _cmax: list[int] = attrs.field(factory=list, init=False)
+    # A max-tree over _cmax in one list: leaves at _cap + c, node i = max(2i, 2i + 1), padding -1.
+    _tree: list[int] = attrs.field(factory=lambda: [-1, -1], init=False)
+    _cap: int = attrs.field(default=1, init=False)
     _dirty: bool = attrs.field(default=False, init=False)
     _len: int = attrs.field(default=0, init=False)
 
@@ -82,7 +86,7 @@ class FreeTree:
                 tree._ends.append([e for _, e in part])
                 tree._sizes.append([e - s for s, e in part])
                 tree._firsts.append(part[0][0])
-            tree._levels = [[max(sz) for sz in tree._sizes]]
+            tree._cmax = [max(sz) for sz in tree._sizes]
             tree._len = len(pairs)
             tree._dirty = True
         else:
@@ -126,7 +130,7 @@ class FreeTree:
         Runtime complexity: O(1) over the whole tree, O(log n + k) for a window.
         """
         if hi is None and lo == 0:
-            return max(self._levels[0], default=0)
+            return max((max(sz) for sz in self._sizes), default=0)
         return max((e - s for s, e in self.irange(lo, hi if hi is not None else 1 << 64)), default=0)
 
     def containing(self, addr: int) -> tuple[int, int] | None:
@@ -222,28 +226,30 @@ class FreeTree:
             raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps free range at {starts[nc][nj]:#x}")
         merge_prev = j >= 0 and ends[c][j] == start
         merge_next = has_next and starts[nc][nj] == end
-        if merge_prev and merge_next:
-            # Extend prev over next first: deleting next may merge chunks and move (c, j).
-            ends[c][j] = ends[nc][nj]
-            self._grew(c, j)
-            self._delete_at(nc, nj)
-        elif merge_prev:
-            ends[c][j] = end
-            self._grew(c, j)
+        if merge_prev:
+            if merge_next:
+                end = ends[nc][nj]
+                # Extend prev over next first: deleting next may merge chunks and move (c, j).
+                ends[c][j] = end
+                self._grew(c, j, end - starts[c][j])
+                self._delete_at(nc, nj)
+            else:
+                ends[c][j] = end
+                self._grew(c, j, end - starts[c][j])
         elif merge_next:
             starts[nc][nj] = start
             if nj == 0:
                 self._firsts[nc] = start
-            self._grew(nc, nj)
+            self._grew(nc, nj, ends[nc][nj] - start)
         else:
             j += 1
             starts[c].insert(j, start)
             ends[c].insert(j, end)
-            sizes[c].insert(j, end - start)
+            sizes[c].insert(j, 0)
             self._len += 1
             if j == 0:
                 self._firsts[c] = start
-            self._grew(c, j)
+            self._grew(c, j, end - start)
             if len(starts[c]) > 2 * LOAD:
                 self._split(c)
 
@@ -260,7 +266,7 @@ class FreeTree:
         """(chunk, index, address) of the lowest fit, or None."""
         if not self._starts:
             return None
-        starts, ends, sizes, cmax = self._starts, self._ends, self._sizes, self._levels[0]
+        starts, ends, sizes, cmax = self._starts, self._ends, self._sizes, self._cmax
         mask = align - 1
         c = bisect_right(self._firsts, vstart) - 1
         if c < 0:
@@ -282,6 +288,9 @@ class FreeTree:
                             return None
                         if a + size <= ends[c][k]:
                             return c, k, a
+                exact = max(sz)
+                if exact < cmax[c]:
+                    self._set_max(c, exact)  # the bound was stale: tighten it
             c = self._next_chunk(c + 1, size)
             if c < 0:
                 return None
@@ -291,7 +300,6 @@ class FreeTree:
         """Apply one of the kernel's four fit types to range (c, j) (``va_clip()``)."""
         st, en, sz = self._starts[c], self._ends[c], self._sizes[c]
         s, e = st[j], en[j]
-        old = e - s
         if a == s and a + size == e:  # FL_FIT_TYPE: the range disappears
             self._delete_at(c, j)
             return
@@ -310,23 +318,27 @@ class FreeTree:
             en.insert(j + 1, e)
             sz.insert(j + 1, e - a - size)
             self._len += 1
-        self._shrunk(c, old)
+        if e - s == self._cmax[c] and 2 * size > e - s:
+            # The chunk's largest range lost over half its size: tighten the bound now (cheap and
+            # usually final); small bites, like those off a free tail, leave it loose.
+            self._set_max(c, max(sz))
         if len(st) > 2 * LOAD:
             self._split(c)
 
     def _delete_at(self, c: int, j: int) -> None:
         st, en, sz = self._starts[c], self._ends[c], self._sizes[c]
-        old = sz[j]
+        removed = sz[j]
         del st[j], en[j], sz[j]
         self._len -= 1
         if not st:
-            for lst in (self._starts, self._ends, self._sizes, self._firsts, self._levels[0]):
+            for lst in (self._starts, self._ends, self._sizes, self._firsts, self._cmax):
                 del lst[c]
             self._dirty = True
             return
         if j == 0:
             self._firsts[c] = st[0]
-        self._shrunk(c, old)
+        if removed == self._cmax[c]:
+            self._set_max(c, max(sz))
         if len(st) < LOAD // 4 and len(self._starts) > 1:
             self._merge(c)
 
@@ -335,7 +347,7 @@ class FreeTree:
         self._ends.insert(c, en)
         self._sizes.insert(c, [e - s for s, e in zip(st, en, strict=False)])
         self._firsts.insert(c, st[0])
-        self._levels[0].insert(c, max(self._sizes[c]))
+        self._cmax.insert(c, max(self._sizes[c]))
         self._dirty = True
 
     def _split(self, c: int) -> None:
@@ -343,7 +355,7 @@ class FreeTree:
         half = len(st) // 2
         self._new_chunk(c + 1, st[half:], en[half:])
         del st[half:], en[half:], self._sizes[c][half:]
-        self._levels[0][c] = max(self._sizes[c])
+        self._cmax[c] = max(self._sizes[c])
 
     def _merge(self, c: int) -> None:
         """Fold small chunk c into a neighbour, splitting again if that overflows."""
@@ -352,7 +364,7 @@ class FreeTree:
         self._starts[lo] += self._starts[hi]
         self._ends[lo] += self._ends[hi]
         self._sizes[lo] += self._sizes[hi]
-        cmax = self._levels[0]
+        cmax = self._cmax
         cmax[lo] = max(cmax[lo], cmax[hi])
         for lst in (self._starts, self._ends, self._sizes, self._firsts, cmax):
             del lst[hi]
@@ -360,70 +372,59 @@ class FreeTree:
         if len(self._starts[lo]) > 2 * LOAD:
             self._split(lo)
 
-    def _grew(self, c: int, j: int) -> None:
-        if self._sizes[c][j] != self._ends[c][j] - self._starts[c][j]:
-            self._sizes[c][j] = self._ends[c][j] - self._starts[c][j]
-        if self._sizes[c][j] > self._levels[0][c]:
-            self._set_max(c, self._sizes[c][j])
-
-    def _shrunk(self, c: int, old: int) -> None:
-        if old == self._levels[0][c]:
-            new = max(self._sizes[c])
-            if new != old:
-                self._set_max(c, new)
+    def _grew(self, c: int, j: int, size: int) -> None:
+        """Range (c, j) now has ``size`` bytes: record it and raise the chunk bound if needed."""
+        self._sizes[c][j] = size
+        if size > self._cmax[c]:
+            self._set_max(c, size)
 
     def _set_max(self, c: int, value: int) -> None:
-        levels = self._levels
-        levels[0][c] = value
+        self._cmax[c] = value
         if self._dirty:
             return
-        i = c
-        for k in range(1, len(levels)):
-            lower = levels[k - 1]
-            i >>= 1
-            left = lower[2 * i]
-            v = lower[2 * i + 1] if 2 * i + 1 < len(lower) and lower[2 * i + 1] > left else left
-            if levels[k][i] == v:
+        tree = self._tree
+        i = self._cap + c
+        tree[i] = value
+        i >>= 1
+        while i:
+            a, b = tree[2 * i], tree[2 * i + 1]
+            v = a if a > b else b
+            if tree[i] == v:
                 break
-            levels[k][i] = v
+            tree[i] = v
+            i >>= 1
 
     def _rebuild(self) -> None:
-        levels = [self._levels[0]]
-        while len(levels[-1]) > 1:
-            lower = levels[-1]
-            upper = list(map(max, lower[0::2], lower[1::2]))
-            if len(lower) & 1:
-                upper.append(lower[-1])
-            levels.append(upper)
-        self._levels = levels
-        self._dirty = False
+        cap = 1
+        while cap < len(self._cmax):
+            cap <<= 1
+        tree = [-1] * (2 * cap)
+        tree[cap : cap + len(self._cmax)] = self._cmax
+        lo = cap
+        while lo > 1:
+            hi, lo = lo, lo >> 1
+            tree[lo:hi] = map(max, tree[2 * lo : 2 * hi : 2], tree[2 * lo + 1 : 2 * hi : 2])
+        self._tree, self._cap, self._dirty = tree, cap, False
 
     def _next_chunk(self, c: int, size: int) -> int:
         """Smallest chunk index >= c whose largest range is >= size, or -1."""
         if self._dirty:
             self._rebuild()
-        levels = self._levels
-        top = len(levels) - 1
-        k, i = 0, c
-        while True:
-            lvl = levels[k]
-            if i >= len(lvl):
-                return -1
-            if lvl[i] >= size:
-                break
-            if i & 1 == 0:
-                i += 1
-            else:
-                if k == top:
-                    return -1
-                i = (i >> 1) + 1
-                k += 1
-        while k:
-            k -= 1
+        tree, cap = self._tree, self._cap
+        if c >= cap:
+            return -1
+        i = cap + c
+        while tree[i] < size:
+            while i & 1:  # a right child: climb until a left child
+                i >>= 1
+            if not i:
+                return -1  # climbed past the root
+            i += 1  # its right sibling covers the next chunks
+        while i < cap:
             i <<= 1
-            if levels[k][i] < size:
+            if tree[i] < size:
                 i += 1
-        return i
+        return i - cap
 
     def _check(self) -> None:
         """Assert every invariant (for tests): sorted, non-empty, never adjacent, sums right."""
@@ -431,11 +432,11 @@ class FreeTree:
             self._rebuild()
         prev_end = -1
         count = 0
-        assert len(self._starts) == len(self._ends) == len(self._sizes) == len(self._firsts)
-        assert self._levels[0] == [max(sz) for sz in self._sizes]
-        for k in range(1, len(self._levels)):
-            lower = self._levels[k - 1]
-            assert self._levels[k] == [max(lower[i : i + 2]) for i in range(0, len(lower), 2)]
+        assert len(self._starts) == len(self._ends) == len(self._sizes) == len(self._firsts) == len(self._cmax)
+        assert all(bound >= max(sz) for bound, sz in zip(self._cmax, self._sizes, strict=True))
+        tree, cap = self._tree, self._cap
+        assert tree[cap : cap + len(self._cmax)] == self._cmax and len(self._cmax) <= cap
+        assert all(tree[i] == max(tree[2 * i], tree[2 * i + 1]) for i in range(1, cap))
         for st, en, sz, first in zip(self._starts, self._ends, self._sizes, self._firsts, strict=False):
             assert st and len(st) == len(en) == len(sz) <= 2 * LOAD
             assert first == st[0]

@@ -2,7 +2,10 @@
 
 ``vmapsim demo`` runs a short, deterministic sequence of vmalloc-family calls
 and prints /proc/vmallocinfo, the meminfo lines and per-window usage with the
-peak.  Errors print one line and exit with status 2.
+peak.  ``vmapsim replay SNAPSHOT TRACE`` rebuilds a space from a real
+/proc/vmallocinfo and replays the kernel's vmalloc trace on it, listing every
+allocation where vmapsim would have chosen differently.  Errors print one line
+and exit with status 2.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from vmapsim import layouts, procfs, profiles
-from vmapsim.errors import VmapsimError
+from vmapsim import layouts, procfs, profiles, trace
+from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.space import VmapSpace
 from vmapsim.units import MiB
 
@@ -47,6 +51,38 @@ def _demo(args: argparse.Namespace) -> str:
     return "\n".join(out) + "\n"
 
 
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError as e:
+        raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
+
+
+def _guess_layout(records: list[procfs.VmallocInfoRecord]) -> layouts.Layout:
+    """The shipped layout whose vmalloc window holds the most snapshot areas."""
+    starts = [r.start for r in records if r.start is not None]
+    return max(layouts.LAYOUTS.values(), key=lambda lay: sum(a in lay.vmalloc for a in starts))
+
+
+def _replay(args: argparse.Namespace) -> str:
+    records = procfs.parse_vmallocinfo(_read(args.snapshot), source=args.snapshot)
+    layout = _guess_layout(records) if args.layout == "auto" else layouts.by_name(args.layout)
+    space = procfs.restore(records, layout, cpus=args.cpus, profile=profiles.for_version(args.kernel))
+    report = trace.replay(trace.parse_trace(_read(args.trace), source=args.trace), space)
+    out = [f"# replay on {layout.name}, {args.cpus} CPUs, kernel profile {space.profile.name}", report.summary()]
+    for d in report.disagreements[: args.show]:
+        e = d.event
+        kernel = "failed" if e.addr is None else f"{e.addr:#x}"
+        model = "fails" if d.model is None else f"{d.model:#x}"
+        out.append(
+            f"line {e.line}: cpu {e.cpu} size {e.size} align {e.align} window {e.vstart:#x}-{e.vend:#x}: "
+            f"kernel {kernel}, vmapsim {model}"
+        )
+    for e in report.unknown_frees[: args.show]:
+        out.append(f"line {e.line}: free of {e.addr or 0:#x}, which the model does not hold")
+    return "\n".join(out) + "\n"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -55,6 +91,14 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--cpus", type=int, default=4, help="online CPUs (default 4)")
     d.add_argument("--kernel", default="6.3", help="kernel version whose allocator to model (default 6.3)")
     d.set_defaults(run=_demo)
+    r = sub.add_parser("replay", help="replay a real kernel's vmalloc trace on its /proc/vmallocinfo snapshot")
+    r.add_argument("snapshot", help="/proc/vmallocinfo read when tracing began (root, kptr_restrict=1)")
+    r.add_argument("trace", help="the ftrace text: events/vmalloc, or the kprobes of docs/usage.md")
+    r.add_argument("--layout", default="auto", help="a layout name, or 'auto' (from the snapshot's addresses)")
+    r.add_argument("--kernel", default="6.3", help="kernel version of the traced machine (default 6.3)")
+    r.add_argument("--cpus", type=int, default=1, help="CPUs of the traced machine (default 1)")
+    r.add_argument("--show", type=int, default=20, help="disagreements to list (default 20)")
+    r.set_defaults(run=_replay)
     return p
 
 

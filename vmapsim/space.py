@@ -135,10 +135,6 @@ class RegionUsage:
         return self.busy + self.lazy + self.pooled
 
 
-def _region_index(layout: Layout) -> tuple[Region, ...]:
-    return layout.regions
-
-
 @attrs.define(eq=False)
 class VmapSpace:
     """The vmap allocator state of one machine: free tree, busy, lazy and pooled areas.
@@ -185,7 +181,7 @@ class VmapSpace:
         if not isinstance(self.nr_cpus_config, int) or self.nr_cpus_config < self.cpus:
             raise InvalidArgument(f"nr_cpus_config={self.nr_cpus_config!r}: must be an integer >= cpus")
         self._free = FreeTree.from_ranges([(1, self.layout.kva_end)])
-        self._regions = _region_index(self.layout)
+        self._regions = self.layout.regions
         self._pinned = {r.name: 0 for r in self._regions}
         self._peak = dict(self._pinned)
         self._pools = [{} for _ in range(self.nr_vmap_nodes if self.profile.node_pools else 0)]

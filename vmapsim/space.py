@@ -663,9 +663,10 @@ class VmapSpace:
         ):
             raise InvalidArgument(f"reserve({start!r}, {size!r}): page-aligned start and positive size needed")
         self._free.clip(start, size)
-        area = VmapArea(
-            start, start + size, caller, vm_flags, va_flags, nr_pages, phys, self._node_of(start), pages_area, nested
-        )
+        # Only vmalloc-window areas carry a node; which CPU allocated one is not known, so the
+        # node addr_to_node() gives stands in for it.
+        node = self._node_of(start) if start in self.layout.vmalloc else -1
+        area = VmapArea(start, start + size, caller, vm_flags, va_flags, nr_pages, phys, node, pages_area, nested)
         self._add_busy(area)
         if vm_flags & VM_ALLOC:
             self._nr_vmalloc_pages += nr_pages

@@ -349,3 +349,12 @@ def test_constructor_rejects_bad_cpus() -> None:
             VmapSpace(X, cpus=cpus)
     with pytest.raises(InvalidArgument):
         VmapSpace(X, cpus=64, nr_cpus_config=32)
+
+
+def test_restored_module_areas_never_enter_node_pools() -> None:
+    s = VmapSpace(X, cpus=4, profile=profiles.LINUX_6_11)
+    s.reserve(X.modules.start, 2 * PAGE, lazy=True)
+    s.reserve(VSTART, 2 * PAGE, lazy=True)
+    s.vm_unmap_aliases()
+    assert s.pooled_ranges() == [(VSTART, VSTART + 2 * PAGE)]  # the vmalloc-window one is pooled
+    assert s.usage("modules").pinned == 0

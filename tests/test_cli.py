@@ -77,3 +77,26 @@ def test_replay_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     ):
         r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+def test_scan_writes_csv_and_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_csv, out_cat = tmp_path / "m.csv", tmp_path / "m.json.xz"
+    assert main(["scan", str(DATA / "modules"), "--csv", str(out_csv), "--save", str(out_cat), "--jobs", "1"]) == 0
+    assert capsys.readouterr().out.startswith("5 modules of unknown (module_memory loader), 0 skipped")
+    lines = out_csv.read_text().splitlines()
+    assert lines[0].startswith("name,path,compression,file_size,decompressed_size,text,") and len(lines) == 6
+    from vmapsim.modules import Catalog
+
+    assert len(Catalog.load(out_cat)) == 5
+
+
+def test_scan_errors_write_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "out.csv"
+    for argv, needle in (
+        (["scan", str(tmp_path / "nope"), "--csv", str(target)], "no such directory"),
+        (["scan", str(tmp_path), "--csv", str(target)], "no module files"),
+        (["scan", str(DATA / "modules"), "--csv", str(tmp_path / "no" / "dir.csv")], "cannot write"),
+    ):
+        r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -18,9 +18,9 @@ PUBLIC_MODULES = sorted(
 def test_top_level_exports() -> None:
     assert sorted(vmapsim.__all__) == sorted(
         [
-            "PAGE_SIZE", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ParseError", "Region",
-            "RegionUsage", "UnknownAddress", "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace",
-            "VmapsimError", "layouts", "procfs", "profiles", "trace",
+            "PAGE_SIZE", "Catalog", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ModuleFileError",
+            "ModuleImage", "ParseError", "Region", "RegionUsage", "UnknownAddress", "VmapAllocationError",
+            "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "layouts", "modules", "procfs", "profiles", "trace",
         ]
     )  # fmt: skip
     for name in vmapsim.__all__:

@@ -6,10 +6,18 @@
 '0xffffc90000000000'
 """
 
-from vmapsim import layouts, procfs, profiles, trace
-from vmapsim.errors import InvalidArgument, ParseError, UnknownAddress, VmapAllocationError, VmapsimError
+from vmapsim import layouts, modules, procfs, profiles, trace
+from vmapsim.errors import (
+    InvalidArgument,
+    ModuleFileError,
+    ParseError,
+    UnknownAddress,
+    VmapAllocationError,
+    VmapsimError,
+)
 from vmapsim.freetree import FreeTree
 from vmapsim.layouts import Layout, Region
+from vmapsim.modules import Catalog, ModuleImage
 from vmapsim.profiles import KernelProfile
 from vmapsim.space import RegionUsage, VmapArea, VmapBlock, VmapSpace
 from vmapsim.units import PAGE_SIZE
@@ -18,10 +26,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "PAGE_SIZE",
+    "Catalog",
     "FreeTree",
     "InvalidArgument",
     "KernelProfile",
     "Layout",
+    "ModuleFileError",
+    "ModuleImage",
     "ParseError",
     "Region",
     "RegionUsage",
@@ -32,6 +43,7 @@ __all__ = [
     "VmapSpace",
     "VmapsimError",
     "layouts",
+    "modules",
     "procfs",
     "profiles",
     "trace",

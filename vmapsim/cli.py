@@ -17,6 +17,7 @@ from pathlib import Path
 
 from vmapsim import layouts, procfs, profiles, trace
 from vmapsim.errors import InvalidArgument, VmapsimError
+from vmapsim.modules.catalog import Catalog, progress_bar
 from vmapsim.space import VmapSpace
 from vmapsim.units import MiB
 
@@ -83,6 +84,35 @@ def _replay(args: argparse.Namespace) -> str:
     return "\n".join(out) + "\n"
 
 
+def _write(path: str, data: bytes) -> None:
+    """Write all of ``data`` or nothing: a temporary file renamed into place."""
+    target = Path(path)
+    tmp = target.with_name(target.name + ".part")
+    try:
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise InvalidArgument(f"cannot write {path}: {e.strerror}") from None
+
+
+def _scan(args: argparse.Namespace) -> str:
+    catalog = Catalog.scan(args.path, jobs=args.jobs, progress=progress_bar())
+    if args.csv:
+        _write(args.csv, catalog.to_csv().encode())
+    if args.save:
+        catalog.save(args.save)
+    gen = catalog.generation
+    total = sum(sum(n for _, n in m.allocations(gen)) for m in catalog)
+    out = [
+        f"{len(catalog)} modules of {catalog.kernel} ({gen} loader), {len(catalog.problems)} skipped; "
+        f"{sum(m.file_size for m in catalog)} file bytes, {sum(m.decompressed_size for m in catalog)} decompressed, "
+        f"{total} bytes of module-area allocations if all were loaded"
+    ]
+    out += [f"skipped {p.path}: {p.reason}" for p in catalog.problems]
+    return "\n".join(out) + "\n"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -99,6 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--cpus", type=int, default=1, help="CPUs of the traced machine (default 1)")
     r.add_argument("--show", type=int, default=20, help="disagreements to list (default 20)")
     r.set_defaults(run=_replay)
+    c = sub.add_parser("scan", help="read a module tree into a catalog (sizes, allocations, deps, aliases)")
+    c.add_argument("path", help="lib/modules/<kver>, an extracted package root, or any directory of modules")
+    c.add_argument("--csv", help="write one row per module to this CSV file")
+    c.add_argument("--save", help="write the catalog (xz-compressed JSON) to this file")
+    c.add_argument("--jobs", type=int, help="worker processes (default: all CPUs)")
+    c.set_defaults(run=_scan)
     return p
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 __all__ = [
     "InvalidArgument",
+    "ModuleFileError",
     "ParseError",
     "UnknownAddress",
     "VmapAllocationError",
@@ -76,3 +77,18 @@ class ParseError(VmapsimError, ValueError):
         super().__init__(f"{source}:{line}: {message}")
         self.source = source
         self.line = line
+
+
+class ModuleFileError(VmapsimError, ValueError):
+    """A module file that cannot be read: corrupt, truncated, not ELF, unknown compression.
+
+    ``path`` names the file and ``reason`` says what is wrong with it.
+
+    >>> str(ModuleFileError("m/x.ko", "not an ELF file"))
+    'm/x.ko: not an ELF file'
+    """
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason

@@ -1,0 +1,219 @@
+"""Module scanning and catalogs, held to the reference data of ../shared/data (copied to tests/data/reference).
+
+The reference CSVs were made independently from Debian's packages; the scanner and the shipped
+catalogs must reproduce them.  tests/data/modules holds small real modules: a plain 6.1 .ko, a signed
+6.12 .ko.xz, the same 6.12 module recompressed with zstd and gzip, and an unsigned copy.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import lzma
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from vmapsim import InvalidArgument, ModuleFileError
+from vmapsim.modules import Catalog, KernelConfig, UnknownModule, read_module
+from vmapsim.modules.catalog import CSV_COLUMNS
+
+DATA = Path(__file__).parent / "data"
+FIXTURES = DATA / "modules"
+REF = {
+    "debian-6.1-amd64": "6.1.0-56-amd64",
+    "debian-6.12-amd64": "6.12.117+deb12-amd64",
+}
+
+
+def reference(kver: str) -> dict[str, dict[str, str]]:
+    text = lzma.decompress((DATA / "reference" / f"{kver}.csv.xz").read_bytes()).decode()
+    return {r["name"]: r for r in csv.DictReader(io.StringIO(text))}
+
+
+def rows(catalog: Catalog) -> dict[str, dict[str, str]]:
+    return {r["name"]: r for r in csv.DictReader(io.StringIO(catalog.to_csv()))}
+
+
+def test_fixture_modules_match_the_reference_rows() -> None:
+    cat = Catalog.scan(FIXTURES, jobs=1)
+    assert cat.problems == () and len(cat) == 5
+    got = rows(cat)
+    r61, r612 = reference("6.1.0-56-amd64"), reference("6.12.117+deb12-amd64")
+    assert got["irqbypass"] == r61["irqbypass"] | {"path": "irqbypass.ko", "est_allocs": got["irqbypass"]["est_allocs"],
+                                                   "est_core_alloc": "12288", "est_init_alloc": "4096"}  # fmt: skip
+    assert got["msr"] == r612["msr"] | {"path": "msr.ko.xz"}
+    same = [c for c in CSV_COLUMNS if c not in ("name", "path", "compression", "file_size")]
+    for variant, compression in (("ansi_cprng_zst", "zst"), ("ansi_cprng_gz", "gz"), ("ansi_cprng_unsigned", "none")):
+        assert got[variant]["compression"] == compression
+        diff = {c for c in same if got[variant][c] != r612["ansi_cprng"][c]}
+        # the unsigned copy lacks its 303-byte signature; nothing else may differ
+        assert diff == ({"decompressed_size"} if compression == "none" else set()), (variant, diff)
+    assert cat["ansi_cprng_unsigned"].signature_size == 0 and cat["ansi_cprng_zst"].signature_size == 303
+    assert cat["irqbypass"].legacy == (16384, 4096)  # the 6.1 module's two module_alloc() sizes
+
+
+@pytest.mark.parametrize("name", sorted(REF))
+def test_shipped_catalogs_reproduce_the_reference_data(name: str) -> None:
+    cat = Catalog.builtin(name)
+    ref, got = reference(REF[name]), rows(cat)
+    assert set(got) == set(ref) and cat.kernel == REF[name]
+    for column in CSV_COLUMNS:
+        agree = sum(got[n][column] == ref[n][column] for n in ref)
+        assert agree >= 0.99 * len(ref), (column, agree, len(ref))
+    mismatched = [(n, c) for n in ref for c in CSV_COLUMNS if got[n][c] != ref[n][c]]
+    assert mismatched == []  # every module, every column: nothing left to explain
+
+
+def test_published_lsmod_sizes() -> None:
+    c61, c612 = Catalog.builtin("debian-6.1-amd64"), Catalog.builtin("debian-6.12-amd64")
+    for name, size in [("kvm_intel", 380928), ("kvm", 1146880), ("intel_cstate", 20480), ("loop", 32768),
+                       ("nf_conntrack", 188416)]:  # fmt: skip
+        assert c61[name].legacy[0] == size, name
+    assert c612["kvm_intel"].core_size == 417792 and c612["irqbypass"].core_size == 12288
+    assert c61.generation == "module_layout" and c612.generation == "module_memory"
+    assert c612["kvm_intel"].allocations("module_memory") == (
+        ("text", 225280), ("data", 69632), ("rodata", 106496), ("ro_after_init", 16384), ("init_text", 4096),
+        ("init_data", 57344),
+    )  # fmt: skip
+    with pytest.raises(InvalidArgument):
+        c612["kvm"].allocations("v6.4")
+
+
+def _depmod(kver: str) -> dict[str, list[str]]:
+    deps = {}
+    for line in lzma.decompress((DATA / "reference" / f"modules.dep-{kver}.xz").read_bytes()).decode().splitlines():
+        mod, _, rest = line.partition(":")
+        name = lambda p: Path(p).name.split(".ko")[0].replace("-", "_")  # noqa: E731
+        deps[name(mod)] = [name(p) for p in rest.split()]
+    return deps
+
+
+@pytest.mark.parametrize("name", sorted(REF))
+def test_dependency_closure_is_modprobe_order(name: str) -> None:
+    cat = Catalog.builtin(name)
+    depmod = _depmod(REF[name])
+    for mod in cat:
+        order = [m.name for m in cat.closure(mod.name)]
+        assert order[-1] == mod.name and sorted(order[:-1]) == sorted(depmod[mod.name])
+        position = {n: i for i, n in enumerate(order)}
+        for m in order:  # every module comes after its own dependencies
+            assert all(position[d.replace("-", "_")] < position[m] for d in cat[m].depends)
+    assert [m.name for m in cat.closure("kvm_intel")] == ["irqbypass", "kvm", "kvm_intel"]
+
+
+def test_lookup_errors_are_typed() -> None:
+    cat = Catalog.builtin("debian-6.12-amd64")
+    assert "kvm-intel" in cat and cat["kvm-intel"].name == "kvm_intel"
+    with pytest.raises(UnknownModule, match="'nosuchmod'"):
+        cat["nosuchmod"]
+    with pytest.raises(InvalidArgument, match="unknown catalog 'debian-9'"):
+        Catalog.builtin("debian-9")
+
+
+# An Intel server with VMX, AES, AVX2, SHA-NI, thermal sensors (features in word*32+bit hex, as in sysfs).
+INTEL = ("cpu:type:x86,ven0000fam0006mod008F:feature:,0000,0001,0016,0081,0083,0085,0089,0094,0099,009C,"
+         "0125,013D,01C0,01C6")  # fmt: skip
+
+
+def _percpu_reference(kver: str, modalias: str, acpi: bool) -> list[str]:
+    text = lzma.decompress((DATA / "reference" / f"percpu-aliases-{kver}.csv.xz").read_bytes()).decode()
+    targets = [modalias] + (["acpi:ACPI0007:", "acpi:LNXCPU:"] if acpi else [])
+    import fnmatch
+
+    return sorted(
+        {r["name"] for r in csv.DictReader(io.StringIO(text)) for t in targets if fnmatch.fnmatchcase(t, r["alias"])}
+    )
+
+
+@pytest.mark.parametrize("name", sorted(REF))
+def test_percpu_modules_for_an_intel_server(name: str) -> None:
+    cat = Catalog.builtin(name)
+    got = cat.percpu_modules(INTEL)
+    assert got == _percpu_reference(REF[name], INTEL, True)
+    assert {"kvm_intel", "aesni_intel", "coretemp", "intel_cstate", "sha256_ssse3"} <= set(got)
+    assert ("acpi_cpufreq" in got) is (name == "debian-6.1-amd64")  # 6.12 dropped its ACPI0007 alias
+    assert "kvm_amd" not in got
+
+
+def test_alias_matching_uses_kmod_glob_rules() -> None:
+    cat = Catalog.builtin("debian-6.12-amd64")
+    assert cat.match_alias("pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00") == ["e1000e"]
+    assert "virtio_net" in cat.match_alias("virtio:d00000001v00001AF4")
+    assert cat.match_alias("nothing:matches") == []
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    cat = Catalog.scan(FIXTURES, jobs=1)
+    cat.save(tmp_path / "c.json.xz")
+    again = Catalog.load(tmp_path / "c.json.xz")
+    assert again.modules == cat.modules and again.config == cat.config and again.kernel == cat.kernel
+    (tmp_path / "bad").write_bytes(b"not a catalog")
+    for bad in (tmp_path / "bad", tmp_path / "missing"):
+        with pytest.raises(InvalidArgument):
+            Catalog.load(bad)
+
+
+def test_bad_files_are_reported_and_skipped(tmp_path: Path) -> None:
+    for f in FIXTURES.iterdir():
+        shutil.copy(f, tmp_path)
+    good = (FIXTURES / "msr.ko.xz").read_bytes()
+    (tmp_path / "trunc.ko.xz").write_bytes(good[: len(good) // 2])
+    (tmp_path / "text.ko").write_bytes(b"hello, not ELF")
+    (tmp_path / "wrong.ko.zst").write_bytes(good)  # xz data behind a .zst name
+    (tmp_path / "empty.ko.gz").write_bytes(b"")
+    cat = Catalog.scan(tmp_path, jobs=1)
+    assert len(cat) == 5
+    reasons = {p.path: p.reason for p in cat.problems}
+    assert set(reasons) == {"trunc.ko.xz", "text.ko", "wrong.ko.zst", "empty.ko.gz"}
+    assert reasons["text.ko"] == "not an ELF file" and "xz decompression failed" in reasons["trunc.ko.xz"]
+    assert reasons["wrong.ko.zst"].startswith("not zst data")
+
+
+def test_missing_or_empty_paths_are_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument, match="no such directory"):
+        Catalog.scan(tmp_path / "nope")
+    with pytest.raises(InvalidArgument, match="no module files"):
+        Catalog.scan(tmp_path)
+    with pytest.raises(ModuleFileError, match="not a module file name"):
+        read_module(b"", "x.txt", KernelConfig())
+
+
+def test_kernel_config_from_a_package_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "lib" / "modules" / "6.12.0-test"
+    tree.mkdir(parents=True)
+    shutil.copy(FIXTURES / "msr.ko.xz", tree)
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "boot" / "config-6.12.0-test").write_text("CONFIG_STRICT_MODULE_RWX=y\nCONFIG_MODULE_UNLOAD=y\n")
+    cat = Catalog.scan(tmp_path, jobs=1)
+    assert cat.kernel == "6.12.0-test" and not cat.config.kallsyms_all
+    full = Catalog.scan(FIXTURES, jobs=1)
+    # without KALLSYMS_ALL only text symbols are kept in the core kallsyms copy
+    assert cat["msr"].ksym_core < full["msr"].ksym_core
+
+
+def _package_tree(package: str) -> Path:
+    cache = Path("/tmp/vmapsim-kernels")
+    root = cache / package
+    if (root / "lib" / "modules").is_dir():
+        return root
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        pytest.skip("needs apt-get and dpkg-deb to fetch Debian's kernel package")
+    cache.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["apt-get", "download", package], cwd=cache, capture_output=True, text=True, timeout=600)
+    debs = sorted(cache.glob(f"{package}_*.deb"))
+    if r.returncode or not debs:
+        pytest.skip(f"apt-get download {package} failed: {r.stderr.strip()[:200]}")
+    subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(root)], check=True)
+    return root
+
+
+@pytest.mark.parametrize("name", sorted(REF))
+def test_scanning_the_real_debian_package_reproduces_the_shipped_catalog(name: str) -> None:
+    package = f"linux-image-{REF[name]}"
+    cat = Catalog.scan(_package_tree(package))
+    assert cat.problems == ()
+    shipped = Catalog.builtin(name)
+    assert cat.modules == shipped.modules and cat.config == shipped.config and cat.kernel == shipped.kernel

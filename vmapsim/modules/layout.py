@@ -1,0 +1,219 @@
+"""The loader's section layout, replayed: how much module memory ``load_module()`` asks for.
+
+Mirrors ``layout_and_allocate()`` in kernel/module/main.c: the ``.modinfo``,
+``__versions`` and ``.data..percpu`` sections lose SHF_ALLOC;
+``.data..ro_after_init`` and ``__jump_table`` gain SHF_RO_AFTER_INIT;
+``layout_sections()`` places each SHF_ALLOC section in mask order (text,
+read-only, ro-after-init, writable), each at its ``sh_addralign``;
+``layout_symtab()`` (kernel/module/kallsyms.c) appends the core kallsyms copy and
+puts the full symbol and string tables, ``struct mod_kallsyms`` and the type
+table in init data.  Then, for the two loader generations:
+
+* up to 6.3 (``module_layout``): one core and one init area, page-rounded by
+  ``strict_align()`` after text, read-only, ro-after-init and at the end when
+  ``CONFIG_STRICT_MODULE_RWX``; ``move_module()`` calls ``module_alloc()`` twice;
+* from 6.4 (``module_memory``): one running size per memory type, and
+  ``move_module()`` allocates ``PAGE_ALIGN(size)`` for each non-empty type.
+
+>>> KernelConfig().kallsyms_all, MEMORY_TYPES[0]
+(True, 'text')
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
+from vmapsim.units import page_align
+
+__all__ = ["MEMORY_TYPES", "KernelConfig", "Layout", "layout_module"]
+
+#: ``enum mod_mem_type`` order (include/linux/module.h, 6.4+).
+MEMORY_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")
+_TEXT, _DATA, _RODATA, _RO_AFTER_INIT, _INIT_TEXT, _INIT_DATA, _INIT_RODATA = range(7)
+# layout_sections() masks: (flags that must be set, flags that must be clear); ARCH_SHF_SMALL is 0.
+_MASKS = ((SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE), (SHF_RO_AFTER_INIT | SHF_ALLOC, 0),
+          (SHF_WRITE | SHF_ALLOC, 0), (SHF_ALLOC, 0))  # fmt: skip
+_CORE_TYPE = (_TEXT, _RODATA, _RO_AFTER_INIT, _DATA, -1)
+_INIT_TYPE = (_INIT_TEXT, _INIT_RODATA, -1, _INIT_DATA, -1)
+_MOD_KALLSYMS = 32  # sizeof(struct mod_kallsyms) on 64-bit (aligned to 8)
+_MOD_KALLSYMS_32 = 16  # and on 32-bit (aligned to 4)
+
+
+@attrs.frozen
+class KernelConfig:
+    """The kernel configuration the layout depends on (from ``boot/config-*`` when scanned).
+
+    Defaults are Debian's amd64 kernels: ``CONFIG_KALLSYMS_ALL=y``,
+    ``CONFIG_STRICT_MODULE_RWX=y``, ``CONFIG_MODULE_UNLOAD=y``.
+    """
+
+    arch: str = "x86_64"
+    kallsyms_all: bool = True
+    strict_rwx: bool = True
+    module_unload: bool = True
+
+    @classmethod
+    def from_text(cls, text: str, arch: str = "x86_64") -> KernelConfig:
+        """Read the options from a kernel ``.config`` text.  Runtime complexity: O(n).
+
+        >>> KernelConfig.from_text("CONFIG_KALLSYMS_ALL=y\\n# CONFIG_STRICT_MODULE_RWX is not set\\n").strict_rwx
+        False
+        """
+        on = {line.split("=", 1)[0] for line in text.splitlines() if line.endswith(("=y", "=m"))}
+        return cls(
+            arch=arch,
+            kallsyms_all="CONFIG_KALLSYMS_ALL" in on,
+            strict_rwx="CONFIG_STRICT_MODULE_RWX" in on,
+            module_unload="CONFIG_MODULE_UNLOAD" in on,
+        )
+
+
+@attrs.frozen
+class Layout:
+    """One module's sizes: raw section groups, kallsyms, and both generations' allocations.
+
+    Group sums follow the loader's buckets (init by name, then EXEC, !WRITE,
+    RO_AFTER_INIT, WRITE); ``init_data`` includes ``init_rodata``.
+    ``core``/``init`` are the two ``module_alloc()`` sizes up to 6.3; ``memory``
+    the seven page-aligned 6.4+ sizes in ``MEMORY_TYPES`` order.
+    """
+
+    text: int
+    rodata: int
+    ro_after_init: int
+    data: int
+    init_text: int
+    init_data: int
+    init_rodata: int
+    percpu: int
+    not_loaded_alloc: int
+    alloc_total: int
+    ksym_core: int
+    ksym_init: int
+    core: int
+    init: int
+    memory: tuple[int, int, int, int, int, int, int]
+
+
+def _init_section(name: str, config: KernelConfig) -> bool:
+    """``module_init_layout_section()``: ``.init*``, and ``.exit*`` without MODULE_UNLOAD."""
+    return name.startswith(".init") or (not config.module_unload and name.startswith(".exit"))
+
+
+def _align(n: int, a: int) -> int:
+    a = a or 1
+    return (n + a - 1) // a * a
+
+
+def layout_module(image: ElfImage, config: KernelConfig) -> Layout:
+    """Replay ``layout_and_allocate()`` on a parsed module.  Runtime complexity: O(sections + symbols).
+
+    A module without a symbol table gets no kallsyms space (the kernel would
+    refuse it in ``setup_load_info()``).
+    """
+    secs = image.sections
+    flags = [s.flags for s in secs]
+    alloc_total = sum(s.size for s in secs if s.flags & SHF_ALLOC)
+    not_loaded = 0
+    for name in (".modinfo", "__versions"):  # rewrite_section_headers(): never copied
+        i = image.section(name)
+        if i:
+            flags[i] &= ~SHF_ALLOC
+            not_loaded += secs[i].size
+    pcpu = image.section(".data..percpu")  # allocated per CPU by percpu_modalloc() instead
+    if pcpu:
+        flags[pcpu] &= ~SHF_ALLOC
+    for name in (".data..ro_after_init", "__jump_table"):
+        i = image.section(name)
+        if i:
+            flags[i] |= SHF_RO_AFTER_INIT
+    is_init = [_init_section(s.name, config) for s in secs]
+
+    groups = dict.fromkeys(("text", "rodata", "ro_after_init", "data", "init_text", "init_data", "init_rodata"), 0)
+    for i, s in enumerate(secs):
+        f = flags[i]
+        if not f & SHF_ALLOC:
+            continue
+        if is_init[i]:
+            groups["init_text" if f & SHF_EXECINSTR else "init_data"] += s.size
+            if not f & (SHF_EXECINSTR | SHF_WRITE):
+                groups["init_rodata"] += s.size
+        elif f & SHF_EXECINSTR:
+            groups["text"] += s.size
+        elif not f & SHF_WRITE:
+            groups["rodata"] += s.size
+        elif f & SHF_RO_AFTER_INIT:
+            groups["ro_after_init"] += s.size
+        else:
+            groups["data"] += s.size
+
+    # layout_sections(): place each section once, in mask order, core then init.
+    placed = [False] * len(secs)
+    mem = [0] * 7
+    core_legacy = init_legacy = 0
+    for init_pass in (False, True):
+        for m, (need, refuse) in enumerate(_MASKS):
+            mtype = (_INIT_TYPE if init_pass else _CORE_TYPE)[m]
+            for i, s in enumerate(secs):
+                f = flags[i]
+                if f & need != need or f & refuse or placed[i] or is_init[i] != init_pass:
+                    continue
+                placed[i] = True
+                if init_pass:
+                    init_legacy = _align(init_legacy, s.addralign) + s.size
+                else:
+                    core_legacy = _align(core_legacy, s.addralign) + s.size
+                if mtype >= 0:  # a MOD_INVALID bucket is skipped with a WARN
+                    mem[mtype] = _align(mem[mtype], s.addralign) + s.size
+            # strict_align() points of the 6.3 layout_sections().
+            if config.strict_rwx and (m in (0, 1, 4) or (m == 2 and not init_pass)):
+                if init_pass:
+                    init_legacy = page_align(init_legacy)
+                else:
+                    core_legacy = page_align(core_legacy)
+
+    # layout_symtab(): the core kallsyms copy and the init-time tables.
+    ksym_core = ksym_init = 0
+    if image.symtab:
+        symsect, strsect = secs[image.symtab], secs[image.strtab]
+        eligible = [
+            bool(flags[k] & SHF_ALLOC) and not is_init[k] and (config.kallsyms_all or bool(flags[k] & SHF_EXECINSTR))
+            for k in range(len(secs))
+        ]
+        if config.kallsyms_all and pcpu:
+            eligible[pcpu] = True
+        shnum = len(secs)
+        ndst = strtab_size = 0
+        for i, (shndx, namelen) in enumerate(zip(image.sym_shndx, image.sym_namelen, strict=True)):
+            if i == 0 or (namelen >= 0 and 0 < shndx < shnum and eligible[shndx]):
+                ndst += 1
+                strtab_size += max(namelen, 0) + 1
+        nsrc = len(image.sym_shndx)
+        kallsyms = _MOD_KALLSYMS if image.bits == 64 else _MOD_KALLSYMS_32
+        ksym_core = ndst * image.sym_size + strtab_size + ndst
+        ksym_init = symsect.size + strsect.size + kallsyms + nsrc
+
+        def add_tables(init_size: int, core_size: int) -> tuple[int, int]:
+            init_size = _align(init_size, symsect.addralign) + symsect.size
+            core_size = _align(core_size, symsect.addralign) + ndst * image.sym_size + strtab_size + ndst
+            init_size = _align(init_size, strsect.addralign) + strsect.size
+            init_size = _align(init_size, 8 if image.bits == 64 else 4) + kallsyms + nsrc
+            return init_size, core_size
+
+        init_legacy, core_legacy = add_tables(init_legacy, core_legacy)
+        mem[_INIT_DATA], mem[_DATA] = add_tables(mem[_INIT_DATA], mem[_DATA])
+        if config.strict_rwx:
+            core_legacy, init_legacy = page_align(core_legacy), page_align(init_legacy)
+    memory = tuple(page_align(x) if x else 0 for x in mem)
+    return Layout(
+        **groups,
+        percpu=secs[pcpu].size if pcpu else 0,
+        not_loaded_alloc=not_loaded,
+        alloc_total=alloc_total,
+        ksym_core=ksym_core,
+        ksym_init=ksym_init,
+        core=core_legacy,
+        init=init_legacy,
+        memory=memory,  # type: ignore[arg-type]
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import lzma
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -217,3 +218,54 @@ def test_scanning_the_real_debian_package_reproduces_the_shipped_catalog(name: s
     assert cat.problems == ()
     shipped = Catalog.builtin(name)
     assert cat.modules == shipped.modules and cat.config == shipped.config and cat.kernel == shipped.kernel
+
+
+def _readelf_plts(path: Path) -> tuple[int, int]:
+    """PLT entries the arm64 loader needs, counted independently from binutils' readelf output."""
+    raw = Path("/tmp") / f"vmapsim-{path.stem}"
+    raw.write_bytes(lzma.decompress(path.read_bytes()))
+    sections = {}
+    for line in subprocess.run(
+        ["readelf", "-SW", str(raw)], capture_output=True, text=True, check=True
+    ).stdout.splitlines():
+        m = __import__("re").match(r"\s*\[\s*(\d+)\]\s+(\S+)\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\S*)", line)
+        if m:
+            sections[m.group(2)] = (int(m.group(1)), "X" in m.group(3))
+    ndx = {}
+    for line in subprocess.run(
+        ["readelf", "-sW", str(raw)], capture_output=True, text=True, check=True
+    ).stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 7 and parts[0].rstrip(":").isdigit():
+            ndx[int(parts[0].rstrip(":"))] = parts[6]
+    counts = [0, 0]
+    for block in "\n".join(readelf("-rW")).split("Relocation section '")[1:]:
+        target = block.split("'")[0].removeprefix(".rela")
+        if not sections.get(target, (0, False))[1]:
+            continue
+        seen = set()
+        for line in block.splitlines()[2:]:
+            parts = line.split()
+            if len(parts) < 4 or parts[2] not in ("R_AARCH64_CALL26", "R_AARCH64_JUMP26"):
+                continue
+            sym, addend = int(parts[1][:8], 16), line.rsplit("+", 1)[-1].strip()
+            if ndx[sym] == str(sections[target][0]):
+                continue  # a branch within its own section needs no PLT
+            key = (parts[2], sym, addend)
+            if key not in seen or addend != "0":
+                counts[target.startswith(".init")] += 1
+            seen.add(key)
+    raw.unlink()
+    return (counts[0] + 1) * 12, (counts[1] + 1) * 12
+
+
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="needs binutils' readelf for the independent count")
+def test_arm64_plt_sizes_match_an_independent_count() -> None:
+    fixture = DATA / "modules-arm64" / "act_simple.ko.xz"
+    mod = read_module(fixture.read_bytes(), "act_simple.ko.xz", KernelConfig(arch="arm64"))
+    assert (mod.plt_core, mod.plt_init) == _readelf_plts(fixture) == (312, 36)
+    x86_view = read_module(fixture.read_bytes(), "act_simple.ko.xz", KernelConfig())
+    assert (x86_view.plt_core, x86_view.plt_init) == (0, 0)
+    shipped = Catalog.builtin("debian-6.12-arm64")["act_simple"]
+    assert shipped.path == "kernel/net/sched/act_simple.ko.xz" and shipped.memory == mod.memory
+    assert (shipped.plt_core, shipped.plt_init) == (312, 36)

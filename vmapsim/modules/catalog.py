@@ -142,7 +142,7 @@ def read_module(data: bytes, rel: str, config: KernelConfig, btf_name: str = ".B
     raw = decompress(data, kind, rel)
     elf, sig = split_signature(raw)
     image = parse_elf(elf, rel)
-    lay = layout_module(image, config)
+    lay = layout_module(image, config, rel)
     info: dict[str, list[str]] = {}
     for key, value in image.modinfo:
         info.setdefault(key, []).append(value)
@@ -178,6 +178,8 @@ def read_module(data: bytes, rel: str, config: KernelConfig, btf_name: str = ".B
         softdeps=tuple(info.get("softdep", ())),
         vermagic=one("vermagic"),
         modinfo_name=one("name"),
+        plt_core=lay.plt_core,
+        plt_init=lay.plt_init,
     )
 
 
@@ -419,7 +421,7 @@ class Catalog:
         """Names of the catalogs shipped with vmapsim.  Runtime complexity: O(1).
 
         >>> Catalog.builtins()
-        ['debian-6.1-amd64', 'debian-6.12-amd64']
+        ['debian-6.1-amd64', 'debian-6.12-amd64', 'debian-6.12-arm64']
         """
         data = resources.files("vmapsim") / "data"
         return sorted(p.name.removesuffix(".json.xz") for p in data.iterdir() if p.name.endswith(".json.xz"))

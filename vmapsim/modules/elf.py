@@ -39,6 +39,8 @@ SHF_EXECINSTR = 0x4
 SHF_RO_AFTER_INIT = 0x00200000
 SHT_NOBITS = 8
 SHT_SYMTAB = 2
+SHT_RELA = 4
+_AARCH64_BRANCHES = (282, 283)  # R_AARCH64_JUMP26, R_AARCH64_CALL26
 #: The marker ``module_sig_check()`` looks for at the very end of a signed module.
 MARKER = b"~Module signature appended~\n"
 # struct module_signature: algo, hash, id_type, signer_len, key_id_len, __pad[3], __be32 sig_len.
@@ -77,6 +79,9 @@ class ElfImage:
     sym_shndx: tuple[int, ...]
     sym_namelen: tuple[int, ...]
     modinfo: tuple[tuple[str, str], ...]
+    #: arm64 only: per RELA section, (target section, ((type, symbol, addend), ...)) of its
+    #: R_AARCH64_JUMP26/CALL26 relocations -- what module_frob_arch_sections() counts PLTs from.
+    branch_relocs: tuple[tuple[int, tuple[tuple[int, int, int], ...]], ...] = ()
 
     @property
     def sym_size(self) -> int:
@@ -193,9 +198,24 @@ def _parse(data: bytes, path: str) -> ElfImage:
         namelen = tuple(find(b"\0", n) - n if n else -1 for n, _ in pairs)
     info = next((s for s in sections if s.name == ".modinfo"), None)
     modinfo = parse_modinfo(data[info.offset : info.offset + info.size]) if info else ()
-    return ElfImage(
-        bits, _MACHINES.get(e_machine, f"machine-{e_machine}"), sections, symtab, strtab, shndx, namelen, modinfo
-    )
+    machine = _MACHINES.get(e_machine, f"machine-{e_machine}")
+    branches = []
+    if machine == "arm64" and bits == 64:
+        for h in raw:
+            if h[1] != SHT_RELA:
+                continue
+            if not 0 < h[7] < shnum:
+                raise ModuleFileError(path, f"relocation section targets section {h[7]}")
+            rel = data[h[4] : h[4] + h[5] - h[5] % 24]
+            picked = tuple(
+                (info_ & 0xFFFFFFFF, info_ >> 32, addend)
+                for _, info_, addend in struct.iter_unpack(end + "QQq", rel)
+                if info_ & 0xFFFFFFFF in _AARCH64_BRANCHES
+            )
+            if any(sym >= len(shndx) for _, sym, _ in picked):
+                raise ModuleFileError(path, "relocation against a symbol beyond the symbol table")
+            branches.append((h[7], picked))
+    return ElfImage(bits, machine, sections, symtab, strtab, shndx, namelen, modinfo, tuple(branches))
 
 
 def _cstr(table: bytes, offset: int, path: str) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import attrs
 
+from vmapsim.errors import ModuleFileError
 from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
 from vmapsim.units import page_align
 
@@ -94,6 +95,8 @@ class Layout:
     core: int
     init: int
     memory: tuple[int, int, int, int, int, int, int]
+    plt_core: int = 0
+    plt_init: int = 0
 
 
 def _init_section(name: str, config: KernelConfig) -> bool:
@@ -106,7 +109,7 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def layout_module(image: ElfImage, config: KernelConfig) -> Layout:
+def layout_module(image: ElfImage, config: KernelConfig, path: str = "<module>") -> Layout:
     """Replay ``layout_and_allocate()`` on a parsed module.  Runtime complexity: O(sections + symbols).
 
     A module without a symbol table gets no kallsyms space (the kernel would
@@ -115,6 +118,12 @@ def layout_module(image: ElfImage, config: KernelConfig) -> Layout:
     secs = image.sections
     flags = [s.flags for s in secs]
     alloc_total = sum(s.size for s in secs if s.flags & SHF_ALLOC)
+    # The loader's view of each section: sizes and alignments that module_frob_arch_sections() may change.
+    sizes = [s.size for s in secs]
+    aligns = [s.addralign for s in secs]
+    plt_core = plt_init = 0
+    if config.arch == "arm64":
+        plt_core, plt_init = _arm64_plts(image, sizes, aligns, flags, path)
     not_loaded = 0
     for name in (".modinfo", "__versions"):  # rewrite_section_headers(): never copied
         i = image.section(name)
@@ -155,17 +164,17 @@ def layout_module(image: ElfImage, config: KernelConfig) -> Layout:
     for init_pass in (False, True):
         for m, (need, refuse) in enumerate(_MASKS):
             mtype = (_INIT_TYPE if init_pass else _CORE_TYPE)[m]
-            for i, s in enumerate(secs):
+            for i in range(len(secs)):
                 f = flags[i]
                 if f & need != need or f & refuse or placed[i] or is_init[i] != init_pass:
                     continue
                 placed[i] = True
                 if init_pass:
-                    init_legacy = _align(init_legacy, s.addralign) + s.size
+                    init_legacy = _align(init_legacy, aligns[i]) + sizes[i]
                 else:
-                    core_legacy = _align(core_legacy, s.addralign) + s.size
+                    core_legacy = _align(core_legacy, aligns[i]) + sizes[i]
                 if mtype >= 0:  # a MOD_INVALID bucket is skipped with a WARN
-                    mem[mtype] = _align(mem[mtype], s.addralign) + s.size
+                    mem[mtype] = _align(mem[mtype], aligns[i]) + sizes[i]
             # strict_align() points of the 6.3 layout_sections().
             if config.strict_rwx and (m in (0, 1, 4) or (m == 2 and not init_pass)):
                 if init_pass:
@@ -216,4 +225,36 @@ def layout_module(image: ElfImage, config: KernelConfig) -> Layout:
         core=core_legacy,
         init=init_legacy,
         memory=memory,  # type: ignore[arg-type]
+        plt_core=plt_core,
+        plt_init=plt_init,
     )
+
+
+_PLT_ENTRY = 12  # sizeof(struct plt_entry): adrp, add, br
+_NR_FTRACE_PLTS = 1  # 6.x with CONFIG_DYNAMIC_FTRACE
+
+
+def _arm64_plts(image: ElfImage, sizes: list[int], aligns: list[int], flags: list[int], path: str) -> tuple[int, int]:
+    """``module_frob_arch_sections()`` of arm64 (with KASLR): size .plt, .init.plt and the ftrace trampoline.
+
+    Each branch relocation to a symbol outside its own section needs a PLT
+    entry; identical (type, symbol, addend) entries with addend 0 share one.
+    The Cortex-A53 erratum 843419 slack depends on the boot CPU and is left out.
+    """
+    names = [s.name for s in image.sections]
+    if ".plt" not in names or ".init.plt" not in names:
+        raise ModuleFileError(path, "module PLT section(s) missing")
+    counts = [0, 0]
+    for dst, relocs in image.branch_relocs:
+        if not image.sections[dst].flags & SHF_EXECINSTR:
+            continue
+        needs = sorted(r for r in relocs if image.sym_shndx[r[1]] != dst)
+        n = sum(1 for k, r in enumerate(needs) if r[2] != 0 or k == 0 or needs[k - 1] != r)
+        counts[image.sections[dst].name.startswith(".init")] += n
+    for name, n in ((".plt", counts[0]), (".init.plt", counts[1])):
+        i = names.index(name)
+        sizes[i], aligns[i], flags[i] = (n + 1) * _PLT_ENTRY, 64, SHF_EXECINSTR | SHF_ALLOC
+    if ".text.ftrace_trampoline" in names:
+        i = names.index(".text.ftrace_trampoline")
+        sizes[i], aligns[i], flags[i] = _NR_FTRACE_PLTS * _PLT_ENTRY, 4, SHF_EXECINSTR | SHF_ALLOC
+    return sizes[names.index(".plt")], sizes[names.index(".init.plt")]

@@ -224,17 +224,17 @@ def _readelf_plts(path: Path) -> tuple[int, int]:
     """PLT entries the arm64 loader needs, counted independently from binutils' readelf output."""
     raw = Path("/tmp") / f"vmapsim-{path.stem}"
     raw.write_bytes(lzma.decompress(path.read_bytes()))
+
+    def readelf(flag: str) -> list[str]:
+        return subprocess.run(["readelf", flag, str(raw)], capture_output=True, text=True, check=True).stdout.splitlines()
+
     sections = {}
-    for line in subprocess.run(
-        ["readelf", "-SW", str(raw)], capture_output=True, text=True, check=True
-    ).stdout.splitlines():
-        m = __import__("re").match(r"\s*\[\s*(\d+)\]\s+(\S+)\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\S*)", line)
+    for line in readelf("-SW"):
+        m = re.match(r"\s*\[\s*(\d+)\]\s+(\S+)\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+(\S*)", line)
         if m:
             sections[m.group(2)] = (int(m.group(1)), "X" in m.group(3))
     ndx = {}
-    for line in subprocess.run(
-        ["readelf", "-sW", str(raw)], capture_output=True, text=True, check=True
-    ).stdout.splitlines():
+    for line in readelf("-sW"):
         parts = line.split()
         if len(parts) >= 7 and parts[0].rstrip(":").isdigit():
             ndx[int(parts[0].rstrip(":"))] = parts[6]

@@ -226,7 +226,8 @@ def _readelf_plts(path: Path) -> tuple[int, int]:
     raw.write_bytes(lzma.decompress(path.read_bytes()))
 
     def readelf(flag: str) -> list[str]:
-        return subprocess.run(["readelf", flag, str(raw)], capture_output=True, text=True, check=True).stdout.splitlines()
+        out = subprocess.run(["readelf", flag, str(raw)], capture_output=True, text=True, check=True)
+        return out.stdout.splitlines()
 
     sections = {}
     for line in readelf("-SW"):

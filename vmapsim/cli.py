@@ -18,6 +18,7 @@ from pathlib import Path
 from vmapsim import layouts, procfs, profiles, trace
 from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.modules.catalog import Catalog, progress_bar
+from vmapsim.modules.layout import KernelConfig
 from vmapsim.space import VmapSpace
 from vmapsim.units import MiB
 
@@ -97,7 +98,12 @@ def _write(path: str, data: bytes) -> None:
 
 
 def _scan(args: argparse.Namespace) -> str:
-    catalog = Catalog.scan(args.path, jobs=args.jobs, progress=progress_bar())
+    config = None
+    if args.config:
+        config = KernelConfig.from_text(_read(args.config), args.arch)
+    elif args.arch != "x86_64":
+        config = KernelConfig(arch=args.arch)
+    catalog = Catalog.scan(args.path, config=config, jobs=args.jobs, progress=progress_bar())
     if args.csv:
         _write(args.csv, catalog.to_csv().encode())
     if args.save:
@@ -134,6 +140,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--csv", help="write one row per module to this CSV file")
     c.add_argument("--save", help="write the catalog (xz-compressed JSON) to this file")
     c.add_argument("--jobs", type=int, help="worker processes (default: all CPUs)")
+    c.add_argument(
+        "--config", help="the kernel's .config, when the tree has no boot/config-* (default: Debian amd64 options)"
+    )
+    c.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="architecture without a config")
     c.set_defaults(run=_scan)
     return p
 

@@ -6,7 +6,7 @@
 '0xffffc90000000000'
 """
 
-from vmapsim import layouts, modules, procfs, profiles, trace
+from vmapsim import engine, layouts, loader, modules, procfs, profiles, trace
 from vmapsim.errors import (
     InvalidArgument,
     ModuleFileError,
@@ -17,6 +17,7 @@ from vmapsim.errors import (
 )
 from vmapsim.freetree import FreeTree
 from vmapsim.layouts import Layout, Region
+from vmapsim.loader import Request, Result, simulate
 from vmapsim.modules import Catalog, ModuleImage
 from vmapsim.profiles import KernelProfile
 from vmapsim.space import RegionUsage, VmapArea, VmapBlock, VmapSpace
@@ -36,15 +37,20 @@ __all__ = [
     "ParseError",
     "Region",
     "RegionUsage",
+    "Request",
+    "Result",
     "UnknownAddress",
     "VmapAllocationError",
     "VmapArea",
     "VmapBlock",
     "VmapSpace",
     "VmapsimError",
+    "engine",
     "layouts",
+    "loader",
     "modules",
     "procfs",
     "profiles",
+    "simulate",
     "trace",
 ]

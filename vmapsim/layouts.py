@@ -70,7 +70,8 @@ class Layout:
     i386); ``kva_end`` bounds the free tree (``ULONG_MAX``);
     ``ioremap_max_order`` is ``IOREMAP_MAX_ORDER``; ``thread_align`` is
     ``THREAD_ALIGN`` for vmapped stacks; ``vmalloc_space`` is the
-    ``VMALLOC_SPACE`` guess used to size vmap blocks.
+    ``VMALLOC_SPACE`` guess used to size vmap blocks; ``kaslr`` says the module
+    window starts at a random page offset (``get_module_load_offset()``: 1..1024 pages).
 
     Runtime complexity: O(1) for every method.
 
@@ -85,6 +86,7 @@ class Layout:
     ioremap_max_order: int = 30
     thread_align: int = 4 * PAGE_SIZE
     vmalloc_space: int = 128 * GiB
+    kaslr: bool = False
 
     @property
     def kva_end(self) -> int:
@@ -124,10 +126,11 @@ X86_64 = Layout(
     "x86_64",
     vmalloc=_X86_VMALLOC_L4,
     modules=Region("modules", 0xFFFFFFFFC0000000, _X86_MODULES_END),
+    kaslr=True,
 )
 #: x86-64, 4-level paging, no ``CONFIG_RANDOMIZE_BASE`` (1520 MiB module window).
 X86_64_NOKASLR = attrs.evolve(
-    X86_64, name="x86_64_nokaslr", modules=Region("modules", 0xFFFFFFFFA0000000, _X86_MODULES_END)
+    X86_64, name="x86_64_nokaslr", modules=Region("modules", 0xFFFFFFFFA0000000, _X86_MODULES_END), kaslr=False
 )
 #: x86-64, 5-level paging (what QEMU's ``-cpu max`` boots into).
 X86_64_LA57 = attrs.evolve(

@@ -1,0 +1,148 @@
+"""CONFIG_MODULE_STATS: the kernel's module-load counters, kept by its own rules (kernel/module/stats.c).
+
+>>> s = ModuleStats()
+>>> s.bump_becoming(5000, compressed_len=1000)
+>>> s.add_duplicate("kvm", LOAD); s.add_duplicate("kvm", BECOMING)
+>>> print(s.render(), end="")  # doctest: +NORMALIZE_WHITESPACE
+         Mods ever loaded	0
+     Mods failed on kread	0
+Mods failed on decompress	0
+  Mods failed on becoming	1
+      Mods failed on load	0
+        Total module size	0
+      Total mod text size	0
+       Failed kread bytes	0
+  Failed decompress bytes	0
+    Failed becoming bytes	6000
+        Failed kmod bytes	0
+ Virtual mem wasted bytes	6000
+  Avg fail becoming bytes	6000
+Duplicate failed modules:
+              Module-name	 How-many-times	                   Reason
+                      kvm	              2	          Becoming & Load
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ["BECOMING", "LOAD", "ModuleStats"]
+
+#: ``FAIL_DUP_MOD_BECOMING``: a duplicate caught by early_mod_check() (6.4+), before layout.
+BECOMING = 1
+#: ``FAIL_DUP_MOD_LOAD``: a duplicate caught by add_unformed_module(), after layout.
+LOAD = 2
+_MAX_FAILED_MOD_PRINT = 112
+
+
+def _div_round_up(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@attrs.define
+class ModuleStats:
+    """The counters of /sys/kernel/debug/modules/, under the kernel's names.
+
+    ``duplicates`` maps a module name to [count, reason mask], newest first as
+    ``try_add_failed_module()`` keeps them (``list_add_rcu`` at the head).
+    """
+
+    modcount: int = 0
+    failed_kreads: int = 0
+    failed_decompress: int = 0
+    failed_becoming: int = 0
+    failed_load_modules: int = 0
+    total_mod_size: int = 0
+    total_text_size: int = 0
+    invalid_kread_bytes: int = 0
+    invalid_decompress_bytes: int = 0
+    invalid_becoming_bytes: int = 0
+    invalid_mod_bytes: int = 0
+    duplicates: dict[str, list[int]] = attrs.field(factory=dict)
+
+    @property
+    def wasted_bytes(self) -> int:
+        """``Virtual mem wasted bytes``: the four invalid_* counters summed.  Runtime: O(1)."""
+        return (
+            self.invalid_kread_bytes
+            + self.invalid_decompress_bytes
+            + self.invalid_becoming_bytes
+            + self.invalid_mod_bytes
+        )
+
+    def bump_becoming(self, length: int, compressed_len: int = 0) -> None:
+        """``mod_stat_bump_becoming()``: a failure before layout_and_allocate() succeeded."""
+        self.failed_becoming += 1
+        self.invalid_becoming_bytes += length + compressed_len
+
+    def bump_invalid(self, length: int, compressed_len: int = 0) -> None:
+        """``mod_stat_bump_invalid()``: a failure after layout, counted as twice the length."""
+        self.failed_load_modules += 1
+        self.invalid_mod_bytes += 2 * length + compressed_len
+
+    def bump_decompress(self, compressed_len: int) -> None:
+        """A failed ``module_decompress()``: its input length is wasted."""
+        self.failed_decompress += 1
+        self.invalid_decompress_bytes += compressed_len
+
+    def bump_kread(self) -> None:
+        """A failed ``kernel_read_file()`` (finit_module): counted, no bytes (the latest tree)."""
+        self.failed_kreads += 1
+
+    def add_loaded(self, sizes: int, text: int) -> None:
+        """A module went LIVE: ``modcount``, ``total_mod_size`` and ``total_text_size`` grow."""
+        self.modcount += 1
+        self.total_mod_size += sizes
+        self.total_text_size += text
+
+    def add_duplicate(self, name: str, reason: int) -> None:
+        """``try_add_failed_module()``: count a duplicate of ``name`` caught at ``reason``."""
+        entry = self.duplicates.get(name)
+        if entry is None:
+            self.duplicates = {name: [1, reason], **self.duplicates}
+        else:
+            entry[0] += 1
+            entry[1] |= reason
+
+    def render(self) -> str:
+        """The exact text of /sys/kernel/debug/modules/stats (``read_file_mod_stats()``).
+
+        Runtime complexity: O(duplicates).
+        """
+        lines = [
+            ("Mods ever loaded", self.modcount),
+            ("Mods failed on kread", self.failed_kreads),
+            ("Mods failed on decompress", self.failed_decompress),
+            ("Mods failed on becoming", self.failed_becoming),
+            ("Mods failed on load", self.failed_load_modules),
+            ("Total module size", self.total_mod_size),
+            ("Total mod text size", self.total_text_size),
+            ("Failed kread bytes", self.invalid_kread_bytes),
+            ("Failed decompress bytes", self.invalid_decompress_bytes),
+            ("Failed becoming bytes", self.invalid_becoming_bytes),
+            ("Failed kmod bytes", self.invalid_mod_bytes),
+            ("Virtual mem wasted bytes", self.wasted_bytes),
+        ]
+        n = self.modcount
+        if n and self.total_mod_size:
+            lines.append(("Average mod size", _div_round_up(self.total_mod_size, n)))
+        if n and self.total_text_size:
+            lines.append(("Average mod text size", _div_round_up(self.total_text_size, n)))
+        for label, count, total in (
+            ("Avg fail kread bytes", self.failed_kreads, self.invalid_kread_bytes),
+            ("Avg fail becoming bytes", self.failed_becoming, self.invalid_becoming_bytes),
+            ("Avg fail decomp bytes", self.failed_decompress, self.invalid_decompress_bytes),
+            ("Average fail load bytes", self.failed_load_modules, self.invalid_mod_bytes),
+        ):
+            if count and total:
+                lines.append((label, _div_round_up(total, count)))
+        out = [f"{label:>25}\t{value}\n" for label, value in lines]
+        if self.duplicates:
+            out.append("Duplicate failed modules:\n")
+            out.append(f"{'Module-name':>25}\t{'How-many-times':>15}\t{'Reason':>25}\n")
+            reasons = {BECOMING: "Becoming", LOAD: "Load", BECOMING | LOAD: "Becoming & Load"}
+            for i, (name, (count, mask)) in enumerate(self.duplicates.items(), 1):
+                if i >= _MAX_FAILED_MOD_PRINT:  # the kernel stops (with a WARN) at 112
+                    break
+                out.append(f"{name:>25}\t{count:>15}\t{reasons.get(mask, 'Bug-on-stats'):>25}\n")
+        return "".join(out)

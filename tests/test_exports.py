@@ -19,8 +19,9 @@ def test_top_level_exports() -> None:
     assert sorted(vmapsim.__all__) == sorted(
         [
             "PAGE_SIZE", "Catalog", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ModuleFileError",
-            "ModuleImage", "ParseError", "Region", "RegionUsage", "UnknownAddress", "VmapAllocationError",
-            "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "layouts", "modules", "procfs", "profiles", "trace",
+            "ModuleImage", "ParseError", "Region", "RegionUsage", "Request", "Result", "UnknownAddress",
+            "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "engine", "layouts", "loader",
+            "modules", "procfs", "profiles", "simulate", "trace",
         ]
     )  # fmt: skip
     for name in vmapsim.__all__:

@@ -241,9 +241,10 @@ class CostModel:
         """Seconds for ``stage`` on ``nbytes`` bytes.  Runtime complexity: O(1)."""
         if self.lockstep:
             return self.step if stage in ("read", "decompress", "signature", "init") else 0.0
-        if stage in ("read", "decompress", "signature", "copy"):
-            rate = getattr(self, stage)
-            return nbytes / rate
-        if stage in ("init", "rcu_grace", "workqueue"):
-            return float(getattr(self, stage))
+        rates = {"read": self.read, "decompress": self.decompress, "signature": self.signature, "copy": self.copy}
+        if stage in rates:
+            return nbytes / rates[stage]
+        fixed = {"init": self.init, "rcu_grace": self.rcu_grace, "workqueue": self.workqueue}
+        if stage in fixed:
+            return fixed[stage]
         raise InvalidArgument(f"unknown stage {stage!r} for the cost model")

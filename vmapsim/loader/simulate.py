@@ -163,7 +163,7 @@ def simulate(
             c.end,
             tuple(AllocationRecord(a.kind, a.addr, a.size, a.region, a.allocated, a.freed) for a in c.allocations),
             tuple(c.timeline),
-        )  # fmt: skip
+        )
         for c in contexts
     )
     return Result(
@@ -227,9 +227,9 @@ def _fail(ctx: LoadContext, k: Kernel, f: LoadFailed) -> None:
                 k.free(a)
             if k.modules.get(ctx.image.name) is ctx.record:
                 k.remove(ctx.record)
-        for a in (ctx.copy, ctx.read_buffer):
-            if a is not None:
-                k.free(a)
+        for held in (ctx.copy, ctx.read_buffer):
+            if held is not None:
+                k.free(held)
     s = k.stats
     compressed = ctx.compressed_len if ctx.compressed else 0
     if f.point == "kread":

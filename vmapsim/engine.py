@@ -193,17 +193,18 @@ class Engine:
         self._seq += 1
 
     def _step(self, task: Task) -> None:
-        try:
-            cmd = next(task)
-        except StopIteration:
-            return
+        while True:
+            try:
+                cmd = next(task)
+            except StopIteration:
+                return
+            # A zero delay takes no time and gives no other task a turn: the task simply goes on.
+            if not (isinstance(cmd, Delay) and cmd.seconds == 0):
+                break
         if isinstance(cmd, Delay):
             if cmd.seconds < 0:
                 raise InvalidArgument(f"negative delay {cmd.seconds}")
-            if cmd.seconds == 0:
-                self._ready.append(task)
-            else:
-                self._push(self.now + cmd.seconds, task)
+            self._push(self.now + cmd.seconds, task)
         elif cmd.event.fired:
             self._ready.append(task)
         else:

@@ -357,8 +357,9 @@ class MapPages(Stage):
     name = "map_pages"
 
     def run(self, ctx: LoadContext, k: Kernel) -> Step:
-        """vmap() the (decompressed) image now that it is known to be unique."""
-        ctx.copy = k.vmap(ctx, -(-ctx.image.decompressed_size // PAGE_SIZE), "becoming")
+        """vmap() the (decompressed) image now that it is known to be unique (init_module has its copy)."""
+        if ctx.copy is None:
+            ctx.copy = k.vmap(ctx, -(-ctx.image.decompressed_size // PAGE_SIZE), "becoming")
         return
         yield
 

@@ -164,10 +164,12 @@ class VmapSpace:
     _busy: dict[int, VmapArea] = attrs.field(init=False, factory=dict)
     _lazy: dict[int, VmapArea] = attrs.field(init=False, factory=dict)
     _lazy_nr: int = attrs.field(init=False, default=0)
+    _lazy_max: int = attrs.field(init=False, default=0)
     _drain_pending: bool = attrs.field(init=False, default=False)
     _pools: list[dict[int, deque[tuple[int, int]]]] = attrs.field(init=False, factory=list)
     _blocks: dict[int, VmapBlock] = attrs.field(init=False, factory=dict)
-    _vbq: list[list[VmapBlock]] = attrs.field(init=False, factory=list)
+    # Per-CPU free lists of vmap blocks (vmap_block_queue), only for CPUs that have one.
+    _vbq: dict[int, list[VmapBlock]] = attrs.field(init=False, factory=dict)
     _nr_vmalloc_pages: int = attrs.field(init=False, default=0)
     _pinned: dict[str, int] = attrs.field(init=False, factory=dict)
     _peak: dict[str, int] = attrs.field(init=False, factory=dict)
@@ -181,18 +183,18 @@ class VmapSpace:
         if not isinstance(self.nr_cpus_config, int) or self.nr_cpus_config < self.cpus:
             raise InvalidArgument(f"nr_cpus_config={self.nr_cpus_config!r}: must be an integer >= cpus")
         self._free = FreeTree.from_ranges([(1, self.layout.kva_end)])
+        self._lazy_max = fls(self.cpus) * (32 * 1024 * 1024 // PAGE_SIZE)
         self._regions = self.layout.regions
         self._pinned = {r.name: 0 for r in self._regions}
         self._peak = dict(self._pinned)
         self._pools = [{} for _ in range(self.nr_vmap_nodes if self.profile.node_pools else 0)]
-        self._vbq = [[] for _ in range(self.cpus)]
 
     # ------------------------------------------------------------- parameters
 
     @property
     def lazy_max_pages(self) -> int:
         """``lazy_max_pages()``: ``fls(cpus) * 32 MiB / PAGE_SIZE``.  Runtime complexity: O(1)."""
-        return fls(self.cpus) * (32 * 1024 * 1024 // PAGE_SIZE)
+        return self._lazy_max
 
     @property
     def lazy_pages(self) -> int:
@@ -313,7 +315,9 @@ class VmapSpace:
         self._check_request(size + PAGE_SIZE, align, start, end, cpu)
         flags = VM_ALLOC | (VM_FLUSH_RESET_PERMS if flush_reset_perms else 0)
         nr_pages = size >> PAGE_SHIFT
-        area = self._alloc(size + PAGE_SIZE, align, start, end, cpu=cpu, caller=caller, vm_flags=flags)
+        area = self._alloc(
+            size + PAGE_SIZE, align, start, end, cpu=cpu, caller=caller, vm_flags=flags, nr_pages=nr_pages
+        )
         array_size = nr_pages * (self.layout.bits // 8)
         if array_size > PAGE_SIZE:
             w = self.layout.vmalloc
@@ -333,9 +337,7 @@ class VmapSpace:
                 self._free_lazy(self._busy.pop(area.start))
                 raise
             self._nr_vmalloc_pages += pages.nr_pages
-            area = attrs.evolve(area, pages_area=pages.start)
-        area = attrs.evolve(area, nr_pages=nr_pages)
-        self._busy[area.start] = area
+            self._busy[area.start] = attrs.evolve(area, pages_area=pages.start)
         self._nr_vmalloc_pages += nr_pages
         return area.start
 
@@ -433,20 +435,20 @@ class VmapSpace:
             area = self._alloc(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM)
             return area.start
         pages = 1 << get_order(count << PAGE_SHIFT)
-        for vb in self._vbq[cpu]:  # vb_alloc(): first block on this CPU's free list with room
+        for vb in self._vbq.get(cpu, ()):  # vb_alloc(): first block on this CPU's free list with room
             if vb.free >= pages:
                 off = self.vmap_block_pages - vb.free
                 vb.live[off] = pages
                 vb.free -= pages
                 if vb.free == 0:
-                    self._vbq[cpu].remove(vb)
+                    self._unqueue(vb)
                 return vb.start + (off << PAGE_SHIFT)
         # new_vmap_block(): a whole block, aligned to its size, no guard.
         bsize = self.vmap_block_pages << PAGE_SHIFT
         area = self._alloc(bsize, bsize, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM | VMAP_BLOCK)
         vb = VmapBlock(area.start, cpu, self.vmap_block_pages - pages, live={0: pages})
         self._blocks[area.start] = vb
-        self._vbq[cpu].append(vb)
+        self._vbq.setdefault(cpu, []).append(vb)
         return area.start
 
     def vm_unmap_ram(self, addr: int, count: int) -> None:
@@ -704,8 +706,8 @@ class VmapSpace:
             return False
         if area.va_flags & VMAP_BLOCK:
             vb = self._blocks.pop(addr)
-            if vb in self._vbq[vb.cpu]:
-                self._vbq[vb.cpu].remove(vb)
+            if vb in self._vbq.get(vb.cpu, ()):
+                self._unqueue(vb)
         if area.vm_flags & VM_ALLOC:
             self._nr_vmalloc_pages -= area.nr_pages
         self._free_lazy(area)
@@ -809,7 +811,7 @@ class VmapSpace:
         """``free_vmap_area_noflush()``: onto the lazy list; schedule a drain past the threshold."""
         self._lazy[area.start] = area
         self._lazy_nr += area.size >> PAGE_SHIFT
-        if self._lazy_nr > self.lazy_max_pages and self.auto_purge:
+        if self._lazy_nr > self._lazy_max and self.auto_purge:
             self._drain_pending = True  # schedule_work(&drain_vmap_work)
 
     def _release(self, start: int, end: int) -> None:
@@ -881,14 +883,20 @@ class VmapSpace:
             del self._pools[node][idx]
         return s
 
+    def _unqueue(self, vb: VmapBlock) -> None:
+        queue = self._vbq[vb.cpu]
+        queue.remove(vb)
+        if not queue:
+            del self._vbq[vb.cpu]
+
     def _purge_fragmented_blocks(self, *, force: bool) -> None:
         """``purge_fragmented_blocks_allcpus()``: free blocks with nothing live but unused room."""
         bits = self.vmap_block_pages
         threshold = bits // 4  # VMAP_PURGE_THRESHOLD (6.5+)
-        for cpu_list in self._vbq:
+        for cpu_list in list(self._vbq.values()):
             for vb in list(cpu_list):
                 if vb.free + vb.dirty == bits and vb.dirty != bits and (force or vb.free < threshold):
-                    cpu_list.remove(vb)
+                    self._unqueue(vb)
                     del self._blocks[vb.start]
                     self._free_lazy(self._busy.pop(vb.start))
 
@@ -955,7 +963,8 @@ class VmapSpace:
             area = self._busy[start]
             assert area.va_flags == VMAP_RAM | VMAP_BLOCK and area.size == self.vmap_block_pages << PAGE_SHIFT
             assert vb.dirty + sum(vb.live.values()) + vb.free == self.vmap_block_pages
-            assert (vb in self._vbq[vb.cpu]) == (vb.free > 0)
+            assert (vb in self._vbq.get(vb.cpu, ())) == (vb.free > 0)
+        assert all(self._vbq.values())
         assert self._nr_vmalloc_pages == sum(a.nr_pages for a in self._busy.values() if a.vm_flags & VM_ALLOC)
         for a in self._busy.values():
             if a.pages_area:

@@ -100,3 +100,25 @@ def test_scan_errors_write_nothing(tmp_path: Path) -> None:
         r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_load_compares_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["load", "msr", "--cpus", "4", "--lockstep", "--pipeline", "v6.3,v6.5", "--stats"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "# 4 requests (msr on each of 4 CPUs), x86_64, MODULE_ALIGN 4096, lockstep"
+    assert out[2].split()[:5] == ["v6.3", "1", "3", "0", "4"] and out[3].split()[:5] == ["v6.5", "4", "0", "0", "1"]
+    assert "# /sys/kernel/debug/modules/stats after v6.3" in out and "      Mods failed on load\t3" in out
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["load", "nosuch"], "no module 'nosuch'"),
+        (["load", "msr", "--pipeline", "v9"], "unknown pipeline 'v9'"),
+        (["load", "msr", "--catalog", "/nonexistent.json.xz"], "cannot read catalog"),
+        (["load", "msr", "--layout", "pdp11"], "unknown layout"),
+    ],
+)
+def test_load_bad_input(argv: list[str], needle: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr

@@ -41,7 +41,7 @@ class TraceEvent:
     For ``alloc``: ``addr`` (None when ``failed``), ``size`` (guard included),
     ``align``, ``vstart``, ``vend``.  For ``free``: ``addr``.  For ``purge``:
     ``addr``/``end`` bound the purged range when the trace says so.
-    ``line`` is the 1-based line number in the trace text.
+    ``line`` is the 1-based line number in the trace text; ``pid`` the task's pid.
     """
 
     kind: str
@@ -56,6 +56,7 @@ class TraceEvent:
     failed: bool = False
     end: int | None = None
     line: int = 0
+    pid: int = 0
 
 
 # "<task>-<pid> [(tgid)] [<cpu>] [<flags>] <time>: <event>: <body>"
@@ -91,6 +92,7 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
         if m is None:
             continue
         cpu, time, task, event, body = int(m["cpu"]), float(m["time"]), m["task"].strip(), m["event"], m["body"]
+        pid = int(m["pid"])
         f = _fields(body)
         where = _PROBE_AT.match(body)
         try:
@@ -109,12 +111,15 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
                         _int(f["vend"]),
                         failed,
                         line=lineno,
+                        pid=pid,
                     )
                 )
             elif event == "free_vmap_area_noflush":
-                events.append(TraceEvent("free", cpu, time, task, _int(f["va_start"]), line=lineno))
+                events.append(TraceEvent("free", cpu, time, task, _int(f["va_start"]), line=lineno, pid=pid))
             elif event == "purge_vmap_area_lazy":
-                events.append(TraceEvent("purge", cpu, time, task, f.get("start"), end=f.get("end"), line=lineno))
+                events.append(
+                    TraceEvent("purge", cpu, time, task, f.get("start"), end=f.get("end"), line=lineno, pid=pid)
+                )
             elif where is not None:
                 loc = where["where"]
                 if loc.endswith("<- alloc_vmap_area"):
@@ -137,16 +142,21 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
                             _int(args["vend"]),
                             addr is None,
                             line=eline,
+                            pid=pid,
                         )
                     )
                 elif loc.startswith("alloc_vmap_area+"):
                     pending[cpu] = (lineno, f, time, task)
                 elif loc.startswith("free_vmap_area_noflush+"):
                     events.append(
-                        TraceEvent("free", cpu, time, task, _int(f["va_start"]), end=f.get("va_end"), line=lineno)
+                        TraceEvent(
+                            "free", cpu, time, task, _int(f["va_start"]), end=f.get("va_end"), line=lineno, pid=pid
+                        )
                     )
                 elif loc.startswith("__purge_vmap_area_lazy+"):
-                    events.append(TraceEvent("purge", cpu, time, task, f.get("start"), end=f.get("end"), line=lineno))
+                    events.append(
+                        TraceEvent("purge", cpu, time, task, f.get("start"), end=f.get("end"), line=lineno, pid=pid)
+                    )
         except (KeyError, TypeError):
             raise ParseError(f"{event} line lacks a field: {raw.strip()[:100]!r}", source=source, line=lineno) from None
     return events

@@ -24,6 +24,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from vmapsim.modules.compression import compression_of, decompress
+
 PACKAGES = {"6.12": "linux-image-6.12.117+deb12-amd64", "6.1": "linux-image-6.1.0-56-amd64"}
 HERE = Path(__file__).resolve().parent
 
@@ -51,8 +53,23 @@ def kernel_tree(version: str) -> Path:
     return root
 
 
-def capture(version: str, cpus: int, modules: list[str], trace: str | None = None) -> str:
-    """Boot once and return the console text."""
+def capture(
+    version: str,
+    cpus: int,
+    modules: list[str],
+    trace: str | None = None,
+    *,
+    dup: int = 0,
+    syscall: str = "finit",
+    plain: bool = False,
+    from_boot: bool = False,
+) -> str:
+    """Boot once and return the console text.
+
+    ``dup``: load the first module from that many processes at once, one per CPU; ``syscall="init"``
+    passes the (decompressed) file to init_module(2); ``plain`` ships modules decompressed;
+    ``from_boot`` traces the allocator from the first allocation (``trace_event=`` on the command line).
+    """
     root = kernel_tree(version)
     kver = next((root / "lib/modules").iterdir()).name
     kernel = root / "boot" / f"vmlinuz-{kver}"
@@ -64,15 +81,21 @@ def capture(version: str, cpus: int, modules: list[str], trace: str | None = Non
         names = []
         for mod in modules:
             path = next((root / "lib/modules" / kver / "kernel").glob(mod + ".ko*"))
-            names.append(path.name)
-            entries.append((f"m/{path.name}", 0o100644, path.read_bytes()))
+            name, data = path.name, path.read_bytes()
+            if (plain or syscall == "init") and compression_of(name) != "none":
+                data = decompress(data, str(compression_of(name)), name)  # what kmod does before init_module
+                name = name[: name.index(".ko") + 3]
+            names.append(name)
+            entries.append((f"m/{name}", 0o100644, data))
         initrd = Path(tmp) / "initrd.gz"
         initrd.write_bytes(gzip.compress(_newc(entries)))
         mode = trace or ("events" if version != "6.1" else "kprobes")
         cmd = [
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", "512M",
             "-nographic", "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd), "-append",
-            f"console=ttyS0 nokaslr quiet loglevel=1 panic=-1 vmapsim.mods={','.join(names)} vmapsim.trace={mode}",
+            f"console=ttyS0 nokaslr quiet loglevel=1 panic=-1 vmapsim.mods={','.join(names)} vmapsim.trace={mode}"
+            + (f" vmapsim.dup={dup}" if dup else "") + f" vmapsim.syscall={syscall}"
+            + (" trace_event=vmalloc:* trace_buf_size=4M vmapsim.fromboot=1" if from_boot else ""),
         ]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, timeout=300, check=True).stdout.decode(errors="replace")
     # Drop terminal control sequences QEMU's firmware prints before the kernel starts.
@@ -85,12 +108,18 @@ def main() -> int:
     p.add_argument("--cpus", type=int, default=1)
     p.add_argument("--trace", choices=["events", "kprobes"])
     p.add_argument("--out", required=True)
+    p.add_argument("--dup", type=int, default=0, help="load the first module from N processes at once")
+    p.add_argument("--syscall", choices=["finit", "init"], default="finit")
+    p.add_argument("--plain", action="store_true", help="ship the modules decompressed")
     p.add_argument("modules", nargs="+", help="module paths under kernel/, without .ko*")
     args = p.parse_args()
     if not shutil.which("qemu-system-x86_64"):
         print("capture: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)", file=sys.stderr)
         return 2
-    Path(args.out).write_text(capture(args.kernel, args.cpus, args.modules, args.trace))
+    text = capture(
+        args.kernel, args.cpus, args.modules, args.trace, dup=args.dup, syscall=args.syscall, plain=args.plain
+    )
+    Path(args.out).write_text(text)
     return 0
 
 

@@ -140,6 +140,8 @@ def simulate(
             raise InvalidArgument(f"request {i} runs on CPU {r.cpu}, but the machine has {cpus}")
         if r.time < 0 or r.syscall not in ("finit_module", "init_module"):
             raise InvalidArgument(f"request {i}: time {r.time} / syscall {r.syscall!r} not allowed")
+        if r.after is not None and not 0 <= r.after < i:
+            raise InvalidArgument(f"request {i} comes after request {r.after}, which is not an earlier request")
     if space is None:
         space = VmapSpace(layout, cpus=cpus, profile=profile or pipe.profile)
     if load_offset is None:
@@ -152,7 +154,8 @@ def simulate(
         compressed = r.syscall == "finit_module" and img.compression != "none"
         ctx = LoadContext(i, r, img, compressed, img.decompressed_size, img.file_size if compressed else 0)
         contexts.append(ctx)
-        engine.spawn(_run(ctx, kernel, pipe, idem), at=r.time)
+        after = contexts[r.after].done if r.after is not None else None
+        engine.spawn(_run(ctx, kernel, pipe, idem, after), at=r.time)
     engine.run()
     outcomes = tuple(
         Outcome(
@@ -178,9 +181,24 @@ def simulate(
 
 
 def _run(
-    ctx: LoadContext, k: Kernel, pipe: pipelines.Pipeline, idem: dict[str, tuple[Event, list[int]]]
+    ctx: LoadContext,
+    k: Kernel,
+    pipe: pipelines.Pipeline,
+    idem: dict[str, tuple[Event, list[int]]],
+    after: Event | None,
 ) -> Generator[Delay | Wait, None, None]:
     """One request: the idempotent wrapper (6.5), the stages, and the error paths of load_module()."""
+    if after is not None:
+        yield Wait(after)
+    try:
+        yield from _load(ctx, k, pipe, idem)
+    finally:
+        k.engine.fire(ctx.done)
+
+
+def _load(
+    ctx: LoadContext, k: Kernel, pipe: pipelines.Pipeline, idem: dict[str, tuple[Event, list[int]]]
+) -> Generator[Delay | Wait, None, None]:
     req = ctx.request
     ctx.timeline.append((k.engine.now, "start"))
     cookie = req.inode or req.path or ctx.image.path

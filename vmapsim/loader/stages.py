@@ -68,7 +68,10 @@ class Request:
     inode = same file for the 6.5 idempotent check); ``syscall`` is
     ``"finit_module"`` (kernel reads and, for compressed files, decompresses)
     or ``"init_module"`` (userspace already decompressed it); ``init_errno``
-    makes the module's init function fail with that errno.
+    makes the module's init function fail with that errno; ``after`` is the
+    index of a request that must return first (as modprobe loads a module's
+    dependencies one after the other), then this one starts at once or at
+    ``time``, whichever is later.
     """
 
     module: ModuleImage | str
@@ -78,6 +81,7 @@ class Request:
     inode: str | None = None
     syscall: str = "finit_module"
     init_errno: int = 0
+    after: int | None = None
 
 
 @attrs.define
@@ -131,6 +135,7 @@ class LoadContext:
     releases: list[tuple[str, str | int]] = attrs.field(factory=list)
     ret: int = 0
     end: float = 0.0
+    done: Event = attrs.field(factory=Event)
 
 
 @attrs.define(eq=False)

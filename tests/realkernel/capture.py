@@ -111,6 +111,7 @@ def main() -> int:
     p.add_argument("--dup", type=int, default=0, help="load the first module from N processes at once")
     p.add_argument("--syscall", choices=["finit", "init"], default="finit")
     p.add_argument("--plain", action="store_true", help="ship the modules decompressed")
+    p.add_argument("--from-boot", action="store_true", help="trace the allocator from its first allocation")
     p.add_argument("modules", nargs="+", help="module paths under kernel/, without .ko*")
     args = p.parse_args()
     if not shutil.which("qemu-system-x86_64"):

@@ -7,7 +7,7 @@
 
 from vmapsim.loader import stages
 from vmapsim.loader.pipelines import PIPELINES, Pipeline, concurrency_limit, exclusive_deny
-from vmapsim.loader.simulate import AllocationFailure, AllocationRecord, Outcome, Result, simulate
+from vmapsim.loader.simulate import AllocationFailure, AllocationRecord, Modprobe, Outcome, Result, simulate
 from vmapsim.loader.stages import Request
 from vmapsim.loader.stats import ModuleStats
 
@@ -15,6 +15,7 @@ __all__ = [
     "PIPELINES",
     "AllocationFailure",
     "AllocationRecord",
+    "Modprobe",
     "ModuleStats",
     "Outcome",
     "Pipeline",

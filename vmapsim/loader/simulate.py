@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Generator, Iterable
+from typing import Any
 
 import attrs
 
@@ -27,7 +28,26 @@ from vmapsim.profiles import KernelProfile
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE
 
-__all__ = ["AllocationFailure", "AllocationRecord", "Outcome", "Result", "simulate"]
+__all__ = ["AllocationFailure", "AllocationRecord", "Modprobe", "Outcome", "Result", "simulate"]
+
+
+@attrs.frozen
+class Modprobe:
+    """kmod handling one uevent: load each module and its dependencies (first), skipping LIVE ones.
+
+    This is what systemd-udevd's kmod builtin does for a device's modalias:
+    every module the alias resolves to, each after its ``depends=`` closure in
+    modprobe order; a module already LIVE (``/sys/module/<name>/initstate``)
+    is skipped -- a COMING one is not; -EEXIST counts as success; another
+    error stops that module's chain.  ``fails`` lists modules whose init fails
+    on this machine, with the errno.
+    """
+
+    modules: tuple[str, ...]
+    cpu: int = 0
+    time: float = 0.0
+    syscall: str = "finit_module"
+    fails: tuple[tuple[str, int], ...] = ()
 
 
 @attrs.frozen
@@ -108,7 +128,7 @@ def _resolve(module: ModuleImage | str, catalog: Catalog | None) -> ModuleImage:
 
 
 def simulate(
-    requests: Iterable[Request],
+    requests: Iterable[Request | Modprobe],
     *,
     pipeline: str | pipelines.Pipeline = "v6.5",
     layout: Layout = _layouts.X86_64,
@@ -121,6 +141,7 @@ def simulate(
     load_offset: int | None = None,
     seed: int = 0,
     space: VmapSpace | None = None,
+    workers: int | None = None,
 ) -> Result:
     """Run ``requests`` through ``pipeline`` on a ``cpus``-CPU machine with ``layout``; return a :class:`Result`.
 
@@ -128,12 +149,23 @@ def simulate(
     resolves module names; ``module_align`` is ``MODULE_ALIGN`` (32 KiB with
     generic KASAN); ``load_offset`` the KASLR module offset (default: drawn
     from ``seed`` when the layout has KASLR, else 0); ``space`` an existing
-    address space to start from (e.g. a restored boot snapshot).
+    address space to start from (e.g. a restored boot snapshot).  Items may be
+    :class:`Modprobe` jobs, of which at most ``workers`` run at once (udev's
+    worker limit); their loads appear in ``outcomes`` as they happen.
     Runtime complexity: O(r · (s + log n)) for r requests of s stages.
     """
     pipe = pipelines.by_name(pipeline) if isinstance(pipeline, str) else pipeline
     cat = Catalog.builtin(catalog) if isinstance(catalog, str) else catalog
-    reqs = list(requests)
+    items = list(requests)
+    jobs = [j for j in items if isinstance(j, Modprobe)]
+    reqs = [r for r in items if isinstance(r, Request)]
+    if jobs and cat is None:
+        raise InvalidArgument("modprobe jobs need a catalog to resolve modules and dependencies")
+    for j in jobs:
+        if not 0 <= j.cpu < cpus:
+            raise InvalidArgument(f"modprobe of {j.modules} runs on CPU {j.cpu}, but the machine has {cpus}")
+        for name in j.modules:
+            _resolve(name, cat)
     images = [_resolve(r.module, cat) for r in reqs]
     for i, r in enumerate(reqs):
         if not 0 <= r.cpu < cpus:
@@ -156,6 +188,10 @@ def simulate(
         contexts.append(ctx)
         after = contexts[r.after].done if r.after is not None else None
         engine.spawn(_run(ctx, kernel, pipe, idem, after), at=r.time)
+    slots = [workers or len(jobs) or 1, []]
+    for j in jobs:
+        assert cat is not None
+        engine.spawn(_modprobe(j, cat, kernel, pipe, idem, contexts, slots), at=j.time)
     engine.run()
     outcomes = tuple(
         Outcome(
@@ -178,6 +214,42 @@ def simulate(
         tuple(sorted(n for n, m in kernel.modules.items() if m.state == "LIVE")),
         space,
     )
+
+
+def _modprobe(
+    job: Modprobe,
+    cat: Catalog,
+    k: Kernel,
+    pipe: pipelines.Pipeline,
+    idem: dict[str, tuple[Event, list[int]]],
+    contexts: list[LoadContext],
+    slots: list[Any],
+) -> Generator[Delay | Wait, None, None]:
+    """One udev worker running kmod for one uevent (``kmod_module_probe_insert_module()`` per module)."""
+    while slots[0] == 0:  # every udev worker is busy
+        ev = Event("worker")
+        slots[1].append(ev)
+        yield Wait(ev)
+    slots[0] -= 1
+    fails = dict(job.fails)
+    try:
+        for name in job.modules:
+            for img in cat.closure(name):
+                rec = k.modules.get(img.name)
+                if rec is not None and rec.state == "LIVE":
+                    continue  # kmod reads /sys/module/<name>/initstate: live means done
+                req = Request(img, job.cpu, k.engine.now, syscall=job.syscall, init_errno=fails.get(img.name, 0))
+                compressed = req.syscall == "finit_module" and img.compression != "none"
+                ctx = LoadContext(len(contexts), req, img, compressed, img.decompressed_size,
+                                  img.file_size if compressed else 0)  # fmt: skip
+                contexts.append(ctx)
+                yield from _run(ctx, k, pipe, idem, None)
+                if ctx.ret < 0 and ctx.ret != -17:  # -EEXIST is success to kmod
+                    break
+    finally:
+        slots[0] += 1
+        if slots[1]:
+            k.engine.fire(slots[1].pop(0))
 
 
 def _run(

@@ -153,6 +153,76 @@ def _load(args: argparse.Namespace) -> str:
     return "\n".join(out) + "\n" + "".join(stats_text)
 
 
+def _boot(args: argparse.Namespace) -> str:
+    import csv
+    import io
+    import json
+
+    from vmapsim.engine import CostModel
+    from vmapsim.loader import PIPELINES, simulate
+    from vmapsim.workloads import PRESETS, udev_boot, udev_workers
+
+    catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
+    if args.machine not in PRESETS:
+        raise InvalidArgument(f"unknown machine {args.machine!r}; presets: {', '.join(PRESETS)}")
+    machine = PRESETS[args.machine]
+    names = list(PIPELINES) if args.pipeline == "all" else args.pipeline.split(",")
+    for name in names:
+        if name not in PIPELINES:
+            raise InvalidArgument(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    if args.cpus < 1:
+        raise InvalidArgument(f"--cpus {args.cpus}: must be at least 1")
+    layout = layouts.by_name(args.layout)
+    jobs = udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=args.kmod)
+    costs = CostModel(jitter=args.cost_jitter)
+    rows = []
+    extra = []
+    bar = progress_bar()
+    for i, name in enumerate(names):
+        r = simulate(jobs, pipeline=name, layout=layout, cpus=args.cpus, catalog=catalog, costs=costs,
+                     module_align=args.module_align, seed=args.seed,
+                     workers=udev_workers(args.cpus, machine.ram))  # fmt: skip
+        if bar:
+            bar(i + 1, len(names))
+        rets = [o.ret for o in r.outcomes]
+        rows.append({
+            "pipeline": name, "loads": len(rets), "ok": rets.count(0), "eexist": rets.count(-17),
+            "other_errors": len(rets) - rets.count(0) - rets.count(-17), "reads": r.reads,
+            "peak_vmalloc": r.peak_pinned.get("vmalloc", 0), "peak_modules": r.peak_pinned.get("modules", 0),
+            "allocation_failures": len(r.failures), "failed_becoming": r.stats.failed_becoming,
+            "failed_load": r.stats.failed_load_modules, "wasted_bytes": r.stats.wasted_bytes,
+            "first_failure": r.failures[0].message if r.failures else "",
+        })  # fmt: skip
+        if args.stats:
+            extra.append(f"\n# /sys/kernel/debug/modules/stats after {name}\n{r.stats.render()}")
+        if args.vmallocinfo:
+            extra.append(f"\n# /proc/vmallocinfo at the end of {name}\n{procfs.render_vmallocinfo(r.space)}")
+    if args.json:
+        return json.dumps({"machine": machine.name, "cpus": args.cpus, "catalog": catalog.kernel, "pipelines": rows},
+                          indent=1) + "\n"  # fmt: skip
+    if args.csv:
+        out = io.StringIO()
+        w = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        return out.getvalue()
+    lines = [
+        f"# udev coldplug of a {machine.name} with {args.cpus} CPUs, {catalog.kernel}, {len(jobs)} uevents with "
+        f"modules, kmod {args.kmod or machine.kmod}",
+        f"{'pipeline':18} {'loads':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>6} {'peak vmalloc':>13} "
+        f"{'peak modules':>13} {'failures':>8} {'becoming':>8} {'load':>6} {'stats wasted':>13}",
+    ]
+    for row in rows:
+        lines.append(
+            f"{row['pipeline']:18} {row['loads']:6d} {row['ok']:5d} {row['eexist']:6d} {row['other_errors']:5d} "
+            f"{row['reads']:6d} {row['peak_vmalloc']:13d} {row['peak_modules']:13d} {row['allocation_failures']:8d} "
+            f"{row['failed_becoming']:8d} {row['failed_load']:6d} {row['wasted_bytes']:13d}"
+        )
+        if row["first_failure"]:
+            lines.append(f"{'':18} first failure: {row['first_failure']}")
+    return "\n".join(lines) + "\n" + "".join(extra)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -191,6 +261,23 @@ def _parser() -> argparse.ArgumentParser:
     ld.add_argument("--seed", type=int, default=0)
     ld.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
     ld.set_defaults(run=_load)
+    b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
+    b.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file")
+    b.add_argument("--machine", default="intel-server", help="qemu-kvm, intel-server, amd-server, arm64-server")
+    b.add_argument("--cpus", type=int, default=255)
+    b.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'")
+    b.add_argument("--layout", default="x86_64")
+    b.add_argument("--kmod", type=int, help="kmod version (default: the machine's, 30 as in Debian 12)")
+    b.add_argument("--module-align", type=int, default=4096, help="MODULE_ALIGN (32768 with generic KASAN)")
+    b.add_argument("--jitter", type=float, default=0.05, help="uevent arrivals spread over this many seconds")
+    b.add_argument("--cost-jitter", type=float, default=0.25, help="stage durations vary by this fraction")
+    b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
+    b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at the end of each run")
+    fmt = b.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
+    b.set_defaults(run=_boot)
     return p
 
 

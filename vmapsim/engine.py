@@ -221,7 +221,9 @@ class CostModel:
     module_sig_check), ``copy`` (move_module's section copy and relocation);
     ``verify`` the fixed cost of one signature verification, ``init`` a
     module's init function, ``rcu_grace`` one synchronize_rcu() and
-    ``workqueue`` the latency before a queued work item runs.  With
+    ``workqueue`` the latency before a queued work item runs.  ``jitter``
+    spreads every duration uniformly by up to that fraction either way (drawn
+    from the run's seed), as real CPUs never run two loads in perfect step.  With
     ``lockstep`` every heavy stage (read, decompress, signature, init) takes
     exactly ``step`` seconds and bookkeeping takes none: requests that arrive
     together stay together, the worst case for overlap.
@@ -240,6 +242,7 @@ class CostModel:
     lockstep: bool = False
     step: float = 0.01
     verify: float = 0.0005
+    jitter: float = 0.0
 
     def duration(self, stage: str, nbytes: int = 0) -> float:
         """Seconds for ``stage`` on ``nbytes`` bytes.  Runtime complexity: O(1)."""

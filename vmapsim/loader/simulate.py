@@ -180,6 +180,7 @@ def simulate(
         load_offset = random.Random(seed).randint(1, 1024) * PAGE_SIZE if space.layout.kaslr else 0
     engine = Engine(scheduler or Fifo())
     kernel = Kernel(space, engine, costs or CostModel(), pipe.generation, module_align, load_offset)
+    kernel.rng = random.Random(seed)
     idem: dict[str, tuple[Event, list[int]]] = {}
     contexts = []
     for i, (r, img) in enumerate(zip(reqs, images, strict=True)):

@@ -13,6 +13,7 @@ The rules, with the kernel functions they mirror, are in each stage's docstring;
 
 from __future__ import annotations
 
+import random
 from collections.abc import Generator
 
 import attrs
@@ -155,6 +156,14 @@ class Kernel:
     reading: set[str] = attrs.field(factory=set)
     slots: dict[int, list[Event]] = attrs.field(factory=dict)
     slot_used: dict[int, int] = attrs.field(factory=dict)
+    rng: random.Random = attrs.field(factory=random.Random)
+
+    def duration(self, stage: str, nbytes: int = 0) -> float:
+        """The cost model's duration, spread by its ``jitter`` with this run's random generator."""
+        d = self.costs.duration(stage, nbytes)
+        if self.costs.jitter and d:
+            d *= 1 + self.costs.jitter * (2 * self.rng.random() - 1)
+        return d
 
     def vmalloc(self, ctx: LoadContext, kind: str, size: int, point: str, *, module: bool = False) -> Allocation:
         """Allocate for ``ctx`` (``vmalloc()`` or, for module memory, ``module_alloc()``); ENOMEM on failure."""
@@ -269,7 +278,7 @@ class Read(Stage):
         if req.syscall == "init_module":
             # The buffer userspace passed (already decompressed) is copied into a vmalloc area.
             ctx.copy = k.vmalloc(ctx, "copy_module_from_user", ctx.image.decompressed_size, "kread")
-            yield Delay(k.costs.duration("copy", ctx.image.decompressed_size))
+            yield Delay(k.duration("copy", ctx.image.decompressed_size))
             return
         if self.dedup == "path":
             if path in k.inflight_paths:
@@ -285,7 +294,7 @@ class Read(Stage):
                 ctx.read_buffer = k.vmalloc(ctx, "kernel_read_file", ctx.image.file_size, "kread")
                 if not ctx.compressed:
                     ctx.copy = ctx.read_buffer
-            yield Delay(k.costs.duration("read", ctx.image.file_size))
+            yield Delay(k.duration("read", ctx.image.file_size))
         finally:
             k.reading.discard(inode)
 
@@ -311,11 +320,11 @@ class Decompress(Stage):
         if not self.pages:
             scratch = {"xz": _XZ_DICT, "gz": _GZ_WORKSPACE, "zst": img.decompressed_size + _ZSTD_EXTRA}[img.compression]
             work = k.vmalloc(ctx, "module_decompress", scratch, "decompress")
-            yield Delay(k.costs.duration("decompress", img.decompressed_size))
+            yield Delay(k.duration("decompress", img.decompressed_size))
             k.free(work)
             ctx.copy = k.vmap(ctx, -(-img.decompressed_size // PAGE_SIZE), "decompress")
         else:
-            yield Delay(k.costs.duration("decompress", img.decompressed_size))
+            yield Delay(k.duration("decompress", img.decompressed_size))
         if ctx.read_buffer is not None:
             k.free(ctx.read_buffer)  # "compressed data is no longer needed"
 
@@ -328,7 +337,7 @@ class SignatureCheck(Stage):
 
     def run(self, ctx: LoadContext, k: Kernel) -> Step:
         """Spend the hashing time and strip the signature length."""
-        yield Delay(k.costs.duration("signature", ctx.length))
+        yield Delay(k.duration("signature", ctx.length))
         ctx.length -= ctx.image.signature_size
 
 
@@ -393,7 +402,7 @@ class Layout(Stage):
             raise
         ctx.past_layout = True
         ctx.record = ModuleRecord(ctx.image.name, "", ctx.index, Event(ctx.image.name), got)
-        yield Delay(k.costs.duration("copy", sum(a.size for a in got)))
+        yield Delay(k.duration("copy", sum(a.size for a in got)))
 
 
 @attrs.frozen
@@ -457,7 +466,7 @@ class Init(Stage):
         """Spend the init time; succeed or fail with the request's ``init_errno``."""
         rec = ctx.record
         assert rec is not None
-        yield Delay(k.costs.duration("init"))
+        yield Delay(k.duration("init"))
         if ctx.request.init_errno:
             k.set_state(rec, "GOING")
             for a in rec.areas:
@@ -474,6 +483,6 @@ class Init(Stage):
 
 
 def _free_init(k: Kernel, areas: list[Allocation]) -> Generator[Delay, None, None]:
-    yield Delay(k.costs.duration("workqueue") + k.costs.duration("rcu_grace"))
+    yield Delay(k.duration("workqueue") + k.duration("rcu_grace"))
     for a in areas:
         k.free(a)

@@ -21,7 +21,7 @@ def test_top_level_exports() -> None:
             "PAGE_SIZE", "Catalog", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ModuleFileError",
             "ModuleImage", "ParseError", "Region", "RegionUsage", "Request", "Result", "UnknownAddress",
             "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "engine", "layouts", "loader",
-            "modules", "procfs", "profiles", "simulate", "trace",
+            "modules", "procfs", "profiles", "simulate", "trace", "workloads",
         ]
     )  # fmt: skip
     for name in vmapsim.__all__:

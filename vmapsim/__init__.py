@@ -6,7 +6,7 @@
 '0xffffc90000000000'
 """
 
-from vmapsim import engine, layouts, loader, modules, procfs, profiles, trace
+from vmapsim import engine, layouts, loader, modules, procfs, profiles, trace, workloads
 from vmapsim.errors import (
     InvalidArgument,
     ModuleFileError,
@@ -53,4 +53,5 @@ __all__ = [
     "profiles",
     "simulate",
     "trace",
+    "workloads",
 ]

@@ -131,3 +131,14 @@ def test_boot_cli_table_json_and_csv() -> None:
 def test_boot_cli_bad_input(argv: list[str], needle: str) -> None:
     r = _cli(*argv)
     assert r.returncode == 2 and r.stdout == "" and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+def test_boot_cli_plots_pinned_bytes(tmp_path: object) -> None:
+    pytest.importorskip("matplotlib")
+    from pathlib import Path
+
+    out = Path(str(tmp_path)) / "boot.png"
+    r = _cli("boot", "--cpus", "8", "--pipeline", "v6.3,v6.5", "--plot", str(out))
+    assert r.returncode == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = _cli("boot", "--cpus", "8", "--pipeline", "v6.5", "--plot", str(Path(str(tmp_path)) / "no" / "x.png"))
+    assert r.returncode == 2 and "cannot write" in r.stderr and r.stderr.count("\n") == 1

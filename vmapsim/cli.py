@@ -177,6 +177,7 @@ def _boot(args: argparse.Namespace) -> str:
     costs = CostModel(jitter=args.cost_jitter)
     rows = []
     extra = []
+    runs = {}
     bar = progress_bar()
     for i, name in enumerate(names):
         r = simulate(jobs, pipeline=name, layout=layout, cpus=args.cpus, catalog=catalog, costs=costs,
@@ -184,6 +185,8 @@ def _boot(args: argparse.Namespace) -> str:
                      workers=udev_workers(args.cpus, machine.ram))  # fmt: skip
         if bar:
             bar(i + 1, len(names))
+        if args.plot:
+            runs[name] = r
         rets = [o.ret for o in r.outcomes]
         rows.append({
             "pipeline": name, "loads": len(rets), "ok": rets.count(0), "eexist": rets.count(-17),
@@ -197,6 +200,10 @@ def _boot(args: argparse.Namespace) -> str:
             extra.append(f"\n# /sys/kernel/debug/modules/stats after {name}\n{r.stats.render()}")
         if args.vmallocinfo:
             extra.append(f"\n# /proc/vmallocinfo at the end of {name}\n{procfs.render_vmallocinfo(r.space)}")
+    if args.plot:
+        from vmapsim.plot import pinned_over_time
+
+        pinned_over_time(runs, args.plot)
     if args.json:
         return json.dumps({"machine": machine.name, "cpus": args.cpus, "catalog": catalog.kernel, "pipelines": rows},
                           indent=1) + "\n"  # fmt: skip
@@ -274,6 +281,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, default=0)
     b.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at the end of each run")
+    b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
     fmt = b.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")

@@ -102,6 +102,8 @@ class Result:
     peak_pinned: dict[str, int]
     live: tuple[str, ...]
     space: VmapSpace = attrs.field(eq=False, repr=False)
+    #: (time, pinned bytes per window in ``space.layout.regions`` order) after each change.
+    pinned_over_time: tuple[tuple[float, tuple[int, ...]], ...] = attrs.field(default=(), eq=False, repr=False)
 
     @property
     def reads(self) -> int:
@@ -214,6 +216,7 @@ def simulate(
         {r.name: space.peak_pinned(r.name) for r in space.layout.regions},
         tuple(sorted(n for n, m in kernel.modules.items() if m.state == "LIVE")),
         space,
+        tuple(kernel.pinned),
     )
 
 

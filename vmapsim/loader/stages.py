@@ -157,6 +157,16 @@ class Kernel:
     slots: dict[int, list[Event]] = attrs.field(factory=dict)
     slot_used: dict[int, int] = attrs.field(factory=dict)
     rng: random.Random = attrs.field(factory=random.Random)
+    #: (time, pinned bytes per window) after every allocation and free, for plots.
+    pinned: list[tuple[float, tuple[int, ...]]] = attrs.field(factory=list)
+
+    def sample(self) -> None:
+        """Record the pinned bytes of every window at this instant (one point per instant)."""
+        point = (self.engine.now, tuple(self.space.pinned(r.name) for r in self.space.layout.regions))
+        if self.pinned and self.pinned[-1][0] == point[0]:
+            self.pinned[-1] = point
+        else:
+            self.pinned.append(point)
 
     def duration(self, stage: str, nbytes: int = 0) -> float:
         """The cost model's duration, spread by its ``jitter`` with this run's random generator."""
@@ -182,6 +192,7 @@ class Kernel:
         region = "modules" if module and "modules" in (r.name for r in self.space.layout.regions) else "vmalloc"
         a = Allocation(kind, addr, self.space.area(addr).size, region, self.engine.now)
         ctx.allocations.append(a)
+        self.sample()
         return a
 
     def vmap(self, ctx: LoadContext, pages: int, point: str) -> Allocation:
@@ -193,6 +204,7 @@ class Kernel:
             raise LoadFailed(ENOMEM, point) from None
         a = Allocation("vmap", addr, self.space.area(addr).size, "vmalloc", self.engine.now)
         ctx.allocations.append(a)
+        self.sample()
         return a
 
     def free(self, a: Allocation) -> None:
@@ -203,6 +215,7 @@ class Kernel:
             else:
                 self.space.vfree(a.addr)
             a.freed = self.engine.now
+            self.sample()
 
     def set_state(self, rec: ModuleRecord, state: str) -> None:
         """Change a module's state; LIVE and GOING wake everyone waiting on it (``module_wq``)."""

@@ -121,12 +121,11 @@ def _scan(args: argparse.Namespace) -> str:
 
 def _load(args: argparse.Namespace) -> str:
     from vmapsim.engine import CostModel
-    from vmapsim.loader import PIPELINES, Request, simulate
+    from vmapsim.loader import Request, simulate
 
-    catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
+    catalog, names = _catalog_and_pipelines(args)
     for name in args.module:
         catalog[name]  # an unknown module is one clear error before anything runs
-    names = list(PIPELINES) if args.pipeline == "all" else args.pipeline.split(",")
     layout = layouts.by_name(args.layout)
     costs = CostModel(lockstep=args.lockstep)
     reqs = [Request(m, cpu=c, syscall=args.syscall) for c in range(args.cpus) for m in args.module]
@@ -159,19 +158,13 @@ def _boot(args: argparse.Namespace) -> str:
     import json
 
     from vmapsim.engine import CostModel
-    from vmapsim.loader import PIPELINES, simulate
+    from vmapsim.loader import simulate
     from vmapsim.workloads import PRESETS, udev_boot, udev_workers
 
-    catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
+    catalog, names = _catalog_and_pipelines(args)
     if args.machine not in PRESETS:
         raise InvalidArgument(f"unknown machine {args.machine!r}; presets: {', '.join(PRESETS)}")
     machine = PRESETS[args.machine]
-    names = list(PIPELINES) if args.pipeline == "all" else args.pipeline.split(",")
-    for name in names:
-        if name not in PIPELINES:
-            raise InvalidArgument(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
-    if args.cpus < 1:
-        raise InvalidArgument(f"--cpus {args.cpus}: must be at least 1")
     layout = layouts.by_name(args.layout)
     jobs = udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=args.kmod)
     costs = CostModel(jitter=args.cost_jitter)
@@ -230,6 +223,31 @@ def _boot(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n" + "".join(extra)
 
 
+def _simulation_options(p: argparse.ArgumentParser, *, cpus: int) -> None:
+    """Options every simulating subcommand shares."""
+    p.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file")
+    p.add_argument("--cpus", type=int, default=cpus)
+    p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'")
+    p.add_argument("--layout", default="x86_64")
+    p.add_argument("--module-align", type=int, default=4096, help="MODULE_ALIGN (32768 with generic KASAN)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
+
+
+def _catalog_and_pipelines(args: argparse.Namespace) -> tuple[Catalog, list[str]]:
+    """The catalog and pipeline names the options ask for; one clear error if either is unknown."""
+    from vmapsim.loader import PIPELINES
+
+    catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
+    names = list(PIPELINES) if args.pipeline == "all" else args.pipeline.split(",")
+    for name in names:
+        if name not in PIPELINES:
+            raise InvalidArgument(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
+    if args.cpus < 1:
+        raise InvalidArgument(f"--cpus {args.cpus}: must be at least 1")
+    return catalog, names
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -258,28 +276,16 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(run=_scan)
     ld = sub.add_parser("load", help="load modules on every CPU at once under each pipeline; compare")
     ld.add_argument("module", nargs="+", help="module names from the catalog")
-    ld.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file")
-    ld.add_argument("--cpus", type=int, default=8)
-    ld.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'")
-    ld.add_argument("--layout", default="x86_64")
-    ld.add_argument("--module-align", type=int, default=4096, help="MODULE_ALIGN (32768 with generic KASAN)")
+    _simulation_options(ld, cpus=8)
     ld.add_argument("--syscall", default="finit_module", choices=["finit_module", "init_module"])
     ld.add_argument("--lockstep", action="store_true", help="every heavy stage takes the same time")
-    ld.add_argument("--seed", type=int, default=0)
-    ld.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
     ld.set_defaults(run=_load)
     b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
-    b.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file")
+    _simulation_options(b, cpus=255)
     b.add_argument("--machine", default="intel-server", help="qemu-kvm, intel-server, amd-server, arm64-server")
-    b.add_argument("--cpus", type=int, default=255)
-    b.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'")
-    b.add_argument("--layout", default="x86_64")
     b.add_argument("--kmod", type=int, help="kmod version (default: the machine's, 30 as in Debian 12)")
-    b.add_argument("--module-align", type=int, default=4096, help="MODULE_ALIGN (32768 with generic KASAN)")
     b.add_argument("--jitter", type=float, default=0.05, help="uevent arrivals spread over this many seconds")
     b.add_argument("--cost-jitter", type=float, default=0.25, help="stage durations vary by this fraction")
-    b.add_argument("--seed", type=int, default=0)
-    b.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at the end of each run")
     b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
     fmt = b.add_mutually_exclusive_group()

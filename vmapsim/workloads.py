@@ -27,7 +27,18 @@ from vmapsim.loader.stages import Request
 from vmapsim.modules.catalog import ACPI_PROCESSOR_MODALIASES, Catalog
 from vmapsim.units import GiB, MiB
 
-__all__ = ["PRESETS", "Machine", "read_requests", "udev_boot", "udev_workers", "write_requests"]
+__all__ = [
+    "KDEVOPS_SPREAD",
+    "KDEVOPS_UNSTRIPPED",
+    "PRESETS",
+    "Machine",
+    "kdevops_guest",
+    "read_requests",
+    "udev_boot",
+    "udev_workers",
+    "unstripped",
+    "write_requests",
+]
 
 
 @attrs.frozen
@@ -146,6 +157,45 @@ def udev_boot(
     ]
 
 
+#: The kdevops guest of Luis Chamberlain's published stats (R1: 255 vCPUs, R2: 8 vCPUs): what udev asks for
+#: once per CPU (the "Duplicate failed modules" of both tables) and its devices (virtio, NVMe, input).
+KDEVOPS_PERCPU = ("kvm_intel", "aesni_intel", "crct10dif_pclmul", "ghash_clmulni_intel", "sha512_ssse3",
+                  "crc32_pclmul", "crc32c_intel")  # fmt: skip
+KDEVOPS_DEVICES = (("virtio_pci",),) * 4 + (("nvme",),) * 4 + (("evdev",),) * 3 + (("serio_raw",),) * 2
+#: Calibrated on R1's wasted bytes: kdevops builds modules with debug info, about 8x the stripped size.
+KDEVOPS_UNSTRIPPED = 8.0
+#: Calibrated timing: coldplug uevents reach kmod within 20 ms of each other.
+KDEVOPS_SPREAD = 0.02
+
+
+def unstripped(catalog: Catalog, factor: float) -> Catalog:
+    """The catalog with every file ``factor`` times bigger, as if built with debug info.
+
+    Debug sections are not SHF_ALLOC, so only the file, read and decompressed
+    sizes grow; module memory stays.  Runtime complexity: O(n).
+    """
+    if factor < 1:
+        raise InvalidArgument(f"unstripped factor {factor}: must be at least 1")
+    return attrs.evolve(
+        catalog,
+        modules={
+            n: attrs.evolve(m, file_size=int(m.file_size * factor), decompressed_size=int(m.decompressed_size * factor))
+            for n, m in catalog.modules.items()
+        },
+    )
+
+
+def kdevops_guest(cpus: int, *, seed: int = 0, spread: float = KDEVOPS_SPREAD) -> list[Modprobe]:
+    """The kmod jobs of the kdevops guest behind the published R1/R2 figures (docs/workloads.md).
+
+    Runtime complexity: O(cpus).
+    """
+    rng = random.Random(seed)
+    jobs = [Modprobe(KDEVOPS_PERCPU, cpu=rng.randrange(cpus), time=rng.random() * spread) for _ in range(cpus)]
+    jobs += [Modprobe(d, cpu=rng.randrange(cpus), time=rng.random() * spread) for d in KDEVOPS_DEVICES]
+    return jobs
+
+
 _FIELDS = ("time", "cpu", "module", "path", "syscall")
 
 
@@ -187,7 +237,10 @@ def read_requests(text: str, *, fmt: str = "jsonl", source: str = "requests") ->
                 except json.JSONDecodeError as e:
                     raise ParseError(f"not JSON: {e.msg}", source=source, line=i) from None
     elif fmt == "csv":
-        pairs = [(i, dict(row)) for i, row in enumerate(csv.DictReader(io.StringIO(text)), 2)]
+        try:
+            pairs = [(i, dict(row)) for i, row in enumerate(csv.DictReader(io.StringIO(text)), 2)]
+        except csv.Error as e:
+            raise ParseError(f"not CSV: {e}", source=source) from None
     else:
         raise InvalidArgument(f"request format {fmt!r}: expected 'jsonl' or 'csv'")
     out = []

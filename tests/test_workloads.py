@@ -109,7 +109,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 def test_boot_cli_table_json_and_csv() -> None:
     r = _cli("boot", "--cpus", "8", "--pipeline", "v6.3,v6.5", "--kmod", "31")
     lines = r.stdout.splitlines()
-    assert r.returncode == 0 and lines[0].startswith("# udev coldplug of a intel-server with 8 CPUs")
+    assert r.returncode == 0 and lines[0].startswith("# udev coldplug of intel-server with 8 CPUs")
     assert lines[2].split()[0] == "v6.3" and lines[3].split()[0] == "v6.5"
     data = json.loads(_cli("boot", "--cpus", "8", "--pipeline", "v6.5", "--json", "--kmod", "31").stdout)
     assert data["pipelines"][0]["pipeline"] == "v6.5" and data["pipelines"][0]["wasted_bytes"] == 0
@@ -159,3 +159,9 @@ def test_published_r1_r2_figures_within_the_stated_tolerance(seed: int) -> None:
     assert abs(r2.wasted_bytes / 237537176 - 1) < 0.05  # R2 is predicted, not fitted
     assert abs(r2.failed_becoming / 83 - 1) < 0.20
     assert r1.failed_becoming == 0 and r2.failed_load_modules < 16  # the known shortfall: see the docs
+
+
+def test_boot_cli_uses_the_machine_catalog_and_layout() -> None:
+    r = _cli("boot", "--machine", "arm64-server", "--cpus", "4", "--pipeline", "v6.5", "--json", "--kmod", "31")
+    data = json.loads(r.stdout)
+    assert data["catalog"] == "6.12.117+deb12-arm64" and data["pipelines"][0]["ok"] > 0

@@ -161,11 +161,12 @@ def _boot(args: argparse.Namespace) -> str:
     from vmapsim.loader import simulate
     from vmapsim.workloads import PRESETS, udev_boot, udev_workers
 
-    catalog, names = _catalog_and_pipelines(args)
     if args.machine not in PRESETS:
         raise InvalidArgument(f"unknown machine {args.machine!r}; presets: {', '.join(PRESETS)}")
     machine = PRESETS[args.machine]
-    layout = layouts.by_name(args.layout)
+    args.catalog = args.catalog or machine.catalog
+    catalog, names = _catalog_and_pipelines(args)
+    layout = layouts.by_name(args.layout or machine.layout)
     jobs = udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=args.kmod)
     costs = CostModel(jitter=args.cost_jitter)
     rows = []
@@ -207,7 +208,7 @@ def _boot(args: argparse.Namespace) -> str:
         w.writerows(rows)
         return out.getvalue()
     lines = [
-        f"# udev coldplug of a {machine.name} with {args.cpus} CPUs, {catalog.kernel}, {len(jobs)} uevents with "
+        f"# udev coldplug of {machine.name} with {args.cpus} CPUs, {catalog.kernel}, {len(jobs)} uevents with "
         f"modules, kmod {args.kmod or machine.kmod}",
         f"{'pipeline':18} {'loads':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>6} {'peak vmalloc':>13} "
         f"{'peak modules':>13} {'failures':>8} {'becoming':>8} {'load':>6} {'stats wasted':>13}",
@@ -223,12 +224,16 @@ def _boot(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n" + "".join(extra)
 
 
-def _simulation_options(p: argparse.ArgumentParser, *, cpus: int) -> None:
+def _simulation_options(p: argparse.ArgumentParser, *, cpus: int, catalog: str | None, layout: str | None) -> None:
     """Options every simulating subcommand shares."""
-    p.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file")
+    p.add_argument(
+        "--catalog",
+        default=catalog,
+        help=f"a shipped catalog name or a saved catalog file ({catalog or 'the machine’s'})",
+    )
     p.add_argument("--cpus", type=int, default=cpus)
     p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'")
-    p.add_argument("--layout", default="x86_64")
+    p.add_argument("--layout", default=layout, help=f"a layout name ({layout or 'the machine’s'})")
     p.add_argument("--module-align", type=int, default=4096, help="MODULE_ALIGN (32768 with generic KASAN)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
@@ -276,12 +281,12 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(run=_scan)
     ld = sub.add_parser("load", help="load modules on every CPU at once under each pipeline; compare")
     ld.add_argument("module", nargs="+", help="module names from the catalog")
-    _simulation_options(ld, cpus=8)
+    _simulation_options(ld, cpus=8, catalog="debian-6.12-amd64", layout="x86_64")
     ld.add_argument("--syscall", default="finit_module", choices=["finit_module", "init_module"])
     ld.add_argument("--lockstep", action="store_true", help="every heavy stage takes the same time")
     ld.set_defaults(run=_load)
     b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
-    _simulation_options(b, cpus=255)
+    _simulation_options(b, cpus=255, catalog=None, layout=None)
     b.add_argument("--machine", default="intel-server", help="qemu-kvm, intel-server, amd-server, arm64-server")
     b.add_argument("--kmod", type=int, help="kmod version (default: the machine's, 30 as in Debian 12)")
     b.add_argument("--jitter", type=float, default=0.05, help="uevent arrivals spread over this many seconds")

@@ -48,6 +48,7 @@ class Machine:
     ``fails`` lists modules whose init fails on this machine (e.g. a driver
     probing hardware that is absent) with the errno.  ``kmod`` is kmod's
     version: before 31 it decompresses modules itself and uses init_module(2).
+    ``catalog`` and ``layout`` name the shipped catalog and layout that fit it.
     """
 
     name: str
@@ -57,6 +58,8 @@ class Machine:
     ram: int = 16 * GiB
     kmod: int = 30
     fails: tuple[tuple[str, int], ...] = ()
+    catalog: str = "debian-6.12-amd64"
+    layout: str = "x86_64"
 
 
 _X86_BASE = (
@@ -106,6 +109,8 @@ PRESETS: dict[str, Machine] = {
             "cpu:type:aarch64:feature:,0000,0001,0002,0003,0004,0005,0006,0007,0008,0011,0015",
             devices=("pci:v0000144Dd0000A80Asv0000144Dsd0000A801bc01sc08i02",),
             ram=256 * GiB,
+            catalog="debian-6.12-arm64",
+            layout="arm64_48",
         ),
     )
 }

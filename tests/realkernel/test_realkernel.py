@@ -78,3 +78,31 @@ def test_concurrent_duplicates_match_the_pipeline(version: str, syscall: str) ->
         assert set(counts) <= set(model_counts) and counts[-1] == model_counts[-1]
     else:
         assert counts == model_counts
+
+
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_udev_boot_predicts_every_udev_load_and_return_code(cpus: int) -> None:
+    # Debian 12 (systemd, udev, kmod 30) coldplugging Debian's 6.12 kernel under QEMU: each per-CPU module is
+    # requested once per CPU (one 0, the rest -EEXIST); a module whose init fails here gives -ENODEV once, then
+    # -EBUSY to the other CPUs. udev_boot() for the machine the boot showed must predict the same, per module.
+    import shutil as _shutil
+
+    from tests.realkernel import udevboot
+
+    if _shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap is not installed (apt-get install debootstrap)")
+    try:
+        text = udevboot.boot(cpus)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, StopIteration, OSError) as e:
+        pytest.skip(f"could not build or boot the Debian 12 userspace here: {e}")
+    real, predicted = udevboot.predict(text, cpus)
+    per_cpu = [n for n, c in real.items() if sum(c.values()) == cpus]
+    assert len(per_cpu) >= 8 and any(c[-19] == 1 and c[-16] == cpus - 1 for c in real.values())
+    for name, calls in real.items():
+        model = predicted[name]
+        # the same outcomes: one success, or one -ENODEV; the rest -EEXIST (or -EBUSY after a failed init)
+        assert set(calls) <= set(model) and calls[0] == model[0] and calls[-19] == model[-19], name
+        # the model's arrivals are the worst case; on a real boot a late CPU's kmod may already see the
+        # module LIVE and skip it, so a module can have fewer calls, never more
+        assert 1 <= sum(calls.values()) <= sum(model.values()), name
+    assert sum(real[n] == predicted[n] for n in real) >= 0.75 * len(real)

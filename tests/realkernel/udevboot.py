@@ -1,0 +1,180 @@
+"""A real udev coldplug: Debian 12's systemd, udev and kmod booting Debian's 6.12 kernel under QEMU.
+
+    python -m tests.realkernel.udevboot --cpus 4 --out /tmp/udev-4cpu.txt
+
+The root file system is made once with ``debootstrap --variant=minbase --include=systemd-sysv,udev,kmod
+bookworm`` (cached beside the kernel packages), the kernel's modules are added with depmod, and the whole
+tree boots as an initramfs with systemd as PID 1 (``rdinit=``). The kernel traces, from boot, every
+module_load/module_free, every init_module/finit_module return, and (a kprobe on
+module_patient_check_exists) the name each load is checked under. A oneshot unit waits for ``udevadm
+settle``, prints the modaliases udev saw, the trace and /proc/modules between markers, and powers off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from tests.realkernel.capture import kernel_tree
+
+_DUMP = """#!/bin/sh
+exec > /dev/ttyS0 2>&1
+udevadm settle --timeout=120
+sleep 2
+echo "=== BEGIN modalias"
+sed -n 's/^MODALIAS=//p' /sys/devices/system/cpu/cpu0/uevent
+for f in /sys/bus/*/devices/*/modalias; do cat "$f"; done | sort -u
+echo "=== END modalias"
+echo "=== BEGIN trace"
+cat /sys/kernel/tracing/trace
+echo "=== END trace"
+echo "=== BEGIN modules"
+cat /proc/modules
+echo "=== END modules"
+echo o > /proc/sysrq-trigger
+"""
+_UNIT = """[Unit]
+Description=vmapsim: dump the coldplug trace and power off
+After=systemd-udev-trigger.service systemd-udevd.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/local/sbin/vmapsim-dump
+
+[Install]
+WantedBy=multi-user.target
+"""
+_EVENTS = (
+    "module:module_load,module:module_free,syscalls:sys_enter_init_module,syscalls:sys_exit_init_module,"
+    "syscalls:sys_exit_finit_module"
+)
+
+
+def root_tree() -> Path:
+    """The debootstrapped Debian 12 userspace, made once."""
+    cache = Path(os.environ.get("VMAPSIM_KERNEL_CACHE", "/tmp/vmapsim-kernels"))
+    root = cache / "udevroot-bookworm"
+    if not (root / "usr" / "bin" / "udevadm").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=systemd-sysv,udev,kmod", "bookworm", str(root),
+                        "http://deb.debian.org/debian"], check=True, capture_output=True)  # fmt: skip
+    return root
+
+
+def boot(cpus: int = 4, version: str = "6.12", timeout: int = 900) -> str:
+    """Boot once; return the console text (with the dump sections)."""
+    tree = kernel_tree(version)
+    kver = next((tree / "lib/modules").iterdir()).name
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp) / "root"
+        subprocess.run(["cp", "-a", str(root_tree()), str(work)], check=True)
+        shutil.copytree(tree / "lib/modules" / kver, work / "lib/modules" / kver, symlinks=True)
+        subprocess.run(["chroot", str(work), "depmod", kver], check=True)  # the root's own kmod
+        dump = work / "usr/local/sbin/vmapsim-dump"
+        dump.write_text(_DUMP)
+        dump.chmod(0o755)
+        (work / "etc/systemd/system/vmapsim-dump.service").write_text(_UNIT)
+        wants = work / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        (wants / "vmapsim-dump.service").symlink_to("/etc/systemd/system/vmapsim-dump.service")
+        (work / "etc/hostname").write_text("vmapsim\n")
+        for unit in ("serial-getty@ttyS0.service", "getty.target"):  # nothing else may own the console
+            (work / "etc/systemd/system" / unit).symlink_to("/dev/null")
+        initrd = Path(tmp) / "initrd.cpio"
+        with open(initrd, "wb") as out:
+            files = subprocess.run(["find", "."], cwd=work, check=True, capture_output=True).stdout
+            subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=work, input=files, stdout=out, check=True)
+        disk = Path(tmp) / "disk.img"
+        disk.write_bytes(b"\0" * (8 << 20))
+        append = (
+            "console=ttyS0 nokaslr quiet loglevel=1 panic=-1 rdinit=/lib/systemd/systemd "
+            f"systemd.show_status=0 trace_event={_EVENTS} trace_buf_size=2M"
+        )
+        cmd = [
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", "3G", "-nographic",
+            "-no-reboot", "-kernel", str(tree / "boot" / f"vmlinuz-{kver}"), "-initrd", str(initrd),
+            "-append", append,
+            "-drive", f"file={disk},if=none,id=nv,format=raw", "-device", "nvme,serial=vmapsim,drive=nv",
+            "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
+        ]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, timeout=timeout, check=True).stdout.decode(errors="replace")
+    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1bc", "", out).replace("\r", "")
+
+
+_LINE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+[\d.]+:\s+(?P<rest>.*)$")
+
+
+def calls_by_module(trace: str, sizes: dict[int, str], *, udev: bool | None = None) -> dict[str, Counter[int]]:
+    """Per module, how many init_module() calls returned each value (0 or -errno).
+
+    kmod < 31 passes the whole decompressed file to init_module(2), so the
+    ``len`` of each call names the module (``sizes``: decompressed size → name).
+    ``udev=True`` counts only calls by udev workers, ``False`` only the others
+    (request_module()'s modprobe, systemd), None all.
+    """
+    pending: dict[str, str] = {}
+    out: dict[str, Counter[int]] = defaultdict(Counter)
+    for raw in trace.splitlines():
+        m = _LINE.match(raw)
+        if m is None or (udev is not None and (m["task"].strip() == "(udev-worker)") != udev):
+            continue
+        pid, rest = m["pid"], m["rest"]
+        enter = re.match(r"sys_init_module\(umod: \w+, len: ([0-9a-f]+)", rest)
+        if enter:
+            pending[pid] = sizes.get(int(enter.group(1), 16), "?")
+        elif re.match(r"sys_f?init_module -> ", rest):
+            value = int(rest.split("->")[-1].strip(), 16)
+            out[pending.pop(pid, "?")][value - (1 << 64) if value >= 1 << 63 else value] += 1
+    return dict(out)
+
+
+def predict(text: str, cpus: int) -> tuple[dict[str, Counter[int]], dict[str, Counter[int]]]:
+    """(real, predicted) init_module() outcomes per module for the modules udev loads by itself.
+
+    The machine is what the boot showed: the CPU's modalias, the devices' modaliases, 3 GiB, kmod 30, and the
+    modules whose init failed (-ENODEV) there. Modules that something other than udev also loaded (the
+    kernel's request_module(), systemd) are left out of the comparison.
+    """
+    from tests.helpers import console_section
+    from vmapsim import simulate
+    from vmapsim.engine import QEMU_TCG
+    from vmapsim.modules import Catalog
+    from vmapsim.workloads import Machine, udev_boot, udev_workers
+
+    cat = Catalog.builtin("debian-6.12-amd64")
+    sizes = {m.decompressed_size: m.name for m in cat}
+    trace = console_section(text, "trace")
+    real = calls_by_module(trace, sizes, udev=True)
+    others = calls_by_module(trace, sizes, udev=False)
+    aliases = console_section(text, "modalias").split()
+    failing = tuple(sorted((name, 19) for name, rets in real.items() if -19 in rets))
+    machine = Machine("qemu-tcg-max", aliases[0], devices=tuple(aliases[1:]), ram=3 << 30, kmod=30, fails=failing)
+    jobs = udev_boot(cat, machine, cpus, jitter=0.01)
+    r = simulate(jobs, pipeline="v6.5", cpus=cpus, catalog=cat, costs=QEMU_TCG,
+                 workers=udev_workers(cpus, machine.ram))  # fmt: skip
+    predicted: dict[str, Counter[int]] = defaultdict(Counter)
+    for o in r.outcomes:
+        predicted[o.module][o.ret] += 1
+    cpu_modules = {m.name for name in cat.match_alias(aliases[0]) for m in cat.closure(name)}
+    keep = cpu_modules - set(others)
+    return ({n: real.get(n, Counter()) for n in sorted(keep)}, {n: predicted.get(n, Counter()) for n in sorted(keep)})
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cpus", type=int, default=4)
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+    Path(args.out).write_text(boot(args.cpus))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -218,3 +218,11 @@ def test_bad_requests_are_typed_errors() -> None:
         simulate([Request("msr")])
     with pytest.raises(InvalidArgument, match="syscall"):
         simulate([Request("msr", syscall="insmod")], catalog=CAT)
+
+
+def test_rerunning_until_the_peak_instant_shows_the_peak() -> None:
+    reqs = [Request("kvm_intel", cpu=c, time=0.0001 * c) for c in range(8)]
+    full = simulate(reqs, pipeline="v6.3", cpus=8, catalog=CAT)
+    at = simulate(reqs, pipeline="v6.3", cpus=8, catalog=CAT, until=full.peak_time["modules"])
+    assert at.space.pinned("modules") == full.peak_pinned["modules"] > at.space.pinned("modules") - 1
+    assert full.space.pinned("modules") < full.peak_pinned["modules"]  # the end state is not the peak

@@ -117,6 +117,8 @@ def test_boot_cli_table_json_and_csv() -> None:
     assert csv_text.splitlines()[0].startswith("pipeline,loads,ok,eexist")
     stats = _cli("boot", "--cpus", "4", "--pipeline", "v6.4", "--stats").stdout
     assert "# /sys/kernel/debug/modules/stats after v6.4" in stats and "Mods ever loaded" in stats
+    info = _cli("boot", "--cpus", "4", "--pipeline", "v6.3", "--vmallocinfo").stdout
+    assert "# /proc/vmallocinfo of v6.3 at the modules window's peak" in info and "load_module" in info
 
 
 @pytest.mark.parametrize(

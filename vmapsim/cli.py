@@ -172,6 +172,7 @@ def _boot(args: argparse.Namespace) -> str:
     rows = []
     extra = []
     runs = {}
+    peaks = {}
     bar = progress_bar()
     for i, name in enumerate(names):
         r = simulate(jobs, pipeline=name, layout=layout, cpus=args.cpus, catalog=catalog, costs=costs,
@@ -192,12 +193,24 @@ def _boot(args: argparse.Namespace) -> str:
         })  # fmt: skip
         if args.stats:
             extra.append(f"\n# /sys/kernel/debug/modules/stats after {name}\n{r.stats.render()}")
-        if args.vmallocinfo:
-            extra.append(f"\n# /proc/vmallocinfo at the end of {name}\n{procfs.render_vmallocinfo(r.space)}")
+        if args.vmallocinfo or args.plot:
+            # Runs are deterministic: rerun up to the instant the window peaked to see the space then.
+            window = "modules" if "modules" in r.peak_time else "vmalloc"
+            peak = simulate(
+                jobs, pipeline=name, layout=layout, cpus=args.cpus, catalog=catalog, costs=costs,
+                module_align=args.module_align, seed=args.seed, workers=udev_workers(args.cpus, machine.ram),
+                until=r.peak_time.get(window, 0.0),
+            )  # fmt: skip
+            peaks[name] = peak.space
+            if args.vmallocinfo:
+                extra.append(
+                    f"\n# /proc/vmallocinfo of {name} at the {window} window's peak "
+                    f"({r.peak_time.get(window, 0.0) * 1000:.3f} ms)\n{procfs.render_vmallocinfo(peak.space)}"
+                )
     if args.plot:
         from vmapsim.plot import pinned_over_time
 
-        pinned_over_time(runs, args.plot)
+        pinned_over_time(runs, args.plot, at_peak=peaks)
     if args.json:
         return json.dumps({"machine": machine.name, "cpus": args.cpus, "catalog": catalog.kernel, "pipelines": rows},
                           indent=1) + "\n"  # fmt: skip
@@ -291,7 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--kmod", type=int, help="kmod version (default: the machine's, 30 as in Debian 12)")
     b.add_argument("--jitter", type=float, default=0.05, help="uevent arrivals spread over this many seconds")
     b.add_argument("--cost-jitter", type=float, default=0.25, help="stage durations vary by this fraction")
-    b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at the end of each run")
+    b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
     b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
     fmt = b.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")

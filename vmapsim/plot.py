@@ -11,16 +11,21 @@ from collections.abc import Mapping
 
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.simulate import Result
+from vmapsim.space import VmapSpace
 
 __all__ = ["pinned_over_time"]
 
 
-def pinned_over_time(results: Mapping[str, Result], path: str) -> None:
+def pinned_over_time(
+    results: Mapping[str, Result], path: str, at_peak: Mapping[str, VmapSpace] | None = None, window: str = "modules"
+) -> None:
     """Write a PNG/SVG/PDF of pinned bytes over time, one line per run, one panel per window.
 
-    ``results`` maps a label (e.g. the pipeline name) to its :class:`Result`.
-    Raises :class:`InvalidArgument` when matplotlib is not installed.
-    Runtime complexity: O(total samples).
+    ``results`` maps a label (e.g. the pipeline name) to its :class:`Result`;
+    ``at_peak`` (label -> the space at that run's peak, see ``simulate(until=)``)
+    adds a map of ``window`` at each run's peak: busy areas in blue, lazily freed
+    ones in orange.  Raises :class:`InvalidArgument` when matplotlib is not
+    installed.  Runtime complexity: O(total samples + areas).
     """
     try:
         import matplotlib
@@ -32,7 +37,8 @@ def pinned_over_time(results: Mapping[str, Result], path: str) -> None:
     if not results:
         raise InvalidArgument("nothing to plot")
     regions = [r.name for r in next(iter(results.values())).space.layout.regions]
-    fig, axes = plt.subplots(len(regions), 1, figsize=(9, 3.2 * len(regions)), squeeze=False)
+    panels = len(regions) + (1 if at_peak else 0)
+    fig, axes = plt.subplots(panels, 1, figsize=(9, 3.2 * panels), squeeze=False)
     for label, res in results.items():
         times = [t * 1000 for t, _ in res.pinned_over_time]
         for k in range(len(regions)):
@@ -43,6 +49,20 @@ def pinned_over_time(results: Mapping[str, Result], path: str) -> None:
         ax.set_xlabel("time (ms)")
         ax.set_ylabel("MiB")
         ax.legend(fontsize="small")
+    if at_peak:
+        ax = axes[-1][0]
+        for row, space in enumerate(at_peak.values()):
+            w = (
+                space.layout.region(window)
+                if window in (r.name for r in space.layout.regions)
+                else space.layout.vmalloc
+            )
+            for ranges, color in ((space.busy_ranges(w), "tab:blue"), (space.lazy_ranges(w), "tab:orange")):
+                spans = [((s - w.start) / (1 << 20), (e - s) / (1 << 20)) for s, e in ranges]
+                ax.broken_barh(spans, (row - 0.4, 0.8), color=color)
+        ax.set_yticks(range(len(at_peak)), list(at_peak))
+        ax.set_title(f"{window} window at each run's peak: busy (blue), lazily freed (orange)")
+        ax.set_xlabel(f"offset in the {window} window (MiB)")
     fig.tight_layout()
     try:
         fig.savefig(path)

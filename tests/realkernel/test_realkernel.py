@@ -100,8 +100,13 @@ def test_udev_boot_predicts_every_udev_load_and_return_code(cpus: int) -> None:
     assert len(per_cpu) >= 8 and any(c[-19] == 1 and c[-16] == cpus - 1 for c in real.values())
     for name, calls in real.items():
         model = predicted[name]
-        # the same outcomes: one success, or one -ENODEV; the rest -EEXIST (or -EBUSY after a failed init)
-        assert set(calls) <= set(model) and calls[0] == model[0] and calls[-19] == model[-19], name
+        if not calls and not model:
+            continue  # never asked for: its dependency's init failed first (amd64_edac after edac_mce_amd)
+        if model[0]:  # predicted to load: one success, the rest -EEXIST
+            assert calls[0] == 1 and set(calls) <= {0, -17}, (name, calls)
+        else:  # predicted to fail in init: -ENODEV, and -EBUSY for callers that waited on it
+            # (a caller arriving after the failed module is gone tries again and gets -ENODEV itself)
+            assert calls[-19] >= 1 and set(calls) <= {-19, -16}, (name, calls)
         # the model's arrivals are the worst case; on a real boot a late CPU's kmod may already see the
         # module LIVE and skip it, so a module can have fewer calls, never more
         assert 1 <= sum(calls.values()) <= sum(model.values()), name

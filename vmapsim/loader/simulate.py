@@ -104,6 +104,8 @@ class Result:
     space: VmapSpace = attrs.field(eq=False, repr=False)
     #: (time, pinned bytes per window in ``space.layout.regions`` order) after each change.
     pinned_over_time: tuple[tuple[float, tuple[int, ...]], ...] = attrs.field(default=(), eq=False, repr=False)
+    #: window -> the instant its pinned bytes first reached their peak (rerun with ``until`` to see it).
+    peak_time: dict[str, float] = attrs.field(factory=dict, eq=False, repr=False)
 
     @property
     def reads(self) -> int:
@@ -144,6 +146,7 @@ def simulate(
     seed: int = 0,
     space: VmapSpace | None = None,
     workers: int | None = None,
+    until: float | None = None,
 ) -> Result:
     """Run ``requests`` through ``pipeline`` on a ``cpus``-CPU machine with ``layout``; return a :class:`Result`.
 
@@ -153,7 +156,9 @@ def simulate(
     from ``seed`` when the layout has KASLR, else 0); ``space`` an existing
     address space to start from (e.g. a restored boot snapshot).  Items may be
     :class:`Modprobe` jobs, of which at most ``workers`` run at once (udev's
-    worker limit); their loads appear in ``outcomes`` as they happen.
+    worker limit); their loads appear in ``outcomes`` as they happen.  With
+    ``until`` the run stops after that instant (runs are deterministic, so
+    ``until=result.peak_time["modules"]`` shows the space at its peak).
     Runtime complexity: O(r · (s + log n)) for r requests of s stages.
     """
     pipe = pipelines.by_name(pipeline) if isinstance(pipeline, str) else pipeline
@@ -195,7 +200,12 @@ def simulate(
     for j in jobs:
         assert cat is not None
         engine.spawn(_modprobe(j, cat, kernel, pipe, idem, contexts, slots), at=j.time)
-    engine.run()
+    engine.run(until)
+    if until is not None:
+        for c in contexts:  # loads still under way when the run stopped
+            if not c.timeline:
+                c.timeline.append((engine.now, "start"))
+            c.end = c.end or engine.now
     outcomes = tuple(
         Outcome(
             c.request,
@@ -217,6 +227,7 @@ def simulate(
         tuple(sorted(n for n, m in kernel.modules.items() if m.state == "LIVE")),
         space,
         tuple(kernel.pinned),
+        {name: t for name, (_, t) in kernel.peaks.items()},
     )
 
 

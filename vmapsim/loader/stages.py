@@ -159,10 +159,15 @@ class Kernel:
     rng: random.Random = attrs.field(factory=random.Random)
     #: (time, pinned bytes per window) after every allocation and free, for plots.
     pinned: list[tuple[float, tuple[int, ...]]] = attrs.field(factory=list)
+    #: window -> (highest pinned bytes, the instant it was first reached).
+    peaks: dict[str, tuple[int, float]] = attrs.field(factory=dict)
 
     def sample(self) -> None:
-        """Record the pinned bytes of every window at this instant (one point per instant)."""
+        """Record the pinned bytes of every window at this instant (one point per instant) and peak times."""
         point = (self.engine.now, tuple(self.space.pinned(r.name) for r in self.space.layout.regions))
+        for r, v in zip(self.space.layout.regions, point[1], strict=True):
+            if v > self.peaks.get(r.name, (-1, 0.0))[0]:
+                self.peaks[r.name] = (v, self.engine.now)
         if self.pinned and self.pinned[-1][0] == point[0]:
             self.pinned[-1] = point
         else:

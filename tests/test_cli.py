@@ -113,7 +113,8 @@ def test_load_compares_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["load", "nosuch"], "no module 'nosuch'"),
+        (["load", "nosuch"], "no module or alias 'nosuch'"),
+        (["load"], "nothing to load"),
         (["load", "msr", "--pipeline", "v9"], "unknown pipeline 'v9'"),
         (["load", "msr", "--catalog", "/nonexistent.json.xz"], "cannot read catalog"),
         (["load", "msr", "--layout", "pdp11"], "unknown layout"),
@@ -121,4 +122,26 @@ def test_load_compares_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
 )
 def test_load_bad_input(argv: list[str], needle: str) -> None:
     r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+def test_load_takes_aliases_and_request_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    alias = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"
+    assert main(["load", alias, "--cpus", "2", "--pipeline", "v6.5"]) == 0
+    assert "(e1000e on each of 2 CPUs)" in capsys.readouterr().out
+    reqs = tmp_path / "reqs.csv"
+    reqs.write_text("time,cpu,module,path,syscall\n0,0,loop,,finit_module\n0.001,1,loop,,finit_module\n")
+    assert main(["load", "--requests", str(reqs), "--cpus", "2", "--pipeline", "v6.4"]) == 0
+    assert capsys.readouterr().out.splitlines()[2].split()[:3] == ["v6.4", "1", "1"]
+
+
+@pytest.mark.parametrize(
+    "content,needle",
+    [("garbage\n", "reqs.jsonl:1: not JSON"), ('{"module": "nosuch"}\n', "no module 'nosuch'"),
+     ('{"module": "loop", "cpu": "x"}\n', "reqs.jsonl:1:")],
+)  # fmt: skip
+def test_load_bad_request_files(tmp_path: Path, content: str, needle: str) -> None:
+    f = tmp_path / "reqs.jsonl"
+    f.write_text(content)
+    r = subprocess.run([sys.executable, "-m", "vmapsim", "load", "--requests", str(f)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr

@@ -124,13 +124,27 @@ def _load(args: argparse.Namespace) -> str:
     from vmapsim.loader import Request, simulate
 
     catalog, names = _catalog_and_pipelines(args)
-    for name in args.module:
-        catalog[name]  # an unknown module is one clear error before anything runs
+    modules: list[str] = []
+    for name in args.module:  # a module name, or a modalias resolved as kmod would
+        found = [name] if name in catalog else catalog.match_alias(name)
+        if not found:
+            raise InvalidArgument(f"no module or alias {name!r} in the {catalog.kernel} catalog")
+        modules += found
     layout = layouts.by_name(args.layout)
     costs = CostModel(lockstep=args.lockstep)
-    reqs = [Request(m, cpu=c, syscall=args.syscall) for c in range(args.cpus) for m in args.module]
+    reqs = [Request(m, cpu=c, syscall=args.syscall) for c in range(args.cpus) for m in modules]
+    if args.requests:
+        from vmapsim.workloads import read_requests
+
+        fmt = "csv" if args.requests.endswith(".csv") else "jsonl"
+        reqs += read_requests(_read(args.requests), fmt=fmt, source=args.requests)
+        for req in reqs:
+            if not isinstance(req.module, str) or req.module not in catalog:
+                raise InvalidArgument(f"{args.requests}: no module {req.module!r} in the {catalog.kernel} catalog")
+    if not reqs:
+        raise InvalidArgument("nothing to load: name modules or aliases, or give --requests FILE")
     out = [
-        f"# {len(reqs)} requests ({', '.join(args.module)} on each of {args.cpus} CPUs), {layout.name}, "
+        f"# {len(reqs)} requests ({', '.join(modules) or args.requests} on each of {args.cpus} CPUs), {layout.name}, "
         f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}",
         f"{'pipeline':18} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>5} {'peak vmalloc':>14} "
         f"{'peak modules':>14} {'failures':>8} {'stats wasted':>14}",
@@ -293,7 +307,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="architecture without a config")
     c.set_defaults(run=_scan)
     ld = sub.add_parser("load", help="load modules on every CPU at once under each pipeline; compare")
-    ld.add_argument("module", nargs="+", help="module names from the catalog")
+    ld.add_argument("module", nargs="*", help="module names or modaliases (every CPU loads each)")
+    ld.add_argument("--requests", help="also run the requests of a JSON-lines or .csv file (time, cpu, module, ...)")
     _simulation_options(ld, cpus=8, catalog="debian-6.12-amd64", layout="x86_64")
     ld.add_argument("--syscall", default="finit_module", choices=["finit_module", "init_module"])
     ld.add_argument("--lockstep", action="store_true", help="every heavy stage takes the same time")

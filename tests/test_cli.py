@@ -145,3 +145,11 @@ def test_load_bad_request_files(tmp_path: Path, content: str, needle: str) -> No
     f.write_text(content)
     r = subprocess.run([sys.executable, "-m", "vmapsim", "load", "--requests", str(f)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
+
+
+def test_info_lists_what_ships(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("debian-6.12-arm64", "x86_64_la57", "from 6.11", "v6.5                 idempotent finit_module",
+                   "intel-server"):  # fmt: skip
+        assert needle in out

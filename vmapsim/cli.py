@@ -251,6 +251,31 @@ def _boot(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n" + "".join(extra)
 
 
+def _info(args: argparse.Namespace) -> str:
+    from vmapsim.loader import PIPELINES
+    from vmapsim.workloads import PRESETS
+
+    lines = ["# shipped catalogs"]
+    for name in Catalog.builtins():
+        cat = Catalog.builtin(name)
+        lines.append(f"{name:20} {cat.kernel:26} {len(cat):5d} modules, {cat.generation} loader")
+    lines.append("\n# layouts (vmalloc window / modules window)")
+    for lay in layouts.LAYOUTS.values():
+        lines.append(
+            f"{lay.name:20} {lay.vmalloc.start:#x}-{lay.vmalloc.end:#x}  {lay.modules.start:#x}-{lay.modules.end:#x}"
+        )
+    lines.append("\n# kernel profiles (first version)")
+    lines += [f"{p.name:20} from {p.first[0]}.{p.first[1]}" for p in profiles.PROFILES]
+    lines.append("\n# pipelines")
+    lines += [
+        f"{p.name:20} {'idempotent finit_module: ' if p.idempotent else ''}{' -> '.join(st.name for st in p.stages)}"
+        for p in PIPELINES.values()
+    ]
+    lines.append("\n# machines (vmapsim boot --machine)")
+    lines += [f"{m.name:20} {m.catalog}, kmod {m.kmod}, {len(m.devices)} devices" for m in PRESETS.values()]
+    return "\n".join(lines) + "\n"
+
+
 def _simulation_options(p: argparse.ArgumentParser, *, cpus: int, catalog: str | None, layout: str | None) -> None:
     """Options every simulating subcommand shares."""
     p.add_argument(
@@ -288,6 +313,9 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--cpus", type=int, default=4, help="online CPUs (default 4)")
     d.add_argument("--kernel", default="6.3", help="kernel version whose allocator to model (default 6.3)")
     d.set_defaults(run=_demo)
+    sub.add_parser("info", help="what ships: catalogs, layouts, kernel profiles, pipelines, machines").set_defaults(
+        run=_info
+    )
     r = sub.add_parser("replay", help="replay a real kernel's vmalloc trace on its /proc/vmallocinfo snapshot")
     r.add_argument("snapshot", help="/proc/vmallocinfo read when tracing began (root, kptr_restrict=1)")
     r.add_argument("trace", help="the ftrace text: events/vmalloc, or the kprobes of docs/usage.md")

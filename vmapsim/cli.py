@@ -248,6 +248,11 @@ def _boot(args: argparse.Namespace) -> str:
         )
         if row["first_failure"]:
             lines.append(f"{'':18} first failure: {row['first_failure']}")
+    if jobs and jobs[0].syscall == "init_module":
+        lines.append(
+            "note: kmod < 31 decompresses modules itself and calls init_module(2); the fixes that act on\n"
+            "      finit_module() (v6.5, kread-dedup, page-list, exclusive-deny) cannot help here: try --kmod 31"
+        )
     return "\n".join(lines) + "\n" + "".join(extra)
 
 

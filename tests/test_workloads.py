@@ -149,21 +149,16 @@ def test_boot_cli_plots_pinned_bytes(tmp_path: object) -> None:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_published_r1_r2_figures_within_the_stated_tolerance(seed: int) -> None:
     # docs/workloads.md: R1 (255 vCPUs, pre-6.4) and R2 (8 vCPUs, 6.4) of df3e764d8e5c's commit message.
-    from vmapsim.workloads import KDEVOPS_UNSTRIPPED, kdevops_guest, unstripped
+    from vmapsim.workloads import KDEVOPS_COST_JITTER, KDEVOPS_UNSTRIPPED, kdevops_guest, unstripped
 
     cat = unstripped(C61, KDEVOPS_UNSTRIPPED)
-    costs = CostModel(jitter=0.25)
+    costs = CostModel(jitter=KDEVOPS_COST_JITTER)
     r1 = simulate(kdevops_guest(255, seed=seed), pipeline="v6.3", cpus=255, catalog=cat, workers=526, costs=costs,
                   seed=seed).stats  # fmt: skip
     r2 = simulate(kdevops_guest(8, seed=seed), pipeline="v6.4", cpus=8, catalog=cat, workers=32, costs=costs,
                   seed=seed).stats  # fmt: skip
     assert abs(r1.wasted_bytes / 14588526272 - 1) < 0.05  # "Virtual mem wasted bytes" (R1 calibrates the size)
-    assert abs(r2.wasted_bytes / 237537176 - 1) < 0.05  # R2 is predicted, not fitted
-    assert abs(r2.failed_becoming / 83 - 1) < 0.20
-    assert r1.failed_becoming == 0 and r2.failed_load_modules < 16  # the known shortfall: see the docs
-
-
-def test_boot_cli_uses_the_machine_catalog_and_layout() -> None:
-    r = _cli("boot", "--machine", "arm64-server", "--cpus", "4", "--pipeline", "v6.5", "--json", "--kmod", "31")
-    data = json.loads(r.stdout)
-    assert data["catalog"] == "6.12.117+deb12-arm64" and data["pipelines"][0]["ok"] > 0
+    assert abs(r2.wasted_bytes / 237537176 - 1) < 0.10  # R2 is predicted, not fitted
+    assert abs(r2.failed_becoming / 83 - 1) < 0.10
+    assert abs(r2.failed_load_modules / 16 - 1) < 0.35
+    assert r1.failed_becoming == 0 and r1.failed_load_modules > 1411  # the known excess: see the docs

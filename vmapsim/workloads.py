@@ -28,6 +28,7 @@ from vmapsim.modules.catalog import ACPI_PROCESSOR_MODALIASES, Catalog
 from vmapsim.units import GiB, MiB
 
 __all__ = [
+    "KDEVOPS_COST_JITTER",
     "KDEVOPS_SPREAD",
     "KDEVOPS_UNSTRIPPED",
     "PRESETS",
@@ -167,10 +168,12 @@ def udev_boot(
 KDEVOPS_PERCPU = ("kvm_intel", "aesni_intel", "crct10dif_pclmul", "ghash_clmulni_intel", "sha512_ssse3",
                   "crc32_pclmul", "crc32c_intel")  # fmt: skip
 KDEVOPS_DEVICES = (("virtio_pci",),) * 4 + (("nvme",),) * 4 + (("evdev",),) * 3 + (("serio_raw",),) * 2
-#: Calibrated on R1's wasted bytes: kdevops builds modules with debug info, about 8x the stripped size.
-KDEVOPS_UNSTRIPPED = 8.0
-#: Calibrated timing: coldplug uevents reach kmod within 20 ms of each other.
+#: Calibrated on R1's wasted bytes: kdevops builds modules with debug info, about 7x the stripped size.
+KDEVOPS_UNSTRIPPED = 7.2
+#: Calibrated timing: coldplug uevents reach kmod within 20 ms of each other ...
 KDEVOPS_SPREAD = 0.02
+#: ... and duplicate loads woken together stay within 5% of each other's pace (CostModel.jitter).
+KDEVOPS_COST_JITTER = 0.05
 
 
 def unstripped(catalog: Catalog, factor: float) -> Catalog:

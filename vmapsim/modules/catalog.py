@@ -151,6 +151,9 @@ def read_module(data: bytes, rel: str, config: KernelConfig, btf_name: str = ".B
     def one(key: str) -> str:
         return info.get(key, [""])[0]
 
+    # Every size the layout replay produced carries over under the same name; core/init become ``legacy``.
+    sizes = attrs.asdict(lay, recurse=False)
+    legacy = (sizes.pop("core"), sizes.pop("init"))
     return ModuleImage(
         name=base[: base.index(".ko")].replace("-", "_"),
         path=rel,
@@ -158,28 +161,14 @@ def read_module(data: bytes, rel: str, config: KernelConfig, btf_name: str = ".B
         file_size=len(data),
         decompressed_size=len(raw),
         signature_size=sig,
-        text=lay.text,
-        rodata=lay.rodata,
-        ro_after_init=lay.ro_after_init,
-        data=lay.data,
-        init_text=lay.init_text,
-        init_data=lay.init_data,
-        init_rodata=lay.init_rodata,
-        percpu=lay.percpu,
-        not_loaded_alloc=lay.not_loaded_alloc,
-        alloc_total=lay.alloc_total,
         btf=image.sections[btf].size if btf else 0,
-        ksym_core=lay.ksym_core,
-        ksym_init=lay.ksym_init,
-        legacy=(lay.core, lay.init),
-        memory=lay.memory,
+        legacy=legacy,
         depends=tuple(d for d in one("depends").split(",") if d),
         aliases=tuple(info.get("alias", ())),
         softdeps=tuple(info.get("softdep", ())),
         vermagic=one("vermagic"),
         modinfo_name=one("name"),
-        plt_core=lay.plt_core,
-        plt_init=lay.plt_init,
+        **sizes,
     )
 
 

@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define T "/sys/kernel/tracing/"
@@ -178,6 +179,9 @@ int main(void)
 	dump("/proc/vmallocinfo", "vmallocinfo-end");
 	dump("/proc/modules", "modules");
 	fflush(stdout);
+	/* let the serial port send everything before the machine goes away */
+	tcdrain(STDOUT_FILENO);
+	sleep(1);
 	reboot(RB_POWER_OFF);
 	return 0;
 }

@@ -38,6 +38,7 @@ echo "=== END trace"
 echo "=== BEGIN modules"
 cat /proc/modules
 echo "=== END modules"
+sleep 1  # let the serial port drain before the power goes
 echo o > /proc/sysrq-trigger
 """
 _UNIT = """[Unit]

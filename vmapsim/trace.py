@@ -239,13 +239,13 @@ def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
                     if got is not None:
                         space.free_vmap_area(got, lazy=False)
                     if ev.addr is not None:
-                        space._force_busy(ev.addr, ev.size, cpu=ev.cpu)
+                        space.replay_alloc(ev.addr, ev.size, cpu=ev.cpu)
                 last_failed = ev.addr is None
             elif ev.kind == "free":
-                if ev.addr is None or not space._free_any(ev.addr):
+                if ev.addr is None or not space.replay_free(ev.addr):
                     unknown.append(ev)
             else:
-                space._purge(full_decay=last_failed)
+                space.replay_purge(full_decay=last_failed)
                 last_failed = False
     finally:
         space.auto_purge = saved

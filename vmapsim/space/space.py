@@ -1,0 +1,648 @@
+"""VmapSpace: the kernel's vmap address-space allocator for one machine (mm/vmalloc.c).
+
+The allocator core (:class:`~vmapsim.space.vmap_area.VmapAreas`) covers the whole
+kernel VA ``[1, ULONG_MAX)`` (``vmap_init_free_space()``); the vmalloc and module
+windows are ``[vstart, vend)`` constraints on it.  On top of ``alloc_vmap_area()`` sit the kernel's users, each built as
+``mm/vmalloc.c`` builds it: ``vmalloc`` (guard page, nested page-array vmalloc),
+``vmap``, ``ioremap``, ``vm_map_ram`` with per-CPU vmap blocks
+(:mod:`vmapsim.space.vmap_block`), top-down percpu areas
+(:mod:`vmapsim.space.percpu`), lazy freeing with the ``lazy_max_pages()`` drain,
+purge-and-retry on failure, and (6.9+ profiles) the per-node size-class pools
+(:mod:`vmapsim.space.vmap_node`).
+
+>>> from vmapsim import VmapSpace, layouts
+>>> space = VmapSpace(layouts.X86_64, cpus=4)
+>>> a = space.vmalloc(10_000)
+>>> hex(a), space.area(a).size          # 3 pages + guard
+('0xffffc90000000000', 16384)
+>>> space.find_area(a + 5000).start == a
+True
+>>> space.vfree(a)
+>>> space.usage("vmalloc").lazy         # freed lazily: still pinned
+16384
+>>> space.purge(); space.usage("vmalloc").pinned
+0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import attrs
+
+from vmapsim import profiles
+from vmapsim.errors import InvalidArgument, UnknownAddress, VmapAllocationError
+from vmapsim.layouts import Layout, Region
+from vmapsim.space import percpu
+from vmapsim.space.area import (
+    VM_ALLOC,
+    VM_FLUSH_RESET_PERMS,
+    VM_IOREMAP,
+    VM_MAP,
+    VMAP_BLOCK,
+    VMAP_RAM,
+    RegionUsage,
+    VmapArea,
+)
+from vmapsim.space.vmap_area import VmapAreas
+from vmapsim.space.vmap_block import VmapBlock
+from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, get_count_order, get_order, page_align
+
+__all__ = ["VmapSpace"]
+
+
+def _sync_auto_purge(space: VmapSpace, _attribute: Any, value: bool) -> bool:
+    space._core.auto_purge = value
+    return value
+
+
+@attrs.define(eq=False)
+class VmapSpace:
+    """The vmap allocator state of one machine: free tree, busy, lazy and pooled areas.
+
+    ``cpus`` is ``num_online_cpus()`` (it sets ``lazy_max_pages()`` and, on 6.9+
+    profiles, the number of vmap nodes); ``nr_cpus_config`` is ``CONFIG_NR_CPUS``
+    (it sets the vmap block size; Debian builds 8192); ``auto_purge=False``
+    turns off every purge the allocator would start by itself (the lazy drain
+    and the purge before a retry), for replaying a kernel trace whose purges are
+    events of their own.
+
+    Runtime complexity: allocation and free are O(log n) in the number of free
+    ranges and busy areas (plus, on 6.9+, O(1) pool operations); a purge is
+    O(k log n) for k lazy areas.
+
+    >>> from vmapsim import layouts
+    >>> VmapSpace(layouts.X86_64, cpus=8).lazy_max_pages
+    32768
+    """
+
+    layout: Layout
+    cpus: int = 1
+    profile: profiles.KernelProfile = profiles.DEFAULT
+    nr_cpus_config: int = 8192
+    auto_purge: bool = attrs.field(default=True, on_setattr=_sync_auto_purge)
+    _core: VmapAreas = attrs.field(init=False)
+    _nr_vmalloc_pages: int = attrs.field(init=False, default=0)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.cpus, int) or not 1 <= self.cpus <= 1 << 16:
+            raise InvalidArgument(f"cpus={self.cpus!r}: expected an integer from 1 to 65536")
+        if not isinstance(self.nr_cpus_config, int) or self.nr_cpus_config < self.cpus:
+            raise InvalidArgument(f"nr_cpus_config={self.nr_cpus_config!r}: must be an integer >= cpus")
+        self._core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self.auto_purge)
+
+    # ------------------------------------------------------------- parameters
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """The distinct windows of the layout, vmalloc first (``layout.regions``).  Runtime: O(1)."""
+        return self._core.regions
+
+    @property
+    def purges(self) -> int:
+        """Number of purges run so far (lazy drains, failure reclaims, explicit purges).  Runtime: O(1)."""
+        return self._core.purges
+
+    @property
+    def lazy_max_pages(self) -> int:
+        """``lazy_max_pages()``: ``fls(cpus) * 32 MiB / PAGE_SIZE``.  Runtime complexity: O(1)."""
+        return self._core.lazy_max_pages
+
+    @property
+    def lazy_pages(self) -> int:
+        """``vmap_lazy_nr``: lazily freed pages, guards included.  Runtime complexity: O(1)."""
+        return self._core.lazy_pages
+
+    @property
+    def nr_vmap_nodes(self) -> int:
+        """``nr_vmap_nodes`` of 6.9+: ``clamp(cpus, 1, 128)`` (1 on older profiles).
+
+        Runtime complexity: O(1).
+        """
+        return min(self.cpus, 128) if self.profile.node_pools else 1
+
+    @property
+    def vmap_block_pages(self) -> int:
+        """``VMAP_BBMAP_BITS``: pages per vmap block, from ``CONFIG_NR_CPUS``.
+
+        Runtime complexity: O(1).
+
+        >>> from vmapsim import layouts
+        >>> VmapSpace(layouts.X86_64).vmap_block_pages, VmapSpace(layouts.X86_64, nr_cpus_config=64).vmap_block_pages
+        (256, 1024)
+        """
+        pages = self.layout.vmalloc_space // PAGE_SIZE
+        roundup = 1 << get_count_order(self.nr_cpus_config)
+        return min(1024, max(self.layout.bits * 2, pages // roundup // 16))
+
+    @property
+    def nr_vmalloc_pages(self) -> int:
+        """Pages backing ``vmalloc()`` allocations (meminfo ``VmallocUsed``).  Runtime: O(1)."""
+        return self._nr_vmalloc_pages
+    # ------------------------------------------------------------ core primitive
+
+    def alloc_vmap_area(
+        self,
+        size: int,
+        *,
+        align: int = PAGE_SIZE,
+        vstart: int,
+        vend: int,
+        caller: str | None = None,
+        cpu: int = 0,
+    ) -> VmapArea:
+        """``alloc_vmap_area()``: reserve ``size`` bytes (no guard added) in ``[vstart, vend)``.
+
+        The address is the lowest ``a >= vstart`` with ``a % align == 0`` and
+        ``[a, a + size)`` inside one free range and ``a + size <= vend``.  On a
+        miss the kernel purges every lazy area (and, 6.9+, empties every pool)
+        and retries once; a second miss raises :class:`VmapAllocationError`
+        carrying the kernel's warning line -- the purge stays done.
+
+        Bad arguments raise :class:`InvalidArgument` and change nothing.
+        Runtime complexity: O(log n) amortized.
+
+        >>> from vmapsim import layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> hex(s.alloc_vmap_area(0x2000, align=0x4000, vstart=0x10001000, vend=0x20000000).start)
+        '0x10004000'
+        """
+        self._core.check_request(size, align, vstart, vend, cpu)
+        return self._core.alloc(size, align, vstart, vend, cpu=cpu, caller=caller)
+
+    def free_vmap_area(self, addr: int, *, lazy: bool = True) -> None:
+        """Free the bare area at ``addr``: lazily (``free_vmap_area_noflush()``) or at once.
+
+        ``lazy=False`` is ``free_vmap_area()``: the range returns to the free tree
+        now, without waiting for a purge.  Runtime complexity: O(log n).
+        """
+        area = self._core.get(addr)
+        if area is None:
+            raise UnknownAddress(f"free_vmap_area({addr!r}): no busy area starts there (never allocated, or freed)")
+        if area.vm_flags or area.va_flags or area.percpu:
+            raise InvalidArgument(
+                f"free_vmap_area({addr:#x}): the area belongs to a vmalloc/vmap/vm_map_ram user; free it there"
+            )
+        self._core.unlink(addr)
+        if lazy:
+            self._core.free_lazy(area)
+        else:
+            self._core.release(area)
+
+    # ------------------------------------------------------------ vmalloc family
+
+    def vmalloc(self, size: int, *, align: int = 1, caller: str | None = None, cpu: int = 0) -> int:
+        """``vmalloc()``/``__vmalloc_node()``: PAGE_ALIGN(size) + a guard page in the vmalloc window.
+
+        Above 512 pages (64-bit) the page-pointer array is itself vmalloc'ed,
+        right after the main area (``__vmalloc_area_node()``).  Returns the
+        address.  Runtime complexity: O(log n).
+
+        >>> from vmapsim import layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> a = s.vmalloc(4 << 20)
+        >>> [x.size for x in s.areas()]          # 1024 pages + guard, then 8 KiB array + guard
+        [4198400, 12288]
+        """
+        w = self.layout.vmalloc
+        return self.vmalloc_node_range(size, align=align, start=w.start, end=w.end, caller=caller, cpu=cpu)
+
+    def vmalloc_node_range(
+        self,
+        size: int,
+        *,
+        align: int = 1,
+        start: int,
+        end: int,
+        caller: str | None = None,
+        flush_reset_perms: bool = False,
+        cpu: int = 0,
+    ) -> int:
+        """``__vmalloc_node_range()``: a vmalloc in any window (``module_alloc()`` uses it).
+
+        ``flush_reset_perms`` sets ``VM_FLUSH_RESET_PERMS``: freeing the area
+        then purges every lazy area at once (``vm_reset_perms()``).  If the
+        nested page array cannot be allocated, the main area is vfree'd (lazily)
+        and :class:`VmapAllocationError` is raised, as the kernel does.
+        Runtime complexity: O(log n).
+        """
+        if not isinstance(size, int) or size <= 0:
+            raise InvalidArgument(f"vmalloc size {size!r}: must be a positive integer")
+        size = page_align(size)
+        flags = VM_ALLOC | (VM_FLUSH_RESET_PERMS if flush_reset_perms else 0)
+        nr_pages = size >> PAGE_SHIFT
+        area = self._get_vm_area(size, align, start, end, vm_flags=flags, caller=caller, cpu=cpu, nr_pages=nr_pages)
+        array_size = page_align(nr_pages * (self.layout.bits // 8))
+        if array_size > PAGE_SIZE:
+            w = self.layout.vmalloc
+            try:
+                pages = self._get_vm_area(array_size, 1, w.start, w.end, vm_flags=VM_ALLOC, caller=caller, cpu=cpu,
+                                          nr_pages=array_size >> PAGE_SHIFT, nested=True)  # fmt: skip
+            except VmapAllocationError:
+                self._core.free_lazy(self._core.unlink(area.start))
+                raise
+            self._nr_vmalloc_pages += pages.nr_pages
+            self._core.relink(attrs.evolve(area, pages_area=pages.start))
+        self._nr_vmalloc_pages += nr_pages
+        return area.start
+
+    def vfree(self, addr: int) -> None:
+        """``vfree()``: unmap now, free the range lazily; the page array after it.
+
+        With ``VM_FLUSH_RESET_PERMS`` the free ends in ``vm_unmap_aliases()``,
+        which purges every lazy area.  Runtime complexity: O(log n).
+        """
+        area = self._take_vm(addr, VM_ALLOC, "vfree")
+        self._core.free_lazy(area)
+        if area.vm_flags & VM_FLUSH_RESET_PERMS:
+            self.vm_unmap_aliases()
+        self._nr_vmalloc_pages -= area.nr_pages
+        if area.pages_area:  # 0: a restored area whose page array was not identified
+            array = self._core.unlink(area.pages_area)
+            self._nr_vmalloc_pages -= array.nr_pages
+            self._core.free_lazy(array)
+
+    def alloc_thread_stack(self, *, thread_size: int = 4 * PAGE_SIZE, cpu: int = 0) -> int:
+        """A vmapped thread stack (``alloc_thread_stack_node()``): THREAD_SIZE at THREAD_ALIGN.
+
+        x86-64: 16 KiB + guard at 16 KiB alignment.  Free it with :meth:`vfree`.
+        Runtime complexity: O(log n).
+        """
+        return self.vmalloc(thread_size, align=self.layout.thread_align, caller="alloc_thread_stack_node", cpu=cpu)
+
+    def vmap(self, nr_pages: int, *, caller: str | None = None, cpu: int = 0) -> int:
+        """``vmap()``: map ``nr_pages`` pages, plus a guard page, in the vmalloc window.
+
+        Runtime complexity: O(log n).
+        """
+        if not isinstance(nr_pages, int) or nr_pages <= 0:
+            raise InvalidArgument(f"vmap of {nr_pages!r} pages: must be a positive integer")
+        w = self.layout.vmalloc
+        # vm_struct.nr_pages stays 0: vmap() sets it only for VM_MAP_PUT_PAGES.
+        return self._get_vm_area(nr_pages << PAGE_SHIFT, 1, w.start, w.end, vm_flags=VM_MAP, caller=caller,
+                                 cpu=cpu).start  # fmt: skip
+
+    def vunmap(self, addr: int) -> None:
+        """``vunmap()``: free a vmap'd range lazily.  Runtime complexity: O(log n)."""
+        self._core.free_lazy(self._take_vm(addr, VM_MAP, "vunmap"))
+
+    def ioremap(self, size: int, *, phys: int = 0, caller: str | None = None, cpu: int = 0) -> int:
+        """``ioremap()``/``get_vm_area(VM_IOREMAP)``: aligned to the size's power of two.
+
+        ``align = 1 << clamp(get_count_order(PAGE_ALIGN(size)), PAGE_SHIFT,
+        IOREMAP_MAX_ORDER)``, computed before the guard page is added.
+        Runtime complexity: O(log n).
+
+        >>> from vmapsim import layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> _ = s.vmalloc(1)
+        >>> hex(s.ioremap(0x101000, phys=0xfee00000))   # 1 MiB + 4 KiB -> 2 MiB aligned
+        '0xffffc90000200000'
+        """
+        if not isinstance(size, int) or size <= 0:
+            raise InvalidArgument(f"ioremap size {size!r}: must be a positive integer")
+        size = page_align(size)
+        order = min(max(get_count_order(size), PAGE_SHIFT), self.layout.ioremap_max_order)
+        w = self.layout.vmalloc
+        return self._get_vm_area(size, 1 << order, w.start, w.end, vm_flags=VM_IOREMAP, caller=caller, cpu=cpu,
+                                 phys=phys).start  # fmt: skip
+
+    def iounmap(self, addr: int) -> None:
+        """``iounmap()``: free an ioremap'd range lazily.  Runtime complexity: O(log n)."""
+        self._core.free_lazy(self._take_vm(addr, VM_IOREMAP, "iounmap"))
+
+    # -------------------------------------------------------------- vm_map_ram
+
+    def vm_map_ram(self, count: int, *, cpu: int = 0) -> int:
+        """``vm_map_ram()``: up to ``VMAP_MAX_ALLOC`` pages come from this CPU's vmap blocks.
+
+        Small requests are rounded up to a power of two and bump-allocated in a
+        block of ``vmap_block_pages`` pages aligned to its own size (no guard);
+        larger ones get a bare ``VMAP_RAM`` area with no guard page.
+        Runtime complexity: O(b + log n) for b blocks on this CPU's free list.
+
+        >>> from vmapsim import layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> a, b = s.vm_map_ram(3), s.vm_map_ram(1)
+        >>> b - a, len(s.areas())           # 3 pages round up to 4; one 1 MiB block
+        (16384, 1)
+        """
+        if not isinstance(count, int) or count <= 0:
+            raise InvalidArgument(f"vm_map_ram of {count!r} pages: must be a positive integer")
+        self._core.check_cpu(cpu)
+        w = self.layout.vmalloc
+        if count > self.layout.bits:  # VMAP_MAX_ALLOC = BITS_PER_LONG
+            self._core.check_request(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu)
+            return self._core.alloc(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM).start
+        pages = 1 << get_order(count << PAGE_SHIFT)
+        addr = self._core.blocks.take(cpu, pages)
+        if addr is None:  # new_vmap_block(): a whole block, aligned to its size, no guard
+            bsize = self.vmap_block_pages << PAGE_SHIFT
+            addr = self._core.alloc(bsize, bsize, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM | VMAP_BLOCK).start
+            self._core.blocks.add(addr, cpu=cpu, pages=pages)
+        return addr
+
+    def vm_unmap_ram(self, addr: int, count: int) -> None:
+        """``vm_unmap_ram()``: give back a ``vm_map_ram`` mapping of ``count`` pages.
+
+        Inside a block the pages only become dirty; the block is freed (lazily)
+        once every page in it is dirty (``vb_free()``).
+        Runtime complexity: O(log n).
+        """
+        if not isinstance(count, int) or count <= 0:
+            raise InvalidArgument(f"vm_unmap_ram of {count!r} pages: must be a positive integer")
+        if count > self.layout.bits:
+            area = self._core.get(addr)
+            if area is None or area.va_flags != VMAP_RAM or area.size != count << PAGE_SHIFT:
+                raise UnknownAddress(f"vm_unmap_ram({addr!r}, {count}): no vm_map_ram area of that size there")
+            self._core.free_lazy(self._core.unlink(addr))
+            return
+        pages = 1 << get_order(count << PAGE_SHIFT)
+        if not self._core.blocks.is_live(addr, pages):
+            raise UnknownAddress(f"vm_unmap_ram({addr!r}, {count}): not a live vm_map_ram mapping of that size")
+        block = self._core.blocks.give(addr, pages)
+        if block is not None:  # free_vmap_block()
+            self._core.free_lazy(self._core.unlink(block))
+
+    def vm_unmap_aliases(self) -> None:
+        """``vm_unmap_aliases()``: release fragmented vmap blocks, then purge every lazy area.
+
+        Up to 6.4 every fragmented block is released; from 6.5 only those with
+        fewer than ``VMAP_PURGE_THRESHOLD`` free pages.  6.9+ does not decay
+        the pools here.  Runtime complexity: O(k log n) for k lazy areas.
+        """
+        self._core.purge_fragmented_blocks(force=not self.profile.fragmented_threshold)
+        self._core.purge(full_decay=False)
+
+    # ----------------------------------------------------------------- percpu
+
+    def pcpu_get_vm_areas(self, offsets: Sequence[int], sizes: Sequence[int], align: int = PAGE_SIZE) -> list[int]:
+        """``pcpu_get_vm_areas()``: percpu chunk areas placed top-down from ``VMALLOC_END``.
+
+        All areas keep their relative ``offsets``; there is no guard page.  The
+        search walks the free ranges downward from the top of the vmalloc
+        window; on a miss it purges once and retries.  Returns the addresses.
+        Runtime complexity: O(k log n) for k free ranges visited.
+
+        >>> from vmapsim import layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> hex(s.pcpu_get_vm_areas([0], [2 << 20], 2 << 20)[0])
+        '0xffffe8ffffc00000'
+        """
+        percpu.check_areas(offsets, sizes, align)
+        self._core.drain_if_pending()
+        w = self.layout.vmalloc
+        base = percpu.find_base(self._core.free, w.start, w.end, offsets, sizes, align)
+        if base is None and self.auto_purge:
+            self._core.reclaim()
+            base = percpu.find_base(self._core.free, w.start, w.end, offsets, sizes, align)
+        if base is None:
+            raise VmapAllocationError(
+                f"percpu: pcpu_get_vm_areas of {len(offsets)} area(s), sizes {list(sizes)}, align {align} failed",
+                size=sum(sizes),
+                vstart=w.start,
+                vend=w.end,
+            )
+        addrs = []
+        for off, size in zip(offsets, sizes, strict=True):
+            self._core.free.clip(base + off, size)
+            self._core.insert(VmapArea(base + off, base + off + size, "pcpu_get_vm_areas", VM_ALLOC, percpu=True))
+            addrs.append(base + off)
+        return addrs
+
+    def pcpu_free_vm_areas(self, addrs: Iterable[int]) -> None:
+        """``pcpu_free_vm_areas()``: free percpu areas (lazily).  Runtime complexity: O(k log n)."""
+        addrs = list(addrs)
+        for a in addrs:
+            area = self._core.get(a)
+            if area is None or not area.percpu:
+                raise UnknownAddress(f"{a!r} is not a live percpu area")
+        if len(set(addrs)) != len(addrs):
+            raise InvalidArgument(f"pcpu_free_vm_areas({addrs!r}): an area is named twice")
+        for a in addrs:
+            self._core.free_lazy(self._core.unlink(a))
+
+    # ---------------------------------------------------------------- purging
+
+    def purge(self) -> None:
+        """Purge every lazy area now (``purge_vmap_area_lazy()`` / ``reclaim_and_purge_vmap_areas()``).
+
+        Fragmented vmap blocks are released and, on 6.9+, every pool is emptied
+        back into the free tree.  Runtime complexity: O(k log n).
+        """
+        self._core.reclaim()
+
+    # ------------------------------------------------------------ introspection
+
+    def area(self, addr: int) -> VmapArea:
+        """The busy area starting at ``addr``; :class:`UnknownAddress` if none.  Runtime: O(1)."""
+        area = self._core.get(addr)
+        if area is None:
+            raise UnknownAddress(f"no busy area starts at {addr!r}")
+        return area
+
+    def find_area(self, addr: int) -> VmapArea | None:
+        """``find_vmap_area()``: the busy area containing ``addr`` (guard included), or None.
+
+        Runtime complexity: O(log n).
+
+        >>> from vmapsim import layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> a = s.vmalloc(8192)
+        >>> s.find_area(a + 8192).size, s.find_area(a + 12288)      # the guard page; past it
+        (12288, None)
+        """
+        if not isinstance(addr, int):
+            raise InvalidArgument(f"find_area({addr!r}): an address is an integer")
+        return self._core.find(addr)
+
+    def areas(self, region: str | Region | None = None) -> list[VmapArea]:
+        """Busy areas (in a window, or all), by address.  Runtime complexity: O(log n + k)."""
+        return self._core.busy(*self._window(region))
+
+    def lazy_areas(self, region: str | Region | None = None) -> list[VmapArea]:
+        """Lazily freed areas not yet purged, by address.  Runtime complexity: O(log k + m)."""
+        return self._core.lazy(*self._window(region))
+
+    def busy_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
+        """``(start, end)`` of busy areas, by address.  Runtime complexity: O(log n + k)."""
+        return [(a.start, a.end) for a in self.areas(region)]
+
+    def lazy_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
+        """``(start, end)`` of lazy areas, by address.  Runtime complexity: O(log k + m)."""
+        return [(a.start, a.end) for a in self.lazy_areas(region)]
+
+    def pooled_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
+        """``(start, end)`` of VAs parked in 6.9+ node pools, by address.  Runtime: O(p log p)."""
+        return self._core.pooled(*self._window(region))
+
+    def free_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
+        """Free ranges, clipped to the window when one is given.  Runtime: O(log n + k)."""
+        lo, hi = self._window(region)
+        return list(self._core.free.irange(lo, hi))
+
+    def vmap_blocks(self) -> list[VmapBlock]:
+        """Live vmap blocks, by address (copies).  Runtime complexity: O(b log b)."""
+        return self._core.blocks.blocks()
+
+    def usage(self, region: str | Region) -> RegionUsage:
+        """Busy/lazy/pooled/free bytes, largest free range and peak pinned of one window.
+
+        Runtime complexity: O(log n + k) in the areas and free ranges of the window.
+
+        >>> from vmapsim import layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> s.usage("modules").free // (1 << 20)
+        1008
+        """
+        r = region if isinstance(region, Region) else self.layout.region(region)
+        free = list(self._core.free.irange(r.start, r.end))
+        names = [w.name for w in self.regions]
+        return RegionUsage(
+            busy=sum(a.size for a in self.areas(r)),
+            lazy=sum(a.size for a in self.lazy_areas(r)),
+            pooled=sum(e - s for s, e in self.pooled_ranges(r)),
+            free=sum(e - s for s, e in free),
+            largest_free=max((e - s for s, e in free), default=0),
+            peak_pinned=self._core.peak(names.index(r.name)) if r.name in names else 0,
+        )
+
+    def pinned(self, region: str) -> int:
+        """Busy + lazy + pooled bytes of a window, kept incrementally.  Runtime complexity: O(1)."""
+        return self._core.pinned(self._core.region_index(region))
+
+    def pinned_per_region(self) -> tuple[int, ...]:
+        """Pinned bytes of every window, in :attr:`regions` order.  Runtime complexity: O(windows)."""
+        return self._core.pinned_all()
+
+    def peak_pinned(self, region: str) -> int:
+        """Highest pinned bytes of a window since creation or :meth:`reset_peak`.  Runtime: O(1)."""
+        return self._core.peak(self._core.region_index(region))
+
+    def reset_peak(self) -> None:
+        """Start peak tracking again from the current pinned bytes.  Runtime complexity: O(1)."""
+        self._core.reset_peak()
+
+    def reserve(
+        self,
+        start: int,
+        size: int,
+        *,
+        caller: str | None = None,
+        vm_flags: int = VM_ALLOC,
+        va_flags: int = 0,
+        nr_pages: int = 0,
+        phys: int = 0,
+        lazy: bool = False,
+        pages_area: int | None = None,
+        nested: bool = False,
+    ) -> VmapArea:
+        """Mark a known range busy (or lazy), as boot-time ``vmlist`` entries are.
+
+        Used to rebuild a space from a /proc/vmallocinfo snapshot.  The range
+        must lie inside one free range, else :class:`InvalidArgument` and no
+        change.  ``pages_area``/``nested`` link a vmalloc to its page-array
+        vmalloc (``pages_area=0``: the array exists but was not identified).
+        Runtime complexity: O(log n).
+        """
+        if (
+            not isinstance(start, int)
+            or not isinstance(size, int)
+            or size <= 0
+            or start % PAGE_SIZE
+            or size % PAGE_SIZE
+        ):
+            raise InvalidArgument(f"reserve({start!r}, {size!r}): page-aligned start and positive size needed")
+        self._core.free.clip(start, size)
+        # Only vmalloc-window areas carry a node; which CPU allocated one is not known, so the
+        # node addr_to_node() gives stands in for it.
+        node = self._core.node_of(start) if start in self.layout.vmalloc else -1
+        area = VmapArea(start, start + size, caller, vm_flags, va_flags, nr_pages, phys, node, pages_area, nested)
+        self._core.insert(area)
+        if vm_flags & VM_ALLOC:
+            self._nr_vmalloc_pages += nr_pages
+        if lazy:
+            self._core.unlink(start)
+            self._core.free_lazy(area)
+        return area
+
+    # ------------------------------------------------------ replaying a trace
+    # The kernel's own choices, applied as they were traced (vmapsim.trace.replay).
+
+    def replay_alloc(self, addr: int, size: int, *, cpu: int) -> bool:
+        """Make exactly ``[addr, addr + size)`` busy, as the kernel's ``alloc_vmap_area()`` did.
+
+        The range may come from the free tree or, 6.9+, from a node pool; False
+        (and no change) if the model holds it neither free nor pooled.
+        Runtime complexity: O(log n), O(p) when it comes from a pool.
+        """
+        self._core.check_cpu(cpu)
+        if not isinstance(addr, int) or not isinstance(size, int) or size <= 0:
+            raise InvalidArgument(f"replay_alloc({addr!r}, {size!r}): an address and a positive size")
+        return self._core.take_exactly(addr, size, cpu=cpu)
+
+    def replay_free(self, addr: int) -> bool:
+        """``free_vmap_area_noflush()`` of whatever busy area starts at ``addr``; False if none.
+
+        Runtime complexity: O(log n).
+        """
+        area = self._core.get(addr)
+        if area is None:
+            return False
+        self._core.unlink(addr)
+        if area.va_flags & VMAP_BLOCK:
+            self._core.blocks.drop(addr)
+        if area.vm_flags & VM_ALLOC:
+            self._nr_vmalloc_pages -= area.nr_pages
+        self._core.free_lazy(area)
+        return True
+
+    def replay_purge(self, *, full_decay: bool) -> None:
+        """``__purge_vmap_area_lazy()``: lazy areas back; ``full_decay`` empties the 6.9+ pools too.
+
+        Runtime complexity: O(k log n).
+        """
+        self._core.purge(full_decay=full_decay)
+
+    # --------------------------------------------------------------- internals
+
+    def _window(self, region: str | Region | None) -> tuple[int, int]:
+        if region is None:
+            return 0, 1 << 64
+        r = region if isinstance(region, Region) else self.layout.region(region)
+        return r.start, r.end
+
+    def _get_vm_area(
+        self, size: int, align: int, start: int, end: int, *, vm_flags: int, caller: str | None, cpu: int,
+        nr_pages: int = 0, phys: int = 0, nested: bool = False,
+    ) -> VmapArea:  # fmt: skip
+        """``__get_vm_area_node()``: the one place a guard page is added, then ``alloc_vmap_area()``."""
+        size += PAGE_SIZE  # no VM_NO_GUARD user is modelled
+        self._core.check_request(size, align, start, end, cpu)
+        return self._core.alloc(size, align, start, end, cpu=cpu, caller=caller, vm_flags=vm_flags,
+                                nr_pages=nr_pages, phys=phys, nested=nested)  # fmt: skip
+
+    def _take_vm(self, addr: int, flag: int, what: str) -> VmapArea:
+        area = self._core.get(addr)
+        if area is None:
+            raise UnknownAddress(f"{what}({addr!r}): no busy area starts there (never allocated, or freed already)")
+        if not area.vm_flags & flag or area.nested or area.percpu:
+            raise InvalidArgument(f"{what}({addr:#x}): the area there was not made by the matching call")
+        return self._core.unlink(addr)
+
+    def _check(self) -> None:
+        """Assert every invariant: the ranges tile the KVA, counters match, blocks agree."""
+        core = self._core
+        core._check()
+        for vb in core.blocks.blocks():
+            area = core.get(vb.start)
+            assert area is not None and area.va_flags == VMAP_RAM | VMAP_BLOCK
+            assert area.size == self.vmap_block_pages << PAGE_SHIFT
+        busy = core.busy()
+        assert all(a.start in core.blocks for a in busy if a.va_flags & VMAP_BLOCK), "a block area without its block"
+        assert self._nr_vmalloc_pages == sum(a.nr_pages for a in busy if a.vm_flags & VM_ALLOC)
+        for a in busy:
+            if a.pages_area:
+                array = core.get(a.pages_area)
+                assert array is not None and array.nested

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -144,3 +146,33 @@ def test_find_equals_naive_on_any_hole_pattern(holes: list[tuple[int, int]], req
     tree = FreeTree.from_ranges(merged)
     tree._check()
     assert tree.find(*req) == NaiveFreeTree(merged).find(*req)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_stress_churn_over_many_chunks_matches_naive(seed: int) -> None:
+    """Thousands of ranges: chunks split, even out with neighbours, merge and vanish; answers stay the naive ones."""
+    rng = random.Random(seed)
+    page, pos, holes, busy = 4096, 1 << 30, [], []
+    for _ in range(1500):
+        hole, used = rng.randint(1, 12) * page, rng.randint(1, 12) * page
+        holes.append((pos, pos + hole))
+        busy.append((pos + hole, used))
+        pos += hole + used
+    holes.append((pos, 1 << 50))
+    tree, naive = FreeTree.from_ranges(holes), NaiveFreeTree.from_ranges(holes)
+    for i in range(2500):
+        if rng.random() < 0.5 and busy:
+            start, size = busy.pop(rng.randrange(len(busy)))
+            tree.insert(start, start + size)
+            naive.insert(start, start + size)
+        else:
+            size, align = rng.randint(1, 12) * page, page << rng.choice([0, 0, 0, 2, 5])
+            vstart = rng.choice([1 << 30, pos // 2])
+            got = tree.alloc(size, align, vstart, 1 << 50)
+            assert got == naive.alloc(size, align, vstart, 1 << 50)
+            if got is not None:
+                busy.append((got, size))
+        if i % 250 == 0:
+            tree._check()
+    tree._check()
+    assert list(tree) == list(naive)

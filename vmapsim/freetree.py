@@ -351,16 +351,30 @@ class FreeTree:
         self._dirty = True
 
     def _split(self, c: int) -> None:
+        """Chunk c overflowed: even it out with a neighbour that has room, else cut it in two.
+
+        Moving ranges between neighbours changes two leaves of the max-tree (O(log n)); only
+        a new chunk shifts the positions after it and costs a rebuild, which this makes rare.
+        """
+        n = len(self._starts[c])
+        for d in (c + 1, c - 1):
+            if 0 <= d < len(self._starts) and len(self._starts[d]) <= 2 * LOAD - LOAD // 2:
+                self._even(min(c, d), max(c, d), (n - len(self._starts[d])) // 2 * (1 if d > c else -1))
+                return
         st, en = self._starts[c], self._ends[c]
-        half = len(st) // 2
+        half = n // 2
         self._new_chunk(c + 1, st[half:], en[half:])
         del st[half:], en[half:], self._sizes[c][half:]
         self._cmax[c] = max(self._sizes[c])
 
     def _merge(self, c: int) -> None:
-        """Fold small chunk c into a neighbour, splitting again if that overflows."""
+        """Chunk c ran low: borrow from a neighbour with plenty, else fold it into one."""
         d = c - 1 if c > 0 else c + 1
         lo, hi = min(c, d), max(c, d)
+        if len(self._starts[d]) >= LOAD // 2:
+            k = (len(self._starts[d]) - len(self._starts[c])) // 2
+            self._even(lo, hi, k if d == lo else -k)
+            return
         self._starts[lo] += self._starts[hi]
         self._ends[lo] += self._ends[hi]
         self._sizes[lo] += self._sizes[hi]
@@ -371,6 +385,20 @@ class FreeTree:
         self._dirty = True
         if len(self._starts[lo]) > 2 * LOAD:
             self._split(lo)
+
+    def _even(self, lo: int, hi: int, k: int) -> None:
+        """Move the last k ranges of chunk lo to the front of chunk hi (k < 0: the first -k of hi back)."""
+        for lst in (self._starts, self._ends, self._sizes):
+            a, b = lst[lo], lst[hi]
+            if k > 0:
+                b[:0] = a[-k:]
+                del a[-k:]
+            else:
+                a += b[:-k]
+                del b[:-k]
+        self._firsts[hi] = self._starts[hi][0]
+        self._set_max(lo, max(self._sizes[lo]))
+        self._set_max(hi, max(self._sizes[hi]))
 
     def _grew(self, c: int, j: int, size: int) -> None:
         """Range (c, j) now has ``size`` bytes: record it and raise the chunk bound if needed."""

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import heapq
 import random
-from collections.abc import Callable, Generator, Sequence
+from collections import deque
+from collections.abc import Callable, Generator
+from typing import NamedTuple, Protocol
 
 import attrs
 
@@ -30,6 +32,7 @@ from vmapsim.errors import InvalidArgument
 
 __all__ = [
     "QEMU_TCG",
+    "Chooser",
     "CostModel",
     "Delay",
     "Drawn",
@@ -39,113 +42,171 @@ __all__ = [
     "Ordered",
     "Scheduler",
     "Seeded",
+    "Semaphore",
     "Task",
     "Wait",
 ]
 
 
-@attrs.frozen
-class Delay:
-    """Command: resume this task ``seconds`` later."""
+class Delay(NamedTuple):
+    """Command: resume this task ``seconds`` later.
+
+    A named tuple rather than an attrs value: one is made at every yield, and a
+    tuple is the cheapest immutable value Python has.
+
+    >>> Delay(0.5).seconds
+    0.5
+    """
 
     seconds: float
 
 
 @attrs.define(eq=False)
 class Event:
-    """Something tasks wait for; :meth:`Engine.fire` wakes every waiter at the current instant."""
+    """Something tasks wait for; :meth:`Engine.fire` wakes every waiter at the current instant.
+
+    >>> Event("loaded").fired
+    False
+    """
 
     name: str = ""
     fired: bool = False
     _waiters: list[Task] = attrs.field(factory=list)
 
 
-@attrs.frozen
-class Wait:
-    """Command: block until ``event`` fires (at once if it already has)."""
+class Wait(NamedTuple):
+    """Command: block until ``event`` fires (at once if it already has).
+
+    >>> Wait(Event("x")).event.name
+    'x'
+    """
 
     event: Event
 
 
 Command = Delay | Wait
 Task = Generator[Command, None, None]
+#: What a scheduler value starts for one run: ``choose(n)`` returns an index in ``range(n)``.
+Chooser = Callable[[int], int]
 
 
-class Scheduler:
-    """Picks which of ``n`` tasks runnable at the same instant runs next (index into them, by arrival)."""
+class Scheduler(Protocol):
+    """Picks which of ``n`` tasks runnable at the same instant runs next (index into them, by arrival).
 
-    def choose(self, n: int) -> int:
-        """Return an index in ``range(n)``."""
-        raise NotImplementedError
+    A scheduler is a value: :meth:`chooser` starts a fresh sequence of choices
+    for each run, so the same scheduler replays the same interleaving.
+    """
+
+    def chooser(self) -> Chooser:
+        """A fresh ``choose(n)`` for one run."""
+        ...
 
 
-@attrs.define
-class Fifo(Scheduler):
+def _first(n: int) -> int:
+    return 0
+
+
+@attrs.frozen
+class Fifo:
     """The task that became runnable first runs first.
 
-    >>> Fifo().choose(3)
+    >>> Fifo().chooser()(3)
     0
     """
 
-    def choose(self, n: int) -> int:
-        """Always 0.  Runtime complexity: O(1)."""
-        return 0
+    def chooser(self) -> Chooser:
+        """Always 0.  Runtime complexity: O(1) per choice."""
+        return _first
 
 
-@attrs.define
-class Seeded(Scheduler):
-    """Uniformly random choices from a seeded generator.
+@attrs.frozen
+class Seeded:
+    """Uniformly random choices from a generator seeded afresh for every run.
 
-    >>> Seeded(7).choose(10) == Seeded(7).choose(10)
-    True
+    >>> s = Seeded(7)
+    >>> [s.chooser()(10) for _ in range(2)]      # each run starts the same sequence
+    [5, 5]
     """
 
     seed: int = 0
-    _rng: random.Random = attrs.field(init=False)
 
-    def __attrs_post_init__(self) -> None:
-        self._rng = random.Random(self.seed)
-
-    def choose(self, n: int) -> int:
-        """A random index.  Runtime complexity: O(1)."""
-        return self._rng.randrange(n)
+    def chooser(self) -> Chooser:
+        """``random.Random(seed).randrange``.  Runtime complexity: O(1) per choice."""
+        return random.Random(self.seed).randrange
 
 
-@attrs.define
-class Ordered(Scheduler):
+@attrs.frozen
+class Ordered:
     """An explicit list of choices, each taken modulo the number runnable; FIFO once used up.
 
-    >>> s = Ordered([2, 5]); [s.choose(3), s.choose(3), s.choose(3)]
+    >>> choose = Ordered([2, 5]).chooser(); [choose(3), choose(3), choose(3)]
     [2, 2, 0]
     """
 
-    choices: Sequence[int]
-    _at: int = attrs.field(default=0, init=False)
+    choices: tuple[int, ...] = attrs.field(converter=tuple)
 
-    def choose(self, n: int) -> int:
-        """The next listed choice, modulo ``n``.  Runtime complexity: O(1)."""
-        if self._at >= len(self.choices):
-            return 0
-        c = self.choices[self._at]
-        self._at += 1
-        return c % n
+    def chooser(self) -> Chooser:
+        """The listed choices in turn.  Runtime complexity: O(1) per choice."""
+        it = iter(self.choices)
+        return lambda n: next(it, 0) % n
 
 
-@attrs.define
-class Drawn(Scheduler):
+@attrs.frozen
+class Drawn:
     """Choices drawn by a callable such as ``lambda n: data.draw(st.integers(0, n - 1))``.
 
     With Hypothesis' ``data`` object, a failing interleaving shrinks to a minimal one.
+
+    >>> Drawn(lambda n: n - 1).chooser()(4)
+    3
     """
 
     draw: Callable[[int], int]
 
-    def choose(self, n: int) -> int:
+    def chooser(self) -> Chooser:
         """Whatever ``draw(n)`` returns, checked to lie in ``range(n)``.  Runtime: O(draw)."""
-        c = self.draw(n)
-        if not 0 <= c < n:
-            raise InvalidArgument(f"scheduler drew {c}, outside 0..{n - 1}")
-        return c
+
+        def choose(n: int) -> int:
+            c = self.draw(n)
+            if not isinstance(c, int) or not 0 <= c < n:
+                raise InvalidArgument(f"scheduler drew {c!r}, outside 0..{n - 1}")
+            return c
+
+        return choose
+
+
+@attrs.define(eq=False)
+class Semaphore:
+    """At most ``limit`` holders at once; the others wait in arrival order (a counting semaphore).
+
+    A woken waiter checks again, so a task that became runnable at the same
+    instant may take the unit first -- as with the kernel's wait queues.
+    Runtime complexity: O(1) per acquire and release.
+
+    >>> eng = Engine(); sem = Semaphore(1); log = []
+    >>> def user(name):
+    ...     yield from sem.acquire(); log.append((eng.now, name)); yield Delay(1.0); sem.release(eng)
+    >>> eng.spawn(user("a")); eng.spawn(user("b")); eng.run(); log
+    [(0.0, 'a'), (1.0, 'b')]
+    """
+
+    limit: int
+    _used: int = attrs.field(default=0, init=False)
+    _waiters: list[Event] = attrs.field(factory=list, init=False)
+
+    def acquire(self) -> Generator[Wait, None, None]:
+        """Take a unit, waiting while every unit is held."""
+        while self._used >= self.limit:
+            ev = Event("semaphore")
+            self._waiters.append(ev)
+            yield Wait(ev)
+        self._used += 1
+
+    def release(self, engine: Engine) -> None:
+        """Give a unit back and wake the longest waiter."""
+        self._used -= 1
+        if self._waiters:
+            engine.fire(self._waiters.pop(0))
 
 
 @attrs.define
@@ -158,16 +219,22 @@ class Engine:
 
     scheduler: Scheduler = attrs.field(factory=Fifo)
     now: float = 0.0
-    _heap: list[tuple[float, int, Task]] = attrs.field(factory=list)
-    _ready: list[Task] = attrs.field(factory=list)
-    _seq: int = 0
+    # Tasks due at each future instant, in the order they were scheduled, and a heap of those
+    # instants: many tasks often share one, and a heap of floats compares faster than of tuples.
+    _due: dict[float, list[Task]] = attrs.field(factory=dict)
+    _times: list[float] = attrs.field(factory=list)
+    _ready: deque[Task] = attrs.field(factory=deque)
+    _choose: Chooser = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._choose = self.scheduler.chooser()
 
     def spawn(self, task: Task, at: float | None = None) -> None:
         """Start ``task`` at time ``at`` (default: now).  Runtime complexity: O(log e)."""
         when = self.now if at is None else at
         if when < self.now:
             raise InvalidArgument(f"cannot start a task at {when}, before now ({self.now})")
-        self._push(when, task)
+        self._at(when, task)
 
     def fire(self, event: Event) -> None:
         """Mark ``event`` fired and make every waiter runnable now.  Runtime: O(waiters)."""
@@ -177,39 +244,54 @@ class Engine:
 
     def run(self, until: float | None = None) -> None:
         """Run until no task is left (or simulated time passes ``until``)."""
-        while self._ready or self._heap:
-            if not self._ready:
-                when = self._heap[0][0]
-                if until is not None and when > until:
+        due, times, ready, choose = self._due, self._times, self._ready, self._choose
+        push, pop = heapq.heappush, heapq.heappop
+        now = self.now
+        while ready or times:
+            if not ready:
+                now = times[0]
+                if until is not None and now > until:
                     return
-                self.now = when
-                while self._heap and self._heap[0][0] == when:
-                    self._ready.append(heapq.heappop(self._heap)[2])
-            i = self.scheduler.choose(len(self._ready)) if len(self._ready) > 1 else 0
-            task = self._ready.pop(i)
-            self._step(task)
-
-    def _push(self, when: float, task: Task) -> None:
-        heapq.heappush(self._heap, (when, self._seq, task))
-        self._seq += 1
-
-    def _step(self, task: Task) -> None:
-        while True:
-            try:
-                cmd = next(task)
-            except StopIteration:
-                return
-            # A zero delay takes no time and gives no other task a turn: the task simply goes on.
-            if not (isinstance(cmd, Delay) and cmd.seconds == 0):
+                pop(times)
+                self.now = now
+                ready.extend(due.pop(now))
+            if len(ready) == 1:
+                task = ready.popleft()
+            else:
+                i = choose(len(ready))
+                if i:
+                    task = ready[i]
+                    del ready[i]
+                else:
+                    task = ready.popleft()
+            # Step the task: a zero delay takes no time and gives no other task a turn.
+            for cmd in task:
+                if isinstance(cmd, Delay):
+                    seconds = cmd[0]
+                    if seconds == 0:
+                        continue
+                    if seconds < 0:
+                        raise InvalidArgument(f"negative delay {seconds}")
+                    when = now + seconds
+                    bucket = due.get(when)
+                    if bucket is None:
+                        due[when] = [task]
+                        push(times, when)
+                    else:
+                        bucket.append(task)
+                elif cmd.event.fired:
+                    ready.append(task)
+                else:
+                    cmd.event._waiters.append(task)
                 break
-        if isinstance(cmd, Delay):
-            if cmd.seconds < 0:
-                raise InvalidArgument(f"negative delay {cmd.seconds}")
-            self._push(self.now + cmd.seconds, task)
-        elif cmd.event.fired:
-            self._ready.append(task)
+
+    def _at(self, when: float, task: Task) -> None:
+        bucket = self._due.get(when)
+        if bucket is None:
+            self._due[when] = [task]
+            heapq.heappush(self._times, when)
         else:
-            cmd.event._waiters.append(task)
+            bucket.append(task)
 
 
 @attrs.frozen

@@ -59,8 +59,9 @@ def _loader_story() -> str:
     """Every pipeline on a mixed workload: each outcome's allocations and timeline, stats, peaks."""
     from vmapsim import layouts, simulate
     from vmapsim.engine import CostModel, Seeded
-    from vmapsim.loader import PIPELINES, Modprobe, Request
+    from vmapsim.loader import PIPELINES, Request
     from vmapsim.units import MiB
+    from vmapsim.workloads import Modprobe
 
     reqs: list[Request | Modprobe] = [Request("dm_mod", cpu=c, time=c * 0.001) for c in range(6)]
     reqs += [Request("msr", cpu=c, syscall="init_module") for c in range(3)]

@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 
 from vmapsim import ParseError, simulate
 from vmapsim.engine import CostModel
-from vmapsim.loader import PIPELINES, Modprobe, Request
+from vmapsim.loader import PIPELINES, Request
 from vmapsim.modules import Catalog
-from vmapsim.workloads import PRESETS, read_requests, udev_boot, udev_workers, write_requests
+from vmapsim.workloads import PRESETS, Modprobe, read_requests, udev_boot, udev_workers, write_requests
 
 C612 = Catalog.builtin("debian-6.12-amd64")
 C61 = Catalog.builtin("debian-6.1-amd64")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vmapsim.errors import InvalidArgument
-from vmapsim.loader.simulate import Result
+from vmapsim.loader.result import Result
 from vmapsim.space import VmapSpace
 
 __all__ = ["pinned_over_time"]

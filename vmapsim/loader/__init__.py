@@ -1,4 +1,14 @@
-"""The kernel's module load path: stages, pipelines, CONFIG_MODULE_STATS, and simulate().
+"""The kernel's module load path: requests, stages, pipelines, CONFIG_MODULE_STATS, and simulate().
+
+One module per concept: :mod:`~vmapsim.loader.request` (what userspace asks),
+:mod:`~vmapsim.loader.kernel` (the machine the stages act on, ``struct load_info``),
+:mod:`~vmapsim.loader.module_list` (the ``modules`` list and its states),
+:mod:`~vmapsim.loader.stages` (each step of ``load_module()``),
+:mod:`~vmapsim.loader.idempotent` (6.5's idempotent ``finit_module()``),
+:mod:`~vmapsim.loader.load_module` (a request through the stages and the error paths),
+:mod:`~vmapsim.loader.pipelines` (kernel variants and proposals as data),
+:mod:`~vmapsim.loader.stats` (``CONFIG_MODULE_STATS``), :mod:`~vmapsim.loader.result`
+and :mod:`~vmapsim.loader.simulate` (:class:`Run` and :func:`simulate`).
 
 >>> from vmapsim.loader import PIPELINES
 >>> list(PIPELINES)
@@ -6,21 +16,25 @@
 """
 
 from vmapsim.loader import stages
+from vmapsim.loader.load_module import Job, Loader
 from vmapsim.loader.pipelines import PIPELINES, Pipeline, concurrency_limit, exclusive_deny
-from vmapsim.loader.simulate import AllocationFailure, AllocationRecord, Modprobe, Outcome, Result, simulate
-from vmapsim.loader.stages import Request
+from vmapsim.loader.request import Request
+from vmapsim.loader.result import AllocationFailure, AllocationRecord, Outcome, Result
+from vmapsim.loader.simulate import Run, simulate
 from vmapsim.loader.stats import ModuleStats
 
 __all__ = [
     "PIPELINES",
     "AllocationFailure",
     "AllocationRecord",
-    "Modprobe",
+    "Job",
+    "Loader",
     "ModuleStats",
     "Outcome",
     "Pipeline",
     "Request",
     "Result",
+    "Run",
     "concurrency_limit",
     "exclusive_deny",
     "simulate",

@@ -49,7 +49,7 @@ class Pipeline:
     profile: KernelProfile = profiles.LINUX_6_3
 
 
-_TAIL = (s.Layout(), s.AddUnformed(), s.CompleteFormation(), s.FreeCopy(), s.Init())
+_TAIL = (s.LayoutAndAllocate(), s.AddUnformed(), s.CompleteFormation(), s.FreeCopy(), s.Init())
 _FRONT = (s.Read(), s.Decompress(), s.SignatureCheck(), s.ElfValidate())
 
 #: Up to 6.3: the only duplicate check is add_unformed_module(), after the module memory is allocated.

@@ -1,37 +1,34 @@
 """The module load path as stages: each is one step of finit_module()/init_module() in kernel/module.
 
-A stage is a small frozen value with a ``run(ctx, kernel)`` generator: it
+A stage is a small frozen value with a ``run(info, kernel)`` generator: it
 allocates and frees against the :class:`~vmapsim.VmapSpace`, changes the module
-registry, yields to the engine where the kernel takes time or sleeps, and raises
-:class:`LoadFailed` where the kernel returns an error.  A pipeline
-(:mod:`vmapsim.loader.pipelines`) is an ordered tuple of stages plus the
-idempotent-``finit_module()`` switch.
+list, yields to the engine where the kernel takes time or sleeps, and raises
+:class:`~vmapsim.loader.kernel.LoadFailed` where the kernel returns an error.  A
+stage that needs state for the run keeps it with ``kernel.state(self, ...)``.
+A pipeline (:mod:`vmapsim.loader.pipelines`) is an ordered tuple of stages.
 
-The rules, with the kernel functions they mirror, are in each stage's docstring;
-../shared/reference/kernel-module-loading.md §0.2 and §1 give the sources.
+The rules, with the kernel functions they mirror, are in each stage's docstring.
+
+>>> [Read().name, LayoutAndAllocate().name, ExistenceCheck().name]
+['read', 'layout', 'existence_check']
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Generator
 
 import attrs
 
-from vmapsim.engine import CostModel, Delay, Engine, Event, Wait
-from vmapsim.errors import VmapAllocationError
-from vmapsim.loader.stats import BECOMING, LOAD, ModuleStats
-from vmapsim.modules.catalog import ModuleImage
-from vmapsim.space import VmapSpace
+from vmapsim.engine import Delay, Semaphore, Wait
+from vmapsim.loader.errno import EBUSY, ETXTBSY
+from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
+from vmapsim.loader.module_list import ModuleRecord
+from vmapsim.loader.result import Allocation
+from vmapsim.loader.stats import FAIL_DUP_MOD_BECOMING, FAIL_DUP_MOD_LOAD
 from vmapsim.units import PAGE_SIZE, KiB, MiB
 
 __all__ = [
-    "EBUSY",
-    "EEXIST",
-    "ENOMEM",
-    "ETXTBSY",
     "AddUnformed",
-    "Allocation",
     "CompleteFormation",
     "ConcurrencyLimit",
     "Decompress",
@@ -39,19 +36,14 @@ __all__ = [
     "ExistenceCheck",
     "FreeCopy",
     "Init",
-    "Kernel",
-    "Layout",
-    "LoadContext",
-    "LoadFailed",
+    "LayoutAndAllocate",
     "MapPages",
-    "ModuleRecord",
     "Read",
-    "Request",
     "SignatureCheck",
     "Stage",
+    "free_module_memory",
 ]
 
-ENOMEM, EBUSY, EEXIST, ETXTBSY = 12, 16, 17, 26
 # Decompressor scratch space: the xz dictionary kbuild asks for (--lzma2=dict=1MiB), zlib's inflate
 # workspace, and a zstd window about the size of the output (single-segment frames) plus its tables.
 _XZ_DICT = 1 * MiB
@@ -60,191 +52,20 @@ _ZSTD_EXTRA = 128 * KiB
 Step = Generator[Delay | Wait, None, None]
 
 
-@attrs.frozen
-class Request:
-    """One load request: which module, on which CPU, when, from which file, by which syscall.
-
-    ``module`` is a :class:`~vmapsim.modules.ModuleImage` or a catalog name;
-    ``path``/``inode`` identify the file (default: the module's path; same
-    inode = same file for the 6.5 idempotent check); ``syscall`` is
-    ``"finit_module"`` (kernel reads and, for compressed files, decompresses)
-    or ``"init_module"`` (userspace already decompressed it); ``init_errno``
-    makes the module's init function fail with that errno; ``after`` is the
-    index of a request that must return first (as modprobe loads a module's
-    dependencies one after the other), then this one starts at once or at
-    ``time``, whichever is later.
-    """
-
-    module: ModuleImage | str
-    cpu: int = 0
-    time: float = 0.0
-    path: str | None = None
-    inode: str | None = None
-    syscall: str = "finit_module"
-    init_errno: int = 0
-    after: int | None = None
-
-
-@attrs.define
-class Allocation:
-    """One vmap area a request held: what for, where, how big (guard included), from when to when."""
-
-    kind: str
-    addr: int
-    size: int
-    region: str
-    allocated: float
-    freed: float | None = None
+def _patient_check(k: Kernel, name: str, reason: int) -> Step:
+    """``module_patient_check_exists()``, counting a duplicate under ``reason`` before failing."""
+    ret = yield from k.modules.patient_check(name)
+    if ret:
+        k.stats.add_duplicate(name, reason)
+        raise LoadFailed(-ret, "dup")
 
 
 @attrs.define(eq=False)
-class ModuleRecord:
-    """An entry of the kernel's ``modules`` list: name, state, and an event fired on LIVE/GOING/gone."""
+class _Reads:
+    """The files being read in this run: paths (kread-dedup) and inodes (exclusive write-deny)."""
 
-    name: str
-    state: str
-    owner: int
-    changed: Event
-    areas: list[Allocation] = attrs.field(factory=list)
-
-
-class LoadFailed(Exception):
-    """A stage failed: ``errno`` is returned negated; ``point`` picks the stats counter."""
-
-    def __init__(self, errno: int, point: str) -> None:
-        super().__init__(errno, point)
-        self.errno = errno
-        self.point = point
-
-
-@attrs.define(eq=False)
-class LoadContext:
-    """What one request holds while it runs through the stages."""
-
-    index: int
-    request: Request
-    image: ModuleImage
-    compressed: bool
-    length: int  # info->len: the image handed to load_module(), signature stripped after its check
-    compressed_len: int
-    allocations: list[Allocation] = attrs.field(factory=list)
-    timeline: list[tuple[float, str]] = attrs.field(factory=list)
-    read_buffer: Allocation | None = None
-    copy: Allocation | None = None  # the temporary image: read buffer or vmap of decompressed pages
-    record: ModuleRecord | None = None
-    past_layout: bool = False
-    releases: list[tuple[str, str | int]] = attrs.field(factory=list)
-    ret: int = 0
-    end: float = 0.0
-    done: Event = attrs.field(factory=Event)
-
-
-@attrs.define(eq=False)
-class Kernel:
-    """The machine the stages act on: address space, module list, stats, engine and costs."""
-
-    space: VmapSpace
-    engine: Engine
-    costs: CostModel
-    generation: str
-    module_align: int = PAGE_SIZE
-    load_offset: int = 0
-    stats: ModuleStats = attrs.field(factory=ModuleStats)
-    modules: dict[str, ModuleRecord] = attrs.field(factory=dict)
-    failures: list[tuple[float, int, int, str, str]] = attrs.field(factory=list)
-    inflight_paths: set[str] = attrs.field(factory=set)
-    reading: set[str] = attrs.field(factory=set)
-    slots: dict[int, list[Event]] = attrs.field(factory=dict)
-    slot_used: dict[int, int] = attrs.field(factory=dict)
-    rng: random.Random = attrs.field(factory=random.Random)
-    #: (time, pinned bytes per window) after every allocation and free, for plots.
-    pinned: list[tuple[float, tuple[int, ...]]] = attrs.field(factory=list)
-    #: window -> (highest pinned bytes, the instant it was first reached).
-    peaks: dict[str, tuple[int, float]] = attrs.field(factory=dict)
-
-    def sample(self) -> None:
-        """Record the pinned bytes of every window at this instant (one point per instant) and peak times."""
-        point = (self.engine.now, tuple(self.space.pinned(r.name) for r in self.space.layout.regions))
-        for r, v in zip(self.space.layout.regions, point[1], strict=True):
-            if v > self.peaks.get(r.name, (-1, 0.0))[0]:
-                self.peaks[r.name] = (v, self.engine.now)
-        if self.pinned and self.pinned[-1][0] == point[0]:
-            self.pinned[-1] = point
-        else:
-            self.pinned.append(point)
-
-    def duration(self, stage: str, nbytes: int = 0) -> float:
-        """The cost model's duration, spread by its ``jitter`` with this run's random generator."""
-        d = self.costs.duration(stage, nbytes)
-        if self.costs.jitter and d:
-            d *= 1 + self.costs.jitter * (2 * self.rng.random() - 1)
-        return d
-
-    def vmalloc(self, ctx: LoadContext, kind: str, size: int, point: str, *, module: bool = False) -> Allocation:
-        """Allocate for ``ctx`` (``vmalloc()`` or, for module memory, ``module_alloc()``); ENOMEM on failure."""
-        try:
-            if module:
-                m = self.space.layout.modules
-                addr = self.space.vmalloc_node_range(
-                    size, align=self.module_align, start=m.start + self.load_offset, end=m.end,
-                    caller="load_module", flush_reset_perms=True, cpu=ctx.request.cpu,
-                )  # fmt: skip
-            else:
-                addr = self.space.vmalloc(size, caller=kind, cpu=ctx.request.cpu)
-        except VmapAllocationError as e:
-            self.failures.append((self.engine.now, ctx.index, e.size, kind, e.message))
-            raise LoadFailed(ENOMEM, point) from None
-        region = "modules" if module and "modules" in (r.name for r in self.space.layout.regions) else "vmalloc"
-        a = Allocation(kind, addr, self.space.area(addr).size, region, self.engine.now)
-        ctx.allocations.append(a)
-        self.sample()
-        return a
-
-    def vmap(self, ctx: LoadContext, pages: int, point: str) -> Allocation:
-        """``vmap()`` of ``pages`` pages for ``ctx``; ENOMEM on failure."""
-        try:
-            addr = self.space.vmap(pages, caller="module_decompress", cpu=ctx.request.cpu)
-        except VmapAllocationError as e:
-            self.failures.append((self.engine.now, ctx.index, e.size, "vmap", e.message))
-            raise LoadFailed(ENOMEM, point) from None
-        a = Allocation("vmap", addr, self.space.area(addr).size, "vmalloc", self.engine.now)
-        ctx.allocations.append(a)
-        self.sample()
-        return a
-
-    def free(self, a: Allocation) -> None:
-        """Free one allocation (``vfree()``/``vunmap()``; module memory purges, VM_FLUSH_RESET_PERMS)."""
-        if a.freed is None:
-            if a.kind == "vmap":
-                self.space.vunmap(a.addr)
-            else:
-                self.space.vfree(a.addr)
-            a.freed = self.engine.now
-            self.sample()
-
-    def set_state(self, rec: ModuleRecord, state: str) -> None:
-        """Change a module's state; LIVE and GOING wake everyone waiting on it (``module_wq``)."""
-        rec.state = state
-        if state in ("LIVE", "GOING"):
-            self.engine.fire(rec.changed)
-            rec.changed = Event(rec.name)
-
-    def remove(self, rec: ModuleRecord) -> None:
-        """Unlink a module from the list and wake its waiters."""
-        if self.modules.get(rec.name) is rec:
-            del self.modules[rec.name]
-        self.engine.fire(rec.changed)
-
-    def patient_check(self, name: str, reason: int) -> Step:
-        """``module_patient_check_exists()``: wait out UNFORMED/COMING, then -EEXIST if LIVE else -EBUSY."""
-        old = self.modules.get(name)
-        if old is None:
-            return
-        if old.state in ("UNFORMED", "COMING"):
-            yield Wait(old.changed)
-            old = self.modules.get(name)
-        self.stats.add_duplicate(name, reason)
-        raise LoadFailed(EEXIST if old is not None and old.state == "LIVE" else EBUSY, "dup")
+    paths: set[str] = attrs.field(factory=set)
+    inodes: set[str] = attrs.field(factory=set)
 
 
 class Stage:
@@ -252,7 +73,7 @@ class Stage:
 
     name = "stage"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Act on ``ctx`` against ``k``, yielding engine commands; raise :class:`LoadFailed` to fail."""
         raise NotImplementedError
 
@@ -264,14 +85,11 @@ class ConcurrencyLimit(Stage):
     limit: int
     name = "concurrency_limit"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Take a slot, waiting while all are taken; the slot is given back when the load ends."""
-        while k.slot_used.get(id(self), 0) >= self.limit:
-            ev = Event("slot")
-            k.slots.setdefault(id(self), []).append(ev)
-            yield Wait(ev)
-        k.slot_used[id(self)] = k.slot_used.get(id(self), 0) + 1
-        ctx.releases.append(("slot", id(self)))
+        sem = k.state(self, lambda: Semaphore(self.limit))
+        yield from sem.acquire()
+        info.cleanups.append(lambda: sem.release(k.engine))
 
 
 @attrs.frozen
@@ -288,33 +106,34 @@ class Read(Stage):
     pages: bool = False
     name = "read"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Allocate the buffer and spend the read time."""
-        req = ctx.request
-        path = req.path or ctx.image.path
+        req = info.request
+        path = req.path or info.image.path
         inode = req.inode or path
         if req.syscall == "init_module":
             # The buffer userspace passed (already decompressed) is copied into a vmalloc area.
-            ctx.copy = k.vmalloc(ctx, "copy_module_from_user", ctx.image.decompressed_size, "kread")
-            yield Delay(k.duration("copy", ctx.image.decompressed_size))
+            info.copy = k.vmalloc(info, "copy_module_from_user", info.image.decompressed_size, "kread")
+            yield Delay(k.duration("copy", info.image.decompressed_size))
             return
+        reads = k.state(Read, _Reads)
         if self.dedup == "path":
-            if path in k.inflight_paths:
+            if path in reads.paths:
                 raise LoadFailed(EBUSY, "kread")
-            k.inflight_paths.add(path)
-            ctx.releases.append(("path", path))
+            reads.paths.add(path)
+            info.cleanups.append(lambda: reads.paths.discard(path))
         if self.dedup == "exclusive":
-            if inode in k.reading:
+            if inode in reads.inodes:
                 raise LoadFailed(ETXTBSY, "kread")
-            k.reading.add(inode)
+            reads.inodes.add(inode)
         try:
             if not self.pages:
-                ctx.read_buffer = k.vmalloc(ctx, "kernel_read_file", ctx.image.file_size, "kread")
-                if not ctx.compressed:
-                    ctx.copy = ctx.read_buffer
-            yield Delay(k.duration("read", ctx.image.file_size))
+                info.read_buffer = k.vmalloc(info, "kernel_read_file", info.image.file_size, "kread")
+                if not info.compressed:
+                    info.copy = info.read_buffer
+            yield Delay(k.duration("read", info.image.file_size))
         finally:
-            k.reading.discard(inode)
+            reads.inodes.discard(inode)
 
 
 @attrs.frozen
@@ -330,21 +149,21 @@ class Decompress(Stage):
     pages: bool = False
     name = "decompress"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Decompress a compressed finit_module() file; a no-op otherwise."""
-        if not ctx.compressed:
+        if not info.compressed:
             return
-        img = ctx.image
+        img = info.image
         if not self.pages:
             scratch = {"xz": _XZ_DICT, "gz": _GZ_WORKSPACE, "zst": img.decompressed_size + _ZSTD_EXTRA}[img.compression]
-            work = k.vmalloc(ctx, "module_decompress", scratch, "decompress")
+            work = k.vmalloc(info, "module_decompress", scratch, "decompress")
             yield Delay(k.duration("decompress", img.decompressed_size))
             k.free(work)
-            ctx.copy = k.vmap(ctx, -(-img.decompressed_size // PAGE_SIZE), "decompress")
+            info.copy = k.vmap(info, -(-img.decompressed_size // PAGE_SIZE), "decompress")
         else:
             yield Delay(k.duration("decompress", img.decompressed_size))
-        if ctx.read_buffer is not None:
-            k.free(ctx.read_buffer)  # "compressed data is no longer needed"
+        if info.read_buffer is not None:
+            k.free(info.read_buffer)  # "compressed data is no longer needed"
 
 
 @attrs.frozen
@@ -353,10 +172,10 @@ class SignatureCheck(Stage):
 
     name = "signature"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Spend the hashing time and strip the signature length."""
-        yield Delay(k.duration("signature", ctx.length))
-        ctx.length -= ctx.image.signature_size
+        yield Delay(k.duration("signature", info.length))
+        info.length -= info.image.signature_size
 
 
 @attrs.frozen
@@ -365,7 +184,7 @@ class ElfValidate(Stage):
 
     name = "elf_validate"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Nothing to allocate; catalog modules are valid ELF."""
         return
         yield
@@ -377,9 +196,9 @@ class ExistenceCheck(Stage):
 
     name = "existence_check"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Fail with -EEXIST/-EBUSY if a module of this name exists (after waiting it out)."""
-        yield from k.patient_check(ctx.image.name, BECOMING)
+        yield from _patient_check(k, info.image.name, FAIL_DUP_MOD_BECOMING)
 
 
 @attrs.frozen
@@ -388,16 +207,16 @@ class MapPages(Stage):
 
     name = "map_pages"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """vmap() the (decompressed) image now that it is known to be unique (init_module has its copy)."""
-        if ctx.copy is None:
-            ctx.copy = k.vmap(ctx, -(-ctx.image.decompressed_size // PAGE_SIZE), "becoming")
+        if info.copy is None:
+            info.copy = k.vmap(info, -(-info.image.decompressed_size // PAGE_SIZE), "becoming")
         return
         yield
 
 
 @attrs.frozen
-class Layout(Stage):
+class LayoutAndAllocate(Stage):
     """``layout_and_allocate()`` → ``move_module()``: one module_alloc() per area, then the section copy.
 
     Up to 6.3 a core and an init area; from 6.4 one per non-empty memory
@@ -408,18 +227,18 @@ class Layout(Stage):
 
     name = "layout"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Allocate every area, then copy the sections (the race window of the 6.4 early check)."""
         got = []
         try:
-            for kind, size in ctx.image.allocations(k.generation):
-                got.append(k.vmalloc(ctx, kind, size, "becoming", module=True))
+            for kind, size in info.image.allocations(k.generation):
+                got.append(k.vmalloc(info, kind, size, "becoming", module=True))
         except LoadFailed:
             for a in got:
                 k.free(a)
             raise
-        ctx.past_layout = True
-        ctx.record = ModuleRecord(ctx.image.name, "", ctx.index, Event(ctx.image.name), got)
+        info.past_layout = True
+        info.record = ModuleRecord(info.image.name, "", info.index, list(got))
         yield Delay(k.duration("copy", sum(a.size for a in got)))
 
 
@@ -429,12 +248,12 @@ class AddUnformed(Stage):
 
     name = "add_unformed"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Wait out a same-name module being loaded, fail if one exists, else join the list."""
-        yield from k.patient_check(ctx.image.name, LOAD)
-        assert ctx.record is not None
-        ctx.record.state = "UNFORMED"
-        k.modules[ctx.image.name] = ctx.record
+        yield from _patient_check(k, info.image.name, FAIL_DUP_MOD_LOAD)
+        assert info.record is not None
+        info.record.state = "UNFORMED"
+        k.modules.add(info.record)
 
 
 @attrs.frozen
@@ -447,10 +266,10 @@ class CompleteFormation(Stage):
 
     name = "complete_formation"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """State COMING, one ``vm_unmap_aliases()``."""
-        assert ctx.record is not None
-        k.set_state(ctx.record, "COMING")
+        assert info.record is not None
+        k.modules.set_state(info.record, "COMING")
         k.space.vm_unmap_aliases()
         return
         yield
@@ -462,10 +281,10 @@ class FreeCopy(Stage):
 
     name = "free_copy"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Free the temporary copy before the module's init runs."""
-        if ctx.copy is not None:
-            k.free(ctx.copy)
+        if info.copy is not None:
+            k.free(info.copy)
         return
         yield
 
@@ -480,24 +299,29 @@ class Init(Stage):
 
     name = "init"
 
-    def run(self, ctx: LoadContext, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Step:
         """Spend the init time; succeed or fail with the request's ``init_errno``."""
-        rec = ctx.record
+        rec = info.record
         assert rec is not None
         yield Delay(k.duration("init"))
-        if ctx.request.init_errno:
-            k.set_state(rec, "GOING")
-            for a in rec.areas:
-                k.free(a)
-            k.remove(rec)
-            raise LoadFailed(ctx.request.init_errno, "init")
-        k.set_state(rec, "LIVE")
-        img = ctx.image
+        if info.request.init_errno:
+            k.modules.set_state(rec, "GOING")
+            free_module_memory(k, rec)
+            k.modules.remove(rec)
+            raise LoadFailed(info.request.init_errno, "init")
+        k.modules.set_state(rec, "LIVE")
+        img = info.image
         # total_mod_size: every mem[type].size (page-aligned); total_text_size: MOD_TEXT + MOD_INIT_TEXT.
         k.stats.add_loaded(sum(n for _, n in img.allocations(k.generation)), img.memory[0] + img.memory[4])
         init_areas = [a for a in rec.areas if a.kind.startswith("init")]
         if init_areas:
             k.engine.spawn(_free_init(k, init_areas))
+
+
+def free_module_memory(k: Kernel, rec: ModuleRecord) -> None:
+    """``module_deallocate()``/``free_mod_mem()``: every module-memory area of a record."""
+    for a in rec.areas:
+        k.free(a)
 
 
 def _free_init(k: Kernel, areas: list[Allocation]) -> Generator[Delay, None, None]:

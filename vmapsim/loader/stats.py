@@ -2,7 +2,7 @@
 
 >>> s = ModuleStats()
 >>> s.bump_becoming(5000, compressed_len=1000)
->>> s.add_duplicate("kvm", LOAD); s.add_duplicate("kvm", BECOMING)
+>>> s.add_duplicate("kvm", FAIL_DUP_MOD_LOAD); s.add_duplicate("kvm", FAIL_DUP_MOD_BECOMING)
 >>> print(s.render(), end="")  # doctest: +NORMALIZE_WHITESPACE
          Mods ever loaded	0
      Mods failed on kread	0
@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import attrs
 
-__all__ = ["BECOMING", "LOAD", "ModuleStats"]
+__all__ = ["FAIL_DUP_MOD_BECOMING", "FAIL_DUP_MOD_LOAD", "ModuleStats"]
 
 #: ``FAIL_DUP_MOD_BECOMING``: a duplicate caught by early_mod_check() (6.4+), before layout.
-BECOMING = 1
+FAIL_DUP_MOD_BECOMING = 1
 #: ``FAIL_DUP_MOD_LOAD``: a duplicate caught by add_unformed_module(), after layout.
-LOAD = 2
+FAIL_DUP_MOD_LOAD = 2
 _MAX_FAILED_MOD_PRINT = 112
 
 
@@ -140,7 +140,11 @@ class ModuleStats:
         if self.duplicates:
             out.append("Duplicate failed modules:\n")
             out.append(f"{'Module-name':>25}\t{'How-many-times':>15}\t{'Reason':>25}\n")
-            reasons = {BECOMING: "Becoming", LOAD: "Load", BECOMING | LOAD: "Becoming & Load"}
+            reasons = {
+                FAIL_DUP_MOD_BECOMING: "Becoming",
+                FAIL_DUP_MOD_LOAD: "Load",
+                FAIL_DUP_MOD_BECOMING | FAIL_DUP_MOD_LOAD: "Becoming & Load",
+            }
             for i, (name, (count, mask)) in enumerate(self.duplicates.items(), 1):
                 if i >= _MAX_FAILED_MOD_PRINT:  # the kernel stops (with a WARN) at 112
                     break

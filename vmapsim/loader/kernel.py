@@ -1,0 +1,220 @@
+"""The machine the load path acts on, and what one load holds (``struct load_info``).
+
+:class:`Kernel` is the state every stage shares: the address space, the engine
+and its clock, the cost model, the ``modules`` list, ``CONFIG_MODULE_STATS``, the
+allocation failures and the pinned-bytes series.  A stage that needs state of its
+own for the run (a proposal's table of paths being read, a limiter's semaphore)
+keeps it under its own key with :meth:`Kernel.state`, so the kernel carries no
+proposal's fields.  :class:`LoadInfo` is one request's ``struct load_info``: its
+image, the buffers it holds, its module record, its timeline.
+
+>>> from vmapsim import VmapSpace, layouts
+>>> from vmapsim.engine import CostModel, Engine
+>>> k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
+>>> k.state("mine", set) is k.state("mine", set)
+True
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import attrs
+
+from vmapsim.engine import CostModel, Engine, Event
+from vmapsim.errors import VmapAllocationError
+from vmapsim.loader.errno import ENOMEM
+from vmapsim.loader.module_list import ModuleList, ModuleRecord
+from vmapsim.loader.request import Request
+from vmapsim.loader.result import Allocation, AllocationFailure
+from vmapsim.loader.stats import ModuleStats
+from vmapsim.modules.catalog import ModuleImage
+from vmapsim.space import VmapSpace
+from vmapsim.units import PAGE_SIZE
+
+__all__ = ["Kernel", "LoadFailed", "LoadInfo", "PinnedSeries"]
+
+T = TypeVar("T")
+
+
+class LoadFailed(Exception):
+    """A stage failed: ``errno`` is returned negated; ``point`` picks the stats counter.
+
+    ``point`` is one of ``kread``, ``decompress``, ``becoming``, ``dup`` and ``init``
+    (the failure points of kernel/module/stats.c).
+    """
+
+    def __init__(self, errno: int, point: str) -> None:
+        super().__init__(errno, point)
+        self.errno = errno
+        self.point = point
+
+
+@attrs.define(eq=False)
+class LoadInfo:
+    """What one request holds while it runs through the stages (the kernel's ``struct load_info``).
+
+    ``length`` is ``info->len``: the image handed to ``load_module()``, its
+    signature stripped after the check.  ``cleanups`` run when the load returns,
+    whatever happened (a stage that took a slot or a table entry gives it back there).
+    """
+
+    index: int
+    request: Request
+    image: ModuleImage
+    compressed: bool
+    length: int
+    compressed_len: int
+    allocations: list[Allocation] = attrs.field(factory=list)
+    timeline: list[tuple[float, str]] = attrs.field(factory=list)
+    read_buffer: Allocation | None = None
+    copy: Allocation | None = None  # the temporary image: read buffer or vmap of decompressed pages
+    record: ModuleRecord | None = None
+    past_layout: bool = False
+    cleanups: list[Callable[[], None]] = attrs.field(factory=list)
+    ret: int = 0
+    end: float = 0.0
+    done: Event = attrs.field(factory=Event)
+
+    @classmethod
+    def of(cls, index: int, request: Request, image: ModuleImage) -> LoadInfo:
+        """The load_info of a request for ``image``: compressed files reach the kernel only by finit_module()."""
+        compressed = request.syscall == "finit_module" and image.compression != "none"
+        return cls(index, request, image, compressed, image.decompressed_size, image.file_size if compressed else 0)
+
+
+@attrs.define(eq=False)
+class PinnedSeries:
+    """Pinned bytes per window after every allocation and free (one point per instant), and peak instants.
+
+    Kept in columns, so a sample appends numbers rather than building a point.
+    """
+
+    regions: tuple[str, ...]
+    times: list[float] = attrs.field(factory=list, init=False)
+    columns: list[list[int]] = attrs.field(init=False)
+    peaks: list[int] = attrs.field(init=False)
+    peak_times: list[float] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.columns = [[] for _ in self.regions]
+        self.peaks = [-1] * len(self.regions)
+        self.peak_times = [0.0] * len(self.regions)
+
+    def sample(self, now: float, values: tuple[int, ...]) -> None:
+        """Record ``values`` (pinned bytes per window) at ``now``, replacing a point of the same instant."""
+        same = bool(self.times) and self.times[-1] == now
+        if not same:
+            self.times.append(now)
+        for i, v in enumerate(values):
+            col = self.columns[i]
+            if same:
+                col[-1] = v
+            else:
+                col.append(v)
+            if v > self.peaks[i]:
+                self.peaks[i] = v
+                self.peak_times[i] = now
+
+    def points(self) -> tuple[tuple[float, tuple[int, ...]], ...]:
+        """The series as ``(time, values)`` points."""
+        return tuple(zip(self.times, zip(*self.columns, strict=True), strict=True))
+
+    def first_peak_times(self) -> dict[str, float]:
+        """Window -> the instant its pinned bytes first reached their peak (sampled windows only)."""
+        return {n: t for n, v, t in zip(self.regions, self.peaks, self.peak_times, strict=True) if v >= 0}
+
+
+@attrs.define(eq=False)
+class Kernel:
+    """The machine the stages act on: address space, engine, costs, module list, stats, failures.
+
+    ``generation`` is the module-memory generation (``module_layout`` ≤ 6.3,
+    ``module_memory`` ≥ 6.4); ``module_align`` is ``MODULE_ALIGN``;
+    ``load_offset`` the KASLR offset into the module window.
+    """
+
+    space: VmapSpace
+    engine: Engine
+    costs: CostModel
+    generation: str
+    module_align: int = PAGE_SIZE
+    load_offset: int = 0
+    rng: random.Random = attrs.field(factory=random.Random)
+    stats: ModuleStats = attrs.field(factory=ModuleStats)
+    modules: ModuleList = attrs.field(init=False)
+    failures: list[AllocationFailure] = attrs.field(factory=list, init=False)
+    series: PinnedSeries = attrs.field(init=False)
+    _state: dict[int, Any] = attrs.field(factory=dict, init=False)
+    _module_region: str = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.modules = ModuleList(self.engine)
+        names = tuple(r.name for r in self.space.regions)
+        self.series = PinnedSeries(names)
+        self._module_region = "modules" if "modules" in names else "vmalloc"
+
+    def state(self, owner: object, factory: Callable[[], T]) -> T:
+        """The run's state kept for ``owner`` (a stage, a wrapper), made by ``factory`` on first use.
+
+        Runtime complexity: O(1).
+        """
+        key = id(owner)
+        if key not in self._state:
+            self._state[key] = factory()
+        value: T = self._state[key]
+        return value
+
+    def sample(self) -> None:
+        """Record the pinned bytes of every window at this instant (one point per instant) and peak times."""
+        self.series.sample(self.engine.now, self.space.pinned_per_region())
+
+    def duration(self, stage: str, nbytes: int = 0) -> float:
+        """The cost model's duration, spread by its ``jitter`` with this run's random generator."""
+        d = self.costs.duration(stage, nbytes)
+        if self.costs.jitter and d:
+            d *= 1 + self.costs.jitter * (2 * self.rng.random() - 1)
+        return d
+
+    def vmalloc(self, info: LoadInfo, kind: str, size: int, point: str, *, module: bool = False) -> Allocation:
+        """Allocate for a load (``vmalloc()`` or, for module memory, ``module_alloc()``); ENOMEM on failure."""
+        try:
+            if module:
+                m = self.space.layout.modules
+                addr = self.space.vmalloc_node_range(
+                    size, align=self.module_align, start=m.start + self.load_offset, end=m.end,
+                    caller="load_module", flush_reset_perms=True, cpu=info.request.cpu,
+                )  # fmt: skip
+            else:
+                addr = self.space.vmalloc(size, caller=kind, cpu=info.request.cpu)
+        except VmapAllocationError as e:
+            self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, kind, e.message))
+            raise LoadFailed(ENOMEM, point) from None
+        region = self._module_region if module else "vmalloc"
+        return self._held(info, Allocation(kind, addr, self.space.area(addr).size, region, self.engine.now))
+
+    def vmap(self, info: LoadInfo, pages: int, point: str) -> Allocation:
+        """``vmap()`` of ``pages`` pages for a load; ENOMEM on failure."""
+        try:
+            addr = self.space.vmap(pages, caller="module_decompress", cpu=info.request.cpu)
+        except VmapAllocationError as e:
+            self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, "vmap", e.message))
+            raise LoadFailed(ENOMEM, point) from None
+        return self._held(info, Allocation("vmap", addr, self.space.area(addr).size, "vmalloc", self.engine.now))
+
+    def free(self, a: Allocation) -> None:
+        """Free one allocation (``vfree()``/``vunmap()``; module memory purges, VM_FLUSH_RESET_PERMS)."""
+        if a.freed is None:
+            if a.kind == "vmap":
+                self.space.vunmap(a.addr)
+            else:
+                self.space.vfree(a.addr)
+            a.freed = self.engine.now
+            self.sample()
+
+    def _held(self, info: LoadInfo, a: Allocation) -> Allocation:
+        info.allocations.append(a)
+        self.sample()
+        return a

@@ -1,0 +1,153 @@
+"""``load_module()`` in time: one request through a pipeline's stages and the kernel's error paths.
+
+:func:`load_module` runs the stages in order (inside the 6.5 idempotent wrapper
+for ``finit_module()`` when the pipeline has it); a stage's
+:class:`~vmapsim.loader.kernel.LoadFailed` takes the error path of
+``load_module()``: free the module memory (``module_deallocate()``), unlink an
+unformed record, free the temporary copy (``free_copy()``), and bump the
+``CONFIG_MODULE_STATS`` counter of the failure point.
+
+:class:`Loader` is what userspace jobs (kmod, udev) see of a run: the clock, the
+module states, and ``load(request)`` -- a syscall that returns when the kernel does.
+
+>>> from vmapsim import simulate
+>>> from vmapsim.loader import Request
+>>> simulate([Request("loop")], catalog="debian-6.12-amd64").outcomes[0].timeline[-1][1]
+'done'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Protocol
+
+import attrs
+
+from vmapsim.engine import Delay, Engine, Event, Semaphore, Task, Wait
+from vmapsim.errors import InvalidArgument
+from vmapsim.loader.idempotent import Idempotent
+from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
+from vmapsim.loader.pipelines import Pipeline
+from vmapsim.loader.request import Request
+from vmapsim.loader.stages import free_module_memory
+from vmapsim.modules.catalog import Catalog, ModuleImage
+
+__all__ = ["Job", "Loader", "load_module"]
+
+Step = Generator[Delay | Wait, None, None]
+_IDEMPOTENT = Idempotent()
+
+
+def load_module(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Step:
+    """One request, start to return: the idempotent wrapper (6.5), the stages, the error paths."""
+    info.timeline.append((k.engine.now, "start"))
+    if pipe.idempotent and info.request.syscall == "finit_module":
+        yield from _IDEMPOTENT.run(info, k, lambda: _stages(info, k, pipe))
+    else:
+        yield from _stages(info, k, pipe)
+
+
+def _stages(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Step:
+    ret = 0
+    try:
+        for stage in pipe.stages:
+            info.timeline.append((k.engine.now, stage.name))
+            yield from stage.run(info, k)
+    except LoadFailed as f:
+        ret = -f.errno
+        _fail(info, k, f)
+    finally:
+        for cleanup in info.cleanups:
+            cleanup()
+    info.ret, info.end = ret, k.engine.now
+    info.timeline.append((k.engine.now, "done"))
+
+
+def _fail(info: LoadInfo, k: Kernel, f: LoadFailed) -> None:
+    """Free what the failed load held (module memory, then the copy) and bump the stats counter."""
+    if f.point != "init":
+        if info.record is not None and info.past_layout:
+            free_module_memory(k, info.record)
+            if k.modules.get(info.image.name) is info.record:
+                k.modules.remove(info.record)
+        for held in (info.copy, info.read_buffer):
+            if held is not None:
+                k.free(held)
+    s = k.stats
+    compressed = info.compressed_len if info.compressed else 0
+    if f.point == "kread":
+        s.bump_kread()
+        if info.request.syscall == "init_module":
+            s.invalid_kread_bytes += info.image.decompressed_size
+    elif f.point == "decompress":
+        s.bump_decompress(info.compressed_len)
+    elif f.point == "becoming" or (f.point == "dup" and not info.past_layout):
+        s.bump_becoming(info.length, compressed)
+    elif f.point == "dup":
+        s.bump_invalid(info.length, compressed)
+
+
+class Job(Protocol):
+    """Userspace work that issues loads during a run (kmod's modprobe, for one): anything with ``start``."""
+
+    def start(self, loader: Loader) -> None:
+        """Check the job against the run (raise :class:`InvalidArgument`) and spawn its tasks."""
+        ...
+
+
+@attrs.define(eq=False)
+class Loader:
+    """One run's loads: the kernel, the pipeline, every request's load_info in the order loads began.
+
+    ``workers`` is the userspace concurrency limit jobs share (udev's worker
+    limit), None for none.  Runtime complexity: O(1) per call.
+    """
+
+    kernel: Kernel
+    pipeline: Pipeline
+    catalog: Catalog | None
+    workers: Semaphore | None = None
+    loads: list[LoadInfo] = attrs.field(factory=list)
+
+    @property
+    def engine(self) -> Engine:
+        """The run's engine (its clock is ``engine.now``)."""
+        return self.kernel.engine
+
+    @property
+    def cpus(self) -> int:
+        """Online CPUs of the machine."""
+        return self.kernel.space.cpus
+
+    def resolve(self, module: ModuleImage | str) -> ModuleImage:
+        """The image a request names; :class:`InvalidArgument` without a catalog, ``UnknownModule`` if absent."""
+        if isinstance(module, ModuleImage):
+            return module
+        if self.catalog is None:
+            raise InvalidArgument(f"request names module {module!r} but no catalog was given")
+        return self.catalog[module]
+
+    def module_state(self, name: str) -> str | None:
+        """The state of module ``name`` on the kernel's list (``/sys/module/<name>/initstate``), or None."""
+        return self.kernel.modules.state_of(name)
+
+    def begin(self, request: Request, image: ModuleImage) -> LoadInfo:
+        """Register a load about to start (its outcome is reported in this order)."""
+        info = LoadInfo.of(len(self.loads), request, image)
+        self.loads.append(info)
+        return info
+
+    def run(self, info: LoadInfo, after: Event | None = None) -> Task:
+        """The task of one load: wait for ``after`` (if any), load, then signal ``info.done``."""
+        if after is not None:
+            yield Wait(after)
+        try:
+            yield from load_module(info, self.kernel, self.pipeline)
+        finally:
+            self.engine.fire(info.done)
+
+    def load(self, request: Request) -> Generator[Delay | Wait, None, int]:
+        """The syscall, from a job's task: load now and return its return code when the kernel does."""
+        info = self.begin(request, self.resolve(request.module))
+        yield from self.run(info)
+        return info.ret

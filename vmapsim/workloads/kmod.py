@@ -1,0 +1,85 @@
+"""kmod in userspace: what ``modprobe`` (and udev's kmod builtin) does with one device's modules.
+
+For each module an alias resolves to, kmod loads its ``depends=`` closure in
+modprobe order (``kmod_module_probe_insert_module()``): a module already LIVE
+(``/sys/module/<name>/initstate`` reads ``live``) is skipped -- a COMING one is
+not; ``-EEXIST`` counts as success; any other error stops that module's chain.
+Before kmod 31 kmod decompresses modules itself and calls ``init_module(2)``;
+from 31 it passes compressed files to ``finit_module(2)``.
+
+>>> Modprobe(("kvm_intel",), cpu=3).syscall
+'finit_module'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import attrs
+
+from vmapsim.engine import Delay, Wait
+from vmapsim.errors import InvalidArgument
+from vmapsim.loader import Loader, Request
+from vmapsim.loader.errno import EEXIST
+
+__all__ = ["Modprobe", "syscall_for"]
+
+
+def syscall_for(kmod: int, compressed: bool) -> str:
+    """The syscall kmod ``kmod`` uses for a module file: init_module(2) for compressed ones before 31.
+
+    >>> syscall_for(30, True), syscall_for(34, True), syscall_for(30, False)
+    ('init_module', 'finit_module', 'finit_module')
+    """
+    return "init_module" if compressed and kmod < 31 else "finit_module"
+
+
+@attrs.frozen
+class Modprobe:
+    """kmod handling one uevent: load each module and its dependencies (first), skipping LIVE ones.
+
+    This is what systemd-udevd's kmod builtin does for a device's modalias:
+    every module the alias resolves to, each after its ``depends=`` closure in
+    modprobe order; a module already LIVE is skipped -- a COMING one is not;
+    -EEXIST counts as success; another error stops that module's chain.
+    ``fails`` lists modules whose init fails on this machine, with the errno.
+    A job runs on one of the run's userspace workers (udev's worker limit).
+    """
+
+    modules: tuple[str, ...]
+    cpu: int = 0
+    time: float = 0.0
+    syscall: str = "finit_module"
+    fails: tuple[tuple[str, int], ...] = ()
+
+    def start(self, loader: Loader) -> None:
+        """Check the job against the run and spawn it at ``time``.  Runtime complexity: O(modules)."""
+        if loader.catalog is None:
+            raise InvalidArgument("modprobe jobs need a catalog to resolve modules and dependencies")
+        if not 0 <= self.cpu < loader.cpus:
+            raise InvalidArgument(
+                f"modprobe of {self.modules} runs on CPU {self.cpu}, but the machine has {loader.cpus}"
+            )
+        for name in self.modules:
+            loader.resolve(name)
+        loader.engine.spawn(self._run(loader), at=self.time)
+
+    def _run(self, loader: Loader) -> Generator[Delay | Wait, None, None]:
+        """One udev worker running kmod for one uevent."""
+        assert loader.catalog is not None
+        if loader.workers is not None:
+            yield from loader.workers.acquire()
+        fails = dict(self.fails)
+        try:
+            for name in self.modules:
+                for img in loader.catalog.closure(name):
+                    if loader.module_state(img.name) == "LIVE":
+                        continue  # kmod reads /sys/module/<name>/initstate: live means done
+                    req = Request(img, self.cpu, loader.engine.now, syscall=self.syscall,
+                                  init_errno=fails.get(img.name, 0))  # fmt: skip
+                    ret = yield from loader.load(req)
+                    if ret < 0 and ret != -EEXIST:  # -EEXIST is success to kmod
+                        break
+        finally:
+            if loader.workers is not None:
+                loader.workers.release(loader.engine)

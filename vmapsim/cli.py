@@ -12,17 +12,35 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from vmapsim import layouts, procfs, profiles, trace
 from vmapsim.errors import InvalidArgument, VmapsimError
-from vmapsim.modules.catalog import Catalog, progress_bar
+from vmapsim.modules.catalog import Catalog
 from vmapsim.modules.layout import KernelConfig
 from vmapsim.space import VmapSpace
 from vmapsim.units import MiB
 
 __all__ = ["main"]
+
+
+def progress_bar(what: str, stream: TextIO | None = None) -> Callable[[int, int], None] | None:
+    """A one-line progress bar on ``stream`` (stderr) when it is a terminal, else None."""
+    out = stream or sys.stderr
+    if not out.isatty():
+        return None
+
+    def show(done: int, total: int) -> None:
+        width = 40
+        filled = width * done // total
+        out.write(f"\r{what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done == total:
+            out.write("\n")
+        out.flush()
+
+    return show
 
 
 def _demo(args: argparse.Namespace) -> str:
@@ -103,7 +121,7 @@ def _scan(args: argparse.Namespace) -> str:
         config = KernelConfig.from_text(_read(args.config), args.arch)
     elif args.arch != "x86_64":
         config = KernelConfig(arch=args.arch)
-    catalog = Catalog.scan(args.path, config=config, jobs=args.jobs, progress=progress_bar())
+    catalog = Catalog.scan(args.path, config=config, jobs=args.jobs, progress=progress_bar("scanning"))
     if args.csv:
         _write(args.csv, catalog.to_csv().encode())
     if args.save:
@@ -187,7 +205,7 @@ def _boot(args: argparse.Namespace) -> str:
     extra = []
     runs = {}
     peaks = {}
-    bar = progress_bar()
+    bar = progress_bar("simulating")
     for i, name in enumerate(names):
         r = simulate(jobs, pipeline=name, layout=layout, cpus=args.cpus, catalog=catalog, costs=costs,
                      module_align=args.module_align, seed=args.seed,

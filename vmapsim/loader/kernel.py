@@ -30,7 +30,7 @@ from vmapsim.loader.module_list import ModuleList, ModuleRecord
 from vmapsim.loader.request import Request
 from vmapsim.loader.result import Allocation, AllocationFailure
 from vmapsim.loader.stats import ModuleStats
-from vmapsim.modules.catalog import ModuleImage
+from vmapsim.modules.image import ModuleImage
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE
 

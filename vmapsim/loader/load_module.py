@@ -30,7 +30,8 @@ from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
 from vmapsim.loader.pipelines import Pipeline
 from vmapsim.loader.request import Request
 from vmapsim.loader.stages import free_module_memory
-from vmapsim.modules.catalog import Catalog, ModuleImage
+from vmapsim.modules.catalog import Catalog
+from vmapsim.modules.image import ModuleImage
 
 __all__ = ["Job", "Loader", "load_module"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import attrs
 
-from vmapsim.modules.catalog import ModuleImage
+from vmapsim.modules.image import ModuleImage
 
 __all__ = ["SYSCALLS", "Request"]
 

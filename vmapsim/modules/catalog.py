@@ -15,27 +15,25 @@ directory of modules), in parallel, and replays the loader's layout for each;
 from __future__ import annotations
 
 import csv
-import fnmatch
 import io
 import json
 import lzma
 import os
-import re
-import sys
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import attrs
 
-from vmapsim.errors import InvalidArgument, ModuleFileError
-from vmapsim.modules.compression import compression_of, decompress
-from vmapsim.modules.elf import parse_elf, split_signature
-from vmapsim.modules.layout import MEMORY_TYPES, KernelConfig, layout_module
+from vmapsim.errors import InvalidArgument
+from vmapsim.modules.alias import AliasIndex, kmod_fnmatch
+from vmapsim.modules.image import ModuleImage
+from vmapsim.modules.layout import MEMORY_TYPES, KernelConfig
+from vmapsim.modules.scan import ScanProblem, kernel_version, scan_tree
 
-__all__ = ["CSV_COLUMNS", "Catalog", "ModuleImage", "ScanProblem", "UnknownModule", "progress_bar", "read_module"]
+__all__ = ["ACPI_PROCESSOR_MODALIASES", "CSV_COLUMNS", "Catalog", "UnknownModule"]
 
 #: The per-CPU device modaliases udev sees for ACPI processor objects.
 ACPI_PROCESSOR_MODALIASES = ("acpi:ACPI0007:", "acpi:LNXCPU:")
@@ -57,137 +55,6 @@ class UnknownModule(InvalidArgument):
 
 
 @attrs.frozen
-class ScanProblem:
-    """A file the scanner skipped: its path (relative to the tree) and why."""
-
-    path: str
-    reason: str
-
-
-@attrs.frozen
-class ModuleImage:
-    """One module as the loader sees it: file sizes, section groups, allocations, metadata.
-
-    ``legacy`` is the (core, init) ``module_alloc()`` pair of kernels up to 6.3;
-    ``memory`` the seven 6.4+ allocations in ``layout.MEMORY_TYPES`` order (0:
-    empty type, no allocation).  Sizes are bytes.
-
-    >>> m = Catalog.builtin("debian-6.1-amd64")["kvm_intel"]
-    >>> m.legacy, m.depends
-    ((380928, 61440), ('kvm',))
-    """
-
-    name: str
-    path: str
-    compression: str
-    file_size: int
-    decompressed_size: int
-    signature_size: int
-    text: int
-    rodata: int
-    ro_after_init: int
-    data: int
-    init_text: int
-    init_data: int
-    init_rodata: int
-    percpu: int
-    not_loaded_alloc: int
-    alloc_total: int
-    btf: int
-    ksym_core: int
-    ksym_init: int
-    legacy: tuple[int, int]
-    memory: tuple[int, ...]
-    depends: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-    softdeps: tuple[str, ...] = ()
-    vermagic: str = ""
-    modinfo_name: str = ""
-    plt_core: int = 0
-    plt_init: int = 0
-
-    @property
-    def core_size(self) -> int:
-        """Bytes that stay allocated while the module is loaded (lsmod's Size), 6.4+ layout.
-
-        Runtime complexity: O(1).
-        """
-        return sum(self.memory[:4])
-
-    def allocations(self, generation: str) -> tuple[tuple[str, int], ...]:
-        """The module-area allocations ``move_module()`` makes, as ``(type, bytes)`` pairs.
-
-        ``generation`` is ``"module_layout"`` (≤ 6.3: core, init) or
-        ``"module_memory"`` (≥ 6.4: each non-empty type, in ``enum mod_mem_type``
-        order).  Runtime complexity: O(1).
-        """
-        if generation == "module_layout":
-            return tuple((t, n) for t, n in zip(("core", "init"), self.legacy, strict=True) if n)
-        if generation == "module_memory":
-            return tuple((t, n) for t, n in zip(MEMORY_TYPES, self.memory, strict=True) if n)
-        raise InvalidArgument(f"generation {generation!r}: expected 'module_layout' or 'module_memory'")
-
-
-def read_module(data: bytes, rel: str, config: KernelConfig, btf_name: str = ".BTF") -> ModuleImage:
-    """Decompress, strip the signature, parse and lay out one module file's bytes.
-
-    ``rel`` is its path relative to the tree (it names the module: basename
-    without ``.ko*``, ``-`` replaced by ``_``).  Raises :class:`ModuleFileError`.
-    Runtime complexity: O(file size + symbols).
-    """
-    base = os.path.basename(rel)
-    kind = compression_of(base)
-    if kind is None:
-        raise ModuleFileError(rel, "not a module file name (.ko, .ko.xz, .ko.zst, .ko.gz)")
-    raw = decompress(data, kind, rel)
-    elf, sig = split_signature(raw)
-    image = parse_elf(elf, rel)
-    lay = layout_module(image, config, rel)
-    info: dict[str, list[str]] = {}
-    for key, value in image.modinfo:
-        info.setdefault(key, []).append(value)
-    btf = image.section(btf_name, alloc=False)
-
-    def one(key: str) -> str:
-        return info.get(key, [""])[0]
-
-    # Every size the layout replay produced carries over under the same name; core/init become ``legacy``.
-    sizes = attrs.asdict(lay, recurse=False)
-    legacy = (sizes.pop("core"), sizes.pop("init"))
-    return ModuleImage(
-        name=base[: base.index(".ko")].replace("-", "_"),
-        path=rel,
-        compression=kind,
-        file_size=len(data),
-        decompressed_size=len(raw),
-        signature_size=sig,
-        btf=image.sections[btf].size if btf else 0,
-        legacy=legacy,
-        depends=tuple(d for d in one("depends").split(",") if d),
-        aliases=tuple(info.get("alias", ())),
-        softdeps=tuple(info.get("softdep", ())),
-        vermagic=one("vermagic"),
-        modinfo_name=one("name"),
-        **sizes,
-    )
-
-
-def _scan_one(job: tuple[str, str, KernelConfig]) -> ModuleImage | ScanProblem:
-    path, rel, config = job
-    try:
-        return read_module(Path(path).read_bytes(), rel, config)
-    except ModuleFileError as e:
-        return ScanProblem(rel, e.reason)
-    except OSError as e:
-        return ScanProblem(rel, f"cannot read: {e.strerror}")
-
-
-def _version_key(vermagic: str) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", vermagic)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-
-
-@attrs.frozen
 class Catalog:
     """A set of modules from one kernel build, with the lookups a loader model needs.
 
@@ -200,6 +67,8 @@ class Catalog:
     config: KernelConfig
     modules: dict[str, ModuleImage]
     problems: tuple[ScanProblem, ...] = ()
+    # Built on the first alias lookup (a frozen value memoises into a list).
+    _alias_index: list[AliasIndex] = attrs.field(factory=list, init=False, eq=False, repr=False)
 
     # ----------------------------------------------------------------- lookups
 
@@ -225,19 +94,23 @@ class Catalog:
     @property
     def generation(self) -> str:
         """``"module_memory"`` for 6.4+ kernels, else ``"module_layout"``.  Runtime: O(n) once."""
-        versions = {_version_key(m.vermagic) for m in self.modules.values() if m.vermagic}
-        key = max(versions) if versions else _version_key(self.kernel)
+        versions = {kernel_version(m.vermagic) for m in self.modules.values() if m.vermagic}
+        key = max(versions) if versions else kernel_version(self.kernel)
         return "module_memory" if key >= (6, 4) else "module_layout"
 
     def match_alias(self, modalias: str) -> list[str]:
         """Names of modules with an alias matching ``modalias``, as kmod's fnmatch() matches them.
 
-        Sorted by name.  Runtime complexity: O(total aliases).
+        Sorted by name.  Runtime complexity: O(total aliases) for the first
+        lookup (it builds the :class:`~vmapsim.modules.alias.AliasIndex`), then
+        O(prefix lengths + candidates).
 
         >>> Catalog.builtin("debian-6.12-amd64").match_alias("pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00")
         ['e1000e']
         """
-        return sorted({m.name for m in self.modules.values() for a in m.aliases if _fnmatch(modalias, a)})
+        if not self._alias_index:
+            self._alias_index.append(AliasIndex((a, m.name) for m in self.modules.values() for a in m.aliases))
+        return sorted(self._alias_index[0].match(modalias))
 
     def closure(self, name: str) -> list[ModuleImage]:
         """``name`` and its ``depends=`` closure, dependencies first: the order modprobe loads them.
@@ -296,35 +169,8 @@ class Catalog:
         :class:`InvalidArgument`.  ``progress(done, total)`` is called as files
         finish.  Runtime complexity: O(total bytes / jobs).
         """
-        root = Path(path)
-        if not root.is_dir():
-            raise InvalidArgument(f"{root}: no such directory")
-        tree, kernel, found_config = _find_tree(root)
-        config = found_config or config or KernelConfig()
-        files = sorted(str(p) for p in tree.rglob("*") if compression_of(p.name) is not None and p.is_file())
-        if not files:
-            raise InvalidArgument(f"{root}: no module files (.ko, .ko.xz, .ko.zst, .ko.gz) found")
-        jobs_list = [(f, os.path.relpath(f, tree), config) for f in files]
-        results: list[ModuleImage | ScanProblem] = []
-        workers = jobs or os.cpu_count() or 1
-        if workers == 1 or len(files) < 64:
-            mapped: Iterable[ModuleImage | ScanProblem] = map(_scan_one, jobs_list)
-            results = _collect(mapped, len(files), progress)
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                results = _collect(pool.map(_scan_one, jobs_list, chunksize=32), len(files), progress)
-        modules: dict[str, ModuleImage] = {}
-        problems = []
-        for r in results:
-            if isinstance(r, ScanProblem):
-                problems.append(r)
-            elif r.name in modules:
-                problems.append(ScanProblem(r.path, f"duplicate module name {r.name} (kept {modules[r.name].path})"))
-            else:
-                modules[r.name] = r
-        if not modules:
-            raise InvalidArgument(f"{root}: no readable module among {len(files)} files ({problems[0].reason})")
-        return cls(kernel or "unknown", config, modules, tuple(problems))
+        images, problems, kernel, found = scan_tree(path, config=config, jobs=jobs, progress=progress)
+        return cls(kernel or "unknown", found, {m.name: m for m in images}, tuple(problems))
 
     def to_csv(self) -> str:
         """One row per module with :data:`CSV_COLUMNS` (aliases cut to the first 20, as in shared/data).
@@ -415,54 +261,19 @@ class Catalog:
         data = resources.files("vmapsim") / "data"
         return sorted(p.name.removesuffix(".json.xz") for p in data.iterdir() if p.name.endswith(".json.xz"))
 
-    @classmethod
-    def builtin(cls, name: str) -> Catalog:
-        """A shipped catalog by name (see :meth:`builtins`).  Runtime complexity: O(n)."""
-        if name not in cls.builtins():
-            raise InvalidArgument(f"unknown catalog {name!r}; shipped: {', '.join(cls.builtins())}")
-        return cls._from_bytes((resources.files("vmapsim") / "data" / f"{name}.json.xz").read_bytes(), name)
+    @staticmethod
+    def builtin(name: str) -> Catalog:
+        """A shipped catalog by name (see :meth:`builtins`), read once per process.
+
+        Runtime complexity: O(n) the first time, O(1) after.
+        """
+        if name not in Catalog.builtins():
+            raise InvalidArgument(f"unknown catalog {name!r}; shipped: {', '.join(Catalog.builtins())}")
+        return _builtin(name)
 
 
 def _jsonable(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
-
-
-def _collect(
-    results: Iterable[ModuleImage | ScanProblem], total: int, progress: Callable[[int, int], None] | None
-) -> list[ModuleImage | ScanProblem]:
-    out = []
-    for i, r in enumerate(results, 1):
-        out.append(r)
-        if progress is not None:
-            progress(i, total)
-    return out
-
-
-def _find_tree(root: Path) -> tuple[Path, str, KernelConfig | None]:
-    """The directory to scan, the kernel release, and the config from a ``boot/config-*`` beside it."""
-    tree, kernel = root, ""
-    if (root / "lib" / "modules").is_dir() or (root / "usr" / "lib" / "modules").is_dir():
-        base = root / "lib" / "modules" if (root / "lib" / "modules").is_dir() else root / "usr" / "lib" / "modules"
-        trees = sorted(p for p in base.iterdir() if p.is_dir())
-        if trees:
-            tree, kernel = trees[0], trees[0].name
-    elif root.parent.name == "modules":
-        kernel = root.name
-    config = None
-    for boot in (root / "boot", root.parent.parent.parent / "boot"):
-        candidates = sorted(boot.glob(f"config-{kernel}" if kernel else "config-*")) if boot.is_dir() else []
-        if candidates:
-            text = candidates[0].read_text(errors="replace")
-            arch = "arm64" if "CONFIG_ARM64=y" in text else "riscv" if "CONFIG_RISCV=y" in text else "x86_64"
-            config = KernelConfig.from_text(text, arch)
-            kernel = kernel or candidates[0].name.removeprefix("config-")
-            break
-    return tree, kernel, config
-
-
-def _fnmatch(name: str, pattern: str) -> bool:
-    """kmod's ``fnmatch(pattern, name, 0)``: glob with ``[!...]`` and ``[^...]`` negation."""
-    return fnmatch.fnmatchcase(name, pattern.replace("[^", "[!"))
 
 
 def _percpu_kinds(aliases: tuple[str, ...]) -> str:
@@ -470,23 +281,11 @@ def _percpu_kinds(aliases: tuple[str, ...]) -> str:
     for a in aliases:
         if a.startswith("cpu:type:"):
             kinds.add("arm64cpu" if a.startswith(("cpu:type:aarch64", "cpu:type:*")) else "x86cpu")
-        elif any(_fnmatch(m, a) for m in ACPI_PROCESSOR_MODALIASES):
+        elif any(kmod_fnmatch(m, a) for m in ACPI_PROCESSOR_MODALIASES):
             kinds.add("acpi-processor")
     return ";".join(sorted(kinds))
 
 
-def progress_bar(stream: TextIO | None = None) -> Callable[[int, int], None] | None:
-    """A one-line progress bar on ``stream`` (stderr) when it is a terminal, else None."""
-    out = stream or sys.stderr
-    if not out.isatty():
-        return None
-
-    def show(done: int, total: int) -> None:
-        width = 40
-        filled = width * done // total
-        out.write(f"\rscanning [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done == total:
-            out.write("\n")
-        out.flush()
-
-    return show
+@cache
+def _builtin(name: str) -> Catalog:
+    return Catalog._from_bytes((resources.files("vmapsim") / "data" / f"{name}.json.xz").read_bytes(), name)

@@ -27,7 +27,7 @@ from vmapsim.errors import ModuleFileError
 from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
 from vmapsim.units import page_align
 
-__all__ = ["MEMORY_TYPES", "KernelConfig", "Layout", "layout_module"]
+__all__ = ["MEMORY_TYPES", "KernelConfig", "ModuleLayout", "layout_module"]
 
 #: ``enum mod_mem_type`` order (include/linux/module.h, 6.4+).
 MEMORY_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")
@@ -71,7 +71,7 @@ class KernelConfig:
 
 
 @attrs.frozen
-class Layout:
+class ModuleLayout:
     """One module's sizes: raw section groups, kallsyms, and both generations' allocations.
 
     Group sums follow the loader's buckets (init by name, then EXEC, !WRITE,
@@ -109,7 +109,7 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def layout_module(image: ElfImage, config: KernelConfig, path: str = "<module>") -> Layout:
+def layout_module(image: ElfImage, config: KernelConfig, path: str = "<module>") -> ModuleLayout:
     """Replay ``layout_and_allocate()`` on a parsed module.  Runtime complexity: O(sections + symbols).
 
     A module without a symbol table gets no kallsyms space (the kernel would
@@ -215,7 +215,7 @@ def layout_module(image: ElfImage, config: KernelConfig, path: str = "<module>")
         if config.strict_rwx:
             core_legacy, init_legacy = page_align(core_legacy), page_align(init_legacy)
     memory = tuple(page_align(x) if x else 0 for x in mem)
-    return Layout(
+    return ModuleLayout(
         **groups,
         percpu=secs[pcpu].size if pcpu else 0,
         not_loaded_alloc=not_loaded,

@@ -1,0 +1,81 @@
+"""One module as the loader sees it: file sizes, section groups, allocations, metadata.
+
+>>> MEMORY_TYPES.index("init_text")
+4
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from vmapsim.errors import InvalidArgument
+from vmapsim.modules.layout import MEMORY_TYPES
+
+__all__ = ["MEMORY_TYPES", "ModuleImage"]
+
+
+@attrs.frozen
+class ModuleImage:
+    """One module as the loader sees it: file sizes, section groups, allocations, metadata.
+
+    ``legacy`` is the (core, init) ``module_alloc()`` pair of kernels up to 6.3;
+    ``memory`` the seven 6.4+ allocations in ``layout.MEMORY_TYPES`` order (0:
+    empty type, no allocation).  Sizes are bytes.
+
+    >>> from vmapsim.modules import Catalog
+    >>> m = Catalog.builtin("debian-6.1-amd64")["kvm_intel"]
+    >>> m.legacy, m.depends
+    ((380928, 61440), ('kvm',))
+    """
+
+    name: str
+    path: str
+    compression: str
+    file_size: int
+    decompressed_size: int
+    signature_size: int
+    text: int
+    rodata: int
+    ro_after_init: int
+    data: int
+    init_text: int
+    init_data: int
+    init_rodata: int
+    percpu: int
+    not_loaded_alloc: int
+    alloc_total: int
+    btf: int
+    ksym_core: int
+    ksym_init: int
+    legacy: tuple[int, int]
+    memory: tuple[int, ...]
+    depends: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    softdeps: tuple[str, ...] = ()
+    vermagic: str = ""
+    modinfo_name: str = ""
+    plt_core: int = 0
+    plt_init: int = 0
+
+    @property
+    def core_size(self) -> int:
+        """Bytes that stay allocated while the module is loaded (lsmod's Size), 6.4+ layout.
+
+        Runtime complexity: O(1).
+        """
+        return sum(self.memory[:4])
+
+    def allocations(self, generation: str) -> tuple[tuple[str, int], ...]:
+        """The module-area allocations ``move_module()`` makes, as ``(type, bytes)`` pairs.
+
+        ``generation`` is ``"module_layout"`` (≤ 6.3: core, init) or
+        ``"module_memory"`` (≥ 6.4: each non-empty type, in ``enum mod_mem_type``
+        order).  Runtime complexity: O(1).
+        """
+        if generation == "module_layout":
+            return tuple((t, n) for t, n in zip(("core", "init"), self.legacy, strict=True) if n)
+        if generation == "module_memory":
+            return tuple((t, n) for t, n in zip(MEMORY_TYPES, self.memory, strict=True) if n)
+        raise InvalidArgument(f"generation {generation!r}: expected 'module_layout' or 'module_memory'")
+
+

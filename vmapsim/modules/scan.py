@@ -1,0 +1,179 @@
+"""Scanning a module tree: every ``.ko``, ``.ko.xz``, ``.ko.zst`` and ``.ko.gz`` file read and laid out.
+
+:func:`read_module` turns one file's bytes into a
+:class:`~vmapsim.modules.image.ModuleImage` (decompress, strip the signature,
+parse the ELF, replay the loader's layout); :func:`scan_tree` does that for a
+whole ``lib/modules/<kver>`` tree (or a package root holding one, or any
+directory of modules) in a process pool, keeping every good file and a
+:class:`ScanProblem` for every bad one.
+
+>>> read_module(b"not a module", "bad.ko", KernelConfig())
+Traceback (most recent call last):
+...
+vmapsim.errors.ModuleFileError: bad.ko: not an ELF file
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import attrs
+
+from vmapsim.errors import InvalidArgument, ModuleFileError
+from vmapsim.modules.compression import compression_of, decompress
+from vmapsim.modules.elf import parse_elf, split_signature
+from vmapsim.modules.image import ModuleImage
+from vmapsim.modules.layout import KernelConfig, layout_module
+
+__all__ = ["ScanProblem", "kernel_version", "read_module", "scan_tree"]
+
+
+@attrs.frozen
+class ScanProblem:
+    """A file the scanner skipped: its path (relative to the tree) and why."""
+
+    path: str
+    reason: str
+
+
+def read_module(data: bytes, rel: str, config: KernelConfig, btf_name: str = ".BTF") -> ModuleImage:
+    """Decompress, strip the signature, parse and lay out one module file's bytes.
+
+    ``rel`` is its path relative to the tree (it names the module: basename
+    without ``.ko*``, ``-`` replaced by ``_``).  Raises :class:`ModuleFileError`.
+    Runtime complexity: O(file size + symbols).
+    """
+    base = os.path.basename(rel)
+    kind = compression_of(base)
+    if kind is None:
+        raise ModuleFileError(rel, "not a module file name (.ko, .ko.xz, .ko.zst, .ko.gz)")
+    raw = decompress(data, kind, rel)
+    elf, sig = split_signature(raw)
+    image = parse_elf(elf, rel)
+    lay = layout_module(image, config, rel)
+    info: dict[str, list[str]] = {}
+    for key, value in image.modinfo:
+        info.setdefault(key, []).append(value)
+    btf = image.section(btf_name, alloc=False)
+
+    def one(key: str) -> str:
+        return info.get(key, [""])[0]
+
+    # Every size the layout replay produced carries over under the same name; core/init become ``legacy``.
+    sizes = attrs.asdict(lay, recurse=False)
+    legacy = (sizes.pop("core"), sizes.pop("init"))
+    return ModuleImage(
+        name=base[: base.index(".ko")].replace("-", "_"),
+        path=rel,
+        compression=kind,
+        file_size=len(data),
+        decompressed_size=len(raw),
+        signature_size=sig,
+        btf=image.sections[btf].size if btf else 0,
+        legacy=legacy,
+        depends=tuple(d for d in one("depends").split(",") if d),
+        aliases=tuple(info.get("alias", ())),
+        softdeps=tuple(info.get("softdep", ())),
+        vermagic=one("vermagic"),
+        modinfo_name=one("name"),
+        **sizes,
+    )
+
+
+def _scan_one(job: tuple[str, str, KernelConfig]) -> ModuleImage | ScanProblem:
+    path, rel, config = job
+    try:
+        return read_module(Path(path).read_bytes(), rel, config)
+    except ModuleFileError as e:
+        return ScanProblem(rel, e.reason)
+    except OSError as e:
+        return ScanProblem(rel, f"cannot read: {e.strerror}")
+
+
+def kernel_version(vermagic: str) -> tuple[int, int]:
+    """(major, minor) at the start of a vermagic or release string; (0, 0) if none.
+
+    >>> kernel_version("6.12.117+deb12-amd64 SMP preempt mod_unload modversions ")
+    (6, 12)
+    """
+    m = re.match(r"(\d+)\.(\d+)", vermagic)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def scan_tree(
+    path: str | os.PathLike[str],
+    *,
+    config: KernelConfig | None = None,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[ModuleImage], list[ScanProblem], str, KernelConfig]:
+    """Read every module file under ``path``: (images, problems, kernel release, config).
+
+    See :meth:`vmapsim.modules.Catalog.scan`.  Runtime complexity: O(total bytes / jobs).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise InvalidArgument(f"{root}: no such directory")
+    tree, kernel, found_config = _find_tree(root)
+    config = found_config or config or KernelConfig()
+    files = sorted(str(p) for p in tree.rglob("*") if compression_of(p.name) is not None and p.is_file())
+    if not files:
+        raise InvalidArgument(f"{root}: no module files (.ko, .ko.xz, .ko.zst, .ko.gz) found")
+    jobs_list = [(f, os.path.relpath(f, tree), config) for f in files]
+    workers = jobs or os.cpu_count() or 1
+    if workers == 1 or len(files) < 64:
+        results = _collect(map(_scan_one, jobs_list), len(files), progress)
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            results = _collect(pool.map(_scan_one, jobs_list, chunksize=32), len(files), progress)
+    images: list[ModuleImage] = []
+    problems: list[ScanProblem] = []
+    seen: dict[str, ModuleImage] = {}
+    for r in results:
+        if isinstance(r, ScanProblem):
+            problems.append(r)
+        elif r.name in seen:
+            problems.append(ScanProblem(r.path, f"duplicate module name {r.name} (kept {seen[r.name].path})"))
+        else:
+            seen[r.name] = r
+            images.append(r)
+    if not images:
+        raise InvalidArgument(f"{root}: no readable module among {len(files)} files ({problems[0].reason})")
+    return images, problems, kernel, config
+
+
+def _collect(
+    results: Iterable[ModuleImage | ScanProblem], total: int, progress: Callable[[int, int], None] | None
+) -> list[ModuleImage | ScanProblem]:
+    out = []
+    for i, r in enumerate(results, 1):
+        out.append(r)
+        if progress is not None:
+            progress(i, total)
+    return out
+
+
+def _find_tree(root: Path) -> tuple[Path, str, KernelConfig | None]:
+    """The directory to scan, the kernel release, and the config from a ``boot/config-*`` beside it."""
+    tree, kernel = root, ""
+    if (root / "lib" / "modules").is_dir() or (root / "usr" / "lib" / "modules").is_dir():
+        base = root / "lib" / "modules" if (root / "lib" / "modules").is_dir() else root / "usr" / "lib" / "modules"
+        trees = sorted(p for p in base.iterdir() if p.is_dir())
+        if trees:
+            tree, kernel = trees[0], trees[0].name
+    elif root.parent.name == "modules":
+        kernel = root.name
+    config = None
+    for boot in (root / "boot", root.parent.parent.parent / "boot"):
+        candidates = sorted(boot.glob(f"config-{kernel}" if kernel else "config-*")) if boot.is_dir() else []
+        if candidates:
+            text = candidates[0].read_text(errors="replace")
+            arch = "arm64" if "CONFIG_ARM64=y" in text else "riscv" if "CONFIG_RISCV=y" in text else "x86_64"
+            config = KernelConfig.from_text(text, arch)
+            kernel = kernel or candidates[0].name.removeprefix("config-")
+            break
+    return tree, kernel, config

@@ -11,6 +11,7 @@ and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -382,10 +383,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 on bad input, one line on stderr)."""
     args = _parser().parse_args(argv)
+    # One command runs several simulations; between them the cyclic collector would only re-scan
+    # the catalog and each run's results (simulate() pauses it during a run).
+    enabled = gc.isenabled()
+    gc.disable()
     try:
         text = args.run(args)
     except VmapsimError as e:
         print(f"vmapsim: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if enabled:
+            gc.enable()
     sys.stdout.write(text)
     return 0

@@ -40,19 +40,22 @@ _IDEMPOTENT = Idempotent()
 
 
 def load_module(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Step:
-    """One request, start to return: the idempotent wrapper (6.5), the stages, the error paths."""
+    """One request, start to return: the idempotent wrapper (6.5), the stages, the error paths.
+
+    Called when the load starts (it records the start at once); returns the task to run.
+    """
     info.timeline.append((k.engine.now, "start"))
     if pipe.idempotent and info.request.syscall == "finit_module":
-        yield from _IDEMPOTENT.run(info, k, lambda: _stages(info, k, pipe))
-    else:
-        yield from _stages(info, k, pipe)
+        return _IDEMPOTENT.run(info, k, lambda: _stages(info, k, pipe))
+    return _stages(info, k, pipe)
 
 
 def _stages(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Step:
     ret = 0
+    engine, timeline = k.engine, info.timeline
     try:
         for stage in pipe.stages:
-            info.timeline.append((k.engine.now, stage.name))
+            timeline.append((engine.now, stage.name))
             yield from stage.run(info, k)
     except LoadFailed as f:
         ret = -f.errno
@@ -150,5 +153,8 @@ class Loader:
     def load(self, request: Request) -> Generator[Delay | Wait, None, int]:
         """The syscall, from a job's task: load now and return its return code when the kernel does."""
         info = self.begin(request, self.resolve(request.module))
-        yield from self.run(info)
+        try:
+            yield from load_module(info, self.kernel, self.pipeline)
+        finally:
+            self.engine.fire(info.done)
         return info.ret

@@ -14,8 +14,10 @@ scheduler, seed...); the same requests and the same :class:`Run` give an equal
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import attrs
@@ -113,6 +115,12 @@ def simulate(
         engine.spawn(loader.run(info, loader.loads[r.after].done if r.after is not None else None), at=r.time)
     for job in jobs:  # a job checks itself against the run before any task has run
         job.start(loader)
+    with _collector_paused():
+        return _run(engine, loader, pipe, space, until)
+
+
+def _run(engine: Engine, loader: Loader, pipe: pipelines.Pipeline, space: VmapSpace, until: float | None) -> Result:
+    kernel = loader.kernel
     engine.run(until)
     if until is not None:
         for c in loader.loads:  # loads still under way when the run stopped
@@ -137,6 +145,24 @@ def simulate(
         kernel.series.points(),
         kernel.series.first_peak_times(),
     )
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused, as ``timeit`` pauses it.
+
+    A run builds many long-lived objects (load records, allocations, outcomes) and
+    frees almost nothing until it ends; generational collections would re-scan them
+    over and over.  Reference counting still frees what dies; cycles wait for the
+    next collection after the run.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _check_request(i: int, r: Request, cpus: int) -> None:

@@ -67,8 +67,9 @@ class Catalog:
     config: KernelConfig
     modules: dict[str, ModuleImage]
     problems: tuple[ScanProblem, ...] = ()
-    # Built on the first alias lookup (a frozen value memoises into a list).
+    # Built on first use (a frozen value memoises into mutable holders).
     _alias_index: list[AliasIndex] = attrs.field(factory=list, init=False, eq=False, repr=False)
+    _closures: dict[str, tuple[ModuleImage, ...]] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     # ----------------------------------------------------------------- lookups
 
@@ -115,8 +116,12 @@ class Catalog:
     def closure(self, name: str) -> list[ModuleImage]:
         """``name`` and its ``depends=`` closure, dependencies first: the order modprobe loads them.
 
-        Runtime complexity: O(closure size).
+        Runtime complexity: O(closure size) the first time per name, then O(1) plus the copy.
         """
+        key = name.replace("-", "_") if isinstance(name, str) else ""
+        cached = self._closures.get(key)
+        if cached is not None:
+            return list(cached)
         order: list[ModuleImage] = []
         seen: set[str] = set()
 
@@ -131,6 +136,7 @@ class Catalog:
             order.append(mod)
 
         visit(self[name], ())
+        self._closures[key] = tuple(order)
         return order
 
     def percpu_modules(self, cpu_modalias: str, *, acpi: bool = True) -> list[str]:

@@ -27,7 +27,6 @@ True
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
 import attrs
 
@@ -50,11 +49,6 @@ from vmapsim.space.vmap_block import VmapBlock
 from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, get_count_order, get_order, page_align
 
 __all__ = ["VmapSpace"]
-
-
-def _sync_auto_purge(space: VmapSpace, _attribute: Any, value: bool) -> bool:
-    space._core.auto_purge = value
-    return value
 
 
 @attrs.define(eq=False)
@@ -81,7 +75,7 @@ class VmapSpace:
     cpus: int = 1
     profile: profiles.KernelProfile = profiles.DEFAULT
     nr_cpus_config: int = 8192
-    auto_purge: bool = attrs.field(default=True, on_setattr=_sync_auto_purge)
+    _auto_purge: bool = attrs.field(default=True, alias="auto_purge")
     _core: VmapAreas = attrs.field(init=False)
     _nr_vmalloc_pages: int = attrs.field(init=False, default=0)
 
@@ -90,9 +84,18 @@ class VmapSpace:
             raise InvalidArgument(f"cpus={self.cpus!r}: expected an integer from 1 to 65536")
         if not isinstance(self.nr_cpus_config, int) or self.nr_cpus_config < self.cpus:
             raise InvalidArgument(f"nr_cpus_config={self.nr_cpus_config!r}: must be an integer >= cpus")
-        self._core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self.auto_purge)
+        self._core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self._auto_purge)
 
     # ------------------------------------------------------------- parameters
+
+    @property
+    def auto_purge(self) -> bool:
+        """Whether the allocator starts purges by itself (lazy drain, purge before a retry).  Runtime: O(1)."""
+        return self._core.auto_purge
+
+    @auto_purge.setter
+    def auto_purge(self, value: bool) -> None:
+        self._core.auto_purge = value
 
     @property
     def regions(self) -> tuple[Region, ...]:

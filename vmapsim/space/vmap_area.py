@@ -130,7 +130,8 @@ class VmapAreas:
         A second miss raises :class:`VmapAllocationError` with the profile's
         warning line; the purge before the retry stays done.  Runtime: O(log n).
         """
-        self.drain_if_pending()
+        if self._drain_pending:
+            self.drain_if_pending()
         node = -1
         addr = None
         w = self.layout.vmalloc

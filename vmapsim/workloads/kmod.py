@@ -61,7 +61,8 @@ class Modprobe:
                 f"modprobe of {self.modules} runs on CPU {self.cpu}, but the machine has {loader.cpus}"
             )
         for name in self.modules:
-            loader.resolve(name)
+            if name not in loader.catalog:
+                loader.resolve(name)  # raises, naming the module
         loader.engine.spawn(self._run(loader), at=self.time)
 
     def _run(self, loader: Loader) -> Generator[Delay | Wait, None, None]:

@@ -11,7 +11,7 @@ import sys
 import vmapsim
 
 PUBLIC_MODULES = sorted(
-    m.name for m in pkgutil.iter_modules(vmapsim.__path__, "vmapsim.") if not m.name.split(".")[-1].startswith("_")
+    m.name for m in pkgutil.walk_packages(vmapsim.__path__, "vmapsim.") if not m.name.split(".")[-1].startswith("_")
 )
 
 

@@ -13,16 +13,15 @@ kernel state.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 
 import attrs
 
-from vmapsim.engine import Delay, Event, Wait
+from vmapsim.engine import Event, Task, Wait
 from vmapsim.loader.kernel import Kernel, LoadInfo
 
 __all__ = ["Idempotent"]
 
-Step = Generator[Delay | Wait, None, None]
 
 
 @attrs.define(eq=False)
@@ -42,7 +41,7 @@ class Idempotent:
 
     name = "idempotent"
 
-    def run(self, info: LoadInfo, k: Kernel, load: Callable[[], Step]) -> Step:
+    def run(self, info: LoadInfo, k: Kernel, load: Callable[[], Task]) -> Task:
         """Wait for a load of the same file in flight, or run ``load()`` and hand its result to the waiters."""
         table: dict[str, _InFlight] = k.state(Idempotent, dict)
         req = info.request

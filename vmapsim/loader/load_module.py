@@ -35,11 +35,10 @@ from vmapsim.modules.image import ModuleImage
 
 __all__ = ["Job", "Loader", "load_module"]
 
-Step = Generator[Delay | Wait, None, None]
 _IDEMPOTENT = Idempotent()
 
 
-def load_module(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Step:
+def load_module(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Task:
     """One request, start to return: the idempotent wrapper (6.5), the stages, the error paths.
 
     Called when the load starts (it records the start at once); returns the task to run.
@@ -50,7 +49,7 @@ def load_module(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Step:
     return _stages(info, k, pipe)
 
 
-def _stages(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Step:
+def _stages(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Task:
     ret = 0
     engine, timeline = k.engine, info.timeline
     try:

@@ -19,7 +19,7 @@ from collections.abc import Generator
 
 import attrs
 
-from vmapsim.engine import Delay, Semaphore, Wait
+from vmapsim.engine import Delay, Semaphore, Task
 from vmapsim.loader.errno import EBUSY, ETXTBSY
 from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
 from vmapsim.loader.module_list import ModuleRecord
@@ -49,10 +49,9 @@ __all__ = [
 _XZ_DICT = 1 * MiB
 _GZ_WORKSPACE = 44 * KiB
 _ZSTD_EXTRA = 128 * KiB
-Step = Generator[Delay | Wait, None, None]
 
 
-def _patient_check(k: Kernel, name: str, reason: int) -> Step:
+def _patient_check(k: Kernel, name: str, reason: int) -> Task:
     """``module_patient_check_exists()``, counting a duplicate under ``reason`` before failing."""
     ret = yield from k.modules.patient_check(name)
     if ret:
@@ -73,7 +72,7 @@ class Stage:
 
     name = "stage"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Act on ``ctx`` against ``k``, yielding engine commands; raise :class:`LoadFailed` to fail."""
         raise NotImplementedError
 
@@ -85,7 +84,7 @@ class ConcurrencyLimit(Stage):
     limit: int
     name = "concurrency_limit"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Take a slot, waiting while all are taken; the slot is given back when the load ends."""
         sem = k.state(self, lambda: Semaphore(self.limit))
         yield from sem.acquire()
@@ -106,7 +105,7 @@ class Read(Stage):
     pages: bool = False
     name = "read"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Allocate the buffer and spend the read time."""
         req = info.request
         path = req.path or info.image.path
@@ -149,7 +148,7 @@ class Decompress(Stage):
     pages: bool = False
     name = "decompress"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Decompress a compressed finit_module() file; a no-op otherwise."""
         if not info.compressed:
             return
@@ -172,7 +171,7 @@ class SignatureCheck(Stage):
 
     name = "signature"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Spend the hashing time and strip the signature length."""
         yield Delay(k.duration("signature", info.length))
         info.length -= info.image.signature_size
@@ -184,7 +183,7 @@ class ElfValidate(Stage):
 
     name = "elf_validate"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Nothing to allocate; catalog modules are valid ELF."""
         return
         yield
@@ -196,7 +195,7 @@ class ExistenceCheck(Stage):
 
     name = "existence_check"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Fail with -EEXIST/-EBUSY if a module of this name exists (after waiting it out)."""
         yield from _patient_check(k, info.image.name, FAIL_DUP_MOD_BECOMING)
 
@@ -207,7 +206,7 @@ class MapPages(Stage):
 
     name = "map_pages"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """vmap() the (decompressed) image now that it is known to be unique (init_module has its copy)."""
         if info.copy is None:
             info.copy = k.vmap(info, -(-info.image.decompressed_size // PAGE_SIZE), "becoming")
@@ -227,7 +226,7 @@ class LayoutAndAllocate(Stage):
 
     name = "layout"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Allocate every area, then copy the sections (the race window of the 6.4 early check)."""
         got = []
         try:
@@ -248,7 +247,7 @@ class AddUnformed(Stage):
 
     name = "add_unformed"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Wait out a same-name module being loaded, fail if one exists, else join the list."""
         yield from _patient_check(k, info.image.name, FAIL_DUP_MOD_LOAD)
         assert info.record is not None
@@ -266,7 +265,7 @@ class CompleteFormation(Stage):
 
     name = "complete_formation"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """State COMING, one ``vm_unmap_aliases()``."""
         assert info.record is not None
         k.modules.set_state(info.record, "COMING")
@@ -281,7 +280,7 @@ class FreeCopy(Stage):
 
     name = "free_copy"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Free the temporary copy before the module's init runs."""
         if info.copy is not None:
             k.free(info.copy)
@@ -299,7 +298,7 @@ class Init(Stage):
 
     name = "init"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Step:
+    def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Spend the init time; succeed or fail with the request's ``init_errno``."""
         rec = info.record
         assert rec is not None

@@ -30,9 +30,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
-from vmapsim import profiles
 from vmapsim.errors import InvalidArgument, UnknownAddress, VmapAllocationError
-from vmapsim.layouts import Layout, Region
 from vmapsim.space import percpu
 from vmapsim.space.area import (
     VM_ALLOC,
@@ -41,26 +39,25 @@ from vmapsim.space.area import (
     VM_MAP,
     VMAP_BLOCK,
     VMAP_RAM,
-    RegionUsage,
     VmapArea,
 )
-from vmapsim.space.vmap_area import VmapAreas
-from vmapsim.space.vmap_block import VmapBlock
+from vmapsim.space.view import VmapState
 from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, get_count_order, get_order, page_align
 
 __all__ = ["VmapSpace"]
 
 
 @attrs.define(eq=False)
-class VmapSpace:
-    """The vmap allocator state of one machine: free tree, busy, lazy and pooled areas.
+class VmapSpace(VmapState):
+    """The vmap allocator of one machine: ``alloc_vmap_area()`` and the kernel's users built on it.
 
     ``cpus`` is ``num_online_cpus()`` (it sets ``lazy_max_pages()`` and, on 6.9+
     profiles, the number of vmap nodes); ``nr_cpus_config`` is ``CONFIG_NR_CPUS``
     (it sets the vmap block size; Debian builds 8192); ``auto_purge=False``
     turns off every purge the allocator would start by itself (the lazy drain
     and the purge before a retry), for replaying a kernel trace whose purges are
-    events of their own.
+    events of their own.  Reading the space (areas, usage, peaks, snapshots,
+    replay) is :class:`~vmapsim.space.view.VmapState`'s.
 
     Runtime complexity: allocation and free are O(log n) in the number of free
     ranges and busy areas (plus, on 6.9+, O(1) pool operations); a purge is
@@ -71,78 +68,6 @@ class VmapSpace:
     32768
     """
 
-    layout: Layout
-    cpus: int = 1
-    profile: profiles.KernelProfile = profiles.DEFAULT
-    nr_cpus_config: int = 8192
-    _auto_purge: bool = attrs.field(default=True, alias="auto_purge")
-    _core: VmapAreas = attrs.field(init=False)
-    _nr_vmalloc_pages: int = attrs.field(init=False, default=0)
-
-    def __attrs_post_init__(self) -> None:
-        if not isinstance(self.cpus, int) or not 1 <= self.cpus <= 1 << 16:
-            raise InvalidArgument(f"cpus={self.cpus!r}: expected an integer from 1 to 65536")
-        if not isinstance(self.nr_cpus_config, int) or self.nr_cpus_config < self.cpus:
-            raise InvalidArgument(f"nr_cpus_config={self.nr_cpus_config!r}: must be an integer >= cpus")
-        self._core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self._auto_purge)
-
-    # ------------------------------------------------------------- parameters
-
-    @property
-    def auto_purge(self) -> bool:
-        """Whether the allocator starts purges by itself (lazy drain, purge before a retry).  Runtime: O(1)."""
-        return self._core.auto_purge
-
-    @auto_purge.setter
-    def auto_purge(self, value: bool) -> None:
-        self._core.auto_purge = value
-
-    @property
-    def regions(self) -> tuple[Region, ...]:
-        """The distinct windows of the layout, vmalloc first (``layout.regions``).  Runtime: O(1)."""
-        return self._core.regions
-
-    @property
-    def purges(self) -> int:
-        """Number of purges run so far (lazy drains, failure reclaims, explicit purges).  Runtime: O(1)."""
-        return self._core.purges
-
-    @property
-    def lazy_max_pages(self) -> int:
-        """``lazy_max_pages()``: ``fls(cpus) * 32 MiB / PAGE_SIZE``.  Runtime complexity: O(1)."""
-        return self._core.lazy_max_pages
-
-    @property
-    def lazy_pages(self) -> int:
-        """``vmap_lazy_nr``: lazily freed pages, guards included.  Runtime complexity: O(1)."""
-        return self._core.lazy_pages
-
-    @property
-    def nr_vmap_nodes(self) -> int:
-        """``nr_vmap_nodes`` of 6.9+: ``clamp(cpus, 1, 128)`` (1 on older profiles).
-
-        Runtime complexity: O(1).
-        """
-        return min(self.cpus, 128) if self.profile.node_pools else 1
-
-    @property
-    def vmap_block_pages(self) -> int:
-        """``VMAP_BBMAP_BITS``: pages per vmap block, from ``CONFIG_NR_CPUS``.
-
-        Runtime complexity: O(1).
-
-        >>> from vmapsim import layouts
-        >>> VmapSpace(layouts.X86_64).vmap_block_pages, VmapSpace(layouts.X86_64, nr_cpus_config=64).vmap_block_pages
-        (256, 1024)
-        """
-        pages = self.layout.vmalloc_space // PAGE_SIZE
-        roundup = 1 << get_count_order(self.nr_cpus_config)
-        return min(1024, max(self.layout.bits * 2, pages // roundup // 16))
-
-    @property
-    def nr_vmalloc_pages(self) -> int:
-        """Pages backing ``vmalloc()`` allocations (meminfo ``VmallocUsed``).  Runtime: O(1)."""
-        return self._nr_vmalloc_pages
     # ------------------------------------------------------------ core primitive
 
     def alloc_vmap_area(
@@ -171,8 +96,8 @@ class VmapSpace:
         >>> hex(s.alloc_vmap_area(0x2000, align=0x4000, vstart=0x10001000, vend=0x20000000).start)
         '0x10004000'
         """
-        self._core.check_request(size, align, vstart, vend, cpu)
-        return self._core.alloc(size, align, vstart, vend, cpu=cpu, caller=caller)
+        self.core.check_request(size, align, vstart, vend, cpu)
+        return self.core.alloc(size, align, vstart, vend, cpu=cpu, caller=caller)
 
     def free_vmap_area(self, addr: int, *, lazy: bool = True) -> None:
         """Free the bare area at ``addr``: lazily (``free_vmap_area_noflush()``) or at once.
@@ -180,18 +105,18 @@ class VmapSpace:
         ``lazy=False`` is ``free_vmap_area()``: the range returns to the free tree
         now, without waiting for a purge.  Runtime complexity: O(log n).
         """
-        area = self._core.get(addr)
+        area = self.core.get(addr)
         if area is None:
             raise UnknownAddress(f"free_vmap_area({addr!r}): no busy area starts there (never allocated, or freed)")
         if area.vm_flags or area.va_flags or area.percpu:
             raise InvalidArgument(
                 f"free_vmap_area({addr:#x}): the area belongs to a vmalloc/vmap/vm_map_ram user; free it there"
             )
-        self._core.unlink(addr)
+        self.core.unlink(addr)
         if lazy:
-            self._core.free_lazy(area)
+            self.core.free_lazy(area)
         else:
-            self._core.release(area)
+            self.core.release(area)
 
     # ------------------------------------------------------------ vmalloc family
 
@@ -243,11 +168,11 @@ class VmapSpace:
                 pages = self._get_vm_area(array_size, 1, w.start, w.end, vm_flags=VM_ALLOC, caller=caller, cpu=cpu,
                                           nr_pages=array_size >> PAGE_SHIFT, nested=True)  # fmt: skip
             except VmapAllocationError:
-                self._core.free_lazy(self._core.unlink(area.start))
+                self.core.free_lazy(self.core.unlink(area.start))
                 raise
-            self._nr_vmalloc_pages += pages.nr_pages
-            self._core.relink(attrs.evolve(area, pages_area=pages.start))
-        self._nr_vmalloc_pages += nr_pages
+            self.core.vmalloc_pages += pages.nr_pages
+            self.core.relink(attrs.evolve(area, pages_area=pages.start))
+        self.core.vmalloc_pages += nr_pages
         return area.start
 
     def vfree(self, addr: int) -> None:
@@ -257,14 +182,14 @@ class VmapSpace:
         which purges every lazy area.  Runtime complexity: O(log n).
         """
         area = self._take_vm(addr, VM_ALLOC, "vfree")
-        self._core.free_lazy(area)
+        self.core.free_lazy(area)
         if area.vm_flags & VM_FLUSH_RESET_PERMS:
             self.vm_unmap_aliases()
-        self._nr_vmalloc_pages -= area.nr_pages
+        self.core.vmalloc_pages -= area.nr_pages
         if area.pages_area:  # 0: a restored area whose page array was not identified
-            array = self._core.unlink(area.pages_area)
-            self._nr_vmalloc_pages -= array.nr_pages
-            self._core.free_lazy(array)
+            array = self.core.unlink(area.pages_area)
+            self.core.vmalloc_pages -= array.nr_pages
+            self.core.free_lazy(array)
 
     def alloc_thread_stack(self, *, thread_size: int = 4 * PAGE_SIZE, cpu: int = 0) -> int:
         """A vmapped thread stack (``alloc_thread_stack_node()``): THREAD_SIZE at THREAD_ALIGN.
@@ -288,7 +213,7 @@ class VmapSpace:
 
     def vunmap(self, addr: int) -> None:
         """``vunmap()``: free a vmap'd range lazily.  Runtime complexity: O(log n)."""
-        self._core.free_lazy(self._take_vm(addr, VM_MAP, "vunmap"))
+        self.core.free_lazy(self._take_vm(addr, VM_MAP, "vunmap"))
 
     def ioremap(self, size: int, *, phys: int = 0, caller: str | None = None, cpu: int = 0) -> int:
         """``ioremap()``/``get_vm_area(VM_IOREMAP)``: aligned to the size's power of two.
@@ -313,7 +238,7 @@ class VmapSpace:
 
     def iounmap(self, addr: int) -> None:
         """``iounmap()``: free an ioremap'd range lazily.  Runtime complexity: O(log n)."""
-        self._core.free_lazy(self._take_vm(addr, VM_IOREMAP, "iounmap"))
+        self.core.free_lazy(self._take_vm(addr, VM_IOREMAP, "iounmap"))
 
     # -------------------------------------------------------------- vm_map_ram
 
@@ -333,17 +258,17 @@ class VmapSpace:
         """
         if not isinstance(count, int) or count <= 0:
             raise InvalidArgument(f"vm_map_ram of {count!r} pages: must be a positive integer")
-        self._core.check_cpu(cpu)
+        self.core.check_cpu(cpu)
         w = self.layout.vmalloc
         if count > self.layout.bits:  # VMAP_MAX_ALLOC = BITS_PER_LONG
-            self._core.check_request(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu)
-            return self._core.alloc(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM).start
+            self.core.check_request(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu)
+            return self.core.alloc(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM).start
         pages = 1 << get_order(count << PAGE_SHIFT)
-        addr = self._core.blocks.take(cpu, pages)
+        addr = self.core.blocks.take(cpu, pages)
         if addr is None:  # new_vmap_block(): a whole block, aligned to its size, no guard
             bsize = self.vmap_block_pages << PAGE_SHIFT
-            addr = self._core.alloc(bsize, bsize, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM | VMAP_BLOCK).start
-            self._core.blocks.add(addr, cpu=cpu, pages=pages)
+            addr = self.core.alloc(bsize, bsize, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM | VMAP_BLOCK).start
+            self.core.blocks.add(addr, cpu=cpu, pages=pages)
         return addr
 
     def vm_unmap_ram(self, addr: int, count: int) -> None:
@@ -356,17 +281,17 @@ class VmapSpace:
         if not isinstance(count, int) or count <= 0:
             raise InvalidArgument(f"vm_unmap_ram of {count!r} pages: must be a positive integer")
         if count > self.layout.bits:
-            area = self._core.get(addr)
+            area = self.core.get(addr)
             if area is None or area.va_flags != VMAP_RAM or area.size != count << PAGE_SHIFT:
                 raise UnknownAddress(f"vm_unmap_ram({addr!r}, {count}): no vm_map_ram area of that size there")
-            self._core.free_lazy(self._core.unlink(addr))
+            self.core.free_lazy(self.core.unlink(addr))
             return
         pages = 1 << get_order(count << PAGE_SHIFT)
-        if not self._core.blocks.is_live(addr, pages):
+        if not self.core.blocks.is_live(addr, pages):
             raise UnknownAddress(f"vm_unmap_ram({addr!r}, {count}): not a live vm_map_ram mapping of that size")
-        block = self._core.blocks.give(addr, pages)
+        block = self.core.blocks.give(addr, pages)
         if block is not None:  # free_vmap_block()
-            self._core.free_lazy(self._core.unlink(block))
+            self.core.free_lazy(self.core.unlink(block))
 
     def vm_unmap_aliases(self) -> None:
         """``vm_unmap_aliases()``: release fragmented vmap blocks, then purge every lazy area.
@@ -375,8 +300,8 @@ class VmapSpace:
         fewer than ``VMAP_PURGE_THRESHOLD`` free pages.  6.9+ does not decay
         the pools here.  Runtime complexity: O(k log n) for k lazy areas.
         """
-        self._core.purge_fragmented_blocks(force=not self.profile.fragmented_threshold)
-        self._core.purge(full_decay=False)
+        self.core.purge_fragmented_blocks(force=not self.profile.fragmented_threshold)
+        self.core.purge(full_decay=False)
 
     # ----------------------------------------------------------------- percpu
 
@@ -394,12 +319,12 @@ class VmapSpace:
         '0xffffe8ffffc00000'
         """
         percpu.check_areas(offsets, sizes, align)
-        self._core.drain_if_pending()
+        self.core.drain_if_pending()
         w = self.layout.vmalloc
-        base = percpu.find_base(self._core.free, w.start, w.end, offsets, sizes, align)
+        base = percpu.find_base(self.core.free, w.start, w.end, offsets, sizes, align)
         if base is None and self.auto_purge:
-            self._core.reclaim()
-            base = percpu.find_base(self._core.free, w.start, w.end, offsets, sizes, align)
+            self.core.reclaim()
+            base = percpu.find_base(self.core.free, w.start, w.end, offsets, sizes, align)
         if base is None:
             raise VmapAllocationError(
                 f"percpu: pcpu_get_vm_areas of {len(offsets)} area(s), sizes {list(sizes)}, align {align} failed",
@@ -409,8 +334,8 @@ class VmapSpace:
             )
         addrs = []
         for off, size in zip(offsets, sizes, strict=True):
-            self._core.free.clip(base + off, size)
-            self._core.insert(VmapArea(base + off, base + off + size, "pcpu_get_vm_areas", VM_ALLOC, percpu=True))
+            self.core.free.clip(base + off, size)
+            self.core.insert(VmapArea(base + off, base + off + size, "pcpu_get_vm_areas", VM_ALLOC, percpu=True))
             addrs.append(base + off)
         return addrs
 
@@ -418,13 +343,13 @@ class VmapSpace:
         """``pcpu_free_vm_areas()``: free percpu areas (lazily).  Runtime complexity: O(k log n)."""
         addrs = list(addrs)
         for a in addrs:
-            area = self._core.get(a)
+            area = self.core.get(a)
             if area is None or not area.percpu:
                 raise UnknownAddress(f"{a!r} is not a live percpu area")
         if len(set(addrs)) != len(addrs):
             raise InvalidArgument(f"pcpu_free_vm_areas({addrs!r}): an area is named twice")
         for a in addrs:
-            self._core.free_lazy(self._core.unlink(a))
+            self.core.free_lazy(self.core.unlink(a))
 
     # ---------------------------------------------------------------- purging
 
@@ -434,187 +359,7 @@ class VmapSpace:
         Fragmented vmap blocks are released and, on 6.9+, every pool is emptied
         back into the free tree.  Runtime complexity: O(k log n).
         """
-        self._core.reclaim()
-
-    # ------------------------------------------------------------ introspection
-
-    def area(self, addr: int) -> VmapArea:
-        """The busy area starting at ``addr``; :class:`UnknownAddress` if none.  Runtime: O(1)."""
-        area = self._core.get(addr)
-        if area is None:
-            raise UnknownAddress(f"no busy area starts at {addr!r}")
-        return area
-
-    def find_area(self, addr: int) -> VmapArea | None:
-        """``find_vmap_area()``: the busy area containing ``addr`` (guard included), or None.
-
-        Runtime complexity: O(log n).
-
-        >>> from vmapsim import layouts
-        >>> s = VmapSpace(layouts.X86_64)
-        >>> a = s.vmalloc(8192)
-        >>> s.find_area(a + 8192).size, s.find_area(a + 12288)      # the guard page; past it
-        (12288, None)
-        """
-        if not isinstance(addr, int):
-            raise InvalidArgument(f"find_area({addr!r}): an address is an integer")
-        return self._core.find(addr)
-
-    def areas(self, region: str | Region | None = None) -> list[VmapArea]:
-        """Busy areas (in a window, or all), by address.  Runtime complexity: O(log n + k)."""
-        return self._core.busy(*self._window(region))
-
-    def lazy_areas(self, region: str | Region | None = None) -> list[VmapArea]:
-        """Lazily freed areas not yet purged, by address.  Runtime complexity: O(log k + m)."""
-        return self._core.lazy(*self._window(region))
-
-    def busy_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
-        """``(start, end)`` of busy areas, by address.  Runtime complexity: O(log n + k)."""
-        return [(a.start, a.end) for a in self.areas(region)]
-
-    def lazy_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
-        """``(start, end)`` of lazy areas, by address.  Runtime complexity: O(log k + m)."""
-        return [(a.start, a.end) for a in self.lazy_areas(region)]
-
-    def pooled_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
-        """``(start, end)`` of VAs parked in 6.9+ node pools, by address.  Runtime: O(p log p)."""
-        return self._core.pooled(*self._window(region))
-
-    def free_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
-        """Free ranges, clipped to the window when one is given.  Runtime: O(log n + k)."""
-        lo, hi = self._window(region)
-        return list(self._core.free.irange(lo, hi))
-
-    def vmap_blocks(self) -> list[VmapBlock]:
-        """Live vmap blocks, by address (copies).  Runtime complexity: O(b log b)."""
-        return self._core.blocks.blocks()
-
-    def usage(self, region: str | Region) -> RegionUsage:
-        """Busy/lazy/pooled/free bytes, largest free range and peak pinned of one window.
-
-        Runtime complexity: O(log n + k) in the areas and free ranges of the window.
-
-        >>> from vmapsim import layouts
-        >>> s = VmapSpace(layouts.X86_64)
-        >>> s.usage("modules").free // (1 << 20)
-        1008
-        """
-        r = region if isinstance(region, Region) else self.layout.region(region)
-        free = list(self._core.free.irange(r.start, r.end))
-        names = [w.name for w in self.regions]
-        return RegionUsage(
-            busy=sum(a.size for a in self.areas(r)),
-            lazy=sum(a.size for a in self.lazy_areas(r)),
-            pooled=sum(e - s for s, e in self.pooled_ranges(r)),
-            free=sum(e - s for s, e in free),
-            largest_free=max((e - s for s, e in free), default=0),
-            peak_pinned=self._core.peak(names.index(r.name)) if r.name in names else 0,
-        )
-
-    def pinned(self, region: str) -> int:
-        """Busy + lazy + pooled bytes of a window, kept incrementally.  Runtime complexity: O(1)."""
-        return self._core.pinned(self._core.region_index(region))
-
-    def pinned_per_region(self) -> tuple[int, ...]:
-        """Pinned bytes of every window, in :attr:`regions` order.  Runtime complexity: O(windows)."""
-        return self._core.pinned_all()
-
-    def peak_pinned(self, region: str) -> int:
-        """Highest pinned bytes of a window since creation or :meth:`reset_peak`.  Runtime: O(1)."""
-        return self._core.peak(self._core.region_index(region))
-
-    def reset_peak(self) -> None:
-        """Start peak tracking again from the current pinned bytes.  Runtime complexity: O(1)."""
-        self._core.reset_peak()
-
-    def reserve(
-        self,
-        start: int,
-        size: int,
-        *,
-        caller: str | None = None,
-        vm_flags: int = VM_ALLOC,
-        va_flags: int = 0,
-        nr_pages: int = 0,
-        phys: int = 0,
-        lazy: bool = False,
-        pages_area: int | None = None,
-        nested: bool = False,
-    ) -> VmapArea:
-        """Mark a known range busy (or lazy), as boot-time ``vmlist`` entries are.
-
-        Used to rebuild a space from a /proc/vmallocinfo snapshot.  The range
-        must lie inside one free range, else :class:`InvalidArgument` and no
-        change.  ``pages_area``/``nested`` link a vmalloc to its page-array
-        vmalloc (``pages_area=0``: the array exists but was not identified).
-        Runtime complexity: O(log n).
-        """
-        if (
-            not isinstance(start, int)
-            or not isinstance(size, int)
-            or size <= 0
-            or start % PAGE_SIZE
-            or size % PAGE_SIZE
-        ):
-            raise InvalidArgument(f"reserve({start!r}, {size!r}): page-aligned start and positive size needed")
-        self._core.free.clip(start, size)
-        # Only vmalloc-window areas carry a node; which CPU allocated one is not known, so the
-        # node addr_to_node() gives stands in for it.
-        node = self._core.node_of(start) if start in self.layout.vmalloc else -1
-        area = VmapArea(start, start + size, caller, vm_flags, va_flags, nr_pages, phys, node, pages_area, nested)
-        self._core.insert(area)
-        if vm_flags & VM_ALLOC:
-            self._nr_vmalloc_pages += nr_pages
-        if lazy:
-            self._core.unlink(start)
-            self._core.free_lazy(area)
-        return area
-
-    # ------------------------------------------------------ replaying a trace
-    # The kernel's own choices, applied as they were traced (vmapsim.trace.replay).
-
-    def replay_alloc(self, addr: int, size: int, *, cpu: int) -> bool:
-        """Make exactly ``[addr, addr + size)`` busy, as the kernel's ``alloc_vmap_area()`` did.
-
-        The range may come from the free tree or, 6.9+, from a node pool; False
-        (and no change) if the model holds it neither free nor pooled.
-        Runtime complexity: O(log n), O(p) when it comes from a pool.
-        """
-        self._core.check_cpu(cpu)
-        if not isinstance(addr, int) or not isinstance(size, int) or size <= 0:
-            raise InvalidArgument(f"replay_alloc({addr!r}, {size!r}): an address and a positive size")
-        return self._core.take_exactly(addr, size, cpu=cpu)
-
-    def replay_free(self, addr: int) -> bool:
-        """``free_vmap_area_noflush()`` of whatever busy area starts at ``addr``; False if none.
-
-        Runtime complexity: O(log n).
-        """
-        area = self._core.get(addr)
-        if area is None:
-            return False
-        self._core.unlink(addr)
-        if area.va_flags & VMAP_BLOCK:
-            self._core.blocks.drop(addr)
-        if area.vm_flags & VM_ALLOC:
-            self._nr_vmalloc_pages -= area.nr_pages
-        self._core.free_lazy(area)
-        return True
-
-    def replay_purge(self, *, full_decay: bool) -> None:
-        """``__purge_vmap_area_lazy()``: lazy areas back; ``full_decay`` empties the 6.9+ pools too.
-
-        Runtime complexity: O(k log n).
-        """
-        self._core.purge(full_decay=full_decay)
-
-    # --------------------------------------------------------------- internals
-
-    def _window(self, region: str | Region | None) -> tuple[int, int]:
-        if region is None:
-            return 0, 1 << 64
-        r = region if isinstance(region, Region) else self.layout.region(region)
-        return r.start, r.end
+        self.core.reclaim()
 
     def _get_vm_area(
         self, size: int, align: int, start: int, end: int, *, vm_flags: int, caller: str | None, cpu: int,
@@ -622,21 +367,21 @@ class VmapSpace:
     ) -> VmapArea:  # fmt: skip
         """``__get_vm_area_node()``: the one place a guard page is added, then ``alloc_vmap_area()``."""
         size += PAGE_SIZE  # no VM_NO_GUARD user is modelled
-        self._core.check_request(size, align, start, end, cpu)
-        return self._core.alloc(size, align, start, end, cpu=cpu, caller=caller, vm_flags=vm_flags,
+        self.core.check_request(size, align, start, end, cpu)
+        return self.core.alloc(size, align, start, end, cpu=cpu, caller=caller, vm_flags=vm_flags,
                                 nr_pages=nr_pages, phys=phys, nested=nested)  # fmt: skip
 
     def _take_vm(self, addr: int, flag: int, what: str) -> VmapArea:
-        area = self._core.get(addr)
+        area = self.core.get(addr)
         if area is None:
             raise UnknownAddress(f"{what}({addr!r}): no busy area starts there (never allocated, or freed already)")
         if not area.vm_flags & flag or area.nested or area.percpu:
             raise InvalidArgument(f"{what}({addr:#x}): the area there was not made by the matching call")
-        return self._core.unlink(addr)
+        return self.core.unlink(addr)
 
     def _check(self) -> None:
         """Assert every invariant: the ranges tile the KVA, counters match, blocks agree."""
-        core = self._core
+        core = self.core
         core._check()
         for vb in core.blocks.blocks():
             area = core.get(vb.start)
@@ -644,7 +389,7 @@ class VmapSpace:
             assert area.size == self.vmap_block_pages << PAGE_SHIFT
         busy = core.busy()
         assert all(a.start in core.blocks for a in busy if a.va_flags & VMAP_BLOCK), "a block area without its block"
-        assert self._nr_vmalloc_pages == sum(a.nr_pages for a in busy if a.vm_flags & VM_ALLOC)
+        assert self.core.vmalloc_pages == sum(a.nr_pages for a in busy if a.vm_flags & VM_ALLOC)
         for a in busy:
             if a.pages_area:
                 array = core.get(a.pages_area)

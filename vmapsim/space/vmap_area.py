@@ -54,6 +54,8 @@ class VmapAreas:
     regions: tuple[Region, ...] = attrs.field(init=False)
     #: Purges run so far (lazy drains, failure reclaims, explicit purges).
     purges: int = attrs.field(init=False, default=0)
+    #: Pages backing vmalloc() allocations (``nr_vmalloc_pages``, meminfo's VmallocUsed).
+    vmalloc_pages: int = attrs.field(init=False, default=0)
     _busy: SortedDict = attrs.field(init=False, factory=SortedDict)  # start -> VmapArea
     _lazy: SortedDict = attrs.field(init=False, factory=SortedDict)  # start -> VmapArea
     _lazy_nr: int = attrs.field(init=False, default=0)

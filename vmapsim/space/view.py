@@ -1,0 +1,297 @@
+"""What can be read of a vmap space, and set on it from outside: windows, areas, usage, snapshots, traces.
+
+:class:`VmapState` holds the allocator core (:class:`~vmapsim.space.vmap_area.VmapAreas`)
+of one machine with its parameters, and answers every question about it -- the
+areas in a window, their usage and peaks, the area containing an address
+(``find_vmap_area()``) -- plus the two ways state arrives from a real machine:
+:meth:`~VmapState.reserve` (a ``/proc/vmallocinfo`` snapshot) and the
+``replay_*`` methods (the kernel's own choices from a trace).
+:class:`~vmapsim.space.VmapSpace` adds the kernel's allocating users on top.
+
+>>> from vmapsim import VmapSpace, layouts
+>>> s = VmapSpace(layouts.X86_64)
+>>> s.reserve(0xffffc90000004000, 8192).size, [a.start for a in s.areas("vmalloc")] == [0xffffc90000004000]
+(8192, True)
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from vmapsim import profiles
+from vmapsim.errors import InvalidArgument, UnknownAddress
+from vmapsim.layouts import Layout, Region
+from vmapsim.space.area import VM_ALLOC, VMAP_BLOCK, RegionUsage, VmapArea
+from vmapsim.space.vmap_area import VmapAreas
+from vmapsim.space.vmap_block import VmapBlock
+from vmapsim.units import PAGE_SIZE, get_count_order
+
+__all__ = ["VmapState"]
+
+
+@attrs.define(eq=False)
+class VmapState:
+    """One machine's vmap space, read and restored: parameters, introspection, snapshots, replay.
+
+    ``cpus`` is ``num_online_cpus()``; ``nr_cpus_config`` is ``CONFIG_NR_CPUS``
+    (it sizes the vmap blocks); ``auto_purge=False`` turns off the purges the
+    allocator starts by itself.  ``core`` is the allocator core itself.
+    Runtime complexity: as each method says.
+
+    >>> from vmapsim import layouts
+    >>> VmapState(layouts.X86_64, cpus=8).lazy_max_pages
+    32768
+    """
+
+    layout: Layout
+    cpus: int = 1
+    profile: profiles.KernelProfile = profiles.DEFAULT
+    nr_cpus_config: int = 8192
+    _auto_purge: bool = attrs.field(default=True, alias="auto_purge")
+    #: The allocator core: free tree, busy and lazy areas, pools, purges.
+    core: VmapAreas = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.cpus, int) or not 1 <= self.cpus <= 1 << 16:
+            raise InvalidArgument(f"cpus={self.cpus!r}: expected an integer from 1 to 65536")
+        if not isinstance(self.nr_cpus_config, int) or self.nr_cpus_config < self.cpus:
+            raise InvalidArgument(f"nr_cpus_config={self.nr_cpus_config!r}: must be an integer >= cpus")
+        self.core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self._auto_purge)
+
+    # ------------------------------------------------------------- parameters
+
+    @property
+    def auto_purge(self) -> bool:
+        """Whether the allocator starts purges by itself (lazy drain, purge before a retry).  Runtime: O(1)."""
+        return self.core.auto_purge
+
+    @auto_purge.setter
+    def auto_purge(self, value: bool) -> None:
+        self.core.auto_purge = value
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        """The distinct windows of the layout, vmalloc first (``layout.regions``).  Runtime: O(1)."""
+        return self.core.regions
+
+    @property
+    def purges(self) -> int:
+        """Number of purges run so far (lazy drains, failure reclaims, explicit purges).  Runtime: O(1)."""
+        return self.core.purges
+
+    @property
+    def lazy_max_pages(self) -> int:
+        """``lazy_max_pages()``: ``fls(cpus) * 32 MiB / PAGE_SIZE``.  Runtime complexity: O(1)."""
+        return self.core.lazy_max_pages
+
+    @property
+    def lazy_pages(self) -> int:
+        """``vmap_lazy_nr``: lazily freed pages, guards included.  Runtime complexity: O(1)."""
+        return self.core.lazy_pages
+
+    @property
+    def nr_vmap_nodes(self) -> int:
+        """``nr_vmap_nodes`` of 6.9+: ``clamp(cpus, 1, 128)`` (1 on older profiles).
+
+        Runtime complexity: O(1).
+        """
+        return min(self.cpus, 128) if self.profile.node_pools else 1
+
+    @property
+    def vmap_block_pages(self) -> int:
+        """``VMAP_BBMAP_BITS``: pages per vmap block, from ``CONFIG_NR_CPUS``.
+
+        Runtime complexity: O(1).
+
+        >>> from vmapsim import VmapSpace, layouts
+        >>> VmapSpace(layouts.X86_64).vmap_block_pages, VmapSpace(layouts.X86_64, nr_cpus_config=64).vmap_block_pages
+        (256, 1024)
+        """
+        pages = self.layout.vmalloc_space // PAGE_SIZE
+        roundup = 1 << get_count_order(self.nr_cpus_config)
+        return min(1024, max(self.layout.bits * 2, pages // roundup // 16))
+
+    @property
+    def nr_vmalloc_pages(self) -> int:
+        """Pages backing ``vmalloc()`` allocations (meminfo ``VmallocUsed``).  Runtime: O(1)."""
+        return self.core.vmalloc_pages
+    # ------------------------------------------------------------ introspection
+
+    def area(self, addr: int) -> VmapArea:
+        """The busy area starting at ``addr``; :class:`UnknownAddress` if none.  Runtime: O(1)."""
+        area = self.core.get(addr)
+        if area is None:
+            raise UnknownAddress(f"no busy area starts at {addr!r}")
+        return area
+
+    def find_area(self, addr: int) -> VmapArea | None:
+        """``find_vmap_area()``: the busy area containing ``addr`` (guard included), or None.
+
+        Runtime complexity: O(log n).
+
+        >>> from vmapsim import VmapSpace, layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> a = s.vmalloc(8192)
+        >>> s.find_area(a + 8192).size, s.find_area(a + 12288)      # the guard page; past it
+        (12288, None)
+        """
+        if not isinstance(addr, int):
+            raise InvalidArgument(f"find_area({addr!r}): an address is an integer")
+        return self.core.find(addr)
+
+    def areas(self, region: str | Region | None = None) -> list[VmapArea]:
+        """Busy areas (in a window, or all), by address.  Runtime complexity: O(log n + k)."""
+        return self.core.busy(*self._window(region))
+
+    def lazy_areas(self, region: str | Region | None = None) -> list[VmapArea]:
+        """Lazily freed areas not yet purged, by address.  Runtime complexity: O(log k + m)."""
+        return self.core.lazy(*self._window(region))
+
+    def busy_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
+        """``(start, end)`` of busy areas, by address.  Runtime complexity: O(log n + k)."""
+        return [(a.start, a.end) for a in self.areas(region)]
+
+    def lazy_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
+        """``(start, end)`` of lazy areas, by address.  Runtime complexity: O(log k + m)."""
+        return [(a.start, a.end) for a in self.lazy_areas(region)]
+
+    def pooled_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
+        """``(start, end)`` of VAs parked in 6.9+ node pools, by address.  Runtime: O(p log p)."""
+        return self.core.pooled(*self._window(region))
+
+    def free_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
+        """Free ranges, clipped to the window when one is given.  Runtime: O(log n + k)."""
+        lo, hi = self._window(region)
+        return list(self.core.free.irange(lo, hi))
+
+    def vmap_blocks(self) -> list[VmapBlock]:
+        """Live vmap blocks, by address (copies).  Runtime complexity: O(b log b)."""
+        return self.core.blocks.blocks()
+
+    def usage(self, region: str | Region) -> RegionUsage:
+        """Busy/lazy/pooled/free bytes, largest free range and peak pinned of one window.
+
+        Runtime complexity: O(log n + k) in the areas and free ranges of the window.
+
+        >>> from vmapsim import VmapSpace, layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> s.usage("modules").free // (1 << 20)
+        1008
+        """
+        r = region if isinstance(region, Region) else self.layout.region(region)
+        free = list(self.core.free.irange(r.start, r.end))
+        names = [w.name for w in self.regions]
+        return RegionUsage(
+            busy=sum(a.size for a in self.areas(r)),
+            lazy=sum(a.size for a in self.lazy_areas(r)),
+            pooled=sum(e - s for s, e in self.pooled_ranges(r)),
+            free=sum(e - s for s, e in free),
+            largest_free=max((e - s for s, e in free), default=0),
+            peak_pinned=self.core.peak(names.index(r.name)) if r.name in names else 0,
+        )
+
+    def pinned(self, region: str) -> int:
+        """Busy + lazy + pooled bytes of a window, kept incrementally.  Runtime complexity: O(1)."""
+        return self.core.pinned(self.core.region_index(region))
+
+    def pinned_per_region(self) -> tuple[int, ...]:
+        """Pinned bytes of every window, in :attr:`regions` order.  Runtime complexity: O(windows)."""
+        return self.core.pinned_all()
+
+    def peak_pinned(self, region: str) -> int:
+        """Highest pinned bytes of a window since creation or :meth:`reset_peak`.  Runtime: O(1)."""
+        return self.core.peak(self.core.region_index(region))
+
+    def reset_peak(self) -> None:
+        """Start peak tracking again from the current pinned bytes.  Runtime complexity: O(1)."""
+        self.core.reset_peak()
+
+    def reserve(
+        self,
+        start: int,
+        size: int,
+        *,
+        caller: str | None = None,
+        vm_flags: int = VM_ALLOC,
+        va_flags: int = 0,
+        nr_pages: int = 0,
+        phys: int = 0,
+        lazy: bool = False,
+        pages_area: int | None = None,
+        nested: bool = False,
+    ) -> VmapArea:
+        """Mark a known range busy (or lazy), as boot-time ``vmlist`` entries are.
+
+        Used to rebuild a space from a /proc/vmallocinfo snapshot.  The range
+        must lie inside one free range, else :class:`InvalidArgument` and no
+        change.  ``pages_area``/``nested`` link a vmalloc to its page-array
+        vmalloc (``pages_area=0``: the array exists but was not identified).
+        Runtime complexity: O(log n).
+        """
+        if (
+            not isinstance(start, int)
+            or not isinstance(size, int)
+            or size <= 0
+            or start % PAGE_SIZE
+            or size % PAGE_SIZE
+        ):
+            raise InvalidArgument(f"reserve({start!r}, {size!r}): page-aligned start and positive size needed")
+        self.core.free.clip(start, size)
+        # Only vmalloc-window areas carry a node; which CPU allocated one is not known, so the
+        # node addr_to_node() gives stands in for it.
+        node = self.core.node_of(start) if start in self.layout.vmalloc else -1
+        area = VmapArea(start, start + size, caller, vm_flags, va_flags, nr_pages, phys, node, pages_area, nested)
+        self.core.insert(area)
+        if vm_flags & VM_ALLOC:
+            self.core.vmalloc_pages += nr_pages
+        if lazy:
+            self.core.unlink(start)
+            self.core.free_lazy(area)
+        return area
+
+    # ------------------------------------------------------ replaying a trace
+    # The kernel's own choices, applied as they were traced (vmapsim.trace.replay).
+
+    def replay_alloc(self, addr: int, size: int, *, cpu: int) -> bool:
+        """Make exactly ``[addr, addr + size)`` busy, as the kernel's ``alloc_vmap_area()`` did.
+
+        The range may come from the free tree or, 6.9+, from a node pool; False
+        (and no change) if the model holds it neither free nor pooled.
+        Runtime complexity: O(log n), O(p) when it comes from a pool.
+        """
+        self.core.check_cpu(cpu)
+        if not isinstance(addr, int) or not isinstance(size, int) or size <= 0:
+            raise InvalidArgument(f"replay_alloc({addr!r}, {size!r}): an address and a positive size")
+        return self.core.take_exactly(addr, size, cpu=cpu)
+
+    def replay_free(self, addr: int) -> bool:
+        """``free_vmap_area_noflush()`` of whatever busy area starts at ``addr``; False if none.
+
+        Runtime complexity: O(log n).
+        """
+        area = self.core.get(addr)
+        if area is None:
+            return False
+        self.core.unlink(addr)
+        if area.va_flags & VMAP_BLOCK:
+            self.core.blocks.drop(addr)
+        if area.vm_flags & VM_ALLOC:
+            self.core.vmalloc_pages -= area.nr_pages
+        self.core.free_lazy(area)
+        return True
+
+    def replay_purge(self, *, full_decay: bool) -> None:
+        """``__purge_vmap_area_lazy()``: lazy areas back; ``full_decay`` empties the 6.9+ pools too.
+
+        Runtime complexity: O(k log n).
+        """
+        self.core.purge(full_decay=full_decay)
+
+    # --------------------------------------------------------------- internals
+
+    def _window(self, region: str | Region | None) -> tuple[int, int]:
+        if region is None:
+            return 0, 1 << 64
+        r = region if isinstance(region, Region) else self.layout.region(region)
+        return r.start, r.end
+

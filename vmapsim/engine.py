@@ -329,15 +329,28 @@ class CostModel:
     def duration(self, stage: str, nbytes: int = 0) -> float:
         """Seconds for ``stage`` on ``nbytes`` bytes.  Runtime complexity: O(1)."""
         if self.lockstep:
-            return self.step if stage in ("read", "decompress", "signature", "init") else 0.0
-        rates = {"read": self.read, "decompress": self.decompress, "signature": self.signature, "copy": self.copy}
-        if stage in rates:
-            return nbytes / rates[stage] + (self.verify if stage == "signature" else 0.0)
-        fixed = {"init": self.init, "rcu_grace": self.rcu_grace, "workqueue": self.workqueue}
-        if stage in fixed:
-            return fixed[stage]
+            if stage in _TIMED:
+                return self.step if stage in _HEAVY else 0.0
+        elif stage == "read":
+            return nbytes / self.read
+        elif stage == "copy":
+            return nbytes / self.copy
+        elif stage == "signature":
+            return nbytes / self.signature + self.verify
+        elif stage == "decompress":
+            return nbytes / self.decompress
+        elif stage == "init":
+            return self.init
+        elif stage == "rcu_grace":
+            return self.rcu_grace
+        elif stage == "workqueue":
+            return self.workqueue
         raise InvalidArgument(f"unknown stage {stage!r} for the cost model")
 
+
+# The stages a CostModel times, and those lockstep gives its ``step`` (the rest take no time there).
+_HEAVY = frozenset(("read", "decompress", "signature", "init"))
+_TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue"}
 
 #: Costs calibrated on Debian's 6.12 kernel under QEMU TCG (tests/data/qemu-6.12-1cpu.txt): decompression
 #: about 6 MB/s, ~16 ms per signature verification, ~18 ms from init's end to the freeing of init memory.

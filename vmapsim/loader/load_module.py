@@ -55,7 +55,9 @@ def _stages(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Task:
     try:
         for stage in pipe.stages:
             timeline.append((engine.now, stage.name))
-            yield from stage.run(info, k)
+            task = stage.run(info, k)
+            if task is not None:
+                yield from task
     except LoadFailed as f:
         ret = -f.errno
         _fail(info, k, f)

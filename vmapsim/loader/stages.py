@@ -68,12 +68,18 @@ class _Reads:
 
 
 class Stage:
-    """One step of the load path; subclasses are frozen values with a ``run`` generator."""
+    """One step of the load path; subclasses are frozen values with a ``run`` method.
+
+    ``run(info, k)`` acts on one load against the kernel and returns the task
+    to run when the step takes time or may sleep (a generator yielding engine
+    commands), or None when it is instantaneous; it raises
+    :class:`~vmapsim.loader.kernel.LoadFailed` where the kernel returns an error.
+    """
 
     name = "stage"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task:
-        """Act on ``ctx`` against ``k``, yielding engine commands; raise :class:`LoadFailed` to fail."""
+    def run(self, info: LoadInfo, k: Kernel) -> Task | None:
+        """Act on ``info`` against ``k``: a task to run, or None when done at once."""
         raise NotImplementedError
 
 
@@ -183,10 +189,8 @@ class ElfValidate(Stage):
 
     name = "elf_validate"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task:
+    def run(self, info: LoadInfo, k: Kernel) -> None:
         """Nothing to allocate; catalog modules are valid ELF."""
-        return
-        yield
 
 
 @attrs.frozen
@@ -206,12 +210,11 @@ class MapPages(Stage):
 
     name = "map_pages"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task:
+    def run(self, info: LoadInfo, k: Kernel) -> None:
         """vmap() the (decompressed) image now that it is known to be unique (init_module has its copy)."""
         if info.copy is None:
             info.copy = k.vmap(info, -(-info.image.decompressed_size // PAGE_SIZE), "becoming")
-        return
-        yield
+        return None
 
 
 @attrs.frozen
@@ -265,13 +268,12 @@ class CompleteFormation(Stage):
 
     name = "complete_formation"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task:
+    def run(self, info: LoadInfo, k: Kernel) -> None:
         """State COMING, one ``vm_unmap_aliases()``."""
         assert info.record is not None
         k.modules.set_state(info.record, "COMING")
         k.space.vm_unmap_aliases()
-        return
-        yield
+        return None
 
 
 @attrs.frozen
@@ -280,12 +282,11 @@ class FreeCopy(Stage):
 
     name = "free_copy"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task:
+    def run(self, info: LoadInfo, k: Kernel) -> None:
         """Free the temporary copy before the module's init runs."""
         if info.copy is not None:
             k.free(info.copy)
-        return
-        yield
+        return None
 
 
 @attrs.frozen

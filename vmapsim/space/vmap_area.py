@@ -1,4 +1,4 @@
-"""The ``vmap_area`` allocator core of mm/vmalloc.c: free tree, busy and lazy trees, purge, pools.
+"""The ``vmap_area`` allocator core of mm/vmalloc.c: free tree, busy tree, lazy list, purge, pools.
 
 :class:`VmapAreas` is what ``alloc_vmap_area()``, ``free_vmap_area_noflush()``,
 ``__purge_vmap_area_lazy()`` and ``reclaim_and_purge_vmap_areas()`` share: the
@@ -33,6 +33,10 @@ from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, fls, is_power_of_2
 __all__ = ["VmapAreas"]
 
 
+def _start(area: VmapArea) -> int:
+    return area.start
+
+
 @attrs.define(eq=False)
 class VmapAreas:
     """Free, busy, lazy and pooled ranges of one kernel VA, and the purges that move them.
@@ -57,7 +61,8 @@ class VmapAreas:
     #: Pages backing vmalloc() allocations (``nr_vmalloc_pages``, meminfo's VmallocUsed).
     vmalloc_pages: int = attrs.field(init=False, default=0)
     _busy: SortedDict = attrs.field(init=False, factory=SortedDict)  # start -> VmapArea
-    _lazy: SortedDict = attrs.field(init=False, factory=SortedDict)  # start -> VmapArea
+    # start -> VmapArea; a purge takes them all, so address order is made only when read.
+    _lazy: dict[int, VmapArea] = attrs.field(init=False, factory=dict)
     _lazy_nr: int = attrs.field(init=False, default=0)
     _lazy_max: int = attrs.field(init=False, default=0)
     _drain_pending: bool = attrs.field(init=False, default=False)
@@ -199,7 +204,7 @@ class VmapAreas:
         """``__purge_vmap_area_lazy()``: lazy areas back to the free tree (or the 6.9+ pools)."""
         self.purges += 1
         self._drain_pending = False
-        lazy = list(self._lazy.values())
+        lazy = sorted(self._lazy.values(), key=_start)
         self._lazy.clear()
         self._lazy_nr = 0
         if not self._pools:
@@ -236,8 +241,8 @@ class VmapAreas:
         return [self._busy[a] for a in self._busy.irange(lo, hi, inclusive=(True, False))]
 
     def lazy(self, lo: int = 0, hi: int = 1 << 64) -> list[VmapArea]:
-        """Lazy areas starting in ``[lo, hi)``, by address.  Runtime complexity: O(log k + m)."""
-        return [self._lazy[a] for a in self._lazy.irange(lo, hi, inclusive=(True, False))]
+        """Lazy areas starting in ``[lo, hi)``, by address.  Runtime complexity: O(k log k)."""
+        return sorted((a for a in self._lazy.values() if lo <= a.start < hi), key=_start)
 
     def pooled(self, lo: int = 0, hi: int = 1 << 64) -> list[tuple[int, int]]:
         """Pooled ranges starting in ``[lo, hi)``, by address.  Runtime complexity: O(p log p)."""

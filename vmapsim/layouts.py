@@ -4,7 +4,7 @@ A layout is frozen data, chosen by value.  Every window is a ``[start, end)``
 pair passed to ``alloc_vmap_area()`` as ``vstart``/``vend``; all windows share one
 free tree over the whole kernel VA (``vmap_init_free_space()``).  Numbers come
 from ``arch/*/include/asm/pgtable*.h`` and ``Documentation/arch/*/vm-layout.rst``
-(see ../shared/reference/kernel-vmalloc.md §5).
+(x86-64: ``Documentation/arch/x86/x86_64/mm.rst``).
 
 >>> X86_64.vmalloc.start == 0xffffc90000000000
 True

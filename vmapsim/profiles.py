@@ -2,7 +2,8 @@
 
 A profile is frozen data chosen by value (``VmapSpace(..., profile=LINUX_6_9)``),
 never a subclass.  The default, :data:`LINUX_6_3`, is the 6.3-6.8 allocator.
-Facts: ../shared/reference/kernel-vmalloc.md §3.5.
+Each field names the ``mm/vmalloc.c`` change it follows (the 6.9 node pools: Uladzislau
+Rezki's ``vmap_node`` series).
 
 >>> for_version("6.12") is LINUX_6_11
 True

@@ -37,7 +37,7 @@ __all__ = ["ACPI_PROCESSOR_MODALIASES", "CSV_COLUMNS", "Catalog", "UnknownModule
 
 #: The per-CPU device modaliases udev sees for ACPI processor objects.
 ACPI_PROCESSOR_MODALIASES = ("acpi:ACPI0007:", "acpi:LNXCPU:")
-#: Columns of ``vmapsim scan --csv``: those of ../shared/data/*.csv, in that order.
+#: Columns of ``vmapsim scan --csv``: those of the reference tables in tests/data/reference, in that order.
 CSV_COLUMNS = (
     "name", "path", "compression", "file_size", "decompressed_size", "text", "rodata", "ro_after_init", "data",
     "init_text", "init_data", "alloc_total", "depends", "aliases", "alias_count", "percpu_alias", "init_rodata",

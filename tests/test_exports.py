@@ -19,7 +19,7 @@ def test_top_level_exports() -> None:
     assert sorted(vmapsim.__all__) == sorted(
         [
             "PAGE_SIZE", "Catalog", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ModuleFileError",
-            "ModuleImage", "ParseError", "Region", "RegionUsage", "Request", "Result", "UnknownAddress",
+            "ModuleImage", "ParseError", "Region", "RegionUsage", "Request", "Result", "Run", "UnknownAddress",
             "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "engine", "layouts", "loader",
             "modules", "procfs", "profiles", "simulate", "trace", "workloads",
         ]

@@ -17,7 +17,7 @@ from vmapsim.errors import (
 )
 from vmapsim.freetree import FreeTree
 from vmapsim.layouts import Layout, Region
-from vmapsim.loader import Request, Result, simulate
+from vmapsim.loader import Request, Result, Run, simulate
 from vmapsim.modules import Catalog, ModuleImage
 from vmapsim.profiles import KernelProfile
 from vmapsim.space import RegionUsage, VmapArea, VmapBlock, VmapSpace
@@ -39,6 +39,7 @@ __all__ = [
     "RegionUsage",
     "Request",
     "Result",
+    "Run",
     "UnknownAddress",
     "VmapAllocationError",
     "VmapArea",

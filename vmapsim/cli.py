@@ -140,7 +140,7 @@ def _scan(args: argparse.Namespace) -> str:
 
 def _load(args: argparse.Namespace) -> str:
     from vmapsim.engine import CostModel
-    from vmapsim.loader import Request, simulate
+    from vmapsim.loader import Request, Run, simulate
 
     catalog, names = _catalog_and_pipelines(args)
     modules: list[str] = []
@@ -170,8 +170,8 @@ def _load(args: argparse.Namespace) -> str:
     ]
     stats_text = []
     for name in names:
-        r = simulate(reqs, pipeline=name, layout=layout, cpus=args.cpus, catalog=catalog, costs=costs,
-                     module_align=args.module_align, seed=args.seed)  # fmt: skip
+        run = Run(name, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed)
+        r = simulate(reqs, run)
         rets = [o.ret for o in r.outcomes]
         out.append(
             f"{name:18} {rets.count(0):5d} {rets.count(-17):6d} {len(rets) - rets.count(0) - rets.count(-17):5d} "
@@ -191,7 +191,7 @@ def _boot(args: argparse.Namespace) -> str:
     import json
 
     from vmapsim.engine import CostModel
-    from vmapsim.loader import simulate
+    from vmapsim.loader import Run, simulate
     from vmapsim.workloads import PRESETS, udev_boot, udev_workers
 
     if args.machine not in PRESETS:
@@ -202,15 +202,16 @@ def _boot(args: argparse.Namespace) -> str:
     layout = layouts.by_name(args.layout or machine.layout)
     jobs = udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=args.kmod)
     costs = CostModel(jitter=args.cost_jitter)
+    workers = udev_workers(args.cpus, machine.ram)
     rows = []
     extra = []
     runs = {}
     peaks = {}
     bar = progress_bar("simulating")
     for i, name in enumerate(names):
-        r = simulate(jobs, pipeline=name, layout=layout, cpus=args.cpus, catalog=catalog, costs=costs,
-                     module_align=args.module_align, seed=args.seed,
-                     workers=udev_workers(args.cpus, machine.ram))  # fmt: skip
+        run = Run(name, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
+                  workers=workers)  # fmt: skip
+        r = simulate(jobs, run)
         if bar:
             bar(i + 1, len(names))
         if args.plot:
@@ -229,11 +230,7 @@ def _boot(args: argparse.Namespace) -> str:
         if args.vmallocinfo or args.plot:
             # Runs are deterministic: rerun up to the instant the window peaked to see the space then.
             window = "modules" if "modules" in r.peak_time else "vmalloc"
-            peak = simulate(
-                jobs, pipeline=name, layout=layout, cpus=args.cpus, catalog=catalog, costs=costs,
-                module_align=args.module_align, seed=args.seed, workers=udev_workers(args.cpus, machine.ram),
-                until=r.peak_time.get(window, 0.0),
-            )  # fmt: skip
+            peak = simulate(jobs, run, until=r.peak_time.get(window, 0.0))
             peaks[name] = peak.space
             if args.vmallocinfo:
                 extra.append(

@@ -169,7 +169,7 @@ class Kernel:
 
     def sample(self) -> None:
         """Record the pinned bytes of every window at this instant (one point per instant) and peak times."""
-        self.series.sample(self.engine.now, self.space.pinned_per_region())
+        self.series.sample(self.engine.now, self.space.core.pinned_all())
 
     def duration(self, stage: str, nbytes: int = 0) -> float:
         """The cost model's duration, spread by its ``jitter`` with this run's random generator."""
@@ -193,7 +193,9 @@ class Kernel:
             self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, kind, e.message))
             raise LoadFailed(ENOMEM, point) from None
         region = self._module_region if module else "vmalloc"
-        return self._held(info, Allocation(kind, addr, self.space.area(addr).size, region, self.engine.now))
+        area = self.space.core.get(addr)
+        assert area is not None
+        return self._held(info, Allocation(kind, addr, area.size, region, self.engine.now))
 
     def vmap(self, info: LoadInfo, pages: int, point: str) -> Allocation:
         """``vmap()`` of ``pages`` pages for a load; ENOMEM on failure."""

@@ -201,7 +201,7 @@ class ExistenceCheck(Stage):
 
     def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Fail with -EEXIST/-EBUSY if a module of this name exists (after waiting it out)."""
-        yield from _patient_check(k, info.image.name, FAIL_DUP_MOD_BECOMING)
+        return _patient_check(k, info.image.name, FAIL_DUP_MOD_BECOMING)
 
 
 @attrs.frozen

@@ -76,8 +76,7 @@ class Modprobe:
                 for img in loader.catalog.closure(name):
                     if loader.module_state(img.name) == "LIVE":
                         continue  # kmod reads /sys/module/<name>/initstate: live means done
-                    req = Request(img, self.cpu, loader.engine.now, syscall=self.syscall,
-                                  init_errno=fails.get(img.name, 0))  # fmt: skip
+                    req = Request(img, self.cpu, loader.engine.now, None, None, self.syscall, fails.get(img.name, 0))
                     ret = yield from loader.load(req)
                     if ret < 0 and ret != -EEXIST:  # -EEXIST is success to kmod
                         break

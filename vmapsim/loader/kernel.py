@@ -193,9 +193,7 @@ class Kernel:
             self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, kind, e.message))
             raise LoadFailed(ENOMEM, point) from None
         region = self._module_region if module else "vmalloc"
-        area = self.space.core.get(addr)
-        assert area is not None
-        return self._held(info, Allocation(kind, addr, area.size, region, self.engine.now))
+        return self._held(info, Allocation(kind, addr, self._size_of(addr), region, self.engine.now))
 
     def vmap(self, info: LoadInfo, pages: int, point: str) -> Allocation:
         """``vmap()`` of ``pages`` pages for a load; ENOMEM on failure."""
@@ -204,7 +202,7 @@ class Kernel:
         except VmapAllocationError as e:
             self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, "vmap", e.message))
             raise LoadFailed(ENOMEM, point) from None
-        return self._held(info, Allocation("vmap", addr, self.space.area(addr).size, "vmalloc", self.engine.now))
+        return self._held(info, Allocation("vmap", addr, self._size_of(addr), "vmalloc", self.engine.now))
 
     def free(self, a: Allocation) -> None:
         """Free one allocation (``vfree()``/``vunmap()``; module memory purges, VM_FLUSH_RESET_PERMS)."""
@@ -215,6 +213,12 @@ class Kernel:
                 self.space.vfree(a.addr)
             a.freed = self.engine.now
             self.sample()
+
+    def _size_of(self, addr: int) -> int:
+        """Guard-inclusive size of the area just allocated at ``addr``."""
+        area = self.space.core.get(addr)
+        assert area is not None
+        return area.size
 
     def _held(self, info: LoadInfo, a: Allocation) -> Allocation:
         info.allocations.append(a)

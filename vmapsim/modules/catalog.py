@@ -179,7 +179,7 @@ class Catalog:
         return cls(kernel or "unknown", found, {m.name: m for m in images}, tuple(problems))
 
     def to_csv(self) -> str:
-        """One row per module with :data:`CSV_COLUMNS` (aliases cut to the first 20, as in shared/data).
+        """One row per module with :data:`CSV_COLUMNS` (aliases cut to the first 20, as in the reference tables).
 
         Runtime complexity: O(n).
         """

@@ -95,7 +95,7 @@ class VmapState:
 
         Runtime complexity: O(1).
         """
-        return min(self.cpus, 128) if self.profile.node_pools else 1
+        return self.core.nr_vmap_nodes
 
     @property
     def vmap_block_pages(self) -> int:

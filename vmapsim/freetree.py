@@ -52,8 +52,9 @@ class FreeTree:
     (2, 100)
     """
 
+    # Each range as its start and its size (its end is their sum): the search reads sizes, and two
+    # lists instead of three mean fewer int objects to chase through memory at a million ranges.
     _starts: list[list[int]] = attrs.field(factory=list, init=False)
-    _ends: list[list[int]] = attrs.field(factory=list, init=False)
     _sizes: list[list[int]] = attrs.field(factory=list, init=False)
     _firsts: list[int] = attrs.field(factory=list, init=False)
     # An upper bound on each chunk's largest range: raised at once when a range grows, lowered
@@ -83,7 +84,6 @@ class FreeTree:
             for k in range(0, len(pairs), LOAD):
                 part = pairs[k : k + LOAD]
                 tree._starts.append([s for s, _ in part])
-                tree._ends.append([e for _, e in part])
                 tree._sizes.append([e - s for s, e in part])
                 tree._firsts.append(part[0][0])
             tree._cmax = [max(sz) for sz in tree._sizes]
@@ -102,8 +102,9 @@ class FreeTree:
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         """Every free range as ``(start, end)``, by address.  Runtime complexity: O(n)."""
-        for st, en in zip(self._starts, self._ends, strict=False):
-            yield from zip(st, en, strict=False)
+        for st, sz in zip(self._starts, self._sizes, strict=False):
+            for s, z in zip(st, sz, strict=False):
+                yield (s, s + z)
 
     def irange(self, lo: int, hi: int) -> Iterator[tuple[int, int]]:
         """Free ranges overlapping ``[lo, hi)``, clipped to it, by address.
@@ -116,9 +117,10 @@ class FreeTree:
         c0 = max(bisect_right(self._firsts, lo) - 1, 0)
         j0 = max(bisect_right(self._starts[c0], lo) - 1, 0) if self._starts else 0
         for c in range(c0, len(self._starts)):
-            st, en = self._starts[c], self._ends[c]
+            st, sz = self._starts[c], self._sizes[c]
             for j in range(j0 if c == c0 else 0, len(st)):
-                s, e = st[j], en[j]
+                s = st[j]
+                e = s + sz[j]
                 if s >= hi:
                     return
                 if e > lo:
@@ -139,9 +141,9 @@ class FreeTree:
         if loc is None:
             return None
         c, j = loc
-        if self._ends[c][j] > addr:
-            return (self._starts[c][j], self._ends[c][j])
-        return None
+        s = self._starts[c][j]
+        e = s + self._sizes[c][j]
+        return (s, e) if e > addr else None
 
     def floor(self, addr: int) -> tuple[int, int] | None:
         """The last free range starting at or below ``addr`` (``pvm_find_va_enclose_addr()``).
@@ -152,7 +154,8 @@ class FreeTree:
         if loc is None:
             return None
         c, j = loc
-        return (self._starts[c][j], self._ends[c][j])
+        s = self._starts[c][j]
+        return (s, s + self._sizes[c][j])
 
     def before(self, start: int) -> tuple[int, int] | None:
         """The free range just below the one starting at ``start`` (``rb_prev``), or None.
@@ -194,7 +197,7 @@ class FreeTree:
         holds it.  Runtime complexity: O(log n).
         """
         loc = self._locate(addr)
-        if size <= 0 or loc is None or self._ends[loc[0]][loc[1]] < addr + size:
+        if size <= 0 or loc is None or self._starts[loc[0]][loc[1]] + self._sizes[loc[0]][loc[1]] < addr + size:
             raise InvalidArgument(f"[{addr:#x}, {addr + size:#x}) is not inside one free range")
         self._clip_at(loc[0], loc[1], addr, size)
 
@@ -207,9 +210,9 @@ class FreeTree:
         """
         if start >= end:
             raise InvalidArgument(f"free range [{start:#x}, {end:#x}) is empty or reversed")
-        starts, ends, sizes = self._starts, self._ends, self._sizes
+        starts, sizes = self._starts, self._sizes
         if not starts:
-            self._new_chunk(0, [start], [end])
+            self._new_chunk(0, [start], [end - start])
             self._len = 1
             return
         c = bisect_right(self._firsts, start) - 1
@@ -218,33 +221,28 @@ class FreeTree:
         else:
             j = bisect_right(starts[c], start) - 1
         # Neighbours: prev at (c, j) when j >= 0; next at (c, j + 1) or the next chunk's head.
-        if j >= 0 and ends[c][j] > start:
+        prev_end = starts[c][j] + sizes[c][j] if j >= 0 else -1
+        if prev_end > start:
             raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps free range at {starts[c][j]:#x}")
         nc, nj = (c, j + 1) if j + 1 < len(starts[c]) else (c + 1, 0)
-        has_next = nc < len(starts)
-        if has_next and starts[nc][nj] < end:
-            raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps free range at {starts[nc][nj]:#x}")
-        merge_prev = j >= 0 and ends[c][j] == start
-        merge_next = has_next and starts[nc][nj] == end
-        if merge_prev:
-            if merge_next:
-                end = ends[nc][nj]
+        next_start = starts[nc][nj] if nc < len(starts) else -1
+        if next_start != -1 and next_start < end:
+            raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps free range at {next_start:#x}")
+        if prev_end == start:
+            if next_start == end:
                 # Extend prev over next first: deleting next may merge chunks and move (c, j).
-                ends[c][j] = end
-                self._grew(c, j, end - starts[c][j])
+                self._grew(c, j, end + sizes[nc][nj] - starts[c][j])
                 self._delete_at(nc, nj)
             else:
-                ends[c][j] = end
                 self._grew(c, j, end - starts[c][j])
-        elif merge_next:
+        elif next_start == end:
             starts[nc][nj] = start
             if nj == 0:
                 self._firsts[nc] = start
-            self._grew(nc, nj, ends[nc][nj] - start)
+            self._grew(nc, nj, sizes[nc][nj] + end - start)
         else:
             j += 1
             starts[c].insert(j, start)
-            ends[c].insert(j, end)
             sizes[c].insert(j, 0)
             self._len += 1
             if j == 0:
@@ -266,14 +264,14 @@ class FreeTree:
         """(chunk, index, address) of the lowest fit, or None."""
         if not self._starts:
             return None
-        starts, ends, sizes, cmax = self._starts, self._ends, self._sizes, self._cmax
+        starts, sizes, cmax = self._starts, self._sizes, self._cmax
         mask = align - 1
         c = bisect_right(self._firsts, vstart) - 1
         if c < 0:
             c, j = 0, 0
         else:
             j = bisect_right(starts[c], vstart) - 1
-            if ends[c][j] <= vstart:
+            if starts[c][j] + sizes[c][j] <= vstart:
                 j += 1
         while True:
             if cmax[c] >= size:
@@ -286,7 +284,7 @@ class FreeTree:
                         if a + size > vend:
                             # Every later range starts higher: nothing can fit below vend.
                             return None
-                        if a + size <= ends[c][k]:
+                        if a + size <= s + sz[k]:
                             return c, k, a
                 exact = max(sz)
                 if exact < cmax[c]:
@@ -298,27 +296,24 @@ class FreeTree:
 
     def _clip_at(self, c: int, j: int, a: int, size: int) -> None:
         """Apply one of the kernel's four fit types to range (c, j) (``va_clip()``)."""
-        st, en, sz = self._starts[c], self._ends[c], self._sizes[c]
-        s, e = st[j], en[j]
-        if a == s and a + size == e:  # FL_FIT_TYPE: the range disappears
+        st, sz = self._starts[c], self._sizes[c]
+        s, z = st[j], sz[j]
+        if a == s and size == z:  # FL_FIT_TYPE: the range disappears
             self._delete_at(c, j)
             return
         if a == s:  # LE_FIT_TYPE
             st[j] = a + size
-            sz[j] = e - a - size
+            sz[j] = z - size
             if j == 0:
                 self._firsts[c] = a + size
-        elif a + size == e:  # RE_FIT_TYPE
-            en[j] = a
+        elif a + size == s + z:  # RE_FIT_TYPE
             sz[j] = a - s
         else:  # NE_FIT_TYPE: split in two
-            en[j] = a
             sz[j] = a - s
             st.insert(j + 1, a + size)
-            en.insert(j + 1, e)
-            sz.insert(j + 1, e - a - size)
+            sz.insert(j + 1, s + z - a - size)
             self._len += 1
-        if e - s == self._cmax[c] and 2 * size > e - s:
+        if z == self._cmax[c] and 2 * size > z:
             # The chunk's largest range lost over half its size: tighten the bound now (cheap and
             # usually final); small bites, like those off a free tail, leave it loose.
             self._set_max(c, max(sz))
@@ -326,12 +321,12 @@ class FreeTree:
             self._split(c)
 
     def _delete_at(self, c: int, j: int) -> None:
-        st, en, sz = self._starts[c], self._ends[c], self._sizes[c]
+        st, sz = self._starts[c], self._sizes[c]
         removed = sz[j]
-        del st[j], en[j], sz[j]
+        del st[j], sz[j]
         self._len -= 1
         if not st:
-            for lst in (self._starts, self._ends, self._sizes, self._firsts, self._cmax):
+            for lst in (self._starts, self._sizes, self._firsts, self._cmax):
                 del lst[c]
             self._dirty = True
             return
@@ -342,12 +337,11 @@ class FreeTree:
         if len(st) < LOAD // 4 and len(self._starts) > 1:
             self._merge(c)
 
-    def _new_chunk(self, c: int, st: list[int], en: list[int]) -> None:
+    def _new_chunk(self, c: int, st: list[int], sz: list[int]) -> None:
         self._starts.insert(c, st)
-        self._ends.insert(c, en)
-        self._sizes.insert(c, [e - s for s, e in zip(st, en, strict=False)])
+        self._sizes.insert(c, sz)
         self._firsts.insert(c, st[0])
-        self._cmax.insert(c, max(self._sizes[c]))
+        self._cmax.insert(c, max(sz))
         self._dirty = True
 
     def _split(self, c: int) -> None:
@@ -361,11 +355,11 @@ class FreeTree:
             if 0 <= d < len(self._starts) and len(self._starts[d]) <= 2 * LOAD - LOAD // 2:
                 self._even(min(c, d), max(c, d), (n - len(self._starts[d])) // 2 * (1 if d > c else -1))
                 return
-        st, en = self._starts[c], self._ends[c]
+        st, sz = self._starts[c], self._sizes[c]
         half = n // 2
-        self._new_chunk(c + 1, st[half:], en[half:])
-        del st[half:], en[half:], self._sizes[c][half:]
-        self._cmax[c] = max(self._sizes[c])
+        self._new_chunk(c + 1, st[half:], sz[half:])
+        del st[half:], sz[half:]
+        self._cmax[c] = max(sz)
 
     def _merge(self, c: int) -> None:
         """Chunk c ran low: borrow from a neighbour with plenty, else fold it into one."""
@@ -376,11 +370,10 @@ class FreeTree:
             self._even(lo, hi, k if d == lo else -k)
             return
         self._starts[lo] += self._starts[hi]
-        self._ends[lo] += self._ends[hi]
         self._sizes[lo] += self._sizes[hi]
         cmax = self._cmax
         cmax[lo] = max(cmax[lo], cmax[hi])
-        for lst in (self._starts, self._ends, self._sizes, self._firsts, cmax):
+        for lst in (self._starts, self._sizes, self._firsts, cmax):
             del lst[hi]
         self._dirty = True
         if len(self._starts[lo]) > 2 * LOAD:
@@ -388,7 +381,7 @@ class FreeTree:
 
     def _even(self, lo: int, hi: int, k: int) -> None:
         """Move the last k ranges of chunk lo to the front of chunk hi (k < 0: the first -k of hi back)."""
-        for lst in (self._starts, self._ends, self._sizes):
+        for lst in (self._starts, self._sizes):
             a, b = lst[lo], lst[hi]
             if k > 0:
                 b[:0] = a[-k:]
@@ -404,7 +397,14 @@ class FreeTree:
         """Range (c, j) now has ``size`` bytes: record it and raise the chunk bound if needed."""
         self._sizes[c][j] = size
         if size > self._cmax[c]:
-            self._set_max(c, size)
+            self._cmax[c] = size
+            if not self._dirty:
+                # Raising a leaf: its ancestors only ever rise to it, and stop at the first that is as big.
+                tree = self._tree
+                i = self._cap + c
+                while i and tree[i] < size:
+                    tree[i] = size
+                    i >>= 1
 
     def _set_max(self, c: int, value: int) -> None:
         self._cmax[c] = value
@@ -460,17 +460,17 @@ class FreeTree:
             self._rebuild()
         prev_end = -1
         count = 0
-        assert len(self._starts) == len(self._ends) == len(self._sizes) == len(self._firsts) == len(self._cmax)
+        assert len(self._starts) == len(self._sizes) == len(self._firsts) == len(self._cmax)
         assert all(bound >= max(sz) for bound, sz in zip(self._cmax, self._sizes, strict=True))
         tree, cap = self._tree, self._cap
         assert tree[cap : cap + len(self._cmax)] == self._cmax and len(self._cmax) <= cap
         assert all(tree[i] == max(tree[2 * i], tree[2 * i + 1]) for i in range(1, cap))
-        for st, en, sz, first in zip(self._starts, self._ends, self._sizes, self._firsts, strict=False):
-            assert st and len(st) == len(en) == len(sz) <= 2 * LOAD
+        for st, sz, first in zip(self._starts, self._sizes, self._firsts, strict=False):
+            assert st and len(st) == len(sz) <= 2 * LOAD
             assert first == st[0]
-            for s, e, z in zip(st, en, sz, strict=False):
-                assert s < e and z == e - s, (s, e, z)
+            for s, z in zip(st, sz, strict=False):
+                assert z > 0, (s, z)
                 assert s > prev_end, f"ranges touch or overlap at {s:#x}"
-                prev_end = e
+                prev_end = s + z
                 count += 1
         assert count == self._len

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[1] / "vmapsim"
-_BASE = {"errors", "units"}
+_BASE = {"errors", "units", "checks"}
 _DATA = _BASE | {"layouts", "profiles"}
 _SPACE = _DATA | {"freetree", "space"}
 #: group -> the groups it may import (its own included).
 ALLOWED: dict[str, set[str]] = {
     "errors": {"errors"},
     "units": {"units"},
+    "checks": {"errors", "checks"},
     "layouts": _BASE | {"layouts"},
     "profiles": _BASE | {"profiles"},
     "freetree": _BASE | {"freetree"},

@@ -137,14 +137,14 @@ def test_bad_frees_raise_typed_errors_and_change_nothing() -> None:
     for call in (
         lambda: s.vfree(a),  # twice
         lambda: s.vfree(VSTART + 12345),  # never allocated
-        lambda: s.vfree("x"),  # type: ignore[arg-type]
         lambda: s.vunmap(a),
         lambda: s.free_vmap_area(a),
         lambda: s.vm_unmap_ram(a, 1),
     ):
         with pytest.raises(UnknownAddress):
             call()
-    for call in (lambda: s.vfree(m), lambda: s.iounmap(m), lambda: s.free_vmap_area(m), lambda: s.vunmap(raw)):
+    for call in (lambda: s.vfree(m), lambda: s.iounmap(m), lambda: s.free_vmap_area(m), lambda: s.vunmap(raw),
+                 lambda: s.vfree("x")):  # type: ignore[arg-type]  # fmt: skip
         with pytest.raises(InvalidArgument):
             call()
     for call in (lambda: s.vmalloc(0), lambda: s.vmap(0), lambda: s.vm_map_ram(0), lambda: s.ioremap(-1)):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import attrs
 
+from vmapsim.checks import show
 from vmapsim.errors import InvalidArgument
 from vmapsim.units import PAGE_SIZE, GiB, MiB
 
@@ -108,7 +109,7 @@ class Layout:
             return self.vmalloc
         if name == "modules":
             return self.modules
-        raise InvalidArgument(f"unknown region {name!r}: expected 'vmalloc' or 'modules'")
+        raise InvalidArgument(f"unknown region {show(name)}: expected 'vmalloc' or 'modules'")
 
     def region_of(self, addr: int) -> Region | None:
         """The window holding ``addr``, or None outside every window."""
@@ -203,7 +204,7 @@ def by_name(name: str) -> Layout:
     >>> by_name("x86_64") is X86_64
     True
     """
-    try:
-        return LAYOUTS[name]
-    except KeyError:
-        raise InvalidArgument(f"unknown layout {name!r}; known: {', '.join(sorted(LAYOUTS))}") from None
+    layout = LAYOUTS.get(name) if isinstance(name, str) else None
+    if layout is None:
+        raise InvalidArgument(f"unknown layout {show(name)}; known: {', '.join(sorted(LAYOUTS))}")
+    return layout

@@ -249,7 +249,8 @@ def restore(
             )
     arrays = _page_arrays(records, layout.bits // 8)
     nested = set(arrays.values())
-    for i, r in enumerate(records):
+    # Page arrays first, so that each vmalloc names an area that is already there.
+    for i, r in sorted(enumerate(records), key=lambda ir: ir[0] not in nested):
         assert r.start is not None
         if r.kind == "unpurged":
             space.reserve(r.start, r.size, vm_flags=0, lazy=True)

@@ -14,9 +14,11 @@ True
 from __future__ import annotations
 
 import enum
+import re
 
 import attrs
 
+from vmapsim.checks import show, text
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
@@ -111,6 +113,9 @@ DEFAULT = LINUX_6_3
 PROFILES: tuple[KernelProfile, ...] = (LINUX_5_18, LINUX_6_3, LINUX_6_5, LINUX_6_9, LINUX_6_11, LINUX_6_16)
 
 
+_RELEASE = re.compile(r"^(\d{1,4})\.(\d{1,4})(?!\d)")
+
+
 def for_version(version: str) -> KernelProfile:
     """The profile for a kernel release such as ``"6.12"`` or ``"6.1.0-56-amd64"``.
 
@@ -120,11 +125,10 @@ def for_version(version: str) -> KernelProfile:
     >>> for_version("6.8.0").name, for_version("6.9").name, for_version("6.1.0-56-amd64").name
     ('6.5', '6.9', '5.18')
     """
-    parts = version.split(".")
-    try:
-        key = (int(parts[0]), int("".join(ch for ch in parts[1].split("-")[0] if ch.isdigit())))
-    except (IndexError, ValueError):
-        raise InvalidArgument(f"kernel version {version!r}: expected MAJOR.MINOR[...]") from None
+    m = _RELEASE.match(text("version", version) or "")
+    if m is None:
+        raise InvalidArgument(f"kernel version {show(version)}: expected MAJOR.MINOR[...]")
+    key = (int(m[1]), int(m[2]))
     if key < LINUX_5_18.first:
-        raise InvalidArgument(f"kernel version {version!r}: profiles start at 5.18")
+        raise InvalidArgument(f"kernel version {show(version)}: profiles start at 5.18")
     return [p for p in PROFILES if p.first <= key][-1]

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from vmapsim.checks import MAX_DIGITS, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError, VmapAllocationError
 from vmapsim.space import VmapSpace
 
@@ -68,10 +69,10 @@ _KV = re.compile(r"(\w+)[=:]\s*(\(fault\)|0x[0-9a-fA-F]+|-?\d+)")
 _PROBE_AT = re.compile(r"^\((?P<where>[^)]*)\)")
 
 
-def _fields(body: str) -> dict[str, int | None]:
+def _fields(body: str, source: str, line: int) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for key, value in _KV.findall(body):
-        out[key] = None if value == "(fault)" else int(value, 0)
+        out[key] = None if value == "(fault)" else parse_number(value, what=key, source=source, line=line)
     return out
 
 
@@ -91,9 +92,13 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
         m = _HEAD.match(raw)
         if m is None:
             continue
-        cpu, time, task, event, body = int(m["cpu"]), float(m["time"]), m["task"].strip(), m["event"], m["body"]
-        pid = int(m["pid"])
-        f = _fields(body)
+        task, event, body = m["task"].strip(), m["event"], m["body"]
+        cpu = parse_number(m["cpu"], what="CPU", source=source, line=lineno)
+        pid = parse_number(m["pid"], what="pid", source=source, line=lineno)
+        if len(m["time"]) > MAX_DIGITS:
+            raise ParseError(f"time {show(m['time'])} has more than {MAX_DIGITS} digits", source=source, line=lineno)
+        time = float(m["time"])
+        f = _fields(body, source, lineno)
         where = _PROBE_AT.match(body)
         try:
             if event == "alloc_vmap_area":

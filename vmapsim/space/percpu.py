@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vmapsim.checks import integer, show
 from vmapsim.errors import InvalidArgument
 from vmapsim.freetree import FreeTree
 from vmapsim.units import PAGE_SIZE, is_power_of_2
@@ -27,12 +28,21 @@ def check_areas(offsets: Sequence[int], sizes: Sequence[int], align: int) -> Non
 
     Runtime complexity: O(n²) for n areas (n is the number of NUMA groups, a handful).
     """
+    for name, seq in (("offsets", offsets), ("sizes", sizes)):
+        if isinstance(seq, str | bytes) or not isinstance(seq, Sequence):
+            raise InvalidArgument(f"{name}={show(seq)}: expected a sequence of integers")
+        for i, v in enumerate(seq):
+            integer(f"{name}[{i}]", v, 0, 1 << 64)
+    integer("align", align, PAGE_SIZE, 1 << 64)
     n = len(offsets)
-    if n == 0 or n != len(sizes) or not is_power_of_2(align) or align % PAGE_SIZE:
-        raise InvalidArgument(f"pcpu_get_vm_areas(offsets={list(offsets)}, sizes={list(sizes)}, align={align})")
+    if n == 0 or n != len(sizes) or not is_power_of_2(align):
+        raise InvalidArgument(f"pcpu_get_vm_areas(offsets={show(list(offsets))}, sizes={show(list(sizes))}, "
+                              f"align={align:#x}): one size per offset, and a power-of-two align")  # fmt: skip
     for i in range(n):
-        if offsets[i] % align or sizes[i] % align or sizes[i] <= 0 or offsets[i] < 0:
-            raise InvalidArgument(f"percpu area {i}: offset {offsets[i]} / size {sizes[i]} not aligned to {align}")
+        if offsets[i] % align or sizes[i] % align or sizes[i] <= 0:
+            raise InvalidArgument(
+                f"percpu area {i}: offset {offsets[i]:#x} / size {sizes[i]:#x} not aligned to {align:#x}"
+            )
         for k in range(i + 1, n):
             if offsets[k] < offsets[i] + sizes[i] and offsets[i] < offsets[k] + sizes[k]:
                 raise InvalidArgument(f"percpu areas {i} and {k} overlap")

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 
 import attrs
 
+from vmapsim.checks import address, flag, integer, show, text
 from vmapsim.errors import InvalidArgument, UnknownAddress, VmapAllocationError
 from vmapsim.space import percpu
 from vmapsim.space.area import (
@@ -97,6 +98,7 @@ class VmapSpace(VmapState):
         '0x10004000'
         """
         self.core.check_request(size, align, vstart, vend, cpu)
+        text("caller", caller, optional=True)
         return self.core.alloc(size, align, vstart, vend, cpu=cpu, caller=caller)
 
     def free_vmap_area(self, addr: int, *, lazy: bool = True) -> None:
@@ -105,9 +107,10 @@ class VmapSpace(VmapState):
         ``lazy=False`` is ``free_vmap_area()``: the range returns to the free tree
         now, without waiting for a purge.  Runtime complexity: O(log n).
         """
-        area = self.core.get(addr)
+        area = self.core.get(address("addr", addr))
+        flag("lazy", lazy)
         if area is None:
-            raise UnknownAddress(f"free_vmap_area({addr!r}): no busy area starts there (never allocated, or freed)")
+            raise UnknownAddress(f"free_vmap_area({addr:#x}): no busy area starts there (never allocated, or freed)")
         if area.vm_flags or area.va_flags or area.percpu:
             raise InvalidArgument(
                 f"free_vmap_area({addr:#x}): the area belongs to a vmalloc/vmap/vm_map_ram user; free it there"
@@ -155,9 +158,8 @@ class VmapSpace(VmapState):
         and :class:`VmapAllocationError` is raised, as the kernel does.
         Runtime complexity: O(log n).
         """
-        if not isinstance(size, int) or size <= 0:
-            raise InvalidArgument(f"vmalloc size {size!r}: must be a positive integer")
-        size = page_align(size)
+        size = page_align(integer("size", size, 1, self.layout.kva_end))
+        flag("flush_reset_perms", flush_reset_perms)
         flags = VM_ALLOC | (VM_FLUSH_RESET_PERMS if flush_reset_perms else 0)
         nr_pages = size >> PAGE_SHIFT
         area = self._get_vm_area(size, align, start, end, vm_flags=flags, caller=caller, cpu=cpu, nr_pages=nr_pages)
@@ -181,6 +183,9 @@ class VmapSpace(VmapState):
         With ``VM_FLUSH_RESET_PERMS`` the free ends in ``vm_unmap_aliases()``,
         which purges every lazy area.  Runtime complexity: O(log n).
         """
+        area = self.core.get(address("addr", addr))
+        if area is not None and area.pages_area and self.core.get(area.pages_area) is None:
+            raise InvalidArgument(f"vfree({addr:#x}): its page array at {area.pages_area:#x} is not busy")
         area = self._take_vm(addr, VM_ALLOC, "vfree")
         self.core.free_lazy(area)
         if area.vm_flags & VM_FLUSH_RESET_PERMS:
@@ -204,8 +209,7 @@ class VmapSpace(VmapState):
 
         Runtime complexity: O(log n).
         """
-        if not isinstance(nr_pages, int) or nr_pages <= 0:
-            raise InvalidArgument(f"vmap of {nr_pages!r} pages: must be a positive integer")
+        integer("nr_pages", nr_pages, 1, self.layout.kva_end >> PAGE_SHIFT)
         w = self.layout.vmalloc
         # vm_struct.nr_pages stays 0: vmap() sets it only for VM_MAP_PUT_PAGES.
         return self._get_vm_area(nr_pages << PAGE_SHIFT, 1, w.start, w.end, vm_flags=VM_MAP, caller=caller,
@@ -228,9 +232,8 @@ class VmapSpace(VmapState):
         >>> hex(s.ioremap(0x101000, phys=0xfee00000))   # 1 MiB + 4 KiB -> 2 MiB aligned
         '0xffffc90000200000'
         """
-        if not isinstance(size, int) or size <= 0:
-            raise InvalidArgument(f"ioremap size {size!r}: must be a positive integer")
-        size = page_align(size)
+        size = page_align(integer("size", size, 1, self.layout.kva_end))
+        address("phys", phys)
         order = min(max(get_count_order(size), PAGE_SHIFT), self.layout.ioremap_max_order)
         w = self.layout.vmalloc
         return self._get_vm_area(size, 1 << order, w.start, w.end, vm_flags=VM_IOREMAP, caller=caller, cpu=cpu,
@@ -256,8 +259,7 @@ class VmapSpace(VmapState):
         >>> b - a, len(s.areas())           # 3 pages round up to 4; one 1 MiB block
         (16384, 1)
         """
-        if not isinstance(count, int) or count <= 0:
-            raise InvalidArgument(f"vm_map_ram of {count!r} pages: must be a positive integer")
+        integer("count", count, 1, self.layout.kva_end >> PAGE_SHIFT)
         self.core.check_cpu(cpu)
         w = self.layout.vmalloc
         if count > self.layout.bits:  # VMAP_MAX_ALLOC = BITS_PER_LONG
@@ -278,17 +280,17 @@ class VmapSpace(VmapState):
         once every page in it is dirty (``vb_free()``).
         Runtime complexity: O(log n).
         """
-        if not isinstance(count, int) or count <= 0:
-            raise InvalidArgument(f"vm_unmap_ram of {count!r} pages: must be a positive integer")
+        address("addr", addr)
+        integer("count", count, 1, self.layout.kva_end >> PAGE_SHIFT)
         if count > self.layout.bits:
             area = self.core.get(addr)
             if area is None or area.va_flags != VMAP_RAM or area.size != count << PAGE_SHIFT:
-                raise UnknownAddress(f"vm_unmap_ram({addr!r}, {count}): no vm_map_ram area of that size there")
+                raise UnknownAddress(f"vm_unmap_ram({addr:#x}, {count}): no vm_map_ram area of that size there")
             self.core.free_lazy(self.core.unlink(addr))
             return
         pages = 1 << get_order(count << PAGE_SHIFT)
         if not self.core.blocks.is_live(addr, pages):
-            raise UnknownAddress(f"vm_unmap_ram({addr!r}, {count}): not a live vm_map_ram mapping of that size")
+            raise UnknownAddress(f"vm_unmap_ram({addr:#x}, {count}): not a live vm_map_ram mapping of that size")
         block = self.core.blocks.give(addr, pages)
         if block is not None:  # free_vmap_block()
             self.core.free_lazy(self.core.unlink(block))
@@ -341,13 +343,15 @@ class VmapSpace(VmapState):
 
     def pcpu_free_vm_areas(self, addrs: Iterable[int]) -> None:
         """``pcpu_free_vm_areas()``: free percpu areas (lazily).  Runtime complexity: O(k log n)."""
-        addrs = list(addrs)
+        if isinstance(addrs, str | bytes) or not isinstance(addrs, Iterable):
+            raise InvalidArgument(f"addrs={show(addrs)}: expected addresses")
+        addrs = [address(f"addrs[{i}]", a) for i, a in enumerate(addrs)]
+        if len(set(addrs)) != len(addrs):
+            raise InvalidArgument("pcpu_free_vm_areas(): an area is named twice")
         for a in addrs:
             area = self.core.get(a)
             if area is None or not area.percpu:
-                raise UnknownAddress(f"{a!r} is not a live percpu area")
-        if len(set(addrs)) != len(addrs):
-            raise InvalidArgument(f"pcpu_free_vm_areas({addrs!r}): an area is named twice")
+                raise UnknownAddress(f"{a:#x} is not a live percpu area")
         for a in addrs:
             self.core.free_lazy(self.core.unlink(a))
 
@@ -368,13 +372,14 @@ class VmapSpace(VmapState):
         """``__get_vm_area_node()``: the one place a guard page is added, then ``alloc_vmap_area()``."""
         size += PAGE_SIZE  # no VM_NO_GUARD user is modelled
         self.core.check_request(size, align, start, end, cpu)
+        text("caller", caller, optional=True)
         return self.core.alloc(size, align, start, end, cpu=cpu, caller=caller, vm_flags=vm_flags,
                                 nr_pages=nr_pages, phys=phys, nested=nested)  # fmt: skip
 
     def _take_vm(self, addr: int, flag: int, what: str) -> VmapArea:
-        area = self.core.get(addr)
+        area = self.core.get(address("addr", addr))
         if area is None:
-            raise UnknownAddress(f"{what}({addr!r}): no busy area starts there (never allocated, or freed already)")
+            raise UnknownAddress(f"{what}({addr:#x}): no busy area starts there (never allocated, or freed already)")
         if not area.vm_flags & flag or area.nested or area.percpu:
             raise InvalidArgument(f"{what}({addr:#x}): the area there was not made by the matching call")
         return self.core.unlink(addr)

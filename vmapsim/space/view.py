@@ -18,15 +18,34 @@ from __future__ import annotations
 
 import attrs
 
-from vmapsim import profiles
+from vmapsim import layouts, profiles
+from vmapsim.checks import address, flag, integer, show, text
 from vmapsim.errors import InvalidArgument, UnknownAddress
 from vmapsim.layouts import Layout, Region
-from vmapsim.space.area import VM_ALLOC, VMAP_BLOCK, RegionUsage, VmapArea
+from vmapsim.space.area import VM_ALLOC, VMAP_BLOCK, VMAP_RAM, RegionUsage, VmapArea
 from vmapsim.space.vmap_area import VmapAreas
 from vmapsim.space.vmap_block import VmapBlock
-from vmapsim.units import PAGE_SIZE, get_count_order
+from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, get_count_order
 
 __all__ = ["VmapState"]
+
+
+def _layout(value: Layout | str) -> Layout:
+    """A layout, or a layout's name (``"x86_64"``), as users name them."""
+    if isinstance(value, str):
+        return layouts.by_name(value)
+    if not isinstance(value, Layout):
+        raise InvalidArgument(f"layout={show(value)}: expected a Layout or a layout's name")
+    return value
+
+
+def _profile(value: profiles.KernelProfile | str) -> profiles.KernelProfile:
+    """A profile, or a kernel version (``"6.12"``) to pick one for."""
+    if isinstance(value, str):
+        return profiles.for_version(value)
+    if not isinstance(value, profiles.KernelProfile):
+        raise InvalidArgument(f"profile={show(value)}: expected a KernelProfile or a kernel version")
+    return value
 
 
 @attrs.define(eq=False)
@@ -43,19 +62,19 @@ class VmapState:
     32768
     """
 
-    layout: Layout
+    layout: Layout = attrs.field(converter=_layout)
     cpus: int = 1
-    profile: profiles.KernelProfile = profiles.DEFAULT
+    profile: profiles.KernelProfile = attrs.field(default=profiles.DEFAULT, converter=_profile)
     nr_cpus_config: int = 8192
     _auto_purge: bool = attrs.field(default=True, alias="auto_purge")
     #: The allocator core: free tree, busy and lazy areas, pools, purges.
     core: VmapAreas = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.cpus, int) or not 1 <= self.cpus <= 1 << 16:
-            raise InvalidArgument(f"cpus={self.cpus!r}: expected an integer from 1 to 65536")
-        if not isinstance(self.nr_cpus_config, int) or self.nr_cpus_config < self.cpus:
-            raise InvalidArgument(f"nr_cpus_config={self.nr_cpus_config!r}: must be an integer >= cpus")
+        # CONFIG_NR_CPUS is at most NR_CPUS_MAX in Kconfig; a larger one must be asked for explicitly.
+        integer("nr_cpus_config", self.nr_cpus_config, 1, 1 << 16)
+        integer("cpus", self.cpus, 1, self.nr_cpus_config)
+        flag("auto_purge", self._auto_purge)
         self.core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self._auto_purge)
 
     # ------------------------------------------------------------- parameters
@@ -119,9 +138,9 @@ class VmapState:
 
     def area(self, addr: int) -> VmapArea:
         """The busy area starting at ``addr``; :class:`UnknownAddress` if none.  Runtime: O(1)."""
-        area = self.core.get(addr)
+        area = self.core.get(address("addr", addr))
         if area is None:
-            raise UnknownAddress(f"no busy area starts at {addr!r}")
+            raise UnknownAddress(f"no busy area starts at {addr:#x}")
         return area
 
     def find_area(self, addr: int) -> VmapArea | None:
@@ -135,9 +154,7 @@ class VmapState:
         >>> s.find_area(a + 8192).size, s.find_area(a + 12288)      # the guard page; past it
         (12288, None)
         """
-        if not isinstance(addr, int):
-            raise InvalidArgument(f"find_area({addr!r}): an address is an integer")
-        return self.core.find(addr)
+        return self.core.find(address("addr", addr))
 
     def areas(self, region: str | Region | None = None) -> list[VmapArea]:
         """Busy areas (in a window, or all), by address.  Runtime complexity: O(log n + k)."""
@@ -228,14 +245,26 @@ class VmapState:
         vmalloc (``pages_area=0``: the array exists but was not identified).
         Runtime complexity: O(log n).
         """
-        if (
-            not isinstance(start, int)
-            or not isinstance(size, int)
-            or size <= 0
-            or start % PAGE_SIZE
-            or size % PAGE_SIZE
-        ):
-            raise InvalidArgument(f"reserve({start!r}, {size!r}): page-aligned start and positive size needed")
+        address("start", start)
+        integer("size", size, 1, 1 << 64)
+        if start % PAGE_SIZE or size % PAGE_SIZE:
+            raise InvalidArgument(f"reserve({start:#x}, {size:#x}): start and size must be page-aligned")
+        text("caller", caller, optional=True)
+        integer("vm_flags", vm_flags, 0, (1 << 64) - 1)
+        integer("va_flags", va_flags, 0, VMAP_RAM | VMAP_BLOCK)
+        integer("nr_pages", nr_pages, 0, size >> PAGE_SHIFT)
+        address("phys", phys)
+        flag("lazy", lazy)
+        flag("nested", nested)
+        if pages_area:
+            array = self.core.get(address("pages_area", pages_area))
+            if array is None or not array.nested or lazy:
+                raise InvalidArgument(f"pages_area={pages_area:#x}: not a busy page-array area (reserve it first,"
+                                      " with nested=True; a lazy area has none)")  # fmt: skip
+        elif pages_area is not None:
+            integer("pages_area", pages_area, 0, 0)
+        if lazy and nr_pages:
+            raise InvalidArgument(f"reserve({start:#x}, lazy=True, nr_pages={nr_pages}): a lazy area backs no pages")
         self.core.free.clip(start, size)
         # Only vmalloc-window areas carry a node; which CPU allocated one is not known, so the
         # node addr_to_node() gives stands in for it.
@@ -260,8 +289,8 @@ class VmapState:
         Runtime complexity: O(log n), O(p) when it comes from a pool.
         """
         self.core.check_cpu(cpu)
-        if not isinstance(addr, int) or not isinstance(size, int) or size <= 0:
-            raise InvalidArgument(f"replay_alloc({addr!r}, {size!r}): an address and a positive size")
+        address("addr", addr)
+        integer("size", size, 1, 1 << 64)
         return self.core.take_exactly(addr, size, cpu=cpu)
 
     def replay_free(self, addr: int) -> bool:
@@ -269,7 +298,7 @@ class VmapState:
 
         Runtime complexity: O(log n).
         """
-        area = self.core.get(addr)
+        area = self.core.get(address("addr", addr))
         if area is None:
             return False
         self.core.unlink(addr)
@@ -285,7 +314,7 @@ class VmapState:
 
         Runtime complexity: O(k log n).
         """
-        self.core.purge(full_decay=full_decay)
+        self.core.purge(full_decay=flag("full_decay", full_decay))
 
     # --------------------------------------------------------------- internals
 

@@ -22,6 +22,7 @@ import attrs
 from sortedcontainers import SortedDict
 
 from vmapsim import profiles
+from vmapsim.checks import integer
 from vmapsim.errors import InvalidArgument, VmapAllocationError
 from vmapsim.freetree import FreeTree
 from vmapsim.layouts import Layout, Region
@@ -104,19 +105,21 @@ class VmapAreas:
 
     def check_cpu(self, cpu: int) -> None:
         """:class:`InvalidArgument` unless ``cpu`` is an online CPU.  Runtime complexity: O(1)."""
-        if not isinstance(cpu, int) or not 0 <= cpu < self.cpus:
-            raise InvalidArgument(f"cpu={cpu!r}: expected 0..{self.cpus - 1}")
+        if type(cpu) is not int or not 0 <= cpu < self.cpus:
+            integer("cpu", cpu, 0, self.cpus - 1)
 
     def check_request(self, size: int, align: int, vstart: int, vend: int, cpu: int) -> None:
         """The argument checks of ``alloc_vmap_area()``.  Runtime complexity: O(1)."""
-        if not isinstance(size, int) or size <= 0 or size % PAGE_SIZE:
-            raise InvalidArgument(f"size {size!r}: must be a positive multiple of {PAGE_SIZE}")
-        if not isinstance(align, int) or not is_power_of_2(align):
-            raise InvalidArgument(f"align {align!r}: must be a power of two")
-        if not isinstance(vstart, int) or not isinstance(vend, int) or not 0 <= vstart < vend <= self.layout.kva_end:
-            raise InvalidArgument(
-                f"window [{vstart!r}, {vend!r}): must satisfy 0 <= vstart < vend <= {self.layout.kva_end:#x}"
-            )
+        kva_end = self.layout.kva_end
+        integer("size", size, 1, kva_end)
+        if size % PAGE_SIZE:
+            raise InvalidArgument(f"size={size}: must be a multiple of {PAGE_SIZE}")
+        if not is_power_of_2(integer("align", align, 1, kva_end)):
+            raise InvalidArgument(f"align={align}: must be a power of two")
+        integer("vstart", vstart, 0, kva_end)
+        integer("vend", vend, 0, kva_end)
+        if vstart >= vend:
+            raise InvalidArgument(f"window [{vstart:#x}, {vend:#x}): vstart must be below vend")
         self.check_cpu(cpu)
 
     def region_index(self, region: str) -> int:

@@ -1,0 +1,228 @@
+"""Checks at every public boundary, in one style: what was passed, and what was expected.
+
+Every public function and constructor of vmapsim checks its arguments with these
+helpers before it changes anything, so a bad value raises
+:class:`~vmapsim.errors.InvalidArgument` naming the argument and the value, and
+every parser reads numbers and JSON through :func:`parse_number` and
+:func:`load_json`, so bad text raises :class:`~vmapsim.errors.ParseError`
+naming the source and the line.  ``bool`` is never accepted as a number
+(``True`` is an ``int`` to Python, never a size or a CPU to the kernel).
+
+>>> integer("cpus", 4, 1, NR_CPUS_MAX)
+4
+>>> integer("cpus", True, 1, NR_CPUS_MAX)
+Traceback (most recent call last):
+...
+vmapsim.errors.InvalidArgument: cpus=True: expected an integer from 1 to 8192
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+
+from vmapsim.errors import InvalidArgument, ParseError
+
+__all__ = [
+    "MAX_DIGITS",
+    "NR_CPUS_MAX",
+    "address",
+    "flag",
+    "integer",
+    "load_json",
+    "number",
+    "parse_number",
+    "show",
+    "text",
+]
+
+#: The largest ``CONFIG_NR_CPUS`` the kernel's Kconfig offers (x86-64 ``MAXSMP``: 8192).
+NR_CPUS_MAX = 8192
+#: Digits a number in any input may have: 2**128 has 39, and no address, size, CPU or count
+#: vmapsim models needs more (Python refuses over 4300, and converting long ones is slow).
+MAX_DIGITS = 40
+
+
+def show(value: object) -> str:
+    """``repr(value)`` for a message: at most 60 characters, and safe for any integer.
+
+    Runtime complexity: O(1) for integers, O(len) otherwise.
+
+    >>> show(10**5000), show("x" * 100)[-5:]
+    ('<an integer of 16610 bits>', 'xx...')
+    """
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"<an integer of {value.bit_length()} bits>"
+    try:
+        r = repr(value)
+    except Exception:  # a repr that fails must not hide the error being reported
+        r = f"<{type(value).__name__}>"
+    return r if len(r) <= 60 else r[:57] + "..."
+
+
+def integer(name: str, value: object, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` if it is an ``int`` (not ``bool``) in ``[lo, hi]``; else :class:`InvalidArgument`.
+
+    Runtime complexity: O(1).
+
+    >>> integer("size", 4096, 1)
+    4096
+    >>> integer("size", 1.5, 1)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: size=1.5: expected an integer >= 1
+    """
+    if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
+        raise InvalidArgument(f"{name}={show(value)}: expected {_range('an integer', lo, hi)}")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise InvalidArgument(f"{name}={show(value)}: expected {_range('an integer', lo, hi)}")
+    return int(value)
+
+
+def address(name: str, value: object) -> int:
+    """``value`` if it is a 64-bit address (an ``int`` in ``[0, 2**64)``).  Runtime complexity: O(1).
+
+    >>> address("addr", -1)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: addr=-1: expected an integer from 0 to 18446744073709551615
+    """
+    if type(value) is int and 0 <= value < 1 << 64:
+        return value
+    return integer(name, value, 0, (1 << 64) - 1)
+
+
+def flag(name: str, value: object) -> bool:
+    """``value`` if it is a ``bool``; else :class:`InvalidArgument`.  Runtime complexity: O(1).
+
+    >>> flag("lazy", 1)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: lazy=1: expected True or False
+    """
+    if not isinstance(value, bool):
+        raise InvalidArgument(f"{name}={show(value)}: expected True or False")
+    return value
+
+
+def number(name: str, value: object, lo: float | None = None, hi: float | None = None) -> float:
+    """``value`` as a float if it is a finite real number (not ``bool``) in ``[lo, hi]``.
+
+    Runtime complexity: O(1).
+
+    >>> number("time", 2, 0)
+    2.0
+    >>> number("time", float("nan"), 0)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: time=nan: expected a finite number >= 0
+    """
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if ok and isinstance(value, int) and value.bit_length() > 1000:
+        ok = False  # beyond float's range
+    if ok:
+        f = float(value)  # type: ignore[arg-type]
+        if math.isfinite(f) and (lo is None or f >= lo) and (hi is None or f <= hi):
+            return f
+    raise InvalidArgument(f"{name}={show(value)}: expected {_range('a finite number', lo, hi)}")
+
+
+def text(name: str, value: object, *, optional: bool = False) -> str | None:
+    """``value`` if it is a ``str`` (or None, when ``optional``); else :class:`InvalidArgument`.
+
+    Runtime complexity: O(1).
+
+    >>> text("caller", 123)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: caller=123: expected a string
+    """
+    if isinstance(value, str) or (optional and value is None):
+        return value
+    raise InvalidArgument(f"{name}={show(value)}: expected a string{' or None' if optional else ''}")
+
+
+def _range(kind: str, lo: float | None, hi: float | None) -> str:
+    if lo is not None and hi is not None:
+        return f"{kind} from {lo:g} to {hi:g}" if isinstance(lo, float) else f"{kind} from {lo} to {hi}"
+    if lo is not None:
+        return f"{kind} >= {lo:g}"
+    if hi is not None:
+        return f"{kind} <= {hi:g}"
+    return kind
+
+
+def parse_number(token: str, *, what: str, source: str, line: int) -> int:
+    """An unsigned number as the kernel prints it (``0x`` hex or decimal), or :class:`ParseError`.
+
+    Leading zeros are read as decimal (``08192`` is 8192, as ``kstrtoul(s, 10)``
+    reads it); more than :data:`MAX_DIGITS` digits is refused.  Runtime complexity:
+    O(len(token)).
+
+    >>> parse_number("0x2000", what="size", source="trace", line=1), parse_number("08192", what="size",
+    ...     source="trace", line=1)
+    (8192, 8192)
+    """
+    t = token.strip()
+    neg = t.startswith("-")
+    digits = t[1:] if neg else t
+    hexa = digits[:2].lower() == "0x"
+    body = digits[2:] if hexa else digits
+    if not body or len(body) > MAX_DIGITS or not all(c in _HEX if hexa else c in _DEC for c in body):
+        raise ParseError(f"{what} {show(token)} is not a number of at most {MAX_DIGITS} digits", source=source,
+                         line=line)  # fmt: skip
+    value = int(body, 16 if hexa else 10)
+    return -value if neg else value
+
+
+_DEC = frozenset("0123456789")
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def load_json(data: str | bytes, *, source: str, max_bytes: int, line: int = 0) -> object:
+    """JSON within limits, or :class:`ParseError` naming ``source``.
+
+    Limits: at most ``max_bytes`` of text, numbers of at most :data:`MAX_DIGITS`
+    digits, no ``NaN``/``Infinity``, nesting no deeper than the parser can go
+    (the schemas that read the result accept far less).  Runtime complexity: O(n).
+
+    >>> load_json('{"cpu": 3}', source="requests", max_bytes=100)
+    {'cpu': 3}
+    >>> load_json('[NaN]', source="requests", max_bytes=100)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.ParseError: requests:0: not valid JSON: NaN is not a number
+    """
+    if len(data) > max_bytes:
+        raise ParseError(f"{len(data)} bytes is more than the limit of {max_bytes}", source=source, line=line)
+    try:
+        return json.loads(data, parse_int=_bounded(int), parse_float=_bounded(float), parse_constant=_constant)
+    except ParseError:
+        raise
+    except _Refused as e:
+        raise ParseError(f"not valid JSON: {e}", source=source, line=line) from None
+    except RecursionError:
+        raise ParseError("not valid JSON: nested too deeply", source=source, line=line) from None
+    except (ValueError, UnicodeDecodeError) as e:  # json.JSONDecodeError is a ValueError
+        raise ParseError(f"not valid JSON: {str(e)[:100]}", source=source, line=line) from None
+
+
+class _Refused(Exception):
+    """A JSON token the limits refuse (raised inside the decoder's hooks)."""
+
+
+def _bounded(kind: Callable[[str], object]) -> Callable[[str], object]:
+    def convert(token: str) -> object:
+        if len(token) > MAX_DIGITS:
+            raise _Refused(f"a number of {len(token)} characters (at most {MAX_DIGITS})")
+        value = kind(token)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise _Refused(f"{token} is out of range")
+        return value
+
+    return convert
+
+
+def _constant(token: str) -> object:
+    raise _Refused(f"{token} is not a number")

@@ -137,7 +137,7 @@ def test_load_takes_aliases_and_request_files(tmp_path: Path, capsys: pytest.Cap
 
 @pytest.mark.parametrize(
     "content,needle",
-    [("garbage\n", "reqs.jsonl:1: not JSON"), ('{"module": "nosuch"}\n', "no module 'nosuch'"),
+    [("garbage\n", "reqs.jsonl:1: not valid JSON"), ('{"module": "nosuch"}\n', "no module 'nosuch'"),
      ('{"module": "loop", "cpu": "x"}\n', "reqs.jsonl:1:")],
 )  # fmt: skip
 def test_load_bad_request_files(tmp_path: Path, content: str, needle: str) -> None:

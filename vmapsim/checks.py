@@ -25,6 +25,7 @@ from collections.abc import Callable
 from vmapsim.errors import InvalidArgument, ParseError
 
 __all__ = [
+    "CPUS_LIMIT",
     "MAX_DIGITS",
     "NR_CPUS_MAX",
     "address",
@@ -39,6 +40,8 @@ __all__ = [
 
 #: The largest ``CONFIG_NR_CPUS`` the kernel's Kconfig offers (x86-64 ``MAXSMP``: 8192).
 NR_CPUS_MAX = 8192
+#: The most CPUs vmapsim models at all, with ``nr_cpus_config`` raised explicitly past NR_CPUS_MAX.
+CPUS_LIMIT = 1 << 16
 #: Digits a number in any input may have: 2**128 has 39, and no address, size, CPU or count
 #: vmapsim models needs more (Python refuses over 4300, and converting long ones is slow).
 MAX_DIGITS = 40
@@ -153,10 +156,10 @@ def _range(kind: str, lo: float | None, hi: float | None) -> str:
     return kind
 
 
-def parse_number(token: str, *, what: str, source: str, line: int) -> int:
+def parse_number(token: str, *, what: str, source: str, line: int, signed: bool = False) -> int:
     """An unsigned number as the kernel prints it (``0x`` hex or decimal), or :class:`ParseError`.
 
-    Leading zeros are read as decimal (``08192`` is 8192, as ``kstrtoul(s, 10)``
+    ``signed`` allows a leading minus.  Leading zeros are read as decimal (``08192`` is 8192, as ``kstrtoul(s, 10)``
     reads it); more than :data:`MAX_DIGITS` digits is refused.  Runtime complexity:
     O(len(token)).
 
@@ -165,7 +168,7 @@ def parse_number(token: str, *, what: str, source: str, line: int) -> int:
     (8192, 8192)
     """
     t = token.strip()
-    neg = t.startswith("-")
+    neg = signed and t.startswith("-")
     digits = t[1:] if neg else t
     hexa = digits[:2].lower() == "0x"
     body = digits[2:] if hexa else digits

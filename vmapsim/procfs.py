@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import attrs
 
+from vmapsim.checks import parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.layouts import Layout
 from vmapsim.profiles import DEFAULT, KernelProfile
@@ -156,7 +157,13 @@ _LINE = re.compile(r"^0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\s+(\d+)(.*)$")
 _NUMA = re.compile(r"^N(\d+)=(\d+)$")
 
 
-def parse_vmallocinfo(text: str, *, source: str = "vmallocinfo") -> list[VmallocInfoRecord]:
+#: Largest /proc/vmallocinfo text read (256 MiB: millions of areas).
+MAX_VMALLOCINFO_BYTES = 256 << 20
+
+
+def parse_vmallocinfo(
+    text: str, *, source: str = "vmallocinfo", max_bytes: int = MAX_VMALLOCINFO_BYTES
+) -> list[VmallocInfoRecord]:
     """Records of real /proc/vmallocinfo text (blank lines are skipped).
 
     Pointers are kept only when they are real (``end - start == size``);
@@ -168,6 +175,10 @@ def parse_vmallocinfo(text: str, *, source: str = "vmallocinfo") -> list[Vmalloc
     >>> r.start, r.size, r.caller, r.flags
     (None, 8192, 'f+0x1/0x2', ('vmalloc',))
     """
+    if not isinstance(text, str):
+        raise InvalidArgument(f"text={show(text)}: expected the file's text")
+    if len(text) > max_bytes:
+        raise ParseError(f"{len(text)} characters is more than the limit of {max_bytes}", source=source)
     records = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -175,8 +186,10 @@ def parse_vmallocinfo(text: str, *, source: str = "vmallocinfo") -> list[Vmalloc
             continue
         m = _LINE.match(line)
         if m is None:
-            raise ParseError(f"not a vmallocinfo line: {raw[:80]!r}", source=source, line=lineno)
-        start, end, size = int(m.group(1), 16), int(m.group(2), 16), int(m.group(3))
+            raise ParseError(f"not a vmallocinfo line: {show(raw)}", source=source, line=lineno)
+        start = parse_number("0x" + m.group(1), what="start", source=source, line=lineno)
+        end = parse_number("0x" + m.group(2), what="end", source=source, line=lineno)
+        size = parse_number(m.group(3), what="size", source=source, line=lineno)
         real = end - start == size
         rest = m.group(4).split()
         kw: dict[str, object] = {}
@@ -198,19 +211,18 @@ def parse_vmallocinfo(text: str, *, source: str = "vmallocinfo") -> list[Vmalloc
                     i += 1
                 kw["caller"] = caller
             for tok in rest[i:]:
-                try:
-                    if tok.startswith("pages="):
-                        kw["pages"] = int(tok[6:])
-                    elif tok.startswith("phys="):
-                        kw["phys"] = int(tok[5:], 16)
-                    elif tok in _KNOWN_WORDS:
-                        flags.append(tok)
-                    elif (nm := _NUMA.match(tok)) is not None:
-                        numa.append((int(nm.group(1)), int(nm.group(2))))
-                    else:
-                        raise ValueError(tok)
-                except ValueError:
-                    raise ParseError(f"unexpected field {tok!r}", source=source, line=lineno) from None
+                if tok.startswith("pages="):
+                    kw["pages"] = parse_number(tok[6:], what="pages", source=source, line=lineno)
+                elif tok.startswith("phys="):
+                    hexa = tok[5:] if tok[5:7].lower() == "0x" else "0x" + tok[5:]  # %pa prints 0x; be lenient
+                    kw["phys"] = parse_number(hexa, what="phys", source=source, line=lineno)
+                elif tok in _KNOWN_WORDS:
+                    flags.append(tok)
+                elif (nm := _NUMA.match(tok)) is not None:
+                    node = parse_number(nm.group(1), what="node", source=source, line=lineno)
+                    numa.append((node, parse_number(nm.group(2), what=f"N{node}", source=source, line=lineno)))
+                else:
+                    raise ParseError(f"unexpected field {show(tok)}", source=source, line=lineno)
             kw["flags"] = tuple(flags)
             kw["numa"] = tuple(numa)
         records.append(
@@ -316,12 +328,14 @@ def parse_meminfo(text: str) -> dict[str, int]:
     >>> parse_meminfo("MemTotal: 1 kB\\nVmallocUsed:   12 kB\\n")
     {'VmallocUsed': 12}
     """
+    if not isinstance(text, str):
+        raise InvalidArgument(f"text={show(text)}: expected the file's text")
     out = {}
-    for line in text.splitlines():
+    for lineno, line in enumerate(text.splitlines(), 1):
         key, _, value = line.partition(":")
         if key.startswith("Vmalloc"):
-            try:
-                out[key] = int(value.split()[0])
-            except (IndexError, ValueError):
-                raise ParseError(f"bad meminfo value {line!r}", source="meminfo") from None
+            words = value.split()
+            if not words:
+                raise ParseError(f"{key} has no value", source="meminfo", line=lineno)
+            out[key] = parse_number(words[0], what=key, source="meminfo", line=lineno)
     return out

@@ -72,7 +72,7 @@ _PROBE_AT = re.compile(r"^\((?P<where>[^)]*)\)")
 def _fields(body: str, source: str, line: int) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for key, value in _KV.findall(body):
-        out[key] = None if value == "(fault)" else parse_number(value, what=key, source=source, line=line)
+        out[key] = None if value == "(fault)" else parse_number(value, what=key, source=source, line=line, signed=True)
     return out
 
 

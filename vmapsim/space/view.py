@@ -19,7 +19,7 @@ from __future__ import annotations
 import attrs
 
 from vmapsim import layouts, profiles
-from vmapsim.checks import address, flag, integer, show, text
+from vmapsim.checks import CPUS_LIMIT, address, flag, integer, show, text
 from vmapsim.errors import InvalidArgument, UnknownAddress
 from vmapsim.layouts import Layout, Region
 from vmapsim.space.area import VM_ALLOC, VMAP_BLOCK, VMAP_RAM, RegionUsage, VmapArea
@@ -72,7 +72,7 @@ class VmapState:
 
     def __attrs_post_init__(self) -> None:
         # CONFIG_NR_CPUS is at most NR_CPUS_MAX in Kconfig; a larger one must be asked for explicitly.
-        integer("nr_cpus_config", self.nr_cpus_config, 1, 1 << 16)
+        integer("nr_cpus_config", self.nr_cpus_config, 1, CPUS_LIMIT)
         integer("cpus", self.cpus, 1, self.nr_cpus_config)
         flag("auto_purge", self._auto_purge)
         self.core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self._auto_purge)

@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import Iterable
 
+from vmapsim.checks import CPUS_LIMIT, MAX_DIGITS, integer, load_json, number, show, text
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader import Request
 from vmapsim.loader.request import SYSCALLS
@@ -44,41 +45,80 @@ def write_requests(requests: Iterable[Request], *, fmt: str = "jsonl") -> str:
     raise InvalidArgument(f"request format {fmt!r}: expected 'jsonl' or 'csv'")
 
 
-def read_requests(text: str, *, fmt: str = "jsonl", source: str = "requests") -> list[Request]:
-    """Parse what :func:`write_requests` writes; a malformed line raises :class:`ParseError`.
+#: Largest request file read (64 MiB: over a million requests).
+MAX_REQUEST_BYTES = 64 << 20
 
-    Runtime complexity: O(n).
+
+def read_requests(
+    text: str, *, fmt: str = "jsonl", source: str = "requests", max_bytes: int = MAX_REQUEST_BYTES
+) -> list[Request]:
+    """Parse what :func:`write_requests` writes; anything else raises :class:`ParseError`.
+
+    Each JSON line is one object with the fields of :func:`write_requests`
+    (``module`` required); numbers have at most 40 digits, times are finite and
+    not negative, CPUs are whole numbers.  Runtime complexity: O(n).
+
+    >>> read_requests('{"module": "loop", "time": -1}')
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.ParseError: requests:1: time=-1: expected a finite number >= 0
     """
-    pairs: list[tuple[int, dict[str, object]]] = []
+    if not isinstance(text, str):
+        raise InvalidArgument(f"text={show(text)}: expected the file's text")
+    if len(text) > max_bytes:
+        raise ParseError(f"{len(text)} characters is more than the limit of {max_bytes}", source=source)
+    pairs: list[tuple[int, object]] = []
     if fmt == "jsonl":
         for i, raw in enumerate(text.splitlines(), 1):
             if raw.strip():
-                try:
-                    pairs.append((i, json.loads(raw)))
-                except json.JSONDecodeError as e:
-                    raise ParseError(f"not JSON: {e.msg}", source=source, line=i) from None
+                pairs.append((i, load_json(raw, source=source, line=i, max_bytes=max_bytes)))
     elif fmt == "csv":
         try:
             pairs = [(i, dict(row)) for i, row in enumerate(csv.DictReader(io.StringIO(text)), 2)]
         except csv.Error as e:
             raise ParseError(f"not CSV: {e}", source=source) from None
     else:
-        raise InvalidArgument(f"request format {fmt!r}: expected 'jsonl' or 'csv'")
+        raise InvalidArgument(f"request format {show(fmt)}: expected 'jsonl' or 'csv'")
     out = []
     for line, row in pairs:
         try:
-            syscall = str(row.get("syscall") or "finit_module")
-            if syscall not in SYSCALLS or not row.get("module"):
-                raise ValueError(f"bad module/syscall {row.get('module')!r}/{syscall!r}")
-            out.append(
-                Request(
-                    str(row["module"]),
-                    cpu=int(str(row.get("cpu", 0))),
-                    time=float(str(row.get("time", 0.0))),
-                    path=str(row["path"]) if row.get("path") else None,
-                    syscall=syscall,
-                )
-            )
-        except (ValueError, TypeError, AttributeError) as e:
+            out.append(_request(row, csv=fmt == "csv"))
+        except InvalidArgument as e:
             raise ParseError(str(e), source=source, line=line) from None
     return out
+
+
+def _request(row: object, *, csv: bool) -> Request:
+    if not isinstance(row, dict):
+        raise InvalidArgument(f"{show(row)}: expected an object with the fields {', '.join(_FIELDS)}")
+    unknown = sorted(set(map(str, row)) - set(_FIELDS))
+    if unknown:
+        raise InvalidArgument(f"unknown field {show(unknown[0])}; the fields are {', '.join(_FIELDS)}")
+    cpu, time = row.get("cpu", 0), row.get("time", 0.0)
+    if csv:  # every CSV cell is text; an empty one is the default
+        cpu = _csv_number(cpu, "cpu", int) if cpu else 0
+        time = _csv_number(time, "time", float) if time else 0.0
+    module = row.get("module")
+    if not module or not isinstance(module, str):
+        raise InvalidArgument(f"module={show(module)}: expected a module name")
+    syscall = row.get("syscall") or "finit_module"
+    if syscall not in SYSCALLS:
+        raise InvalidArgument(f"syscall={show(syscall)}: expected one of {', '.join(SYSCALLS)}")
+    path = row.get("path") or None
+    return Request(
+        module,
+        cpu=integer("cpu", cpu, 0, CPUS_LIMIT - 1),
+        time=number("time", time, 0),
+        path=text("path", path, optional=True),
+        syscall=str(syscall),
+    )
+
+
+def _csv_number(cell: object, name: str, kind: type[int] | type[float]) -> object:
+    cell = str(cell).strip()
+    if len(cell) > MAX_DIGITS:
+        raise InvalidArgument(f"{name}={show(cell)}: more than {MAX_DIGITS} characters")
+    try:
+        return kind(cell)
+    except ValueError:
+        raise InvalidArgument(f"{name}={show(cell)}: not a number") from None

@@ -69,6 +69,10 @@ _KV = re.compile(r"(\w+)[=:]\s*(\(fault\)|0x[0-9a-fA-F]+|-?\d+)")
 _PROBE_AT = re.compile(r"^\((?P<where>[^)]*)\)")
 
 
+#: Longest trace line read; the kernel's trace_seq page caps one event's text at 4 KiB.
+MAX_LINE = 4096
+
+
 def _fields(body: str, source: str, line: int) -> dict[str, int | None]:
     out: dict[str, int | None] = {}
     for key, value in _KV.findall(body):
@@ -88,6 +92,11 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
     pending: dict[int, tuple[int, dict[str, int | None], float, str]] = {}
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        if len(raw) > MAX_LINE:  # ftrace lines are short; a long one would only slow the pattern down
+            if "vmap_area" in raw:
+                raise ParseError(f"allocator line of {len(raw)} characters (at most {MAX_LINE})", source=source,
+                                 line=lineno)  # fmt: skip
             continue
         m = _HEAD.match(raw)
         if m is None:
@@ -219,8 +228,25 @@ def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
     allocation is the full reclaim (pools emptied on 6.9+).  After a
     disagreement the kernel's choice is applied, so each later allocation is
     judged from the kernel's state.  The event's CPU picks the 6.9+ vmap node.
-    Runtime complexity: O(e log n) for e events.
+    A bad event raises :class:`InvalidArgument` and leaves ``space`` as it was.
+    Runtime complexity: O(e log n) for e events, plus a copy of the space.
     """
+    if not isinstance(space, VmapSpace):
+        raise InvalidArgument(f"space={show(space)}: expected a VmapSpace")
+    if isinstance(events, str | bytes) or not isinstance(events, Iterable):
+        raise InvalidArgument(f"events={show(events)}: expected trace events (see parse_trace())")
+    events = list(events)
+    for ev in events:  # every event checked before the first is applied
+        if not isinstance(ev, TraceEvent) or ev.kind not in ("alloc", "free", "purge"):
+            raise InvalidArgument(f"{show(ev)}: expected a TraceEvent from parse_trace()")
+        if ev.cpu >= space.cpus:
+            raise InvalidArgument(f"trace line {ev.line}: CPU {ev.cpu} but the space has {space.cpus} CPUs")
+    # A bad event found only when applied (e.g. a size outside every window) undoes the replay.
+    with space.transaction():
+        return _replay(events, space)
+
+
+def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
     saved = space.auto_purge
     space.auto_purge = False
     allocs = 0
@@ -229,8 +255,6 @@ def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
     last_failed = False
     try:
         for ev in events:
-            if ev.cpu >= space.cpus:
-                raise InvalidArgument(f"trace line {ev.line}: CPU {ev.cpu} but the space has {space.cpus} CPUs")
             if ev.kind == "alloc":
                 allocs += 1
                 try:

@@ -16,6 +16,10 @@ areas in a window, their usage and peaks, the area containing an address
 
 from __future__ import annotations
 
+import contextlib
+import copy
+from collections.abc import Iterator
+
 import attrs
 
 from vmapsim import layouts, profiles
@@ -277,6 +281,31 @@ class VmapState:
             self.core.unlink(start)
             self.core.free_lazy(area)
         return area
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All of the block or none of it: an exception inside restores the space as it was.
+
+        For a sequence of calls that must not half-happen (replaying a trace).
+        Runtime complexity: O(n) to copy the space on entry.
+
+        >>> from vmapsim import VmapSpace, layouts
+        >>> s = VmapSpace(layouts.X86_64)
+        >>> try:
+        ...     with s.transaction():
+        ...         _ = s.vmalloc(4096)
+        ...         s.vfree(12345)
+        ... except Exception as e:
+        ...     print(type(e).__name__, len(s.areas()))
+        UnknownAddress 0
+        """
+        saved = copy.deepcopy(self)
+        try:
+            yield
+        except BaseException:
+            for f in attrs.fields(type(self)):
+                setattr(self, f.name, getattr(saved, f.name))
+            raise
 
     # ------------------------------------------------------ replaying a trace
     # The kernel's own choices, applied as they were traced (vmapsim.trace.replay).

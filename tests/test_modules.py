@@ -169,7 +169,7 @@ def test_bad_files_are_reported_and_skipped(tmp_path: Path) -> None:
     assert len(cat) == 5
     reasons = {p.path: p.reason for p in cat.problems}
     assert set(reasons) == {"trunc.ko.xz", "text.ko", "wrong.ko.zst", "empty.ko.gz"}
-    assert reasons["text.ko"] == "not an ELF file" and "xz decompression failed" in reasons["trunc.ko.xz"]
+    assert reasons["text.ko"] == "not an ELF file" and "truncated" in reasons["trunc.ko.xz"]
     assert reasons["wrong.ko.zst"].startswith("not zst data")
 
 

@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import attrs
 
-from vmapsim.errors import InvalidArgument, ModuleFileError
+from vmapsim.checks import integer, show
+from vmapsim.errors import InvalidArgument, ModuleFileError, VmapsimError
 from vmapsim.modules.compression import compression_of, decompress
 from vmapsim.modules.elf import parse_elf, split_signature
 from vmapsim.modules.image import ModuleImage
@@ -92,6 +94,10 @@ def _scan_one(job: tuple[str, str, KernelConfig]) -> ModuleImage | ScanProblem:
         return ScanProblem(rel, e.reason)
     except OSError as e:
         return ScanProblem(rel, f"cannot read: {e.strerror}")
+    except MemoryError:
+        return ScanProblem(rel, "ran out of memory reading it")
+    except VmapsimError as e:
+        return ScanProblem(rel, str(e))
 
 
 def kernel_version(vermagic: str) -> tuple[int, int]:
@@ -115,12 +121,19 @@ def scan_tree(
 
     See :meth:`vmapsim.modules.Catalog.scan`.  Runtime complexity: O(total bytes / jobs).
     """
+    if not isinstance(path, str | os.PathLike):
+        raise InvalidArgument(f"path={show(path)}: expected a directory's path")
     root = Path(path)
     if not root.is_dir():
         raise InvalidArgument(f"{root}: no such directory")
-    tree, kernel, found_config = _find_tree(root)
+    if config is not None and not isinstance(config, KernelConfig):
+        raise InvalidArgument(f"config={show(config)}: expected a KernelConfig")
+    if jobs is not None:
+        integer("jobs", jobs, 1, 1024)
+    problems: list[ScanProblem] = []
+    tree, kernel, found_config = _find_tree(root, problems)
     config = found_config or config or KernelConfig()
-    files = sorted(str(p) for p in tree.rglob("*") if compression_of(p.name) is not None and p.is_file())
+    files = _module_files(tree, problems)
     if not files:
         raise InvalidArgument(f"{root}: no module files (.ko, .ko.xz, .ko.zst, .ko.gz) found")
     jobs_list = [(f, os.path.relpath(f, tree), config) for f in files]
@@ -131,7 +144,6 @@ def scan_tree(
         with ProcessPoolExecutor(workers) as pool:
             results = _collect(pool.map(_scan_one, jobs_list, chunksize=32), len(files), progress)
     images: list[ModuleImage] = []
-    problems: list[ScanProblem] = []
     seen: dict[str, ModuleImage] = {}
     for r in results:
         if isinstance(r, ScanProblem):
@@ -157,7 +169,40 @@ def _collect(
     return out
 
 
-def _find_tree(root: Path) -> tuple[Path, str, KernelConfig | None]:
+def _module_files(tree: Path, problems: list[ScanProblem]) -> list[str]:
+    """Every module file under ``tree``, symlinked directories followed; what cannot be read is a problem."""
+    files: list[str] = []
+    seen: set[tuple[int, int]] = set()
+
+    def unreadable(e: OSError) -> None:
+        problems.append(ScanProblem(os.path.relpath(e.filename or tree, tree), f"cannot read directory: {e.strerror}"))
+
+    for top, dirs, names in os.walk(tree, onerror=unreadable, followlinks=True):
+        st = os.stat(top)
+        if (st.st_dev, st.st_ino) in seen:  # a symlink back up the tree: walked already
+            problems.append(ScanProblem(os.path.relpath(top, tree), "walked already (a symlink to it, or a loop)"))
+            dirs.clear()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        dirs.sort()
+        for name in names:
+            if compression_of(name) is None:
+                continue
+            full = os.path.join(top, name)
+            rel = os.path.relpath(full, tree)
+            try:
+                mode = os.stat(full).st_mode
+            except OSError as e:
+                problems.append(ScanProblem(rel, f"cannot read: {e.strerror}"))
+                continue
+            if stat.S_ISREG(mode):
+                files.append(full)
+            else:
+                problems.append(ScanProblem(rel, "not a regular file"))
+    return sorted(files)
+
+
+def _find_tree(root: Path, problems: list[ScanProblem]) -> tuple[Path, str, KernelConfig | None]:
     """The directory to scan, the kernel release, and the config from a ``boot/config-*`` beside it."""
     tree, kernel = root, ""
     if (root / "lib" / "modules").is_dir() or (root / "usr" / "lib" / "modules").is_dir():
@@ -169,9 +214,14 @@ def _find_tree(root: Path) -> tuple[Path, str, KernelConfig | None]:
         kernel = root.name
     config = None
     for boot in (root / "boot", root.parent.parent.parent / "boot"):
-        candidates = sorted(boot.glob(f"config-{kernel}" if kernel else "config-*")) if boot.is_dir() else []
+        found = sorted(boot.glob(f"config-{kernel}" if kernel else "config-*")) if boot.is_dir() else []
+        candidates = [c for c in found if c.is_file()]
         if candidates:
-            text = candidates[0].read_text(errors="replace")
+            try:
+                text = candidates[0].read_text(errors="replace")
+            except OSError as e:
+                problems.append(ScanProblem(str(candidates[0]), f"cannot read the kernel config: {e.strerror}"))
+                continue
             arch = "arm64" if "CONFIG_ARM64=y" in text else "riscv" if "CONFIG_RISCV=y" in text else "x86_64"
             config = KernelConfig.from_text(text, arch)
             kernel = kernel or candidates[0].name.removeprefix("config-")

@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from vmapsim.checks import load_json, show, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.modules.alias import AliasIndex, kmod_fnmatch
 from vmapsim.modules.image import ModuleImage
@@ -232,8 +233,11 @@ class Catalog:
     def load(cls, path: str | os.PathLike[str]) -> Catalog:
         """Read a catalog written by :meth:`save`; :class:`InvalidArgument` if it is not one.
 
-        Runtime complexity: O(n).
+        The file is checked field by field against :class:`ModuleImage` (names and
+        types), within size limits, before a catalog is built.  Runtime complexity: O(n).
         """
+        if not isinstance(path, str | os.PathLike):
+            raise InvalidArgument(f"path={show(path)}: expected a catalog file's path")
         try:
             raw = Path(path).read_bytes()
         except OSError as e:
@@ -243,19 +247,39 @@ class Catalog:
     @classmethod
     def _from_bytes(cls, raw: bytes, source: str) -> Catalog:
         try:
-            doc = json.loads(lzma.decompress(raw))
-            if doc.get("format") != _FORMAT or doc.get("version") != 1:
-                raise ValueError("not a vmapsim catalog (version 1)")
-            fields = doc["fields"]
-            tuples = {"legacy", "memory", "depends", "aliases", "softdeps"}
-            modules = {}
-            for row in doc["modules"]:
-                kw: dict[str, Any] = {f: (tuple(v) if f in tuples else v) for f, v in zip(fields, row, strict=True)}
-                m = ModuleImage(**kw)
-                modules[m.name] = m
-            return cls(doc["kernel"], KernelConfig(**doc["config"]), modules)
-        except (lzma.LZMAError, ValueError, KeyError, TypeError) as e:
-            raise InvalidArgument(f"{source}: not a readable vmapsim catalog ({e})") from None
+            xz = lzma.LZMADecompressor()
+            data = xz.decompress(raw, max_length=MAX_CATALOG_BYTES + 1)
+            if len(data) > MAX_CATALOG_BYTES or not xz.eof:
+                raise ValueError(f"more than {MAX_CATALOG_BYTES} bytes, or truncated")
+            doc = load_json(data, source=source, max_bytes=MAX_CATALOG_BYTES)
+            return cls._from_doc(doc)
+        except (lzma.LZMAError, ValueError, MemoryError) as e:  # ParseError and InvalidArgument are ValueErrors
+            raise InvalidArgument(f"{source}: not a readable vmapsim catalog ({str(e)[:200]})") from None
+
+    @classmethod
+    def _from_doc(cls, doc: object) -> Catalog:
+        if not isinstance(doc, dict) or doc.get("format") != _FORMAT or doc.get("version") != 1:
+            raise ValueError("not a vmapsim catalog (version 1)")
+        kernel, config, fields, rows = (doc.get(k) for k in ("kernel", "config", "fields", "modules"))
+        text("kernel", kernel)
+        want = {f.name: f.type for f in attrs.fields(ModuleImage)}
+        if not isinstance(fields, list) or sorted(map(str, fields)) != sorted(want) or len(set(fields)) != len(want):
+            raise ValueError(f"fields {show(fields)}: expected the fields of ModuleImage")
+        cfg_types = {f.name: f.type for f in attrs.fields(KernelConfig)}
+        if not isinstance(config, dict) or set(config) != set(cfg_types):
+            raise ValueError(f"config {show(config)}: expected the fields of KernelConfig")
+        cfg = KernelConfig(**{k: _value(f"config.{k}", cfg_types[k], v) for k, v in config.items()})
+        if not isinstance(rows, list):
+            raise ValueError(f"modules {show(rows)}: expected a list of rows")
+        modules: dict[str, ModuleImage] = {}
+        for i, row in enumerate(rows):
+            if not isinstance(row, list) or len(row) != len(fields):
+                raise ValueError(f"module row {i}: expected {len(fields)} values")
+            m = ModuleImage(**{f: _value(f"module {i} {f}", want[f], v) for f, v in zip(fields, row, strict=True)})
+            if not m.name or m.name in modules:
+                raise ValueError(f"module row {i}: name {show(m.name)} is empty or repeated")
+            modules[m.name] = m
+        return cls(kernel, cfg, modules)  # type: ignore[arg-type]
 
     @staticmethod
     def builtins() -> list[str]:
@@ -276,6 +300,28 @@ class Catalog:
         if name not in Catalog.builtins():
             raise InvalidArgument(f"unknown catalog {name!r}; shipped: {', '.join(Catalog.builtins())}")
         return _builtin(name)
+
+
+#: Largest catalog read, decompressed (256 MiB; a whole distribution kernel's modules take ~10 MiB).
+MAX_CATALOG_BYTES = 256 << 20
+_SCALARS: dict[str, type] = {"str": str, "int": int, "bool": bool}
+
+
+def _value(what: str, kind: object, value: object) -> Any:
+    """``value`` checked against a field's annotation (``int``, ``str``, ``bool``, ``tuple[...]``)."""
+    kind = str(kind)
+    if kind.startswith("tuple["):
+        inner = kind[6:-1].split(", ")
+        if not isinstance(value, list):
+            raise ValueError(f"{what}={show(value)}: expected a list")
+        fixed = inner[-1] != "..."
+        if fixed and len(value) != len(inner):
+            raise ValueError(f"{what}={show(value)}: expected {len(inner)} values")
+        return tuple(_value(what, inner[i] if fixed else inner[0], v) for i, v in enumerate(value))
+    want = _SCALARS[kind]
+    if type(value) is not want or (want is int and not 0 <= value < 1 << 63):  # type: ignore[operator]
+        raise ValueError(f"{what}={show(value)}: expected {'a size' if want is int else kind}")
+    return value
 
 
 def _jsonable(value: object) -> object:

@@ -28,6 +28,7 @@ from typing import NamedTuple, Protocol
 
 import attrs
 
+from vmapsim.checks import flag, number
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
@@ -325,6 +326,15 @@ class CostModel:
     step: float = 0.01
     verify: float = 0.0005
     jitter: float = 0.0
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("read", "decompress", "signature", "copy"):
+            if not number(name, getattr(self, name), 0) > 0:
+                raise InvalidArgument(f"{name}={getattr(self, name)!r}: a bandwidth must be above 0 bytes/s")
+        for name in ("init", "rcu_grace", "workqueue", "step", "verify"):
+            number(name, getattr(self, name), 0)
+        number("jitter", self.jitter, 0, 0.99)  # below 1: no stage may take zero or negative time
+        flag("lockstep", self.lockstep)
 
     def duration(self, stage: str, nbytes: int = 0) -> float:
         """Seconds for ``stage`` on ``nbytes`` bytes.  Runtime complexity: O(1)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import random
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import attrs
 
 from vmapsim import layouts as _layouts
+from vmapsim.checks import NR_CPUS_MAX, integer, number, show, text
 from vmapsim.engine import CostModel, Engine, Fifo, Scheduler, Semaphore
 from vmapsim.errors import InvalidArgument
 from vmapsim.layouts import Layout
@@ -32,9 +34,10 @@ from vmapsim.loader.load_module import Job, Loader
 from vmapsim.loader.request import SYSCALLS, Request
 from vmapsim.loader.result import Allocation, Outcome, Result
 from vmapsim.modules.catalog import Catalog
+from vmapsim.modules.image import ModuleImage
 from vmapsim.profiles import KernelProfile
 from vmapsim.space import VmapSpace
-from vmapsim.units import PAGE_SIZE
+from vmapsim.units import PAGE_SIZE, is_power_of_2
 
 __all__ = ["Run", "simulate"]
 
@@ -68,6 +71,35 @@ class Run:
     workers: int | None = None
 
 
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.pipeline, str | pipelines.Pipeline):
+            raise InvalidArgument(f"pipeline={show(self.pipeline)}: expected a Pipeline or a pipeline's name")
+        if isinstance(self.pipeline, str):
+            pipelines.by_name(self.pipeline)  # raises, naming the known ones
+        if not isinstance(self.layout, Layout):
+            raise InvalidArgument(f"layout={show(self.layout)}: expected a Layout")
+        # num_online_cpus() cannot pass CONFIG_NR_CPUS, and the kernel's Kconfig caps that at NR_CPUS_MAX.
+        integer("cpus", self.cpus, 1, NR_CPUS_MAX)
+        if self.catalog is not None and not isinstance(self.catalog, Catalog | str):
+            raise InvalidArgument(f"catalog={show(self.catalog)}: expected a Catalog or a shipped catalog's name")
+        if not callable(getattr(self.scheduler, "chooser", None)):
+            raise InvalidArgument(f"scheduler={show(self.scheduler)}: expected a scheduler (Fifo(), Seeded(...)...)")
+        if not isinstance(self.costs, CostModel):
+            raise InvalidArgument(f"costs={show(self.costs)}: expected a CostModel")
+        if self.profile is not None and not isinstance(self.profile, KernelProfile):
+            raise InvalidArgument(f"profile={show(self.profile)}: expected a KernelProfile")
+        if not is_power_of_2(integer("module_align", self.module_align, PAGE_SIZE, self.layout.modules.size)):
+            raise InvalidArgument(f"module_align={self.module_align}: must be a power of two")
+        if self.load_offset is not None:
+            # The KASLR offset moves module_alloc() inside the module window, never out of it.
+            integer("load_offset", self.load_offset, 0, self.layout.modules.size - PAGE_SIZE)
+            if self.load_offset % PAGE_SIZE:
+                raise InvalidArgument(f"load_offset={self.load_offset}: must be a multiple of {PAGE_SIZE}")
+        integer("seed", self.seed)
+        if self.workers is not None:
+            integer("workers", self.workers, 1)
+
+
 _RUN_FIELDS = frozenset(f.name for f in attrs.fields(Run))
 
 
@@ -93,12 +125,27 @@ def simulate(
     unknown = sorted(set(fields) - _RUN_FIELDS)
     if unknown:
         raise InvalidArgument(f"simulate() has no option {unknown[0]!r}; a Run has {', '.join(sorted(_RUN_FIELDS))}")
+    if run is not None and not isinstance(run, Run):
+        raise InvalidArgument(f"run={show(run)}: expected a Run")
     run = attrs.evolve(run or Run(), **fields)
+    if isinstance(requests, str | bytes) or not isinstance(requests, Iterable):
+        raise InvalidArgument(f"requests={show(requests)}: expected Request values or jobs")
+    if space is not None and not isinstance(space, VmapSpace):
+        raise InvalidArgument(f"space={show(space)}: expected a VmapSpace")
+    if until is not None:
+        number("until", until, 0)
     pipe = pipelines.by_name(run.pipeline) if isinstance(run.pipeline, str) else run.pipeline
     cat = Catalog.builtin(run.catalog) if isinstance(run.catalog, str) else run.catalog
     items = list(requests)
     reqs = [r for r in items if isinstance(r, Request)]
     jobs = [j for j in items if not isinstance(j, Request)]
+    for j in jobs:
+        if not callable(getattr(j, "start", None)):
+            raise InvalidArgument(f"requests: {show(j)} is neither a Request nor a job (e.g. Modprobe)")
+    for i, r in enumerate(reqs):
+        _check_request(i, r, run.cpus)
+    if space is not None and space.cpus != run.cpus:
+        raise InvalidArgument(f"space has {space.cpus} CPUs but the run has cpus={run.cpus}")
     if space is None:
         space = VmapSpace(run.layout, cpus=run.cpus, profile=run.profile or pipe.profile)
     load_offset = run.load_offset
@@ -107,8 +154,7 @@ def simulate(
     engine = Engine(run.scheduler)
     kernel = Kernel(space, engine, run.costs, pipe.generation, run.module_align, load_offset, random.Random(run.seed))
     loader = Loader(kernel, pipe, cat, Semaphore(run.workers) if run.workers else None)
-    for i, (r, img) in enumerate(zip(reqs, [loader.resolve(r.module) for r in reqs], strict=True)):
-        _check_request(i, r, run.cpus)
+    for r, img in zip(reqs, [loader.resolve(r.module) for r in reqs], strict=True):
         loader.begin(r, img)
     for info in list(loader.loads):
         r = info.request
@@ -166,10 +212,20 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _check_request(i: int, r: Request, cpus: int) -> None:
-    if not 0 <= r.cpu < cpus:
-        raise InvalidArgument(f"request {i} runs on CPU {r.cpu}, but the machine has {cpus}")
-    if r.time < 0 or r.syscall not in SYSCALLS:
-        raise InvalidArgument(f"request {i}: time {r.time} / syscall {r.syscall!r} not allowed")
-    if r.after is not None and not 0 <= r.after < i:
-        raise InvalidArgument(f"request {i} comes after request {r.after}, which is not an earlier request")
-
+    """Every field of request ``i`` checked before anything runs (the space is not touched on failure)."""
+    if type(r.cpu) is not int or not 0 <= r.cpu < cpus:
+        if isinstance(r.cpu, int) and not isinstance(r.cpu, bool) and r.cpu >= cpus:
+            raise InvalidArgument(f"request {i} runs on CPU {r.cpu}, but the machine has {cpus}")
+        integer(f"request {i} cpu", r.cpu, 0, cpus - 1)
+    if type(r.time) is not float or not 0 <= r.time < math.inf:
+        number(f"request {i} time", r.time, 0)
+    if r.syscall not in SYSCALLS:
+        raise InvalidArgument(f"request {i}: syscall {show(r.syscall)} not allowed; expected one of {SYSCALLS}")
+    if not isinstance(r.module, str | ModuleImage):
+        raise InvalidArgument(f"request {i}: module={show(r.module)}: expected a name or a ModuleImage")
+    text(f"request {i} path", r.path, optional=True)
+    text(f"request {i} inode", r.inode, optional=True)
+    if r.init_errno:
+        integer(f"request {i} init_errno", r.init_errno, 0, 4095)  # MAX_ERRNO
+    if r.after is not None and (type(r.after) is not int or not 0 <= r.after < i):
+        raise InvalidArgument(f"request {i} comes after request {show(r.after)}, which is not an earlier request")

@@ -10,6 +10,7 @@ import random
 
 import attrs
 
+from vmapsim.checks import CPUS_LIMIT, integer, number, show
 from vmapsim.errors import InvalidArgument
 from vmapsim.modules.catalog import Catalog
 from vmapsim.workloads.kmod import Modprobe
@@ -43,8 +44,9 @@ def unstripped(catalog: Catalog, factor: float) -> Catalog:
     Debug sections are not SHF_ALLOC, so only the file, read and decompressed
     sizes grow; module memory stays.  Runtime complexity: O(n).
     """
-    if factor < 1:
-        raise InvalidArgument(f"unstripped factor {factor}: must be at least 1")
+    if not isinstance(catalog, Catalog):
+        raise InvalidArgument(f"catalog={show(catalog)}: expected a Catalog")
+    number("factor", factor, 1, 1000)
     return attrs.evolve(
         catalog,
         modules={
@@ -59,6 +61,9 @@ def kdevops_guest(cpus: int, *, seed: int = 0, spread: float = KDEVOPS_SPREAD) -
 
     Runtime complexity: O(cpus).
     """
+    integer("cpus", cpus, 1, CPUS_LIMIT)
+    integer("seed", seed)
+    number("spread", spread, 0)
     rng = random.Random(seed)
     jobs = [Modprobe(KDEVOPS_PERCPU, cpu=rng.randrange(cpus), time=rng.random() * spread) for _ in range(cpus)]
     jobs += [Modprobe(d, cpu=rng.randrange(cpus), time=rng.random() * spread) for d in KDEVOPS_DEVICES]

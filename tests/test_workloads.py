@@ -127,7 +127,7 @@ def test_boot_cli_table_json_and_csv() -> None:
         (["boot", "--machine", "vax"], "unknown machine 'vax'"),
         (["boot", "--pipeline", "v9"], "unknown pipeline 'v9'"),
         (["boot", "--catalog", "/none.json.xz"], "cannot read catalog"),
-        (["boot", "--cpus", "0"], "--cpus 0"),
+        (["boot", "--cpus", "0"], "--cpus: '0'"),
     ],
 )
 def test_boot_cli_bad_input(argv: list[str], needle: str) -> None:

@@ -15,9 +15,9 @@ import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import NoReturn, TextIO
 
-from vmapsim import layouts, procfs, profiles, trace
+from vmapsim import checks, layouts, procfs, profiles, trace
 from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.modules.catalog import Catalog
 from vmapsim.modules.layout import KernelConfig
@@ -85,11 +85,15 @@ def _guess_layout(records: list[procfs.VmallocInfoRecord]) -> layouts.Layout:
     return max(layouts.LAYOUTS.values(), key=lambda lay: sum(a in lay.vmalloc for a in starts))
 
 
-def _replay(args: argparse.Namespace) -> str:
+def _replay(args: argparse.Namespace) -> tuple[str, int]:
     records = procfs.parse_vmallocinfo(_read(args.snapshot), source=args.snapshot)
     layout = _guess_layout(records) if args.layout == "auto" else layouts.by_name(args.layout)
     space = procfs.restore(records, layout, cpus=args.cpus, profile=profiles.for_version(args.kernel))
-    report = trace.replay(trace.parse_trace(_read(args.trace), source=args.trace), space)
+    events = trace.parse_trace(_read(args.trace), source=args.trace)
+    if not any(e.kind == "alloc" for e in events):
+        raise InvalidArgument(f"{args.trace}: no vmalloc allocation events (events/vmalloc or the kprobes of "
+                              "docs/usage.md) to compare")  # fmt: skip
+    report = trace.replay(events, space)
     out = [f"# replay on {layout.name}, {args.cpus} CPUs, kernel profile {space.profile.name}", report.summary()]
     for d in report.disagreements[: args.show]:
         e = d.event
@@ -101,7 +105,9 @@ def _replay(args: argparse.Namespace) -> str:
         )
     for e in report.unknown_frees[: args.show]:
         out.append(f"line {e.line}: free of {e.addr or 0:#x}, which the model does not hold")
-    return "\n".join(out) + "\n"
+    if report.disagreements:
+        out.append(f"# {len(report.disagreements)} allocations disagree")
+    return "\n".join(out) + "\n", 1 if report.disagreements else 0
 
 
 def _write(path: str, data: bytes) -> None:
@@ -189,6 +195,11 @@ def _boot(args: argparse.Namespace) -> str:
     import csv
     import io
     import json
+
+    if args.plot:
+        from vmapsim.plot import plot_path
+
+        plot_path(args.plot)  # a bad name is refused before minutes of simulation
 
     from vmapsim.engine import CostModel
     from vmapsim.loader import Run, simulate
@@ -304,11 +315,13 @@ def _simulation_options(p: argparse.ArgumentParser, *, cpus: int, catalog: str |
         default=catalog,
         help=f"a shipped catalog name or a saved catalog file ({catalog or 'the machine’s'})",
     )
-    p.add_argument("--cpus", type=int, default=cpus)
+    p.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=cpus)
     p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'")
     p.add_argument("--layout", default=layout, help=f"a layout name ({layout or 'the machine’s'})")
-    p.add_argument("--module-align", type=int, default=4096, help="MODULE_ALIGN (32768 with generic KASAN)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--module-align", type=_integer(4096, 1 << 30), default=4096, help="MODULE_ALIGN (32768 with generic KASAN)"
+    )
+    p.add_argument("--seed", type=_integer(0), default=0)
     p.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
 
 
@@ -327,11 +340,11 @@ def _catalog_and_pipelines(args: argparse.Namespace) -> tuple[Catalog, list[str]
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space.")
+    p = _Parser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space.")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="a few vmallocs/vfrees on a layout; prints vmallocinfo and peak usage")
     d.add_argument("--layout", default="x86_64", help=f"one of: {', '.join(sorted(layouts.LAYOUTS))}")
-    d.add_argument("--cpus", type=int, default=4, help="online CPUs (default 4)")
+    d.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=4, help="online CPUs (default 4)")
     d.add_argument("--kernel", default="6.3", help="kernel version whose allocator to model (default 6.3)")
     d.set_defaults(run=_demo)
     sub.add_parser("info", help="what ships: catalogs, layouts, kernel profiles, pipelines, machines").set_defaults(
@@ -342,14 +355,16 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("trace", help="the ftrace text: events/vmalloc, or the kprobes of docs/usage.md")
     r.add_argument("--layout", default="auto", help="a layout name, or 'auto' (from the snapshot's addresses)")
     r.add_argument("--kernel", default="6.3", help="kernel version of the traced machine (default 6.3)")
-    r.add_argument("--cpus", type=int, default=1, help="CPUs of the traced machine (default 1)")
-    r.add_argument("--show", type=int, default=20, help="disagreements to list (default 20)")
+    r.add_argument(
+        "--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=1, help="CPUs of the traced machine (default 1)"
+    )
+    r.add_argument("--show", type=_integer(0), default=20, help="disagreements to list (default 20)")
     r.set_defaults(run=_replay)
     c = sub.add_parser("scan", help="read a module tree into a catalog (sizes, allocations, deps, aliases)")
     c.add_argument("path", help="lib/modules/<kver>, an extracted package root, or any directory of modules")
     c.add_argument("--csv", help="write one row per module to this CSV file")
     c.add_argument("--save", help="write the catalog (xz-compressed JSON) to this file")
-    c.add_argument("--jobs", type=int, help="worker processes (default: all CPUs)")
+    c.add_argument("--jobs", type=_integer(1, 1024), help="worker processes (default: all CPUs)")
     c.add_argument(
         "--config", help="the kernel's .config, when the tree has no boot/config-* (default: Debian amd64 options)"
     )
@@ -365,9 +380,9 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
     _simulation_options(b, cpus=255, catalog=None, layout=None)
     b.add_argument("--machine", default="intel-server", help="qemu-kvm, intel-server, amd-server, arm64-server")
-    b.add_argument("--kmod", type=int, help="kmod version (default: the machine's, 30 as in Debian 12)")
-    b.add_argument("--jitter", type=float, default=0.05, help="uevent arrivals spread over this many seconds")
-    b.add_argument("--cost-jitter", type=float, default=0.25, help="stage durations vary by this fraction")
+    b.add_argument("--kmod", type=_integer(1, 999), help="kmod version (default: the machine's, 30 as in Debian 12)")
+    b.add_argument("--jitter", type=_finite(0), default=0.05, help="uevent arrivals spread over this many seconds")
+    b.add_argument("--cost-jitter", type=_finite(0, 0.99), default=0.25, help="stage durations vary by this fraction")
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
     b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
     fmt = b.add_mutually_exclusive_group()
@@ -380,17 +395,57 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 on bad input, one line on stderr)."""
     args = _parser().parse_args(argv)
+    status = 0
     # One command runs several simulations; between them the cyclic collector would only re-scan
     # the catalog and each run's results (simulate() pauses it during a run).
     enabled = gc.isenabled()
     gc.disable()
     try:
         text = args.run(args)
-    except VmapsimError as e:
-        print(f"vmapsim: error: {e}", file=sys.stderr)
+        if isinstance(text, tuple):
+            text, status = text
+    except (VmapsimError, OSError) as e:
+        print(f"vmapsim: error: {_one_line(str(e))}", file=sys.stderr)
         return 2
     finally:
         if enabled:
             gc.enable()
     sys.stdout.write(text)
-    return 0
+    return status
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())[:500]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with errors as one line, ``vmapsim: error: ...``, exit status 2 (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"vmapsim: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in ``[lo, hi]``."""
+
+    def parse(token: str) -> int:
+        try:
+            return checks.integer("value", int(token) if len(token) <= checks.MAX_DIGITS else None, lo, hi)
+        except (ValueError, InvalidArgument):
+            span = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
+            raise argparse.ArgumentTypeError(f"{checks.show(token)}: expected a whole number {span}") from None
+
+    return parse
+
+
+def _finite(lo: float, hi: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number in ``[lo, hi]``."""
+
+    def parse(token: str) -> float:
+        try:
+            return checks.number("value", float(token) if len(token) <= checks.MAX_DIGITS else None, lo, hi)
+        except (ValueError, InvalidArgument):
+            span = f"from {lo:g} to {hi:g}" if hi is not None else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"{checks.show(token)}: expected a finite number {span}") from None
+
+    return parse

@@ -7,13 +7,29 @@ True
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.result import Result
 from vmapsim.space import VmapSpace
 
-__all__ = ["pinned_over_time"]
+__all__ = ["pinned_over_time", "plot_path"]
+
+
+def plot_path(path: str) -> Path:
+    """``path`` as the image file to write; :class:`InvalidArgument` unless it ends in .png, .svg or .pdf.
+
+    Runtime complexity: O(1).
+
+    >>> plot_path("peaks.svg").suffix
+    '.svg'
+    """
+    target = Path(path)
+    if target.suffix.lower() not in (".png", ".svg", ".pdf") or target.is_dir():
+        raise InvalidArgument(f"plot file {path}: expected a file name ending in .png, .svg or .pdf")
+    return target
 
 
 def pinned_over_time(
@@ -27,6 +43,7 @@ def pinned_over_time(
     ones in orange.  Raises :class:`InvalidArgument` when matplotlib is not
     installed.  Runtime complexity: O(total samples + areas).
     """
+    target = plot_path(path)
     try:
         import matplotlib
 
@@ -64,9 +81,12 @@ def pinned_over_time(
         ax.set_title(f"{window} window at each run's peak: busy (blue), lazily freed (orange)")
         ax.set_xlabel(f"offset in the {window} window (MiB)")
     fig.tight_layout()
-    try:
-        fig.savefig(path)
+    tmp = target.with_name(f".{target.name}.part{target.suffix}")
+    try:  # all or nothing: a partial image never takes the name
+        fig.savefig(tmp, format=target.suffix[1:])
+        os.replace(tmp, target)
     except OSError as e:
+        tmp.unlink(missing_ok=True)
         raise InvalidArgument(f"cannot write {path}: {e.strerror}") from None
     finally:
         plt.close(fig)

@@ -329,3 +329,14 @@ def test_fuzz_cli_arguments(argv: list[str]) -> None:
         assert e.code in (0, 2)
     except VmapsimError:  # pragma: no cover - main() turns these into status 2
         raise AssertionError("main() let a vmapsim error escape") from None
+
+
+def test_output_is_byte_identical_across_hash_seeds() -> None:
+    import os
+
+    argv = [sys.executable, "-m", "vmapsim", "load", "loop", "--cpus", "4", "--pipeline", "all", "--stats"]
+    outs = {}
+    for seed in ("0", "1", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        outs[seed] = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
+    assert len(set(outs.values())) == 1 and outs["0"]

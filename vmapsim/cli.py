@@ -15,7 +15,7 @@ import gc
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from vmapsim import checks, layouts, procfs, profiles, trace
 from vmapsim.errors import InvalidArgument, VmapsimError
@@ -427,25 +427,26 @@ class _Parser(argparse.ArgumentParser):
 
 def _integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number in ``[lo, hi]``."""
-
-    def parse(token: str) -> int:
-        try:
-            return checks.integer("value", int(token) if len(token) <= checks.MAX_DIGITS else None, lo, hi)
-        except (ValueError, InvalidArgument):
-            span = f"from {lo} to {hi}" if hi is not None else f">= {lo}"
-            raise argparse.ArgumentTypeError(f"{checks.show(token)}: expected a whole number {span}") from None
-
-    return parse
+    return _option(int, checks.integer, "a whole number", lo, hi)
 
 
 def _finite(lo: float, hi: float | None = None) -> Callable[[str], float]:
     """An argparse type: a finite number in ``[lo, hi]``."""
+    return _option(float, checks.number, "a finite number", lo, hi)
 
-    def parse(token: str) -> float:
+
+def _option(
+    kind: Callable[[str], Any], check: Callable[..., Any], what: str, lo: float, hi: float | None
+) -> Callable[[str], Any]:
+    def parse(token: str) -> Any:
         try:
-            return checks.number("value", float(token) if len(token) <= checks.MAX_DIGITS else None, lo, hi)
+            return check("value", kind(token) if len(token) <= checks.MAX_DIGITS else None, lo, hi)
         except (ValueError, InvalidArgument):
-            span = f"from {lo:g} to {hi:g}" if hi is not None else f">= {lo:g}"
-            raise argparse.ArgumentTypeError(f"{checks.show(token)}: expected a finite number {span}") from None
+            span = f"from {_num(lo)} to {_num(hi)}" if hi is not None else f">= {_num(lo)}"
+            raise argparse.ArgumentTypeError(f"{checks.show(token)}: expected {what} {span}") from None
 
     return parse
+
+
+def _num(v: float) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)

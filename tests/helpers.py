@@ -26,3 +26,8 @@ def console_section(text: str, name: str) -> str:
     """The text between '=== BEGIN name' and '=== END name' in a real-kernel probe's console log."""
     begin = text.index(f"=== BEGIN {name}\n") + len(f"=== BEGIN {name}\n")
     return text[begin : text.index(f"=== END {name}\n", begin)]
+
+
+def has_sections(text: str, names: tuple[str, ...]) -> bool:
+    """Whether a real-kernel probe's console log holds every named section (a guest that died has not)."""
+    return all(f"=== END {name}\n" in text for name in names)

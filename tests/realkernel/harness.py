@@ -6,7 +6,7 @@ import re
 import shutil
 from collections import Counter
 
-from tests.helpers import console_section
+from tests.helpers import console_section, has_sections
 from tests.realkernel.capture import capture
 from vmapsim import VmapSpace, layouts, procfs, profiles, simulate, trace
 from vmapsim.engine import QEMU_TCG, CostModel
@@ -28,13 +28,16 @@ def missing_tools() -> str | None:
     return None
 
 
+SECTIONS = ("vmallocinfo-start", "trace", "modules")  # what every probe prints before power-off
+
+
 def boot(version: str, cpus: int = 1, modules: tuple[str, ...] = tuple(MODULES), **kw: object) -> str:
     """The console text of one boot, booted once per session for each set of arguments."""
     key = (version, cpus, modules, tuple(sorted(kw.items())))
     if key not in _CACHE:
         for _ in range(3):  # a console cut short at power-off is booted again, not reported as a model error
             text = capture(version, cpus, list(modules), **kw)  # type: ignore[arg-type]
-            if all(f"=== END {name}\n" in text for name in ("vmallocinfo-start", "trace", "modules")):
+            if has_sections(text, SECTIONS):
                 break
         _CACHE[key] = text
     return _CACHE[key]

@@ -188,7 +188,9 @@ def test_failed_allocation_leaves_busy_areas_and_purges_like_the_kernel(
             mine.append(space.vmalloc(size))
         except VmapAllocationError as e:
             assert space.areas() == busy  # a failure allocates and frees nothing
-            assert space.lazy_areas() == [] and space.pooled_ranges() == []  # the retry purged everything
+            # the retry purged everything; at <= 1024 pages a 32-bit vmalloc has no page array to miss and
+            # leave its main area lazy (tests/test_failing_calls.py holds that case)
+            assert space.lazy_areas() == [] and space.pooled_ranges() == []
             assert e.size >= -(-size // PAGE) * PAGE + PAGE
         if free_one and mine:
             space.vfree(mine.pop(0))

@@ -39,7 +39,16 @@ from vmapsim import (
 )
 from vmapsim.checks import load_json
 from vmapsim.modules import KernelConfig, read_module
-from vmapsim.workloads import Modprobe, kdevops_guest, read_requests, unstripped
+from vmapsim.workloads import (
+    PRESETS,
+    Machine,
+    Modprobe,
+    kdevops_guest,
+    read_requests,
+    udev_boot,
+    udev_workers,
+    unstripped,
+)
 
 BIG = "9" * 5000
 X = layouts.X86_64
@@ -131,6 +140,15 @@ def test_a_vfree_of_an_area_whose_page_array_is_gone_changes_nothing() -> None:
         lambda: Catalog.scan("tests/data/modules", jobs=-1),
         lambda: Modprobe(("loop",), time=math.nan),
         lambda: Modprobe(("loop",), syscall="ioctl"),
+        lambda: Modprobe("loop"),  # type: ignore[arg-type]  # a lone name, once read as its letters
+        lambda: Machine("m", "cpu:type:x86", devices="pci:v00008086"),  # type: ignore[arg-type]
+        lambda: Machine("m", "cpu:type:x86", ram="3G"),  # type: ignore[arg-type]
+        lambda: Machine("m", "cpu:type:x86", fails=(("amd64_edac", "ENODEV"),)),  # type: ignore[arg-type]
+        lambda: udev_boot(Catalog.builtin("debian-6.12-amd64"), "no-such-machine", 4),
+        lambda: udev_boot(123, "qemu-kvm", 4),  # type: ignore[arg-type]
+        lambda: udev_boot(Catalog.builtin("debian-6.12-amd64"), "qemu-kvm", 4, jitter=math.nan),
+        lambda: udev_workers(0, 8 << 30),
+        lambda: Catalog.builtin("debian-6.12-amd64").match_alias(None),  # type: ignore[arg-type]
     ],
 )
 def test_bad_arguments_raise_invalid_argument(call: Callable[[], object]) -> None:
@@ -141,6 +159,8 @@ def test_bad_arguments_raise_invalid_argument(call: Callable[[], object]) -> Non
 def test_names_are_accepted_where_users_pass_them() -> None:
     s = VmapSpace("x86_64", profile="6.12")
     assert s.layout is X and s.profile is profiles.for_version("6.12")
+    cat = Catalog.builtin("debian-6.12-amd64")
+    assert udev_boot(cat, "qemu-kvm", 4) == udev_boot(cat, PRESETS["qemu-kvm"], 4)
 
 
 @pytest.mark.parametrize(
@@ -340,3 +360,14 @@ def test_output_is_byte_identical_across_hash_seeds() -> None:
         env = {**os.environ, "PYTHONHASHSEED": seed}
         outs[seed] = subprocess.run(argv, capture_output=True, text=True, check=True, env=env).stdout
     assert len(set(outs.values())) == 1 and outs["0"]
+
+
+def test_the_long_fuzz_run_works_in_a_bounded_form() -> None:
+    # benchmarks/fuzz_parsers.py is the 100,000-input run whose figures docs/usage.md records; here a few hundred
+    # inputs per parser keep the script itself from rotting (its first input per parser must be accepted)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    try:
+        import fuzz_parsers
+    finally:
+        sys.path.pop(0)
+    assert fuzz_parsers.main(["--inputs", "300", "--jobs", "1", "--json"]) == 0

@@ -29,12 +29,14 @@ __all__ = [
     "MAX_DIGITS",
     "NR_CPUS_MAX",
     "address",
+    "errno_pairs",
     "flag",
     "integer",
     "load_json",
     "number",
     "parse_number",
     "show",
+    "strings",
     "text",
 ]
 
@@ -144,6 +146,41 @@ def text(name: str, value: object, *, optional: bool = False) -> str | None:
     if isinstance(value, str) or (optional and value is None):
         return value
     raise InvalidArgument(f"{name}={show(value)}: expected a string{' or None' if optional else ''}")
+
+
+def strings(name: str, value: object, *, empty: bool = True) -> tuple[str, ...]:
+    """``value`` if it is a tuple of ``str`` (non-empty unless ``empty``); else :class:`InvalidArgument`.
+
+    A lone string is refused: it would otherwise be read as a tuple of its characters.
+    Runtime complexity: O(n).
+
+    >>> strings("devices", "pci:v00008086")
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: devices='pci:v00008086': expected a tuple of strings
+    """
+    if not isinstance(value, tuple) or not (empty or value):
+        raise InvalidArgument(f"{name}={show(value)}: expected a {'' if empty else 'non-empty '}tuple of strings")
+    for i, item in enumerate(value):
+        text(f"{name}[{i}]", item)
+    return value
+
+
+def errno_pairs(name: str, value: object) -> tuple[tuple[str, int], ...]:
+    """``value`` if it is a tuple of ``(module, errno)`` pairs, errno in 1..4095 (``MAX_ERRNO``).
+
+    Runtime complexity: O(n).
+
+    >>> errno_pairs("fails", (("amd64_edac", 19),))
+    (('amd64_edac', 19),)
+    """
+    if not isinstance(value, tuple):
+        raise InvalidArgument(f"{name}={show(value)}: expected (module, errno) pairs")
+    for pair in value:
+        if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
+            raise InvalidArgument(f"{name}: {show(pair)}: expected a (module, errno) pair")
+        integer("errno", pair[1], 1, 4095)
+    return value
 
 
 def _range(kind: str, lo: float | None, hi: float | None) -> str:

@@ -110,6 +110,7 @@ class Catalog:
         >>> Catalog.builtin("debian-6.12-amd64").match_alias("pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00")
         ['e1000e']
         """
+        text("modalias", modalias)
         if not self._alias_index:
             self._alias_index.append(AliasIndex((a, m.name) for m in self.modules.values() for a in m.aliases))
         return sorted(self._alias_index[0].match(modalias))

@@ -17,7 +17,7 @@ from collections.abc import Generator
 
 import attrs
 
-from vmapsim.checks import CPUS_LIMIT, integer, number, show, text
+from vmapsim.checks import CPUS_LIMIT, errno_pairs, integer, number, show, strings
 from vmapsim.engine import Delay, Wait
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import Loader, Request
@@ -55,20 +55,12 @@ class Modprobe:
     fails: tuple[tuple[str, int], ...] = ()
 
     def __attrs_post_init__(self) -> None:
-        if isinstance(self.modules, str) or not isinstance(self.modules, tuple) or not self.modules:
-            raise InvalidArgument(f"modules={show(self.modules)}: expected a non-empty tuple of module names")
-        for i, name in enumerate(self.modules):
-            text(f"modules[{i}]", name)
+        strings("modules", self.modules, empty=False)
         integer("cpu", self.cpu, 0, CPUS_LIMIT - 1)
         number("time", self.time, 0)
         if self.syscall not in SYSCALLS:
             raise InvalidArgument(f"syscall={show(self.syscall)}: expected one of {', '.join(SYSCALLS)}")
-        if not isinstance(self.fails, tuple):
-            raise InvalidArgument(f"fails={show(self.fails)}: expected (module, errno) pairs")
-        for pair in self.fails:
-            if not isinstance(pair, tuple) or len(pair) != 2 or not isinstance(pair[0], str):
-                raise InvalidArgument(f"fails: {show(pair)}: expected a (module, errno) pair")
-            integer("errno", pair[1], 1, 4095)  # MAX_ERRNO
+        errno_pairs("fails", self.fails)
 
     def start(self, loader: Loader) -> None:
         """Check the job against the run and spawn it at ``time``.  Runtime complexity: O(modules)."""

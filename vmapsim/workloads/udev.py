@@ -17,6 +17,7 @@ import random
 
 import attrs
 
+from vmapsim.checks import CPUS_LIMIT, errno_pairs, flag, integer, number, show, strings, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.modules.catalog import ACPI_PROCESSOR_MODALIASES, Catalog
 from vmapsim.units import GiB, MiB
@@ -44,6 +45,15 @@ class Machine:
     fails: tuple[tuple[str, int], ...] = ()
     catalog: str = "debian-6.12-amd64"
     layout: str = "x86_64"
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("name", "cpu_modalias", "catalog", "layout"):
+            text(name, getattr(self, name))
+        flag("acpi_processors", self.acpi_processors)
+        strings("devices", self.devices)
+        integer("ram", self.ram, 1, 1 << 64)
+        integer("kmod", self.kmod, 1, 999)
+        errno_pairs("fails", self.fails)
 
 
 _X86_BASE = (
@@ -106,12 +116,14 @@ def udev_workers(cpus: int, ram: int) -> int:
     >>> udev_workers(255, 512 << 30)
     526
     """
+    integer("cpus", cpus, 1, CPUS_LIMIT)
+    integer("ram", ram, 1, 1 << 64)
     return max(1, min(2 * cpus + 16, ram // (128 * MiB), 2048))
 
 
 def udev_boot(
     catalog: Catalog,
-    machine: Machine,
+    machine: Machine | str,
     cpus: int,
     *,
     seed: int = 0,
@@ -123,10 +135,21 @@ def udev_boot(
     Each job's arrival is drawn uniformly from ``[0, jitter)`` seconds and it
     runs on a worker on a random CPU (both from ``seed``).  With kmod < 31 and
     compressed modules, jobs use init_module(2).  Devices matching no module
-    make no job.  Runtime complexity: O(cpus + aliases).
+    make no job.  ``machine`` may be a preset's name.  Runtime complexity: O(cpus + aliases).
     """
-    if cpus < 1:
-        raise InvalidArgument(f"cpus={cpus}: must be at least 1")
+    if not isinstance(catalog, Catalog):
+        raise InvalidArgument(f"catalog={show(catalog)}: expected a Catalog")
+    if isinstance(machine, str):
+        if machine not in PRESETS:
+            raise InvalidArgument(f"machine={show(machine)}: not a preset; presets: {', '.join(PRESETS)}")
+        machine = PRESETS[machine]
+    if not isinstance(machine, Machine):
+        raise InvalidArgument(f"machine={show(machine)}: expected a Machine or a preset's name")
+    integer("cpus", cpus, 1, CPUS_LIMIT)
+    integer("seed", seed)
+    number("jitter", jitter, 0)
+    if kmod is not None:
+        integer("kmod", kmod, 1, 999)
     rng = random.Random(seed)
     version = machine.kmod if kmod is None else kmod
     syscall = syscall_for(version, any(m.compression != "none" for m in catalog))

@@ -168,24 +168,26 @@ def _load(args: argparse.Namespace) -> str:
                 raise InvalidArgument(f"{args.requests}: no module {req.module!r} in the {catalog.kernel} catalog")
     if not reqs:
         raise InvalidArgument("nothing to load: name modules or aliases, or give --requests FILE")
+    w = max(18, *(len(n) for n, _, _ in names))
     out = [
         f"# {len(reqs)} requests ({', '.join(modules) or args.requests} on each of {args.cpus} CPUs), {layout.name}, "
         f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}",
-        f"{'pipeline':18} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>5} {'peak vmalloc':>14} "
+        f"{'pipeline':{w}} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>5} {'peak vmalloc':>14} "
         f"{'peak modules':>14} {'failures':>8} {'stats wasted':>14}",
     ]
     stats_text = []
-    for name in names:
-        run = Run(name, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed)
+    for name, pipeline, kernel in names:
+        run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
+                  kernel=kernel)  # fmt: skip
         r = simulate(reqs, run)
         rets = [o.ret for o in r.outcomes]
         out.append(
-            f"{name:18} {rets.count(0):5d} {rets.count(-17):6d} {len(rets) - rets.count(0) - rets.count(-17):5d} "
+            f"{name:{w}} {rets.count(0):5d} {rets.count(-17):6d} {len(rets) - rets.count(0) - rets.count(-17):5d} "
             f"{r.reads:5d} {r.peak_pinned.get('vmalloc', 0):14d} {r.peak_pinned.get('modules', 0):14d} "
             f"{len(r.failures):8d} {r.stats.wasted_bytes:14d}"
         )
         if r.failures:
-            out.append(f"{'':18} first failure: {r.failures[0].message}")
+            out.append(f"{'':{w}} first failure: {r.failures[0].message}")
         if args.stats:
             stats_text.append(f"\n# /sys/kernel/debug/modules/stats after {name}\n{r.stats.render()}")
     return "\n".join(out) + "\n" + "".join(stats_text)
@@ -219,9 +221,9 @@ def _boot(args: argparse.Namespace) -> str:
     runs = {}
     peaks = {}
     bar = progress_bar("simulating")
-    for i, name in enumerate(names):
-        run = Run(name, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
-                  workers=workers)  # fmt: skip
+    for i, (name, pipeline, kernel) in enumerate(names):
+        run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
+                  workers=workers, kernel=kernel)  # fmt: skip
         r = simulate(jobs, run)
         if bar:
             bar(i + 1, len(names))
@@ -257,24 +259,25 @@ def _boot(args: argparse.Namespace) -> str:
                           indent=1) + "\n"  # fmt: skip
     if args.csv:
         out = io.StringIO()
-        w = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+        writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
         return out.getvalue()
+    w = max(18, *(len(n) for n, _, _ in names))
     lines = [
         f"# udev coldplug of {machine.name} with {args.cpus} CPUs, {catalog.kernel}, {len(jobs)} uevents with "
         f"modules, kmod {args.kmod or machine.kmod}",
-        f"{'pipeline':18} {'loads':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>6} {'peak vmalloc':>13} "
+        f"{'pipeline':{w}} {'loads':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>6} {'peak vmalloc':>13} "
         f"{'peak modules':>13} {'failures':>8} {'becoming':>8} {'load':>6} {'stats wasted':>13}",
     ]
     for row in rows:
         lines.append(
-            f"{row['pipeline']:18} {row['loads']:6d} {row['ok']:5d} {row['eexist']:6d} {row['other_errors']:5d} "
+            f"{row['pipeline']:{w}} {row['loads']:6d} {row['ok']:5d} {row['eexist']:6d} {row['other_errors']:5d} "
             f"{row['reads']:6d} {row['peak_vmalloc']:13d} {row['peak_modules']:13d} {row['allocation_failures']:8d} "
             f"{row['failed_becoming']:8d} {row['failed_load']:6d} {row['wasted_bytes']:13d}"
         )
         if row["first_failure"]:
-            lines.append(f"{'':18} first failure: {row['first_failure']}")
+            lines.append(f"{'':{w}} first failure: {row['first_failure']}")
     if jobs and jobs[0].syscall == "init_module":
         lines.append(
             "note: kmod < 31 decompresses modules itself and calls init_module(2); the fixes that act on\n"
@@ -284,7 +287,7 @@ def _boot(args: argparse.Namespace) -> str:
 
 
 def _info(args: argparse.Namespace) -> str:
-    from vmapsim.loader import PIPELINES
+    from vmapsim.loader import PIPELINES, for_kernel
     from vmapsim.workloads import PRESETS
 
     lines = ["# shipped catalogs"]
@@ -298,6 +301,15 @@ def _info(args: argparse.Namespace) -> str:
         )
     lines.append("\n# kernel profiles (first version)")
     lines += [f"{p.name:20} from {p.first[0]}.{p.first[1]}" for p in profiles.PROFILES]
+    lines.append("\n# kernel versions (--kernel): load path, module memory, allocator profile")
+    for version in ("5.18", "6.1", "6.3", "6.4", "6.5", "6.9", "6.10", "6.11", "6.12", "6.13"):
+        path = for_kernel(version)
+        early = any(st.name == "existence_check" for st in path.stages)
+        duplicates = "idempotent finit_module" if path.idempotent else "early_mod_check" if early else (
+            "add_unformed_module only")  # fmt: skip
+        memory = f"{path.generation} via {'execmem_alloc' if path.execmem else 'module_alloc'}"
+        lines.append(f"{version:20} {duplicates:26} {memory:36} allocator {path.profile.name}")
+    lines.append(f"{'6.14+':20} not modelled: x86-64 module text from execmem's ROX cache")
     lines.append("\n# pipelines")
     lines += [
         f"{p.name:20} {'idempotent finit_module: ' if p.idempotent else ''}{' -> '.join(st.name for st in p.stages)}"
@@ -316,6 +328,11 @@ def _simulation_options(p: argparse.ArgumentParser, *, cpus: int, catalog: str |
         help=f"a shipped catalog name or a saved catalog file ({catalog or 'the machine’s'})",
     )
     p.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=cpus)
+    p.add_argument(
+        "--kernel",
+        help="kernel version(s), comma-separated: each one's own load path, allocator and messages, with the "
+        "proposals of --pipeline on top (default: the released paths v6.3, v6.4, v6.5 and the proposals on 6.4)",
+    )
     p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'")
     p.add_argument("--layout", default=layout, help=f"a layout name ({layout or 'the machine’s'})")
     p.add_argument(
@@ -325,18 +342,27 @@ def _simulation_options(p: argparse.ArgumentParser, *, cpus: int, catalog: str |
     p.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
 
 
-def _catalog_and_pipelines(args: argparse.Namespace) -> tuple[Catalog, list[str]]:
-    """The catalog and pipeline names the options ask for; one clear error if either is unknown."""
-    from vmapsim.loader import PIPELINES
+def _catalog_and_pipelines(args: argparse.Namespace) -> tuple[Catalog, list[tuple[str, str | None, str | None]]]:
+    """The catalog and the (label, pipeline, kernel) rows the options ask for; one clear error if any is unknown.
+
+    Without --kernel the rows are the released paths and the proposals as posted (``all``: every named
+    pipeline); with --kernel, each kernel's own path (``all``) and the proposals named, on top of it.
+    """
+    from vmapsim.loader import PIPELINES, PROPOSALS, Run, for_kernel
 
     catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
-    names = list(PIPELINES) if args.pipeline == "all" else args.pipeline.split(",")
-    for name in names:
-        if name not in PIPELINES:
-            raise InvalidArgument(f"unknown pipeline {name!r}; known: {', '.join(PIPELINES)}")
-    if args.cpus < 1:
-        raise InvalidArgument(f"--cpus {args.cpus}: must be at least 1")
-    return catalog, names
+    kernels: list[str | None] = args.kernel.split(",") if args.kernel else [None]
+    rows: list[tuple[str | None, str | None]] = []
+    for kernel in kernels:
+        if args.pipeline != "all":
+            names: list[str | None] = list(args.pipeline.split(","))
+        else:
+            # every proposal that applies to this kernel's path (page-list needs 6.4's existence check)
+            names = list(PIPELINES) if kernel is None else [None, *(
+                n for n, prop in PROPOSALS.items() if prop.applies_to(for_kernel(kernel)))]  # fmt: skip
+        rows += [(name, kernel) for name in names]
+    # Run() refuses an unknown name or kernel, naming it; a row is labelled with the path it resolves to
+    return catalog, [(Run(n, catalog=catalog, kernel=k).resolve_pipeline().name, n, k) for n, k in rows]
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -34,6 +34,7 @@ __all__ = [
     "KernelProfile",
     "PoolDecay",
     "for_version",
+    "release",
 ]
 
 
@@ -116,6 +117,20 @@ PROFILES: tuple[KernelProfile, ...] = (LINUX_5_18, LINUX_6_3, LINUX_6_5, LINUX_6
 _RELEASE = re.compile(r"^(\d{1,4})\.(\d{1,4})(?!\d)")
 
 
+def release(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a kernel release such as ``"6.12"`` or ``"6.12.117+deb12-amd64"``.
+
+    Runtime complexity: O(1).
+
+    >>> release("6.12.117+deb12-amd64")
+    (6, 12)
+    """
+    m = _RELEASE.match(text("version", version) or "")
+    if m is None:
+        raise InvalidArgument(f"kernel version {show(version)}: expected MAJOR.MINOR[...]")
+    return int(m[1]), int(m[2])
+
+
 def for_version(version: str) -> KernelProfile:
     """The profile for a kernel release such as ``"6.12"`` or ``"6.1.0-56-amd64"``.
 
@@ -125,10 +140,7 @@ def for_version(version: str) -> KernelProfile:
     >>> for_version("6.8.0").name, for_version("6.9").name, for_version("6.1.0-56-amd64").name
     ('6.5', '6.9', '5.18')
     """
-    m = _RELEASE.match(text("version", version) or "")
-    if m is None:
-        raise InvalidArgument(f"kernel version {show(version)}: expected MAJOR.MINOR[...]")
-    key = (int(m[1]), int(m[2]))
+    key = release(version)
     if key < LINUX_5_18.first:
         raise InvalidArgument(f"kernel version {show(version)}: profiles start at 5.18")
     return [p for p in PROFILES if p.first <= key][-1]

@@ -10,21 +10,33 @@ One module per concept: :mod:`~vmapsim.loader.request` (what userspace asks),
 :mod:`~vmapsim.loader.stats` (``CONFIG_MODULE_STATS``), :mod:`~vmapsim.loader.result`
 and :mod:`~vmapsim.loader.simulate` (:class:`Run` and :func:`simulate`).
 
->>> from vmapsim.loader import PIPELINES
+>>> from vmapsim.loader import PIPELINES, PROPOSALS, for_kernel
 >>> list(PIPELINES)
 ['v6.3', 'v6.4', 'v6.5', 'kread-dedup', 'page-list', 'exclusive-deny', 'concurrency-limit']
+>>> list(PROPOSALS), for_kernel("6.12", "page-list").name
+(['kread-dedup', 'page-list', 'exclusive-deny', 'concurrency-limit'], '6.12+page-list')
 """
 
 from vmapsim.loader import stages
 from vmapsim.loader.load_module import Job, Loader
-from vmapsim.loader.pipelines import PIPELINES, Pipeline, concurrency_limit, exclusive_deny
+from vmapsim.loader.pipelines import (
+    PIPELINES,
+    PROPOSALS,
+    Pipeline,
+    Proposal,
+    concurrency_limit,
+    exclusive_deny,
+    for_kernel,
+)
 from vmapsim.loader.request import Request
 from vmapsim.loader.result import AllocationFailure, AllocationRecord, Outcome, Result
-from vmapsim.loader.simulate import Run, simulate
+from vmapsim.loader.simulate import DEFAULT_KERNEL, Run, simulate
 from vmapsim.loader.stats import ModuleStats
 
 __all__ = [
+    "DEFAULT_KERNEL",
     "PIPELINES",
+    "PROPOSALS",
     "AllocationFailure",
     "AllocationRecord",
     "Job",
@@ -32,11 +44,13 @@ __all__ = [
     "ModuleStats",
     "Outcome",
     "Pipeline",
+    "Proposal",
     "Request",
     "Result",
     "Run",
     "concurrency_limit",
     "exclusive_deny",
+    "for_kernel",
     "simulate",
     "stages",
 ]

@@ -34,9 +34,12 @@ from vmapsim.modules.image import ModuleImage
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE
 
-__all__ = ["Kernel", "LoadFailed", "LoadInfo", "PinnedSeries"]
+__all__ = ["EXECMEM_FAILURE", "Kernel", "LoadFailed", "LoadInfo", "PinnedSeries"]
 
 T = TypeVar("T")
+
+#: What ``__execmem_alloc()`` prints (ratelimited) when module memory cannot be had (``mm/execmem.c``, 6.10+).
+EXECMEM_FAILURE = "execmem: unable to allocate memory"
 
 
 class LoadFailed(Exception):
@@ -133,7 +136,8 @@ class Kernel:
 
     ``generation`` is the module-memory generation (``module_layout`` ≤ 6.3,
     ``module_memory`` ≥ 6.4); ``module_align`` is ``MODULE_ALIGN``;
-    ``load_offset`` the KASLR offset into the module window.
+    ``load_offset`` the KASLR offset into the module window; ``execmem``
+    (6.10+) that module memory comes from ``execmem_alloc()``.
     """
 
     space: VmapSpace
@@ -143,6 +147,7 @@ class Kernel:
     module_align: int = PAGE_SIZE
     load_offset: int = 0
     rng: random.Random = attrs.field(factory=random.Random)
+    execmem: bool = False
     stats: ModuleStats = attrs.field(factory=ModuleStats)
     modules: ModuleList = attrs.field(init=False)
     failures: list[AllocationFailure] = attrs.field(factory=list, init=False)
@@ -190,7 +195,9 @@ class Kernel:
             else:
                 addr = self.space.vmalloc(size, caller=kind, cpu=info.request.cpu)
         except VmapAllocationError as e:
-            self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, kind, e.message))
+            # __execmem_alloc() (6.10+) asks with __GFP_NOWARN, so vmalloc stays silent and execmem speaks
+            message = EXECMEM_FAILURE if module and self.execmem else e.message
+            self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, kind, message))
             raise LoadFailed(ENOMEM, point) from None
         region = self._module_region if module else "vmalloc"
         return self._held(info, Allocation(kind, addr, self._size_of(addr), region, self.engine.now))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import attrs
 
 from vmapsim import profiles
+from vmapsim.checks import integer, show
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import stages as s
 from vmapsim.profiles import KernelProfile
@@ -23,13 +24,16 @@ __all__ = [
     "KREAD_DEDUP",
     "PAGE_LIST",
     "PIPELINES",
+    "PROPOSALS",
     "V6_3",
     "V6_4",
     "V6_5",
     "Pipeline",
+    "Proposal",
     "by_name",
     "concurrency_limit",
     "exclusive_deny",
+    "for_kernel",
 ]
 
 
@@ -39,7 +43,9 @@ class Pipeline:
 
     ``generation`` is ``"module_layout"`` (core + init, ≤ 6.3) or
     ``"module_memory"`` (one area per type, ≥ 6.4); ``profile`` the vmap
-    allocator it runs on.
+    allocator it runs on; ``execmem`` (6.10+) that module memory comes from
+    ``execmem_alloc()``, which asks vmalloc with ``__GFP_NOWARN`` and prints its
+    own line when it misses (``mm/execmem.c``, ``__execmem_alloc()``).
     """
 
     name: str
@@ -47,6 +53,7 @@ class Pipeline:
     idempotent: bool = False
     generation: str = "module_memory"
     profile: KernelProfile = profiles.LINUX_6_3
+    execmem: bool = False
 
 
 _TAIL = (s.LayoutAndAllocate(), s.AddUnformed(), s.CompleteFormation(), s.FreeCopy(), s.Init())
@@ -58,32 +65,121 @@ V6_3 = Pipeline("v6.3", (*_FRONT, *_TAIL), generation="module_layout")
 V6_4 = Pipeline("v6.4", (*_FRONT, s.ExistenceCheck(), *_TAIL))
 #: 6.5+: concurrent finit_module() of the same inode wait for the first one's result (9b9879fc0327).
 V6_5 = Pipeline("v6.5", V6_4.stages, idempotent=True, profile=profiles.LINUX_6_5)
-#: Luis Chamberlain's RFC 2/2: a read of a path already being loaded fails with -EBUSY before allocating.
-KREAD_DEDUP = Pipeline("kread-dedup", (s.Read(dedup="path"), *V6_4.stages[1:]))
-#: Rick Edgecombe's idea: read, decompress, check on a page list; vmap() only after the existence check.
-PAGE_LIST = Pipeline(
-    "page-list",
-    (s.Read(pages=True), s.Decompress(pages=True), s.SignatureCheck(), s.ElfValidate(), s.ExistenceCheck(),
-     s.MapPages(), *_TAIL),
-)  # fmt: skip
+
+
+@attrs.frozen
+class Proposal:
+    """An unmerged change to the load path, applied on top of a kernel's own path by :meth:`apply`.
+
+    ``replace`` stages take the place of the base's stage of the same name,
+    ``before`` stages go in front, and ``after_check`` stages right after the
+    6.4 existence check (a base without one is refused).
+
+    >>> PROPOSALS["kread-dedup"].apply(for_kernel("6.12")).name
+    '6.12+kread-dedup'
+    """
+
+    name: str
+    replace: tuple[s.Stage, ...] = ()
+    before: tuple[s.Stage, ...] = ()
+    after_check: tuple[s.Stage, ...] = ()
+
+    def applies_to(self, base: Pipeline) -> bool:
+        """Whether ``base`` has what this change works on (the 6.4 existence check, for ``after_check``).
+
+        Runtime complexity: O(stages).
+        """
+        return not self.after_check or any(isinstance(st, s.ExistenceCheck) for st in base.stages)
+
+    def apply(self, base: Pipeline, name: str | None = None) -> Pipeline:
+        """``base`` with this change; named ``base+proposal`` unless ``name`` is given.  Runtime: O(stages)."""
+        if not self.applies_to(base):
+            raise InvalidArgument(f"{self.name} works after the 6.4 existence check, which {base.name} does not have")
+        by_name = {st.name: st for st in self.replace}
+        stages: list[s.Stage] = list(self.before)
+        for st in base.stages:
+            stages.append(by_name.get(st.name, st))
+            if isinstance(st, s.ExistenceCheck):
+                stages += self.after_check
+        return attrs.evolve(base, name=name or f"{base.name}+{self.name}", stages=tuple(stages))
+
+
+#: The proposals of the 2023 threads, by name; each was posted against 6.4-rc (``V6_4``).
+PROPOSALS: dict[str, Proposal] = {
+    p.name: p
+    for p in (
+        # Luis Chamberlain's RFC 2/2: a read of a path already being read fails with -EBUSY before allocating.
+        Proposal("kread-dedup", replace=(s.Read(dedup="path"),)),
+        # Rick Edgecombe's idea: read, decompress, check on a page list; vmap() only after the existence check.
+        Proposal("page-list", replace=(s.Read(pages=True), s.Decompress(pages=True)), after_check=(s.MapPages(),)),
+        # v6.4-rc4's 9828ed3f695a (reverted): a second reader of a file being read gets -ETXTBSY.
+        Proposal("exclusive-deny", replace=(s.Read(dedup="exclusive"),)),
+        # Linus's sketch: at most 50 loads past a limiter at once.
+        Proposal("concurrency-limit", before=(s.ConcurrencyLimit(50),)),
+    )
+}
+
+#: Luis Chamberlain's RFC 2/2 on the 6.4 path it was posted against.
+KREAD_DEDUP = PROPOSALS["kread-dedup"].apply(V6_4, "kread-dedup")
+#: Rick Edgecombe's page list on the 6.4 path.
+PAGE_LIST = PROPOSALS["page-list"].apply(V6_4, "page-list")
 
 
 def exclusive_deny() -> Pipeline:
     """v6.4-rc4's 9828ed3f695a (reverted): a second reader of a file being read gets -ETXTBSY."""
-    return Pipeline("exclusive-deny", (s.Read(dedup="exclusive"), *V6_4.stages[1:]))
+    return PROPOSALS["exclusive-deny"].apply(V6_4, "exclusive-deny")
 
 
 def concurrency_limit(n: int = 50) -> Pipeline:
     """v6.4 with at most ``n`` loads past the limiter at once (Linus's 50-slot sketch by default)."""
-    if n < 1:
-        raise InvalidArgument(f"concurrency limit {n}: must be at least 1")
-    return Pipeline(f"concurrency-limit-{n}" if n != 50 else "concurrency-limit", (s.ConcurrencyLimit(n), *V6_4.stages))
+    integer("n", n, 1)
+    limit = attrs.evolve(PROPOSALS["concurrency-limit"], before=(s.ConcurrencyLimit(n),))
+    return limit.apply(V6_4, f"concurrency-limit-{n}" if n != 50 else "concurrency-limit")
 
 
-#: Every named pipeline, by name.
+#: Every named pipeline, by name: the three kernel paths as released, and the proposals on 6.4.
 PIPELINES: dict[str, Pipeline] = {
     p.name: p for p in (V6_3, V6_4, V6_5, KREAD_DEDUP, PAGE_LIST, exclusive_deny(), concurrency_limit())
 }
+
+#: The newest release whose module memory vmapsim models on every layout: x86-64 6.14 takes module text
+#: from execmem's ROX cache of 2 MiB pages (``EXECMEM_ROX_CACHE``), which is not modelled.
+NEWEST = (6, 13)
+
+
+def for_kernel(version: str, proposal: str | Proposal | None = None) -> Pipeline:
+    """The load path of kernel ``version`` (``"6.12"``, ``"6.1.0-56-amd64"``...), with a proposal on top.
+
+    The version picks the path (≤ 6.3: duplicates caught only in
+    ``add_unformed_module()``; 6.4: ``early_mod_check()``; 6.5+: idempotent
+    ``finit_module()``), the module-memory generation (6.4's ``mod->mem[]``),
+    the allocator profile (:func:`vmapsim.profiles.for_version`) and, from
+    6.10, execmem's failure reporting.  Runtime complexity: O(stages).
+
+    >>> p = for_kernel("6.12")
+    >>> p.name, p.idempotent, p.profile.name, p.execmem
+    ('6.12', True, '6.11', True)
+    >>> for_kernel("6.1", "kread-dedup").generation
+    'module_layout'
+    """
+    key = profiles.release(version)
+    profile = profiles.for_version(version)  # refuses what is older than the allocator model
+    if key > NEWEST:
+        raise InvalidArgument(
+            f"kernel {version}: from 6.14, x86-64 module text comes from execmem's ROX cache of 2 MiB pages, "
+            f"which vmapsim does not model; the newest kernel it loads modules for is {NEWEST[0]}.{NEWEST[1]}"
+        )
+    base = V6_3 if key < (6, 4) else V6_4 if key < (6, 5) else V6_5
+    path = attrs.evolve(base, name=f"{key[0]}.{key[1]}", profile=profile, execmem=key >= (6, 10))
+    if proposal is None:
+        return path
+    if isinstance(proposal, str):
+        if proposal not in PROPOSALS:
+            raise InvalidArgument(f"unknown proposal {proposal!r}; known: {', '.join(PROPOSALS)}")
+        proposal = PROPOSALS[proposal]
+    if not isinstance(proposal, Proposal):
+        raise InvalidArgument(f"proposal={show(proposal)}: expected a Proposal or a proposal's name")
+    return proposal.apply(path)
 
 
 def by_name(name: str) -> Pipeline:

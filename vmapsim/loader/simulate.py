@@ -39,13 +39,24 @@ from vmapsim.profiles import KernelProfile
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE, is_power_of_2
 
-__all__ = ["Run", "simulate"]
+__all__ = ["DEFAULT_KERNEL", "Run", "simulate"]
+
+#: The kernel of a run that names none and has no catalog: Debian 13's.
+DEFAULT_KERNEL = "6.12"
 
 
 @attrs.frozen
 class Run:
-    """Everything about a run except its requests: pipeline, machine, costs, scheduler, seed.
+    """Everything about a run except its requests: kernel, pipeline, machine, costs, scheduler, seed.
 
+    ``kernel`` (a release such as ``"6.12"``) picks the load path, the module
+    memory generation, the allocator and the messages of that version
+    (:func:`~vmapsim.loader.pipelines.for_kernel`); ``pipeline`` is then a
+    proposal on top of it (``"kread-dedup"``...) or None.  Without ``kernel``,
+    ``pipeline`` names a path as released (``"v6.3"``, ``"v6.4"``, ``"v6.5"``)
+    or a proposal on the 6.4 path it was posted against; with neither, the
+    kernel is the catalog's own (else :data:`DEFAULT_KERNEL`).
+    :meth:`resolve_pipeline` says which path a run takes.
     ``catalog`` (a :class:`~vmapsim.modules.Catalog` or a shipped name)
     resolves module names; ``profile`` overrides the pipeline's allocator;
     ``module_align`` is ``MODULE_ALIGN`` (32 KiB with generic KASAN);
@@ -54,11 +65,13 @@ class Run:
     workers running kmod) run at once (None: no limit); ``seed`` drives the
     KASLR draw and the cost jitter.
 
-    >>> Run(cpus=8).pipeline
-    'v6.5'
+    >>> Run(cpus=8, catalog="debian-6.1-amd64").resolve_pipeline().name
+    '6.1'
+    >>> Run(kernel="6.3", pipeline="kread-dedup").resolve_pipeline().name
+    '6.3+kread-dedup'
     """
 
-    pipeline: str | pipelines.Pipeline = "v6.5"
+    pipeline: str | pipelines.Pipeline | None = None
     layout: Layout = _layouts.X86_64
     cpus: int = 1
     catalog: Catalog | str | None = None
@@ -69,13 +82,12 @@ class Run:
     load_offset: int | None = None
     seed: int = 0
     workers: int | None = None
-
+    kernel: str | None = None
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.pipeline, str | pipelines.Pipeline):
+        if self.pipeline is not None and not isinstance(self.pipeline, str | pipelines.Pipeline):
             raise InvalidArgument(f"pipeline={show(self.pipeline)}: expected a Pipeline or a pipeline's name")
-        if isinstance(self.pipeline, str):
-            pipelines.by_name(self.pipeline)  # raises, naming the known ones
+        text("kernel", self.kernel, optional=True)
         if not isinstance(self.layout, Layout):
             raise InvalidArgument(f"layout={show(self.layout)}: expected a Layout")
         # num_online_cpus() cannot pass CONFIG_NR_CPUS, and the kernel's Kconfig caps that at NR_CPUS_MAX.
@@ -98,6 +110,28 @@ class Run:
         integer("seed", self.seed)
         if self.workers is not None:
             integer("workers", self.workers, 1)
+        self.resolve_pipeline()  # an unknown name, or a kernel with a released path, is refused here
+
+    def resolve_pipeline(self) -> pipelines.Pipeline:
+        """The load path this run takes, from ``kernel``, ``pipeline`` and the catalog.  Runtime: O(stages)."""
+        pipe, kernel = self.pipeline, self.kernel
+        if isinstance(pipe, pipelines.Pipeline):
+            if kernel is not None:
+                raise InvalidArgument(f"kernel={kernel!r} with a Pipeline value: a Pipeline is a whole load path; "
+                                      "give a proposal's name instead")  # fmt: skip
+            return pipe
+        if pipe is not None and pipe not in pipelines.PROPOSALS:
+            released = pipelines.by_name(pipe)  # raises, naming the known ones
+            if kernel is not None:
+                raise InvalidArgument(f"pipeline={pipe!r} is a released load path; with kernel={kernel!r} give a "
+                                      f"proposal ({', '.join(pipelines.PROPOSALS)}) or no pipeline")  # fmt: skip
+            return released
+        if kernel is None:
+            if pipe is not None:
+                return pipelines.by_name(pipe)  # a proposal on the 6.4 path it was posted against
+            cat = Catalog.builtin(self.catalog) if isinstance(self.catalog, str) else self.catalog
+            kernel = cat.kernel if cat is not None else DEFAULT_KERNEL
+        return pipelines.for_kernel(kernel, pipe)
 
 
 _RUN_FIELDS = frozenset(f.name for f in attrs.fields(Run))
@@ -134,7 +168,7 @@ def simulate(
         raise InvalidArgument(f"space={show(space)}: expected a VmapSpace")
     if until is not None:
         number("until", until, 0)
-    pipe = pipelines.by_name(run.pipeline) if isinstance(run.pipeline, str) else run.pipeline
+    pipe = run.resolve_pipeline()
     cat = Catalog.builtin(run.catalog) if isinstance(run.catalog, str) else run.catalog
     items = list(requests)
     reqs = [r for r in items if isinstance(r, Request)]
@@ -152,7 +186,8 @@ def simulate(
     if load_offset is None:
         load_offset = random.Random(run.seed).randint(1, 1024) * PAGE_SIZE if space.layout.kaslr else 0
     engine = Engine(run.scheduler)
-    kernel = Kernel(space, engine, run.costs, pipe.generation, run.module_align, load_offset, random.Random(run.seed))
+    kernel = Kernel(space, engine, run.costs, pipe.generation, run.module_align, load_offset, random.Random(run.seed),
+                    execmem=pipe.execmem)  # fmt: skip
     loader = Loader(kernel, pipe, cat, Semaphore(run.workers) if run.workers else None)
     for r, img in zip(reqs, [loader.resolve(r.module) for r in reqs], strict=True):
         loader.begin(r, img)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from vmapsim.errors import InvalidArgument, ParseError
 
@@ -29,6 +30,7 @@ __all__ = [
     "MAX_DIGITS",
     "NR_CPUS_MAX",
     "address",
+    "by_value_or_name",
     "errno_pairs",
     "flag",
     "integer",
@@ -163,6 +165,28 @@ def strings(name: str, value: object, *, empty: bool = True) -> tuple[str, ...]:
         raise InvalidArgument(f"{name}={show(value)}: expected a {'' if empty else 'non-empty '}tuple of strings")
     for i, item in enumerate(value):
         text(f"{name}[{i}]", item)
+    return value
+
+
+T = TypeVar("T")
+
+
+def by_value_or_name(name: str, value: object, table: Mapping[str, T], kind: type[T], what: str) -> T:
+    """``value`` if it is a ``kind``, or the entry of ``table`` it names; else :class:`InvalidArgument`.
+
+    ``what`` says what the names are, for the message.  Runtime complexity: O(1).
+
+    >>> by_value_or_name("machine", "vm", {"kvm": 1}, int, "presets")
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: machine='vm': not one of the presets: kvm
+    """
+    if isinstance(value, str) and not isinstance(value, kind):
+        if value not in table:
+            raise InvalidArgument(f"{name}={show(value)}: not one of the {what}: {', '.join(table)}")
+        return table[value]
+    if not isinstance(value, kind):
+        raise InvalidArgument(f"{name}={show(value)}: expected a {kind.__name__} or the name of one of the {what}")
     return value
 
 

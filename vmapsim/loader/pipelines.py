@@ -15,7 +15,7 @@ from __future__ import annotations
 import attrs
 
 from vmapsim import profiles
-from vmapsim.checks import integer, show
+from vmapsim.checks import by_value_or_name, integer
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import stages as s
 from vmapsim.profiles import KernelProfile
@@ -173,13 +173,7 @@ def for_kernel(version: str, proposal: str | Proposal | None = None) -> Pipeline
     path = attrs.evolve(base, name=f"{key[0]}.{key[1]}", profile=profile, execmem=key >= (6, 10))
     if proposal is None:
         return path
-    if isinstance(proposal, str):
-        if proposal not in PROPOSALS:
-            raise InvalidArgument(f"unknown proposal {proposal!r}; known: {', '.join(PROPOSALS)}")
-        proposal = PROPOSALS[proposal]
-    if not isinstance(proposal, Proposal):
-        raise InvalidArgument(f"proposal={show(proposal)}: expected a Proposal or a proposal's name")
-    return proposal.apply(path)
+    return by_value_or_name("proposal", proposal, PROPOSALS, Proposal, "proposals").apply(path)
 
 
 def by_name(name: str) -> Pipeline:

@@ -17,7 +17,7 @@ import random
 
 import attrs
 
-from vmapsim.checks import CPUS_LIMIT, errno_pairs, flag, integer, number, show, strings, text
+from vmapsim.checks import CPUS_LIMIT, by_value_or_name, errno_pairs, flag, integer, number, show, strings, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.modules.catalog import ACPI_PROCESSOR_MODALIASES, Catalog
 from vmapsim.units import GiB, MiB
@@ -139,12 +139,7 @@ def udev_boot(
     """
     if not isinstance(catalog, Catalog):
         raise InvalidArgument(f"catalog={show(catalog)}: expected a Catalog")
-    if isinstance(machine, str):
-        if machine not in PRESETS:
-            raise InvalidArgument(f"machine={show(machine)}: not a preset; presets: {', '.join(PRESETS)}")
-        machine = PRESETS[machine]
-    if not isinstance(machine, Machine):
-        raise InvalidArgument(f"machine={show(machine)}: expected a Machine or a preset's name")
+    machine = by_value_or_name("machine", machine, PRESETS, Machine, "presets")
     integer("cpus", cpus, 1, CPUS_LIMIT)
     integer("seed", seed)
     number("jitter", jitter, 0)

@@ -43,6 +43,8 @@ class TraceEvent:
     ``align``, ``vstart``, ``vend``.  For ``free``: ``addr``.  For ``purge``:
     ``addr``/``end`` bound the purged range when the trace says so.
     ``line`` is the 1-based line number in the trace text; ``pid`` the task's pid.
+    ``returned`` is when a kprobe-traced allocation returned (its ``time`` is
+    its entry; None for the 6.x event, which fires once the area is chosen).
     """
 
     kind: str
@@ -58,6 +60,7 @@ class TraceEvent:
     end: int | None = None
     line: int = 0
     pid: int = 0
+    returned: float | None = None
 
 
 # "<task>-<pid> [(tgid)] [<cpu>] [<flags>] <time>: <event>: <body>"
@@ -83,13 +86,15 @@ def _fields(body: str, source: str, line: int) -> dict[str, int | None]:
 def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
     """Allocator events of ftrace text, in order; other events and comments are skipped.
 
-    A kprobe return of ``alloc_vmap_area`` is joined to the entry before it on
-    the same CPU; a return whose ``va_start`` faulted (an ``ERR_PTR``) is a
-    failed allocation.  A malformed allocator line raises :class:`ParseError`
+    A kprobe return of ``alloc_vmap_area`` is joined to the entry before it by
+    the same task (pid): the allocation may sleep, and a kretprobe fires on the
+    CPU the task returns on, not the one it entered on; the event keeps the
+    entry's CPU, time and line.  A return whose ``va_start`` faulted (an
+    ``ERR_PTR``) is a failed allocation.  A malformed allocator line raises :class:`ParseError`
     naming ``source`` and the line.  Runtime complexity: O(n).
     """
     events: list[TraceEvent] = []
-    pending: dict[int, tuple[int, dict[str, int | None], float, str]] = {}
+    pending: dict[int, tuple[int, dict[str, int | None], float, str, int]] = {}  # pid -> the entry
     for lineno, raw in enumerate(text.splitlines(), 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
@@ -137,16 +142,17 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
             elif where is not None:
                 loc = where["where"]
                 if loc.endswith("<- alloc_vmap_area"):
-                    if cpu not in pending:
+                    if pid not in pending:
                         raise ParseError(
-                            "kprobe return of alloc_vmap_area without its entry", source=source, line=lineno
-                        )
-                    eline, args, etime, etask = pending.pop(cpu)
+                            f"kprobe return of alloc_vmap_area without its entry by pid {pid}", source=source,
+                            line=lineno,
+                        )  # fmt: skip
+                    eline, args, etime, etask, ecpu = pending.pop(pid)
                     addr = f.get("va_start")
                     events.append(
                         TraceEvent(
                             "alloc",
-                            cpu,
+                            ecpu,
                             etime,
                             etask,
                             addr,
@@ -157,10 +163,11 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
                             addr is None,
                             line=eline,
                             pid=pid,
+                            returned=time,
                         )
                     )
                 elif loc.startswith("alloc_vmap_area+"):
-                    pending[cpu] = (lineno, f, time, task)
+                    pending[pid] = (lineno, f, time, task, cpu)
                 elif loc.startswith("free_vmap_area_noflush+"):
                     events.append(
                         TraceEvent(
@@ -228,6 +235,10 @@ def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
     allocation is the full reclaim (pools emptied on 6.9+).  After a
     disagreement the kernel's choice is applied, so each later allocation is
     judged from the kernel's state.  The event's CPU picks the 6.9+ vmap node.
+    A kprobe trace lists allocations in the order they *returned*; when one
+    entered while an earlier-listed one was still inside ``alloc_vmap_area()``
+    and got exactly the address vmapsim offers the earlier one, the two are
+    replayed in the other order (the kernel served it first).
     A bad event raises :class:`InvalidArgument` and leaves ``space`` as it was.
     Runtime complexity: O(e log n) for e events, plus a copy of the space.
     """
@@ -253,22 +264,40 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
     bad: list[Disagreement] = []
     unknown: list[TraceEvent] = []
     last_failed = False
+    done: set[int] = set()  # allocations already replayed out of trace order
+
+    def model(ev: TraceEvent) -> int | None:
+        try:
+            return space.alloc_vmap_area(ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=ev.cpu).start
+        except VmapAllocationError:
+            return None
+
+    def judge(ev: TraceEvent, got: int | None) -> None:
+        # on a disagreement the kernel's choice is applied, so later allocations start from its state
+        if got != ev.addr:
+            bad.append(Disagreement(ev, got))
+            if got is not None:
+                space.free_vmap_area(got, lazy=False)
+            if ev.addr is not None:
+                space.replay_alloc(ev.addr, ev.size, cpu=ev.cpu)
+
     try:
-        for ev in events:
+        for i, ev in enumerate(events):
+            if i in done:
+                continue
             if ev.kind == "alloc":
                 allocs += 1
-                try:
-                    got: int | None = space.alloc_vmap_area(
-                        ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=ev.cpu
-                    ).start
-                except VmapAllocationError:
-                    got = None
-                if got != ev.addr:
-                    bad.append(Disagreement(ev, got))
-                    if got is not None:
-                        space.free_vmap_area(got, lazy=False)
-                    if ev.addr is not None:
-                        space.replay_alloc(ev.addr, ev.size, cpu=ev.cpu)
+                got = model(ev)
+                j = _served_first(events, i, got) if got != ev.addr else None
+                if j is not None and got is not None:
+                    # A kprobe trace lists allocations by return; one that entered during ev's span took the
+                    # lock first and got what vmapsim offers ev: replay it first, then ev.
+                    space.free_vmap_area(got, lazy=False)
+                    allocs += 1
+                    done.add(j)
+                    judge(events[j], model(events[j]))
+                    got = model(ev)
+                judge(ev, got)
                 last_failed = ev.addr is None
             elif ev.kind == "free":
                 if ev.addr is None or not space.replay_free(ev.addr):
@@ -279,3 +308,21 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
     finally:
         space.auto_purge = saved
     return ReplayReport(allocs, tuple(bad), tuple(unknown))
+
+
+def _served_first(events: list[TraceEvent], i: int, got: int | None) -> int | None:
+    """A later kprobe-traced allocation that entered before ``events[i]`` returned and got ``got``, if any.
+
+    Only allocations up to the next free or purge are considered: those the kernel could have served
+    before ``events[i]`` without anything else changing in between.
+    """
+    ev = events[i]
+    if got is None or ev.returned is None:
+        return None
+    for j in range(i + 1, len(events)):
+        other = events[j]
+        if other.kind != "alloc" or other.time > ev.returned:
+            return None
+        if other.addr == got:
+            return j
+    return None

@@ -1,7 +1,9 @@
-"""Helpers shared by the tests: a full snapshot of a space's observable state."""
+"""Helpers shared by the tests: a full snapshot of a space's observable state, real-kernel console logs."""
 
 from __future__ import annotations
 
+import lzma
+from pathlib import Path
 from typing import Any
 
 from vmapsim import VmapSpace
@@ -31,3 +33,12 @@ def console_section(text: str, name: str) -> str:
 def has_sections(text: str, names: tuple[str, ...]) -> bool:
     """Whether a real-kernel probe's console log holds every named section (a guest that died has not)."""
     return all(f"=== END {name}\n" in text for name in names)
+
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def console_log(name: str) -> str:
+    """A console log kept in tests/data (``.txt``, or ``.txt.xz`` for the larger captures)."""
+    path = DATA / name
+    return lzma.decompress(path.read_bytes()).decode() if name.endswith(".xz") else path.read_text()

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from vmapsim.checks import parse_number, show
+from vmapsim.checks import flag, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.layouts import Layout
 from vmapsim.profiles import DEFAULT, KernelProfile
@@ -239,13 +239,17 @@ def restore(
     profile: KernelProfile = DEFAULT,
     nr_cpus_config: int = 8192,
     auto_purge: bool = True,
+    percpu_only: bool = False,
 ) -> VmapSpace:
     """A space holding a snapshot's areas: busy ones busy, ``unpurged`` ones lazy.
 
     Every record must carry real addresses (read the file as root with
     ``kptr_restrict=1``), else :class:`InvalidArgument`.  ``vm_map_ram`` lines
     become bare ``VMAP_RAM`` areas (a block's free/dirty state is not in the
-    file).  Runtime complexity: O(n log n).
+    file).  ``percpu_only`` keeps only the percpu chunks: for a trace taken
+    from boot, which rebuilds every other area itself, while
+    ``pcpu_get_vm_areas()`` never goes through ``alloc_vmap_area()`` and so
+    never appears in it.  Runtime complexity: O(n log n).
 
     >>> from vmapsim import layouts
     >>> text = "0xffffc90000000000-0xffffc90000002000    8192 x+0x0/0x1 pages=1 vmalloc\\n"
@@ -254,6 +258,8 @@ def restore(
     """
     space = VmapSpace(layout, cpus=cpus, profile=profile, nr_cpus_config=nr_cpus_config, auto_purge=auto_purge)
     records = list(records)
+    if flag("percpu_only", percpu_only):
+        records = [r for r in records if (r.caller or "").startswith("pcpu_get_vm_areas")]
     for i, r in enumerate(records, 1):
         if r.start is None:
             raise InvalidArgument(

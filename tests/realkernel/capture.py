@@ -118,8 +118,9 @@ def main() -> int:
         print("capture: qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)", file=sys.stderr)
         return 2
     text = capture(
-        args.kernel, args.cpus, args.modules, args.trace, dup=args.dup, syscall=args.syscall, plain=args.plain
-    )
+        args.kernel, args.cpus, args.modules, args.trace, dup=args.dup, syscall=args.syscall, plain=args.plain,
+        from_boot=args.from_boot,
+    )  # fmt: skip
     Path(args.out).write_text(text)
     return 0
 

@@ -8,7 +8,7 @@ from collections import Counter
 
 from tests.helpers import console_section, has_sections
 from tests.realkernel.capture import capture
-from vmapsim import VmapSpace, layouts, procfs, profiles, simulate, trace
+from vmapsim import layouts, procfs, profiles, simulate, trace
 from vmapsim.engine import QEMU_TCG, CostModel
 from vmapsim.loader import Request, Result
 from vmapsim.modules import Catalog
@@ -56,10 +56,9 @@ def replay_from_boot(text: str, version: str, cpus: int) -> trace.ReplayReport:
     Percpu chunks (pcpu_get_vm_areas) never go through alloc_vmap_area(), so they come from the
     snapshot; everything else, node pools included, is rebuilt by the replay itself.
     """
-    space = VmapSpace(layouts.X86_64_LA57, cpus=cpus, profile=profiles.for_version(version))
-    for r in procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start")):
-        if r.caller and r.caller.startswith("pcpu_get_vm_areas") and r.start is not None:
-            space.reserve(r.start, r.size, caller="pcpu_get_vm_areas")
+    snap = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))
+    space = procfs.restore(snap, layouts.X86_64_LA57, cpus=cpus, profile=profiles.for_version(version),
+                           percpu_only=True)  # fmt: skip
     return trace.replay(trace.parse_trace(console_section(text, "trace")), space)
 
 

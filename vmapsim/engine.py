@@ -24,11 +24,11 @@ import heapq
 import random
 from collections import deque
 from collections.abc import Callable, Generator
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import attrs
 
-from vmapsim.checks import flag, number
+from vmapsim.checks import flag, integer, number
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "Event",
     "Fifo",
     "Ordered",
+    "Processors",
     "Scheduler",
     "Seeded",
     "Semaphore",
@@ -210,6 +211,74 @@ class Semaphore:
             engine.fire(self._waiters.pop(0))
 
 
+@attrs.define(eq=False)
+class Processors:
+    """``count`` processors shared by CPU-bound work: egalitarian processor sharing.
+
+    :meth:`compute` does ``work`` seconds of one-processor work; while ``k``
+    jobs are in progress each runs at ``min(1, count / k)`` of a processor, so
+    concurrent loads slow each other down once they outnumber the processors
+    (a guest's vCPUs under QEMU TCG share the host's cores; on real hardware
+    ``count`` is the machine's CPUs).  Runtime complexity: O(k) per start and
+    end of a job.
+
+    >>> eng, cpu, log = Engine(), Processors(1), []
+    >>> def job(name, work):
+    ...     yield from cpu.compute(eng, work); log.append((name, eng.now))
+    >>> eng.spawn(job("a", 1.0)); eng.spawn(job("b", 1.0)); eng.run(); log
+    [('a', 2.0), ('b', 2.0)]
+    """
+
+    count: int
+    _jobs: dict[int, list[Any]] = attrs.field(factory=dict, init=False)  # id -> [work left, its Event]
+    _since: float = attrs.field(default=0.0, init=False)
+    _epoch: int = attrs.field(default=0, init=False)
+    _ids: int = attrs.field(default=0, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        integer("count", self.count, 1)
+
+    def compute(self, engine: Engine, work: float) -> Generator[Wait, None, None]:
+        """Do ``work`` seconds of one-processor work, sharing the processors with the jobs in progress."""
+        if work <= 0:
+            return
+        self._advance(engine.now)
+        done = Event("computed")
+        self._jobs[self._ids] = [work, done]
+        self._ids += 1
+        self._reschedule(engine)
+        yield Wait(done)
+
+    def _rate(self) -> float:
+        return min(1.0, self.count / len(self._jobs)) if self._jobs else 1.0
+
+    def _advance(self, now: float) -> None:
+        step = (now - self._since) * self._rate()
+        if step:
+            for job in self._jobs.values():
+                job[0] -= step
+        self._since = now
+
+    def _reschedule(self, engine: Engine) -> None:
+        # Only the latest timer counts: a start or an end changes every job's finishing time.
+        self._epoch += 1
+        if self._jobs:
+            soonest = max(0.0, min(job[0] for job in self._jobs.values()))
+            engine.spawn(self._timer(engine, self._epoch), at=engine.now + soonest / self._rate())
+
+    def _timer(self, engine: Engine, epoch: int) -> Generator[Wait, None, None]:
+        if epoch == self._epoch:
+            self._advance(engine.now)
+            for key in [k for k, job in self._jobs.items() if job[0] <= _DONE]:
+                engine.fire(self._jobs.pop(key)[1])
+            self._reschedule(engine)
+        yield from ()
+
+
+# Work left below this (seconds) is done: float rounding of the shared rate leaves crumbs.
+_DONE = 1e-12
+
+
 @attrs.define
 class Engine:
     """Runs tasks in simulated time; ``now`` is the current instant in seconds.
@@ -304,12 +373,20 @@ class CostModel:
     module_sig_check), ``copy`` (move_module's section copy and relocation);
     ``verify`` the fixed cost of one signature verification, ``init`` a
     module's init function, ``rcu_grace`` one synchronize_rcu() and
-    ``workqueue`` the latency before a queued work item runs.  ``jitter``
-    spreads every duration uniformly by up to that fraction either way (drawn
-    from the run's seed), as real CPUs never run two loads in perfect step.  With
-    ``lockstep`` every heavy stage (read, decompress, signature, init) takes
-    exactly ``step`` seconds and bookkeeping takes none: requests that arrive
-    together stay together, the worst case for overlap.
+    ``workqueue`` the latency before a queued work item runs; ``populate``
+    the seconds per page ``__vmalloc_area_node()`` spends allocating and
+    mapping a module-memory area's pages (the time between one area's address
+    and the next one's: the window in which a duplicate can slip past 6.4's
+    early check).  ``jitter`` spreads every duration uniformly by up to that
+    fraction either way (drawn from the run's seed), as real CPUs never run two
+    loads in perfect step.  ``processors``: how many processors the CPU-bound
+    stages (read, decompress, signature, copy, populate, init) share by
+    processor sharing (:class:`Processors`); None gives every load a
+    processor of its own.  With ``lockstep`` every heavy stage (read,
+    decompress, signature, init) takes exactly ``step`` seconds and bookkeeping
+    takes none: requests that arrive together stay together, so on 6.4+ the
+    early check stops every duplicate and none reaches the second one.  That
+    is one schedule, not the worst case.
 
     >>> CostModel().duration("read", 2_000_000) > 0, CostModel(lockstep=True).duration("copy", 10**9)
     (True, 0.0)
@@ -326,13 +403,17 @@ class CostModel:
     step: float = 0.01
     verify: float = 0.0005
     jitter: float = 0.0
+    populate: float = 0.0
+    processors: int | None = None
 
     def __attrs_post_init__(self) -> None:
         for name in ("read", "decompress", "signature", "copy"):
             if not number(name, getattr(self, name), 0) > 0:
                 raise InvalidArgument(f"{name}={getattr(self, name)!r}: a bandwidth must be above 0 bytes/s")
-        for name in ("init", "rcu_grace", "workqueue", "step", "verify"):
+        for name in ("init", "rcu_grace", "workqueue", "step", "verify", "populate"):
             number(name, getattr(self, name), 0)
+        if self.processors is not None:
+            integer("processors", self.processors, 1)
         number("jitter", self.jitter, 0, 0.99)  # below 1: no stage may take zero or negative time
         flag("lockstep", self.lockstep)
 
@@ -355,12 +436,14 @@ class CostModel:
             return self.rcu_grace
         elif stage == "workqueue":
             return self.workqueue
+        elif stage == "populate":
+            return (nbytes >> 12) * self.populate
         raise InvalidArgument(f"unknown stage {stage!r} for the cost model")
 
 
 # The stages a CostModel times, and those lockstep gives its ``step`` (the rest take no time there).
 _HEAVY = frozenset(("read", "decompress", "signature", "init"))
-_TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue"}
+_TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue", "populate"}
 
 #: Costs calibrated on Debian's 6.12 kernel under QEMU TCG (tests/data/qemu-6.12-1cpu.txt): decompression
 #: about 6 MB/s, ~16 ms per signature verification, ~18 ms from init's end to the freeing of init memory.

@@ -18,12 +18,12 @@ True
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 import attrs
 
-from vmapsim.engine import CostModel, Engine, Event
+from vmapsim.engine import Command, CostModel, Delay, Engine, Event, Processors
 from vmapsim.errors import VmapAllocationError
 from vmapsim.loader.errno import ENOMEM
 from vmapsim.loader.module_list import ModuleList, ModuleRecord
@@ -154,9 +154,11 @@ class Kernel:
     series: PinnedSeries = attrs.field(init=False)
     _state: dict[int, Any] = attrs.field(factory=dict, init=False)
     _module_region: str = attrs.field(init=False)
+    _processors: Processors | None = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self.modules = ModuleList(self.engine)
+        self._processors = Processors(self.costs.processors) if self.costs.processors else None
         names = tuple(r.name for r in self.space.regions)
         self.series = PinnedSeries(names)
         self._module_region = "modules" if "modules" in names else "vmalloc"
@@ -182,6 +184,14 @@ class Kernel:
         if self.costs.jitter and d:
             d *= 1 + self.costs.jitter * (2 * self.rng.random() - 1)
         return d
+
+    def compute(self, stage: str, nbytes: int = 0) -> Generator[Command, None, None]:
+        """Spend ``stage``'s CPU time: alone, or shared with the other loads' (``CostModel.processors``)."""
+        d = self.duration(stage, nbytes)
+        if self._processors is None:
+            yield Delay(d)
+        else:
+            yield from self._processors.compute(self.engine, d)
 
     def vmalloc(self, info: LoadInfo, kind: str, size: int, point: str, *, module: bool = False) -> Allocation:
         """Allocate for a load (``vmalloc()`` or, for module memory, ``module_alloc()``); ENOMEM on failure."""

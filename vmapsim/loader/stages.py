@@ -119,7 +119,7 @@ class Read(Stage):
         if req.syscall == "init_module":
             # The buffer userspace passed (already decompressed) is copied into a vmalloc area.
             info.copy = k.vmalloc(info, "copy_module_from_user", info.image.decompressed_size, "kread")
-            yield Delay(k.duration("copy", info.image.decompressed_size))
+            yield from k.compute("copy", info.image.decompressed_size)
             return
         reads = k.state(Read, _Reads)
         if self.dedup == "path":
@@ -136,7 +136,7 @@ class Read(Stage):
                 info.read_buffer = k.vmalloc(info, "kernel_read_file", info.image.file_size, "kread")
                 if not info.compressed:
                     info.copy = info.read_buffer
-            yield Delay(k.duration("read", info.image.file_size))
+            yield from k.compute("read", info.image.file_size)
         finally:
             reads.inodes.discard(inode)
 
@@ -162,11 +162,11 @@ class Decompress(Stage):
         if not self.pages:
             scratch = {"xz": _XZ_DICT, "gz": _GZ_WORKSPACE, "zst": img.decompressed_size + _ZSTD_EXTRA}[img.compression]
             work = k.vmalloc(info, "module_decompress", scratch, "decompress")
-            yield Delay(k.duration("decompress", img.decompressed_size))
+            yield from k.compute("decompress", img.decompressed_size)
             k.free(work)
             info.copy = k.vmap(info, -(-img.decompressed_size // PAGE_SIZE), "decompress")
         else:
-            yield Delay(k.duration("decompress", img.decompressed_size))
+            yield from k.compute("decompress", img.decompressed_size)
         if info.read_buffer is not None:
             k.free(info.read_buffer)  # "compressed data is no longer needed"
 
@@ -179,7 +179,7 @@ class SignatureCheck(Stage):
 
     def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Spend the hashing time and strip the signature length."""
-        yield Delay(k.duration("signature", info.length))
+        yield from k.compute("signature", info.length)
         info.length -= info.image.signature_size
 
 
@@ -235,13 +235,15 @@ class LayoutAndAllocate(Stage):
         try:
             for kind, size in info.image.allocations(k.generation):
                 got.append(k.vmalloc(info, kind, size, "becoming", module=True))
+                if k.costs.populate:  # the pages are allocated and mapped before the next area is asked for
+                    yield from k.compute("populate", size)
         except LoadFailed:
             for a in got:
                 k.free(a)
             raise
         info.past_layout = True
         info.record = ModuleRecord(info.image.name, "", info.index, list(got))
-        yield Delay(k.duration("copy", sum(a.size for a in got)))
+        yield from k.compute("copy", sum(a.size for a in got))
 
 
 @attrs.frozen
@@ -303,7 +305,7 @@ class Init(Stage):
         """Spend the init time; succeed or fail with the request's ``init_errno``."""
         rec = info.record
         assert rec is not None
-        yield Delay(k.duration("init"))
+        yield from k.compute("init")
         if info.request.init_errno:
             k.modules.set_state(rec, "GOING")
             free_module_memory(k, rec)

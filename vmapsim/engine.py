@@ -33,6 +33,7 @@ from vmapsim.errors import InvalidArgument
 
 __all__ = [
     "QEMU_TCG",
+    "QEMU_TCG_SHARED",
     "Chooser",
     "CostModel",
     "Delay",
@@ -373,14 +374,23 @@ class CostModel:
     module_sig_check), ``copy`` (move_module's section copy and relocation);
     ``verify`` the fixed cost of one signature verification, ``init`` a
     module's init function, ``rcu_grace`` one synchronize_rcu() and
-    ``workqueue`` the latency before a queued work item runs; ``populate``
-    the seconds per page ``__vmalloc_area_node()`` spends allocating and
-    mapping a module-memory area's pages (the time between one area's address
-    and the next one's: the window in which a duplicate can slip past 6.4's
-    early check).  ``jitter`` spreads every duration uniformly by up to that
-    fraction either way (drawn from the run's seed), as real CPUs never run two
-    loads in perfect step.  ``processors``: how many processors the CPU-bound
-    stages (read, decompress, signature, copy, populate, init) share by
+    ``workqueue`` the latency before a queued work item runs.
+
+    Three costs shape the race of duplicates and are 0 unless calibrated:
+    ``populate``, the seconds per page ``__vmalloc_area_node()`` spends
+    allocating and mapping a module-memory area before the next one is asked
+    for; ``layout``, the seconds per byte of the image ``layout_and_allocate()``
+    spends before its first allocation (``check_modinfo()``,
+    ``layout_sections()``, ``layout_symtab()``); with the section copy they are
+    the window between 6.4's early check and ``add_unformed_module()``.  And
+    ``ipi``, the seconds of work per online CPU in ``complete_formation()``:
+    making module memory read-only and executable flushes every CPU's TLB and
+    text patching syncs every CPU.
+
+    ``jitter`` spreads every duration uniformly by up to that fraction either
+    way (drawn from the run's seed), as real CPUs never run two loads in
+    perfect step.  ``processors``: how many processors the CPU-bound stages
+    (read, decompress, signature, copy, populate, layout, ipi, init) share by
     processor sharing (:class:`Processors`); None gives every load a
     processor of its own.  With ``lockstep`` every heavy stage (read,
     decompress, signature, init) takes exactly ``step`` seconds and bookkeeping
@@ -404,13 +414,15 @@ class CostModel:
     verify: float = 0.0005
     jitter: float = 0.0
     populate: float = 0.0
+    layout: float = 0.0
+    ipi: float = 0.0
     processors: int | None = None
 
     def __attrs_post_init__(self) -> None:
         for name in ("read", "decompress", "signature", "copy"):
             if not number(name, getattr(self, name), 0) > 0:
                 raise InvalidArgument(f"{name}={getattr(self, name)!r}: a bandwidth must be above 0 bytes/s")
-        for name in ("init", "rcu_grace", "workqueue", "step", "verify", "populate"):
+        for name in ("init", "rcu_grace", "workqueue", "step", "verify", "populate", "layout", "ipi"):
             number(name, getattr(self, name), 0)
         if self.processors is not None:
             integer("processors", self.processors, 1)
@@ -438,14 +450,25 @@ class CostModel:
             return self.workqueue
         elif stage == "populate":
             return (nbytes >> 12) * self.populate
+        elif stage == "layout":
+            return nbytes * self.layout
+        elif stage == "ipi":  # nbytes: the online CPUs
+            return nbytes * self.ipi
         raise InvalidArgument(f"unknown stage {stage!r} for the cost model")
 
 
 # The stages a CostModel times, and those lockstep gives its ``step`` (the rest take no time there).
 _HEAVY = frozenset(("read", "decompress", "signature", "init"))
-_TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue", "populate"}
+_TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue", "populate", "layout", "ipi"}
 
 #: Costs calibrated on Debian's 6.12 kernel under QEMU TCG (tests/data/qemu-6.12-1cpu.txt): decompression
 #: about 6 MB/s, ~16 ms per signature verification, ~18 ms from init's end to the freeing of init memory.
 QEMU_TCG = CostModel(read=1e9, decompress=6e6, signature=1e9, copy=1e9, init=0.004, rcu_grace=0.017,
                      workqueue=0.001, verify=0.016)  # fmt: skip
+#: The same machine with its vCPUs sharing the host's 2 cores, calibrated on N concurrent loads of dm-mod at 2
+#: and 4 vCPUs (tests/data/timing, python -m tests.realkernel.timing): CPU-bound stages share 2 processors;
+#: ~25 ms of per-load work before layout, ~20 ms of init, 8 ms per online CPU of cross-CPU flushes when the
+#: module's memory goes read-only and executable, 5 us per module page.  The 8- and 16-vCPU captures test it.
+QEMU_TCG_SHARED = CostModel(read=1e9, decompress=15e6, signature=1e9, copy=3e8, init=0.02, rcu_grace=0.017,
+                            workqueue=0.001, verify=0.025, jitter=0.25, populate=5e-6, ipi=0.008,
+                            processors=2)  # fmt: skip

@@ -230,7 +230,9 @@ class LayoutAndAllocate(Stage):
     name = "layout"
 
     def run(self, info: LoadInfo, k: Kernel) -> Task:
-        """Allocate every area, then copy the sections (the race window of the 6.4 early check)."""
+        """Lay out, allocate every area, copy the sections (the race window of the 6.4 early check)."""
+        if k.costs.layout:
+            yield from k.compute("layout", info.image.decompressed_size)
         got = []
         try:
             for kind, size in info.image.allocations(k.generation):
@@ -270,12 +272,12 @@ class CompleteFormation(Stage):
 
     name = "complete_formation"
 
-    def run(self, info: LoadInfo, k: Kernel) -> None:
-        """State COMING, one ``vm_unmap_aliases()``."""
+    def run(self, info: LoadInfo, k: Kernel) -> Task | None:
+        """State COMING, one ``vm_unmap_aliases()``; the cross-CPU flushes take time if the costs say so."""
         assert info.record is not None
         k.modules.set_state(info.record, "COMING")
         k.space.vm_unmap_aliases()
-        return None
+        return k.compute("ipi", k.space.cpus) if k.costs.ipi else None
 
 
 @attrs.frozen

@@ -1,0 +1,60 @@
+"""Concurrent duplicates in time, held to real many-vCPU boots kept as fixtures (no QEMU needed).
+
+The costs are calibrated on the 2- and 4-vCPU captures only (tests/realkernel/timing.py says how); the 8- and
+16-vCPU captures are predictions the calibration never saw. The model is given when each caller arrived and
+must predict every caller's return code and allocations, and the module window's peak pinned bytes.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from tests.realkernel import timing
+from vmapsim.engine import QEMU_TCG_SHARED, CostModel
+
+CALIBRATION = [n for cpus in (2, 4) for n in timing.fixture_names(cpus)]
+PREDICTED = [n for cpus in (8, 16) for n in timing.fixture_names(cpus)]
+
+
+@functools.cache
+def _calibrated() -> CostModel:
+    return timing.calibrate([timing.load(n) for n in CALIBRATION])
+
+
+def test_the_shipped_preset_is_the_calibration_on_2_and_4_vcpus() -> None:
+    assert CALIBRATION and all("-2cpu-" in n or "-4cpu-" in n for n in CALIBRATION)
+    assert _calibrated() == QEMU_TCG_SHARED
+
+
+@pytest.mark.parametrize("name", [n for n in PREDICTED if "-6.12-init-" not in n])
+def test_8_and_16_vcpu_duplicate_tables_are_predicted_exactly(name: str) -> None:
+    # 6.1 (finit and init) and 6.12 finit: per-caller return codes and allocations, and the module window's
+    # peak pinned bytes, exactly; these depend on the timing only through which callers overlap the winner
+    seen = timing.load(name)
+    model = timing.predict(seen, QEMU_TCG_SHARED)
+    assert sorted(c.ret for c in model.callers) == sorted(c.ret for c in seen.callers)
+    assert sorted(c.allocations for c in model.callers) == sorted(c.allocations for c in seen.callers)
+    assert model.peak_modules == seen.peak_modules
+
+
+@pytest.mark.parametrize("name", [n for n in PREDICTED if "-6.12-init-" in n])
+def test_6_12_init_module_duplicates_return_eexist_whatever_got_past_the_early_check(name: str) -> None:
+    seen = timing.load(name)
+    model = timing.predict(seen, QEMU_TCG_SHARED)
+    assert sorted(c.ret for c in model.callers) == sorted(c.ret for c in seen.callers)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="target not met (docs/fidelity.md): at 8 vCPUs the real boot let 4 init_module() callers past 6.4's "
+    "early check; the calibrated model lets 1 or 2 through over 20 seeds",
+)
+def test_6_12_init_module_callers_past_the_early_check_lie_in_the_models_spread() -> None:
+    # how many duplicates slip past the early check is a race: the real count must lie within the model's
+    # spread over the cost jitter's seeds, for every 8- and 16-vCPU capture
+    for name in (n for n in PREDICTED if "-6.12-init-" in n):
+        seen = timing.load(name)
+        lo, hi = timing.spread(seen, QEMU_TCG_SHARED)
+        assert lo <= timing.reached(seen) <= hi, (name, timing.reached(seen), lo, hi)

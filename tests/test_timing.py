@@ -48,8 +48,9 @@ def test_6_12_init_module_duplicates_return_eexist_whatever_got_past_the_early_c
 
 @pytest.mark.xfail(
     strict=True,
-    reason="target not met (docs/fidelity.md): at 8 vCPUs the real boot let 4 init_module() callers past 6.4's "
-    "early check; the calibrated model lets 1 or 2 through over 20 seeds",
+    reason="target not met (docs/fidelity.md): how many init_module() callers get past 6.4's early check lies in "
+    "the model's spread over 20 seeds for 4 of the 6 boots at 8 and 16 vCPUs; one 8-vCPU boot let 4 through "
+    "(model 1-2), one 16-vCPU boot 2 (model 1)",
 )
 def test_6_12_init_module_callers_past_the_early_check_lie_in_the_models_spread() -> None:
     # how many duplicates slip past the early check is a race: the real count must lie within the model's

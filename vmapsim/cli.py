@@ -439,7 +439,9 @@ def _parser() -> argparse.ArgumentParser:
     ld.add_argument("--requests", help="also run the requests of a JSON-lines or .csv file (time, cpu, module, ...)")
     _simulation_options(ld, cpus=8, catalog="debian-6.12-amd64", layout="x86_64")
     ld.add_argument("--syscall", default="finit_module", choices=["finit_module", "init_module"])
-    ld.add_argument("--lockstep", action="store_true", help="every heavy stage takes the same time")
+    ld.add_argument(
+        "--lockstep", action="store_true", help="every heavy stage takes the same time (callers stay in step)"
+    )
     ld.set_defaults(run=_load)
     b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
     _simulation_options(b, cpus=255, catalog=None, layout=None)

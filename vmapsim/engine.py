@@ -466,9 +466,10 @@ _TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue", "populate", "layout", "ipi"
 QEMU_TCG = CostModel(read=1e9, decompress=6e6, signature=1e9, copy=1e9, init=0.004, rcu_grace=0.017,
                      workqueue=0.001, verify=0.016)  # fmt: skip
 #: The same machine with its vCPUs sharing the host's 2 cores, calibrated on N concurrent loads of dm-mod at 2
-#: and 4 vCPUs (tests/data/timing, python -m tests.realkernel.timing): CPU-bound stages share 2 processors;
-#: ~25 ms of per-load work before layout, ~20 ms of init, 8 ms per online CPU of cross-CPU flushes when the
-#: module's memory goes read-only and executable, 5 us per module page.  The 8- and 16-vCPU captures test it.
-QEMU_TCG_SHARED = CostModel(read=1e9, decompress=15e6, signature=1e9, copy=3e8, init=0.02, rcu_grace=0.017,
-                            workqueue=0.001, verify=0.025, jitter=0.25, populate=5e-6, ipi=0.008,
+#: and 4 vCPUs (23 boots in tests/data/timing; python -m tests.realkernel.timing): CPU-bound stages share 2
+#: processors; ~25 ms of per-load work before layout, 12 MB/s xz, 10 ms of init, 16 ms per online CPU of
+#: cross-CPU flushes as module memory goes read-only and executable, 5 us per module page, +-25% jitter.
+#: The 8- and 16-vCPU boots test it (tests/test_timing.py, docs/fidelity.md).
+QEMU_TCG_SHARED = CostModel(read=1e9, decompress=12e6, signature=1e9, copy=3e8, init=0.01, rcu_grace=0.017,
+                            workqueue=0.001, verify=0.025, jitter=0.25, populate=5e-6, ipi=0.016,
                             processors=2)  # fmt: skip

@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
+import attrs
+
 from vmapsim import checks, layouts, procfs, profiles, trace
 from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.modules.catalog import Catalog
@@ -235,11 +237,17 @@ def _boot(args: argparse.Namespace) -> str:
 
     from vmapsim.engine import CostModel
     from vmapsim.loader import Run, simulate
-    from vmapsim.workloads import PRESETS, udev_boot, udev_workers
+    from vmapsim.workloads import PRESETS, Machine, udev_boot, udev_workers
 
-    if args.machine not in PRESETS:
-        raise InvalidArgument(f"unknown machine {args.machine!r}; presets: {', '.join(PRESETS)}")
-    machine = PRESETS[args.machine]
+    if args.machine in PRESETS:
+        machine = PRESETS[args.machine]
+    elif Path(args.machine).is_file():  # a machine's own modalias files, as Machine.from_modaliases reads them
+        machine = Machine.from_modaliases(_read(args.machine), name=Path(args.machine).stem, source=args.machine)
+    else:
+        raise InvalidArgument(f"unknown machine {args.machine!r}: a preset ({', '.join(PRESETS)}) or a file of "
+                              "modaliases")  # fmt: skip
+    if args.ram is not None:
+        machine = attrs.evolve(machine, ram=args.ram << 30)
     args.catalog = args.catalog or machine.catalog
     catalog, names = _catalog_and_pipelines(args)
     layout = layouts.by_name(args.layout or machine.layout)
@@ -445,7 +453,13 @@ def _parser() -> argparse.ArgumentParser:
     ld.set_defaults(run=_load)
     b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
     _simulation_options(b, cpus=255, catalog=None, layout=None)
-    b.add_argument("--machine", default="intel-server", help="qemu-kvm, intel-server, amd-server, arm64-server")
+    b.add_argument(
+        "--machine",
+        default="intel-server",
+        help="a preset (qemu-kvm, intel-server, amd-server, arm64-server) or a file of the machine's modaliases: "
+        "cat /sys/devices/system/cpu/modalias /sys/bus/*/devices/*/modalias > FILE",
+    )
+    b.add_argument("--ram", type=_integer(1, 1 << 24), help="the machine's RAM in GiB (sets udev's worker limit)")
     b.add_argument("--kmod", type=_integer(1, 999), help="kmod version (default: the machine's, 30 as in Debian 12)")
     b.add_argument("--jitter", type=_finite(0), default=0.05, help="uevent arrivals spread over this many seconds")
     b.add_argument("--cost-jitter", type=_finite(0, 0.99), default=0.25, help="stage durations vary by this fraction")

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tests.helpers import has_sections
 from tests.realkernel.capture import kernel_tree
+from vmapsim.engine import CostModel
 
 _DUMP = """#!/bin/sh
 exec > /dev/ttyS0 2>&1
@@ -154,16 +155,18 @@ def calls_by_module(trace: str, sizes: dict[int, str], *, udev: bool | None = No
     return dict(out)
 
 
-def predict(text: str, cpus: int) -> tuple[dict[str, Counter[int]], dict[str, Counter[int]]]:
+def predict(
+    text: str, cpus: int, costs: CostModel | None = None, seed: int = 0
+) -> tuple[dict[str, Counter[int]], dict[str, Counter[int]]]:
     """(real, predicted) init_module() outcomes per module for the modules udev loads by itself.
 
-    The machine is what the boot showed: the CPU's modalias, the devices' modaliases, 3 GiB, kmod 30, and the
-    modules whose init failed (-ENODEV) there. Modules that something other than udev also loaded (the
-    kernel's request_module(), systemd) are left out of the comparison.
+    The machine is what the boot showed, built by ``Machine.from_modaliases`` from its modalias dump: 3 GiB,
+    kmod 30, the modules whose init failed (-ENODEV) there, and the modules the kernel's request_module()
+    and systemd loaded (``preloads``). Those preloaded modules are left out of the comparison.
     """
     from tests.helpers import console_section
     from vmapsim import simulate
-    from vmapsim.engine import QEMU_TCG
+    from vmapsim.engine import QEMU_TCG_SHARED
     from vmapsim.modules import Catalog
     from vmapsim.workloads import Machine, udev_boot, udev_workers
 
@@ -172,16 +175,17 @@ def predict(text: str, cpus: int) -> tuple[dict[str, Counter[int]], dict[str, Co
     trace = console_section(text, "trace")
     real = calls_by_module(trace, sizes, udev=True)
     others = calls_by_module(trace, sizes, udev=False)
-    aliases = console_section(text, "modalias").split()
     failing = tuple(sorted((name, 19) for name, rets in real.items() if -19 in rets))
-    machine = Machine("qemu-tcg-max", aliases[0], devices=tuple(aliases[1:]), ram=3 << 30, kmod=30, fails=failing)
-    jobs = udev_boot(cat, machine, cpus, jitter=0.01)
-    r = simulate(jobs, pipeline="v6.5", cpus=cpus, catalog=cat, costs=QEMU_TCG,
-                 workers=udev_workers(cpus, machine.ram))  # fmt: skip
+    preloads = tuple(sorted(n for n in others if n != "?"))
+    machine = Machine.from_modaliases(console_section(text, "modalias"), name="qemu-tcg-max", ram=3 << 30, kmod=30,
+                                      fails=failing, preloads=preloads)  # fmt: skip
+    jobs = udev_boot(cat, machine, cpus, jitter=0.01, seed=seed)
+    r = simulate(jobs, kernel="6.12", cpus=cpus, catalog=cat, costs=costs or QEMU_TCG_SHARED,
+                 workers=udev_workers(cpus, machine.ram), seed=seed)  # fmt: skip
     predicted: dict[str, Counter[int]] = defaultdict(Counter)
     for o in r.outcomes:
         predicted[o.module][o.ret] += 1
-    cpu_modules = {m.name for name in cat.match_alias(aliases[0]) for m in cat.closure(name)}
+    cpu_modules = {m.name for name in cat.match_alias(machine.cpu_modalias) for m in cat.closure(name)}
     keep = cpu_modules - set(others)
     return ({n: real.get(n, Counter()) for n in sorted(keep)}, {n: predicted.get(n, Counter()) for n in sorted(keep)})
 

@@ -86,6 +86,9 @@ class Modprobe:
                 for img in loader.catalog.closure(name):
                     if loader.module_state(img.name) == "LIVE":
                         continue  # kmod reads /sys/module/<name>/initstate: live means done
+                    if self.syscall == "init_module" and img.compression != "none":
+                        # kmod < 31 decompresses the file itself, between that check and the syscall
+                        yield from loader.kernel.compute("decompress", img.decompressed_size)
                     req = Request(img, self.cpu, loader.engine.now, None, None, self.syscall, fails.get(img.name, 0))
                     ret = yield from loader.load(req)
                     if ret < 0 and ret != -EEXIST:  # -EEXIST is success to kmod

@@ -14,16 +14,20 @@ Presets describe a QEMU/KVM guest, an Intel and an AMD server and an arm64 serve
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import attrs
 
 from vmapsim.checks import CPUS_LIMIT, by_value_or_name, errno_pairs, flag, integer, number, show, strings, text
-from vmapsim.errors import InvalidArgument
+from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.modules.catalog import ACPI_PROCESSOR_MODALIASES, Catalog
 from vmapsim.units import GiB, MiB
 from vmapsim.workloads.kmod import Modprobe, syscall_for
 
-__all__ = ["PRESETS", "Machine", "udev_boot", "udev_workers"]
+__all__ = ["MAX_MODALIAS", "PRESETS", "Machine", "udev_boot", "udev_workers"]
+
+#: Longest modalias line read (the kernel's uevent buffer is 2 KiB; a CPU's feature list fits in it).
+MAX_MODALIAS = 4096
 
 
 @attrs.frozen
@@ -33,7 +37,12 @@ class Machine:
     ``fails`` lists modules whose init fails on this machine (e.g. a driver
     probing hardware that is absent) with the errno.  ``kmod`` is kmod's
     version: before 31 it decompresses modules itself and uses init_module(2).
-    ``catalog`` and ``layout`` name the shipped catalog and layout that fit it.
+    ``preloads`` are modules loaded at boot by others than udev -- the
+    kernel's ``request_module()`` (crypto algorithms) and systemd (autofs4,
+    the ``modprobe@`` units) -- each by its own modprobe as the coldplug
+    starts.  ``catalog`` and ``layout`` name the shipped catalog and layout
+    that fit it.  :meth:`from_modaliases` builds one from a machine's own
+    ``modalias`` files.
     """
 
     name: str
@@ -45,6 +54,7 @@ class Machine:
     fails: tuple[tuple[str, int], ...] = ()
     catalog: str = "debian-6.12-amd64"
     layout: str = "x86_64"
+    preloads: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         for name in ("name", "cpu_modalias", "catalog", "layout"):
@@ -54,6 +64,42 @@ class Machine:
         integer("ram", self.ram, 1, 1 << 64)
         integer("kmod", self.kmod, 1, 999)
         errno_pairs("fails", self.fails)
+        strings("preloads", self.preloads)
+
+    @classmethod
+    def from_modaliases(
+        cls, aliases: str, *, name: str = "captured", source: str = "modaliases", **fields: Any
+    ) -> Machine:
+        """The machine whose ``modalias`` files say this, one per line, in any order.
+
+        Make the text on the machine itself::
+
+            cat /sys/devices/system/cpu/modalias /sys/bus/*/devices/*/modalias
+
+        The ``cpu:`` line is the CPU's (one uevent per CPU), an ACPI processor
+        object's (``acpi:ACPI0007:``, ``acpi:LNXCPU:``) makes one per CPU too,
+        every other line is one device.  ``fields`` set the rest (``ram``,
+        ``kmod``, ``fails``, ``preloads``...).  Text that is not modaliases, or
+        has no single ``cpu:`` line, raises :class:`~vmapsim.errors.ParseError`.
+        Runtime complexity: O(lines).
+
+        >>> m = Machine.from_modaliases("cpu:type:x86,ven0002fam0019mod0001:feature:,0000\\nacpi:LNXCPU:\\n"
+        ...                             "pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00\\n", ram=8 << 30)
+        >>> m.acpi_processors, m.devices, m.ram
+        (True, ('pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00',), 8589934592)
+        """
+        if not isinstance(aliases, str):
+            raise InvalidArgument(f"aliases={show(aliases)}: expected the modalias files' text")
+        lines = [line.strip() for line in aliases.splitlines() if line.strip()]
+        for i, line in enumerate(lines, 1):
+            if len(line) > MAX_MODALIAS or not line.isprintable() or ":" not in line or " " in line:
+                raise ParseError(f"not a modalias: {show(line)}", source=source, line=i)
+        cpus = sorted({line for line in lines if line.startswith("cpu:")})
+        if len(cpus) != 1:
+            raise ParseError(f"expected one cpu: modalias line, found {len(cpus)}", source=source)
+        processors = any(line in ACPI_PROCESSOR_MODALIASES for line in lines)
+        others = tuple(x for x in lines if not x.startswith("cpu:") and x not in ACPI_PROCESSOR_MODALIASES)
+        return cls(name, cpus[0], acpi_processors=processors, devices=others, **fields)
 
 
 _X86_BASE = (
@@ -156,7 +202,12 @@ def udev_boot(
         if machine.acpi_processors:
             uevents.append(acpi_mods)
     uevents += [tuple(catalog.match_alias(d)) for d in machine.devices]
-    return [
+    for name in machine.preloads:
+        if name not in catalog:
+            catalog[name]  # raises UnknownModule, naming it
+    # Loads by the kernel and systemd come first, each by its own modprobe; then udev's coldplug.
+    jobs = [Modprobe((name,), syscall=syscall, fails=machine.fails) for name in machine.preloads]
+    return jobs + [
         Modprobe(mods, cpu=rng.randrange(cpus), time=rng.random() * jitter, syscall=syscall, fails=machine.fails)
         for mods in uevents
         if mods

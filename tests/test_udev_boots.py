@@ -1,0 +1,88 @@
+"""Real udev coldplugs (Debian 12's systemd, udev and kmod 30 on Debian's 6.12 under QEMU), kept as fixtures.
+
+The machine is the boot's own modalias dump (``Machine.from_modaliases``) with the modules the kernel and
+systemd loaded as ``preloads``; the costs are ``QEMU_TCG_SHARED``, calibrated on 2- and 4-vCPU duplicate
+boots (tests/test_timing.py). The 8- and 16-vCPU coldplugs are predictions.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tests.helpers import console_log, console_section
+from tests.realkernel import udevboot
+from vmapsim import ParseError, VmapsimError
+from vmapsim.modules import Catalog
+from vmapsim.workloads import Machine, udev_boot
+
+FIXTURES = {cpus: f"udev/udev-6.12-kmod30-{cpus}cpu.txt.xz" for cpus in (2, 4, 8, 16)}
+CAT = Catalog.builtin("debian-6.12-amd64")
+
+
+def _failed(calls: dict[str, Counter[int]]) -> dict[str, int]:
+    return {m: sum(n for ret, n in c.items() if ret not in (0, -17)) for m, c in calls.items()}
+
+
+@pytest.mark.parametrize("cpus", sorted(FIXTURES))
+def test_failed_calls_and_their_copy_bytes_are_predicted_exactly(cpus: int) -> None:
+    # a module whose init fails here fails once with -ENODEV and gives -EBUSY to the callers that waited;
+    # every failed init_module() copied the whole decompressed module first
+    real, predicted = udevboot.predict(console_log(FIXTURES[cpus]), cpus)
+    assert _failed(predicted) == _failed(real) and sum(_failed(real).values()) == 2 * cpus
+    copied = {m: n * CAT[m].decompressed_size for m, n in _failed(real).items()}
+    assert copied == {m: n * CAT[m].decompressed_size for m, n in _failed(predicted).items()}
+
+
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_calibration_sizes_per_module_calls_within_ten_percent(cpus: int) -> None:
+    # where nearly every per-CPU module is asked for once per CPU the model says so too
+    real, predicted = udevboot.predict(console_log(FIXTURES[cpus]), cpus)
+    close = [m for m in real if abs(sum(predicted[m].values()) - sum(real[m].values())) <= 0.1 * cpus]
+    assert len(close) >= len(real) - 2
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="target not met (docs/fidelity.md): at 8 and 16 vCPUs a late udev worker often finds a module LIVE "
+    "and skips it (crc32_pclmul: 2 calls of 8; sha512_ssse3: 4 of 16); the model, with uevents 10 ms apart, "
+    "asks for every per-CPU module once per CPU (9 of 13 modules within 10% at 8, 11 at 16; 90% wanted)",
+)
+@pytest.mark.parametrize("cpus", [8, 16])
+def test_per_module_calls_at_8_and_16_vcpus_within_ten_percent_for_nine_in_ten_modules(cpus: int) -> None:
+    real, predicted = udevboot.predict(console_log(FIXTURES[cpus]), cpus)
+    asked = [m for m in real if sum(real[m].values())]
+    close = [m for m in asked if abs(sum(predicted[m].values()) - sum(real[m].values())) <= 0.1 * sum(real[m].values())]
+    assert len(close) >= 0.9 * len(asked)
+
+
+def test_the_qemu_machine_is_its_own_modalias_dump() -> None:
+    text = console_log(FIXTURES[4])
+    m = Machine.from_modaliases(console_section(text, "modalias"), ram=3 << 30)
+    assert m.cpu_modalias.startswith("cpu:type:x86,ven0002") and m.acpi_processors  # QEMU's TCG -cpu max: "AMD"
+    assert not any(d.startswith(("cpu:", "acpi:LNXCPU")) for d in m.devices)
+    jobs = udev_boot(CAT, m, 4)
+    assert sum(1 for j in jobs if "kvm_amd" in j.modules) == 4  # one uevent per CPU asks for the CPU's modules
+
+
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("pci:v00008086d00001572\n", "expected one cpu: modalias line, found 0"),
+        ("cpu:type:x86,ven0000\ncpu:type:x86,ven0002\n", "found 2"),
+        ("cpu:type:x86\nnot an alias\n", "not a modalias"),
+        ("cpu:type:x86\n" + "x:" * 3000 + "\n", "not a modalias"),
+    ],
+)
+def test_a_bad_modalias_dump_is_a_parse_error(text: str, needle: str) -> None:
+    with pytest.raises(ParseError, match=needle):
+        Machine.from_modaliases(text)
+
+
+def test_preloads_are_loaded_first_and_checked() -> None:
+    m = Machine("m", "cpu:type:x86,ven0000fam0006mod008F:feature:,0000", preloads=("autofs4", "loop"))
+    jobs = udev_boot(CAT, m, 2)
+    assert [j.modules for j in jobs[:2]] == [("autofs4",), ("loop",)] and jobs[0].time == 0.0
+    with pytest.raises(VmapsimError, match="no_such"):
+        udev_boot(CAT, Machine("m", "cpu:type:x86", preloads=("no_such",)), 2)

@@ -27,7 +27,7 @@ def _tools() -> None:
 def _boot(version: str, cpus: int = 1, **kw: object) -> str:
     try:
         text = harness.boot(version, cpus, **kw)
-    except (subprocess.CalledProcessError, StopIteration, OSError) as e:
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, StopIteration, OSError) as e:
         pytest.skip(f"could not boot Debian's {version} kernel here: {e}")
     _skip_if_died(text, harness.SECTIONS)
     return text
@@ -88,6 +88,20 @@ def test_concurrent_duplicates_match_the_pipeline(version: str, syscall: str) ->
         assert set(counts) <= set(model_counts) and counts[-1] == model_counts[-1]
     else:
         assert counts == model_counts
+
+
+def test_an_8_vcpu_duplicate_boot_is_predicted_by_the_calibration() -> None:
+    # The bounded live form of tests/test_timing.py: a fresh 8-vCPU boot (8 concurrent finit_module(dm_mod) on
+    # 6.12), predicted by QEMU_TCG_SHARED, calibrated on 2- and 4-vCPU boots only.
+    from tests.realkernel import timing
+    from vmapsim.engine import QEMU_TCG_SHARED
+
+    text = _boot("6.12", 8, modules=("drivers/md/dm-mod",), dup=8, syscall="finit")
+    seen = timing.observe(text, "6.12", "finit")
+    model = timing.predict(seen, QEMU_TCG_SHARED)
+    assert sorted(c.ret for c in model.callers) == sorted(c.ret for c in seen.callers) == [0] * 8
+    assert sorted(c.allocations for c in model.callers) == sorted(c.allocations for c in seen.callers)
+    assert model.peak_modules == seen.peak_modules
 
 
 @pytest.mark.parametrize("cpus", [2, 4])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import console_section
+from tests.helpers import console_log, console_section
 from vmapsim import cli
 
 HERE = Path(__file__).parent
@@ -39,6 +39,13 @@ COMMANDS: dict[str, list[str]] = {
         "--stats",
     ],
     "load-alias": ["load", "cpu:type:x86,ven0000fam0006mod0055:feature:,0000,0001", "--cpus", "4"],
+    "load-kernels-6.1-6.12-init-module": [
+        "load", "dm_mod", "--cpus", "8", "--kernel", "6.1,6.12", "--syscall", "init_module", "--stats",
+    ],
+    "boot-kernel-6.12-kmod31": ["boot", "--cpus", "32", "--kernel", "6.12", "--kmod", "31"],
+    "boot-machine-file": [
+        "boot", "--machine", "{data}/qemu-tcg-max-modaliases.txt", "--cpus", "8", "--ram", "3", "--kernel", "6.12",
+    ],
     "demo": ["demo"],
     "demo-6.9-8cpus": ["demo", "--kernel", "6.9", "--cpus", "8"],
     "demo-arm64": ["demo", "--layout", "arm64_48"],
@@ -48,6 +55,12 @@ COMMANDS: dict[str, list[str]] = {
         "replay", "{tmp}/qemu-6.12-4cpu.snap", "{tmp}/qemu-6.12-4cpu.trace", "--kernel", "6.12", "--cpus", "4",
     ],
     "replay-6.1-1cpu": ["replay", "{tmp}/qemu-6.1-1cpu.snap", "{tmp}/qemu-6.1-1cpu.trace", "--kernel", "6.1"],
+    "replay-6.12-2cpu-from-boot": [
+        "replay", "{tmp}/qemu-6.12-2cpu-from-boot.snap", "{tmp}/qemu-6.12-2cpu-from-boot.trace", "--kernel", "6.12",
+    ],
+    "replay-6.1-4cpu-dup-kprobes": [
+        "replay", "{tmp}/qemu-6.1-4cpu-dup-dm-mod.snap", "{tmp}/qemu-6.1-4cpu-dup-dm-mod.trace", "--kernel", "6.1",
+    ],
     "replay-6.12-4cpu-as-6.3": [
         "replay", "{tmp}/qemu-6.12-4cpu.snap", "{tmp}/qemu-6.12-4cpu.trace", "--kernel", "6.3", "--cpus", "4",
     ],
@@ -147,10 +160,11 @@ STORIES: dict[str, Callable[[], str]] = {"api-loader": _loader_story, "api-space
 
 def _prepare(tmp: Path) -> None:
     """Split the shipped QEMU captures into the snapshot and trace files replay reads."""
-    for capture in sorted(DATA.glob("qemu-*.txt")):
-        text = capture.read_text()
-        (tmp / f"{capture.stem}.snap").write_text(console_section(text, "vmallocinfo-start"))
-        (tmp / f"{capture.stem}.trace").write_text(console_section(text, "trace"))
+    for capture in sorted([*DATA.glob("qemu-*cpu*.txt"), *DATA.glob("qemu-*.txt.xz")]):
+        text = console_log(capture.name)
+        stem = capture.name.removesuffix(".xz").removesuffix(".txt")
+        (tmp / f"{stem}.snap").write_text(console_section(text, "vmallocinfo-start"))
+        (tmp / f"{stem}.trace").write_text(console_section(text, "trace"))
 
 
 def run(name: str, tmp: Path) -> str:

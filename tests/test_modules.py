@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import lzma
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
+import attrs
 import pytest
 
 from vmapsim import InvalidArgument, ModuleFileError
@@ -157,6 +159,32 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
             Catalog.load(bad)
 
 
+def test_a_trees_modules_order_is_kmods_order_for_a_modalias(tmp_path: Path) -> None:
+    # libkmod returns a modalias's modules by depmod priority, which follows modules.order (the link order)
+    tree = tmp_path / "lib" / "modules" / "6.12.0"
+    shutil.copytree(FIXTURES, tree / "kernel")
+    (tree / "modules.order").write_text("kernel/msr.ko\nkernel/irqbypass.ko\nkernel/ansi_cprng-gz.ko\n")
+    cat = Catalog.scan(tmp_path, jobs=1)
+    assert cat.order == ("msr", "irqbypass", "ansi_cprng_gz")
+    twin = attrs.evolve(cat, modules={n: attrs.evolve(m, aliases=("x:*",)) for n, m in cat.modules.items()})
+    assert twin.match_alias("x:1") == ["msr", "irqbypass", "ansi_cprng_gz", "ansi_cprng_unsigned", "ansi_cprng_zst"]
+    cat.save(tmp_path / "c.json.xz")
+    assert Catalog.load(tmp_path / "c.json.xz").order == cat.order
+    # a catalog saved before the order was kept loads, with none; a bad order is refused
+    doc = json.loads(lzma.decompress((tmp_path / "c.json.xz").read_bytes()))
+    for order, ok in ((None, True), (["msr", 3], False)):
+        if order is None:
+            del doc["order"]
+        else:
+            doc["order"] = order
+        (tmp_path / "d.json.xz").write_bytes(lzma.compress(json.dumps(doc).encode()))
+        if ok:
+            assert Catalog.load(tmp_path / "d.json.xz").order == ()
+        else:
+            with pytest.raises(InvalidArgument, match="order"):
+                Catalog.load(tmp_path / "d.json.xz")
+
+
 def test_bad_files_are_reported_and_skipped(tmp_path: Path) -> None:
     for f in FIXTURES.iterdir():
         shutil.copy(f, tmp_path)
@@ -218,6 +246,7 @@ def test_scanning_the_real_debian_package_reproduces_the_shipped_catalog(name: s
     assert cat.problems == ()
     shipped = Catalog.builtin(name)
     assert cat.modules == shipped.modules and cat.config == shipped.config and cat.kernel == shipped.kernel
+    assert cat.order == shipped.order  # the package's modules.order
 
 
 def _readelf_plts(path: Path) -> tuple[int, int]:

@@ -61,16 +61,20 @@ class Catalog:
 
     ``generation`` is the loader layout of that kernel (``"module_layout"`` up to
     6.3, ``"module_memory"`` from 6.4), read from the modules' vermagic;
-    ``problems`` lists the files a scan skipped.
+    ``problems`` lists the files a scan skipped; ``order`` is depmod's order of
+    the modules (the tree's ``modules.order``), in which kmod lists the modules
+    a modalias resolves to.
     """
 
     kernel: str
     config: KernelConfig
     modules: dict[str, ModuleImage]
     problems: tuple[ScanProblem, ...] = ()
+    order: tuple[str, ...] = ()
     # Built on first use (a frozen value memoises into mutable holders).
     _alias_index: list[AliasIndex] = attrs.field(factory=list, init=False, eq=False, repr=False)
     _closures: dict[str, tuple[ModuleImage, ...]] = attrs.field(factory=dict, init=False, eq=False, repr=False)
+    _rank: dict[str, int] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     # ----------------------------------------------------------------- lookups
 
@@ -103,7 +107,10 @@ class Catalog:
     def match_alias(self, modalias: str) -> list[str]:
         """Names of modules with an alias matching ``modalias``, as kmod's fnmatch() matches them.
 
-        Sorted by name.  Runtime complexity: O(total aliases) for the first
+        In kmod's order: libkmod's alias index returns matches by priority,
+        which depmod sets from ``modules.order`` (``index_searchwild()``,
+        ``add_value()``); modules the catalog has no order for come last, by
+        name.  Runtime complexity: O(total aliases) for the first
         lookup (it builds the :class:`~vmapsim.modules.alias.AliasIndex`), then
         O(prefix lengths + candidates).
 
@@ -113,7 +120,9 @@ class Catalog:
         text("modalias", modalias)
         if not self._alias_index:
             self._alias_index.append(AliasIndex((a, m.name) for m in self.modules.values() for a in m.aliases))
-        return sorted(self._alias_index[0].match(modalias))
+            self._rank.update((name, i) for i, name in enumerate(self.order))
+        last = len(self._rank)
+        return sorted(self._alias_index[0].match(modalias), key=lambda n: (self._rank.get(n, last), n))
 
     def closure(self, name: str) -> list[ModuleImage]:
         """``name`` and its ``depends=`` closure, dependencies first: the order modprobe loads them.
@@ -177,8 +186,8 @@ class Catalog:
         :class:`InvalidArgument`.  ``progress(done, total)`` is called as files
         finish.  Runtime complexity: O(total bytes / jobs).
         """
-        images, problems, kernel, found = scan_tree(path, config=config, jobs=jobs, progress=progress)
-        return cls(kernel or "unknown", found, {m.name: m for m in images}, tuple(problems))
+        images, problems, kernel, found, order = scan_tree(path, config=config, jobs=jobs, progress=progress)
+        return cls(kernel or "unknown", found, {m.name: m for m in images}, tuple(problems), order)
 
     def to_csv(self) -> str:
         """One row per module with :data:`CSV_COLUMNS` (aliases cut to the first 20, as in the reference tables).
@@ -219,6 +228,7 @@ class Catalog:
             "config": attrs.asdict(self.config),
             "fields": fields,
             "modules": [[_jsonable(getattr(m, f)) for f in fields] for m in self],
+            "order": list(self.order),
         }
         data = json.dumps(doc, separators=(",", ":"), sort_keys=True).encode()
         target = Path(path)
@@ -280,7 +290,10 @@ class Catalog:
             if not m.name or m.name in modules:
                 raise ValueError(f"module row {i}: name {show(m.name)} is empty or repeated")
             modules[m.name] = m
-        return cls(kernel, cfg, modules)  # type: ignore[arg-type]
+        order = doc.get("order", [])  # catalogs saved before the order was kept have none
+        if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
+            raise ValueError(f"order {show(order)}: expected a list of module names")
+        return cls(kernel, cfg, modules, order=tuple(order))  # type: ignore[arg-type]
 
     @staticmethod
     def builtins() -> list[str]:

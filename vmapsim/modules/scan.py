@@ -116,9 +116,11 @@ def scan_tree(
     config: KernelConfig | None = None,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[ModuleImage], list[ScanProblem], str, KernelConfig]:
-    """Read every module file under ``path``: (images, problems, kernel release, config).
+) -> tuple[list[ModuleImage], list[ScanProblem], str, KernelConfig, tuple[str, ...]]:
+    """Read every module file under ``path``: (images, problems, kernel release, config, depmod order).
 
+    The order is the tree's ``modules.order`` (the build's link order, which
+    depmod keeps as each module's priority), as module names; empty without one.
     See :meth:`vmapsim.modules.Catalog.scan`.  Runtime complexity: O(total bytes / jobs).
     """
     if not isinstance(path, str | os.PathLike):
@@ -155,7 +157,19 @@ def scan_tree(
             images.append(r)
     if not images:
         raise InvalidArgument(f"{root}: no readable module among {len(files)} files ({problems[0].reason})")
-    return images, problems, kernel, config
+    return images, problems, kernel, config, _order(tree, problems)
+
+
+def _order(tree: Path, problems: list[ScanProblem]) -> tuple[str, ...]:
+    """Module names in ``modules.order`` (``kernel/arch/x86/crypto/aesni-intel.ko`` -> ``aesni_intel``)."""
+    path = tree / "modules.order"
+    try:
+        lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+    except OSError as e:
+        problems.append(ScanProblem(str(path), f"unreadable: {e.strerror}"))
+        return ()
+    names = (os.path.basename(line.strip()) for line in lines if ".ko" in line)
+    return tuple(dict.fromkeys(n[: n.index(".ko")].replace("-", "_") for n in names))
 
 
 def _collect(

@@ -10,7 +10,7 @@
 >>> from vmapsim.modules import Catalog
 >>> jobs = udev_boot(Catalog.builtin("debian-6.12-amd64"), PRESETS["intel-server"], cpus=4)
 >>> len(jobs), jobs[0].modules[:3]
-(8, ('aesni_intel', 'coretemp', 'crc32_pclmul'))
+(8, ('intel_uncore', 'intel_cstate', 'rapl'))
 """
 
 from vmapsim.workloads.kdevops import (

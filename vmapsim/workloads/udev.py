@@ -8,7 +8,7 @@ Presets describe a QEMU/KVM guest, an Intel and an AMD server and an arm64 serve
 >>> from vmapsim.modules import Catalog
 >>> jobs = udev_boot(Catalog.builtin("debian-6.12-amd64"), PRESETS["intel-server"], cpus=4)
 >>> len(jobs), jobs[0].modules[:3]
-(8, ('aesni_intel', 'coretemp', 'crc32_pclmul'))
+(8, ('intel_uncore', 'intel_cstate', 'rapl'))
 """
 
 from __future__ import annotations

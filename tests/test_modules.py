@@ -1,4 +1,4 @@
-"""Module scanning and catalogs, held to the reference data of ../shared/data (copied to tests/data/reference).
+"""Module scanning and catalogs, held to the reference tables kept in tests/data/reference.
 
 The reference CSVs were made independently from Debian's packages; the scanner and the shipped
 catalogs must reproduce them.  tests/data/modules holds small real modules: a plain 6.1 .ko, a signed

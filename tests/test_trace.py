@@ -28,6 +28,8 @@ DATA = Path(__file__).parent / "data"
         # four finit_module(dm_mod) at once on 6.1, traced by kprobes: two allocations that overlapped were
         # served in the other order than they returned (listed by return, one of 14 disagreed)
         ("qemu-6.1-4cpu-dup-dm-mod.txt.xz", "6.1", 4, 14),
+        # Debian 13 backports' 7.3.4: module text from execmem's 2 MiB cache, the allocator core unchanged
+        ("qemu-7.3-1cpu.txt.xz", "7.3", 1, 34),
     ],
 )
 def test_replay_of_a_real_kernel_agrees_on_every_address(fixture: str, version: str, cpus: int, allocs: int) -> None:
@@ -159,3 +161,14 @@ def test_a_trace_from_boot_replays_on_the_snapshots_percpu_chunks() -> None:
     whole = procfs.restore(snapshot, layouts.X86_64_LA57, cpus=2, profile=profiles.LINUX_6_11)
     misses = trace.replay(trace.parse_trace(console_section(text, "trace")), whole).disagreements
     assert any(d.event.align <= 4096 for d in misses)
+
+
+def test_a_7_3_boot_traced_from_boot_on_4_cpus_agrees_on_every_address() -> None:
+    # 7.3.4 on 4 CPUs: node pools (6.16's decay rule), execmem's ROX chunk, every allocation from the first
+    text = console_log("qemu-7.3-4cpu-from-boot.txt.xz")
+    snapshot = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))
+    assert any(r.caller and r.caller.startswith("execmem_alloc") and r.size == (2 << 20) + 4096 for r in snapshot)
+    space = procfs.restore(snapshot, layouts.X86_64_LA57, cpus=4, profile=profiles.for_version("7.3"),
+                           percpu_only=True)  # fmt: skip
+    report = trace.replay(trace.parse_trace(console_section(text, "trace")), space)
+    assert report.allocs == 150 and report.disagreements == () and report.unknown_frees == ()

@@ -3,7 +3,8 @@
     python tests/realkernel/capture.py --kernel 6.12 --cpus 1 --out tests/data/qemu-6.12-1cpu.txt \\
         crypto/ansi_cprng crypto/aegis128 ...
 
-Fetches the kernel package with ``apt-get download`` (cached in
+Fetches the kernel package with ``apt-get download`` (Debian 13 backports' 7.3 through a private apt
+state directory naming trixie and trixie-backports; cached in
 ``$VMAPSIM_KERNEL_CACHE``, default /tmp/vmapsim-kernels; never committed), compiles
 init.c with ``gcc -static``, packs it and the named modules into a newc initramfs
 (written here in Python, so no cpio binary is needed), boots ``qemu-system-x86_64``
@@ -26,7 +27,14 @@ from pathlib import Path
 
 from vmapsim.modules.compression import compression_of, decompress
 
-PACKAGES = {"6.12": "linux-image-6.12.117+deb12-amd64", "6.1": "linux-image-6.1.0-56-amd64"}
+PACKAGES = {
+    "6.12": "linux-image-6.12.117+deb12-amd64",
+    "6.1": "linux-image-6.1.0-56-amd64",
+    # Debian 13's backports split the kernel (linux-binary: /usr/lib/modules/<kver>/vmlinuz) from its modules
+    "7.3": "linux-binary-7.3.4+deb13-amd64 linux-modules-7.3.4+deb13-amd64",
+}
+#: Suites the packages come from when the machine's own apt lists do not have them: (suite, versions).
+BACKPORTS = ("trixie-backports", {"7.3"})
 HERE = Path(__file__).resolve().parent
 
 
@@ -44,13 +52,40 @@ def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
 def kernel_tree(version: str) -> Path:
     """The extracted package root for a kernel version, downloading it once."""
     cache = Path(os.environ.get("VMAPSIM_KERNEL_CACHE", "/tmp/vmapsim-kernels"))
-    root = cache / PACKAGES[version]
-    if not (root / "boot").is_dir():
+    names = PACKAGES[version].split()
+    root = cache / names[0]
+    if not (root / "boot").is_dir() and not (root / "usr/lib/modules").is_dir():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["apt-get", "download", PACKAGES[version]], cwd=cache, check=True, capture_output=True)
-        deb = next(cache.glob(PACKAGES[version] + "_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+        options = _private_apt(cache) if version in BACKPORTS[1] else []
+        subprocess.run(["apt-get", *options, "download", *names], cwd=cache, check=True, capture_output=True)
+        for name in names:
+            deb = next(cache.glob(name + "_*.deb"))
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
     return root
+
+
+def _private_apt(cache: Path) -> list[str]:
+    """apt options for Debian 13 and its backports, with a state directory of our own (the system's untouched)."""
+    state = cache / "apt-trixie"
+    (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    (state / "sources.list").write_text(
+        "".join(f"deb [signed-by={keyring}] http://deb.debian.org/debian {suite} main\n"
+                for suite in ("trixie", BACKPORTS[0]))
+    )  # fmt: skip
+    options = ["-o", f"Dir::Etc::SourceList={state / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
+               "-o", f"Dir::State::Lists={state / 'lists'}", "-o", "APT::Sandbox::User=root"]  # fmt: skip
+    subprocess.run(["apt-get", *options, "update", "-qq"], check=True, capture_output=True)
+    return options
+
+
+def kernel_files(root: Path) -> tuple[str, Path, Path]:
+    """(release, vmlinuz, modules directory) of an extracted kernel package, old layout or Debian 13's."""
+    if (root / "lib/modules").is_dir():
+        kver = next((root / "lib/modules").iterdir()).name
+        return kver, root / "boot" / f"vmlinuz-{kver}", root / "lib/modules" / kver
+    kver = next((root / "usr/lib/modules").iterdir()).name
+    return kver, root / "usr/lib/modules" / kver / "vmlinuz", root / "usr/lib/modules" / kver
 
 
 def capture(
@@ -71,8 +106,7 @@ def capture(
     ``from_boot`` traces the allocator from the first allocation (``trace_event=`` on the command line).
     """
     root = kernel_tree(version)
-    kver = next((root / "lib/modules").iterdir()).name
-    kernel = root / "boot" / f"vmlinuz-{kver}"
+    _, kernel, moddir = kernel_files(root)
     with tempfile.TemporaryDirectory() as tmp:
         init = Path(tmp) / "init"
         subprocess.run(["gcc", "-static", "-O2", "-o", str(init), str(HERE / "init.c")], check=True)
@@ -80,7 +114,7 @@ def capture(
         entries.append(("init", 0o100755, init.read_bytes()))
         names = []
         for mod in modules:
-            path = next((root / "lib/modules" / kver / "kernel").glob(mod + ".ko*"))
+            path = next((moddir / "kernel").glob(mod + ".ko*"))
             name, data = path.name, path.read_bytes()
             if (plain or syscall == "init") and compression_of(name) != "none":
                 data = decompress(data, str(compression_of(name)), name)  # what kmod does before init_module

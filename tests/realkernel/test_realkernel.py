@@ -47,6 +47,16 @@ def test_trace_replay_agrees_on_every_address_with_one_cpu(version: str) -> None
     assert report.disagreements == (), report.summary()
 
 
+def test_debian_13_backports_7_3_agrees_on_every_address() -> None:
+    # Debian 13 backports' 7.3.4 (module text from execmem's 2 MiB ROX chunk): one CPU, five modules
+    modules = ("crypto/aegis128", "arch/x86/kernel/msr", "block/kyber-iosched", "crypto/af_alg",
+               "arch/x86/crypto/camellia-x86_64")  # fmt: skip
+    text = _boot("7.3", 1, modules=modules)
+    report = harness.replay(text, "7.3", 1)
+    assert report.allocs >= 20 and report.unknown_frees == ()
+    assert report.disagreements == (), report.summary()
+
+
 @pytest.mark.parametrize("cpus", [2, 4, 8])
 def test_trace_replay_from_boot_with_node_pools_on_several_cpus(cpus: int) -> None:
     # A mid-run snapshot cannot show VAs parked in 6.9+ node pools; traced from the first allocation,

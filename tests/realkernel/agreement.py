@@ -21,6 +21,8 @@ def rows() -> list[str]:
     for version in ("6.12", "6.1"):
         r = harness.replay(harness.boot(version, 1), version, 1)
         out.append(f"| trace replay from a mid-boot snapshot | {version} | 1 | {r.summary()} |")
+    r = harness.replay(harness.boot("7.3", 1, modules=MODULES_7_3), "7.3", 1)
+    out.append(f"| trace replay from a mid-boot snapshot (execmem) | 7.3 | 1 | {r.summary()} |")
     for cpus in (2, 4, 8):
         r = harness.replay_from_boot(harness.boot("6.12", cpus, from_boot=True), "6.12", cpus)
         kinds = sorted({f"align {d.event.align}" for d in r.disagreements})
@@ -41,7 +43,23 @@ def rows() -> list[str]:
         mcounts = sorted(len(o.allocations) for o in model.outcomes)
         out.append(f"| 4 concurrent {syscall}_module of dm-mod | {version} | 4 | kernel returns {rets}, "
                    f"allocations per caller {counts}; vmapsim {mrets}, {mcounts} |")  # fmt: skip
+    from tests.realkernel import timing
+    from vmapsim.engine import QEMU_TCG_SHARED
+
+    for version, syscall in (("6.1", "finit"), ("6.12", "finit")):
+        seen = timing.observe(harness.boot(version, 8, modules=("drivers/md/dm-mod",), dup=8, syscall=syscall),
+                              version, syscall)  # fmt: skip
+        model = timing.predict(seen, QEMU_TCG_SHARED)
+        real_allocs = sorted(c.allocations for c in seen.callers)
+        out.append(f"| 8 concurrent {syscall}_module of dm-mod, predicted by the 2-4 vCPU calibration | {version} | 8 "
+                   f"| kernel allocations per caller {real_allocs}, peak module bytes {seen.peak_modules}; vmapsim "
+                   f"{sorted(c.allocations for c in model.callers)}, {model.peak_modules} |")  # fmt: skip
     return out
+
+
+#: Modules of the 7.3 probe (ansi_cprng and sha512-ssse3 are gone from 7.3's tree).
+MODULES_7_3 = ("crypto/aegis128", "arch/x86/kernel/msr", "block/kyber-iosched", "crypto/af_alg",
+               "arch/x86/crypto/camellia-x86_64")  # fmt: skip
 
 
 def main() -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -172,3 +173,22 @@ def test_a_7_3_boot_traced_from_boot_on_4_cpus_agrees_on_every_address() -> None
                            percpu_only=True)  # fmt: skip
     report = trace.replay(trace.parse_trace(console_section(text, "trace")), space)
     assert report.allocs == 150 and report.disagreements == () and report.unknown_frees == ()
+
+
+def test_an_allocation_served_from_another_cpus_node_pool_is_recognised() -> None:
+    # 6.9+: node_alloc() picks the pool from the CPU the task was on then; the trace line may name another
+    # CPU (the task moved). The kernel's VA sits in CPU 1's pool, the line says CPU 0: it agrees, counted apart.
+    s = VmapSpace(layouts.X86_64, cpus=2, profile="6.12")
+    w = layouts.X86_64.vmalloc
+    a = s.alloc_vmap_area(8192, vstart=w.start, vend=w.end, cpu=1)
+    s.alloc_vmap_area(8192, vstart=w.start, vend=w.end, cpu=1)
+    s.free_vmap_area(a.start)
+    s.replay_purge(full_decay=False)  # a.start now waits in CPU 1's node pool
+    ev = trace.TraceEvent("alloc", 0, 1.0, "t", a.start, 8192, 4096, w.start, w.end)
+    report = trace.replay([ev], s)
+    assert report.disagreements == () and report.other_node == (ev,)
+    assert "1 from another CPU's node pool" in report.summary() and s.area(a.start).size == 8192
+    # before 6.9 there are no pools, so the same event is a plain disagreement
+    old = VmapSpace(layouts.X86_64, cpus=2, profile="6.5")
+    old.alloc_vmap_area(8192, vstart=w.start, vend=w.end)
+    assert trace.replay([attrs.evolve(ev, addr=w.start + 8192 * 4)], old).other_node == ()

@@ -23,6 +23,7 @@ address or fails the same way.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Iterable
 
@@ -208,6 +209,9 @@ class ReplayReport:
     allocs: int
     disagreements: tuple[Disagreement, ...]
     unknown_frees: tuple[TraceEvent, ...]
+    #: Allocations the kernel served from another CPU's 6.9+ node pool than the trace line's CPU names: the
+    #: task moved between node_alloc()'s raw_smp_processor_id() and the trace event.  They agree.
+    other_node: tuple[TraceEvent, ...] = ()
 
     @property
     def agreed(self) -> int:
@@ -221,8 +225,9 @@ class ReplayReport:
 
     def summary(self) -> str:
         """One line: agreed / compared, and how many frees named unknown areas.  Runtime: O(1)."""
+        moved = f", {len(self.other_node)} from another CPU's node pool" if self.other_node else ""
         return (
-            f"{self.agreed}/{self.allocs} allocations agree ({self.agreement:.1%}); "
+            f"{self.agreed}/{self.allocs} allocations agree ({self.agreement:.1%}{moved}); "
             f"{len(self.unknown_frees)} frees of areas unknown to the model"
         )
 
@@ -265,6 +270,7 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
     unknown: list[TraceEvent] = []
     last_failed = False
     done: set[int] = set()  # allocations already replayed out of trace order
+    moved: list[TraceEvent] = []
 
     def model(ev: TraceEvent) -> int | None:
         try:
@@ -275,9 +281,12 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
     def judge(ev: TraceEvent, got: int | None) -> None:
         # on a disagreement the kernel's choice is applied, so later allocations start from its state
         if got != ev.addr:
-            bad.append(Disagreement(ev, got))
             if got is not None:
                 space.free_vmap_area(got, lazy=False)
+            if _from_other_node(space, ev):
+                moved.append(ev)
+                return
+            bad.append(Disagreement(ev, got))
             if ev.addr is not None:
                 space.replay_alloc(ev.addr, ev.size, cpu=ev.cpu)
 
@@ -307,7 +316,32 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
                 last_failed = False
     finally:
         space.auto_purge = saved
-    return ReplayReport(allocs, tuple(bad), tuple(unknown))
+    return ReplayReport(allocs, tuple(bad), tuple(unknown), tuple(moved))
+
+
+def _from_other_node(space: VmapSpace, ev: TraceEvent) -> bool:
+    """Whether another CPU's node pool gives exactly the kernel's choice; if so it is taken from there.
+
+    Only 6.9+ pools can differ by CPU, and only for a VA sitting in a pool: node_alloc() picks the node
+    from the CPU the task was on then, the trace line shows the CPU it was on when the event fired.
+    Each CPU is tried on a copy, so the space changes only when one matches.
+    """
+    if ev.addr is None or not space.profile.node_pools or space.cpus == 1:
+        return False
+    if (ev.addr, ev.addr + ev.size) not in space.pooled_ranges():
+        return False
+    for cpu in range(space.cpus):
+        if cpu == ev.cpu:
+            continue
+        trial = copy.deepcopy(space)
+        try:
+            got = trial.alloc_vmap_area(ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=cpu).start
+        except VmapAllocationError:
+            continue
+        if got == ev.addr:
+            space.alloc_vmap_area(ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=cpu)
+            return True
+    return False
 
 
 def _served_first(events: list[TraceEvent], i: int, got: int | None) -> int | None:

@@ -342,8 +342,7 @@ def _info(args: argparse.Namespace) -> str:
     lines.append("\n# kernel versions (--kernel): load path, module memory, allocator profile")
     for version in ("5.18", "6.1", "6.3", "6.4", "6.5", "6.9", "6.10", "6.11", "6.12", "6.13"):
         path = for_kernel(version)
-        early = any(st.name == "existence_check" for st in path.stages)
-        duplicates = "idempotent finit_module" if path.idempotent else "early_mod_check" if early else (
+        duplicates = "idempotent finit_module" if path.idempotent else "early_mod_check" if path.early_check else (
             "add_unformed_module only")  # fmt: skip
         memory = f"{path.generation} via {'execmem_alloc' if path.execmem else 'module_alloc'}"
         lines.append(f"{version:20} {duplicates:26} {memory:36} allocator {path.profile.name}")
@@ -394,10 +393,11 @@ def _catalog_and_pipelines(args: argparse.Namespace) -> tuple[Catalog, list[tupl
     for kernel in kernels:
         if args.pipeline != "all":
             names: list[str | None] = list(args.pipeline.split(","))
-        else:
-            # every proposal that applies to this kernel's path (page-list needs 6.4's existence check)
-            names = list(PIPELINES) if kernel is None else [None, *(
-                n for n, prop in PROPOSALS.items() if prop.applies_to(for_kernel(kernel)))]  # fmt: skip
+        elif kernel is None:
+            names = list(PIPELINES)
+        else:  # the kernel's own path, and every proposal that applies to it (page-list needs the early check)
+            base = for_kernel(kernel)
+            names = [None, *(n for n, prop in PROPOSALS.items() if prop.applies_to(base))]
         rows += [(name, kernel) for name in names]
     # Run() refuses an unknown name or kernel, naming it; a row is labelled with the path it resolves to
     return catalog, [(Run(n, catalog=catalog, kernel=k).resolve_pipeline().name, n, k) for n, k in rows]

@@ -273,10 +273,7 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
     moved: list[TraceEvent] = []
 
     def model(ev: TraceEvent) -> int | None:
-        try:
-            return space.alloc_vmap_area(ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=ev.cpu).start
-        except VmapAllocationError:
-            return None
+        return _offer(space, ev, ev.cpu)
 
     def judge(ev: TraceEvent, got: int | None) -> None:
         # on a disagreement the kernel's choice is applied, so later allocations start from its state
@@ -331,17 +328,18 @@ def _from_other_node(space: VmapSpace, ev: TraceEvent) -> bool:
     if (ev.addr, ev.addr + ev.size) not in space.pooled_ranges():
         return False
     for cpu in range(space.cpus):
-        if cpu == ev.cpu:
-            continue
-        trial = copy.deepcopy(space)
-        try:
-            got = trial.alloc_vmap_area(ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=cpu).start
-        except VmapAllocationError:
-            continue
-        if got == ev.addr:
-            space.alloc_vmap_area(ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=cpu)
+        if cpu != ev.cpu and _offer(copy.deepcopy(space), ev, cpu) == ev.addr:
+            _offer(space, ev, cpu)
             return True
     return False
+
+
+def _offer(space: VmapSpace, ev: TraceEvent, cpu: int) -> int | None:
+    """The address vmapsim allocates for ``ev``'s request on ``cpu`` (None: it fails)."""
+    try:
+        return space.alloc_vmap_area(ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=cpu).start
+    except VmapAllocationError:
+        return None
 
 
 def _served_first(events: list[TraceEvent], i: int, got: int | None) -> int | None:

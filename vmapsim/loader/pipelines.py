@@ -55,6 +55,11 @@ class Pipeline:
     profile: KernelProfile = profiles.LINUX_6_3
     execmem: bool = False
 
+    @property
+    def early_check(self) -> bool:
+        """Whether the path has 6.4's ``early_mod_check()`` existence check.  Runtime complexity: O(stages)."""
+        return any(isinstance(st, s.ExistenceCheck) for st in self.stages)
+
 
 _TAIL = (s.LayoutAndAllocate(), s.AddUnformed(), s.CompleteFormation(), s.FreeCopy(), s.Init())
 _FRONT = (s.Read(), s.Decompress(), s.SignatureCheck(), s.ElfValidate())
@@ -89,7 +94,7 @@ class Proposal:
 
         Runtime complexity: O(stages).
         """
-        return not self.after_check or any(isinstance(st, s.ExistenceCheck) for st in base.stages)
+        return not self.after_check or base.early_check
 
     def apply(self, base: Pipeline, name: str | None = None) -> Pipeline:
         """``base`` with this change; named ``base+proposal`` unless ``name`` is given.  Runtime: O(stages)."""

@@ -133,7 +133,10 @@ def test_udev_boot_predicts_every_udev_load_and_return_code(cpus: int) -> None:
     _skip_if_died(text, udevboot.SECTIONS)
     real, predicted = udevboot.predict(text, cpus)
     per_cpu = [n for n, c in real.items() if sum(c.values()) == cpus]
-    assert len(per_cpu) >= 8 and any(c[-19] == 1 and c[-16] == cpus - 1 for c in real.values())
+    # The boot must have exercised both outcomes: per-CPU modules asked for on every CPU, and a module whose
+    # init fails. Whether the other CPUs' callers overlapped the failing init (and got -EBUSY) or came after it
+    # (and got -ENODEV themselves) is the host's timing, so it is checked per module below, not required here.
+    assert len(per_cpu) >= 8 and any(c[-19] >= 1 for c in real.values())
     for name, calls in real.items():
         model = predicted[name]
         if not calls and not model:

@@ -28,10 +28,11 @@ ALLOWED: dict[str, set[str]] = {
     "procfs": _SPACE | {"procfs"},
     "trace": _SPACE | {"trace"},
     "strategies": _SPACE | {"strategies"},
+    "execmem": _SPACE | {"execmem"},
     "engine": _BASE | {"engine"},
-    "loader": _SPACE | {"modules", "engine", "loader"},
-    "workloads": _SPACE | {"modules", "engine", "loader", "workloads"},
-    "plot": _SPACE | {"modules", "engine", "loader", "plot"},
+    "loader": _SPACE | {"modules", "engine", "execmem", "loader"},
+    "workloads": _SPACE | {"modules", "engine", "execmem", "loader", "workloads"},
+    "plot": _SPACE | {"modules", "engine", "execmem", "loader", "plot"},
     "cli": set(),  # the top: anything
 }
 

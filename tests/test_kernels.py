@@ -62,7 +62,7 @@ def test_proposals_go_on_top_of_the_kernel_asked_for() -> None:
         ({"kernel": "6.12", "pipeline": "v6.3"}, "released load path"),
         ({"kernel": "6.12", "pipeline": PIPELINES["v6.5"]}, "a Pipeline is a whole load path"),
         ({"kernel": "6.1", "pipeline": "page-list"}, "existence check"),
-        ({"kernel": "7.3"}, "ROX cache"),
+        ({"kernel": "7.4"}, "newer than 7.3"),
         ({"kernel": "5.10"}, "5.18"),
         ({"kernel": "six"}, "MAJOR.MINOR"),
         ({"kernel": 6.12}, "string"),

@@ -72,7 +72,10 @@ class Layout:
     ``ioremap_max_order`` is ``IOREMAP_MAX_ORDER``; ``thread_align`` is
     ``THREAD_ALIGN`` for vmapped stacks; ``vmalloc_space`` is the
     ``VMALLOC_SPACE`` guess used to size vmap blocks; ``kaslr`` says the module
-    window starts at a random page offset (``get_module_load_offset()``: 1..1024 pages).
+    window starts at a random page offset (``get_module_load_offset()``: 1..1024 pages);
+    ``execmem_rox`` that the architecture selects ``ARCH_HAS_EXECMEM_ROX`` (x86-64
+    with ``STRICT_MODULE_RWX``, ``arch/x86/Kconfig``; no other architecture in 7.3)
+    and its CPUs have PSE, so 6.15+ module text comes from execmem's ROX cache.
 
     Runtime complexity: O(1) for every method.
 
@@ -88,6 +91,7 @@ class Layout:
     thread_align: int = 4 * PAGE_SIZE
     vmalloc_space: int = 128 * GiB
     kaslr: bool = False
+    execmem_rox: bool = False
 
     @property
     def kva_end(self) -> int:
@@ -128,6 +132,7 @@ X86_64 = Layout(
     vmalloc=_X86_VMALLOC_L4,
     modules=Region("modules", 0xFFFFFFFFC0000000, _X86_MODULES_END),
     kaslr=True,
+    execmem_rox=True,
 )
 #: x86-64, 4-level paging, no ``CONFIG_RANDOMIZE_BASE`` (1520 MiB module window).
 X86_64_NOKASLR = attrs.evolve(

@@ -11,6 +11,7 @@ from __future__ import annotations
 __all__ = [
     "PAGE_SHIFT",
     "PAGE_SIZE",
+    "PMD_SIZE",
     "GiB",
     "KiB",
     "MiB",
@@ -27,6 +28,8 @@ PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT
 KiB = 1 << 10
 MiB = 1 << 20
+#: Bytes one page-middle-directory entry maps with 4 KiB pages (``PMD_SIZE``): a huge vmalloc page.
+PMD_SIZE = 2 * MiB
 GiB = 1 << 30
 TiB = 1 << 40
 

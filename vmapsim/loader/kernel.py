@@ -19,12 +19,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 
 from vmapsim.engine import Command, CostModel, Delay, Engine, Event, Processors
 from vmapsim.errors import VmapAllocationError
+from vmapsim.execmem import RoxCache
 from vmapsim.loader.errno import ENOMEM
 from vmapsim.loader.module_list import ModuleList, ModuleRecord
 from vmapsim.loader.request import Request
@@ -137,7 +138,9 @@ class Kernel:
     ``generation`` is the module-memory generation (``module_layout`` ≤ 6.3,
     ``module_memory`` ≥ 6.4); ``module_align`` is ``MODULE_ALIGN``;
     ``load_offset`` the KASLR offset into the module window; ``execmem``
-    (6.10+) that module memory comes from ``execmem_alloc()``.
+    (6.10+) that module memory comes from ``execmem_alloc()``; ``rox_cache``
+    (6.15+ on a layout with ``execmem_rox``) that module text is carved from
+    execmem's ROX cache, ``rox``.
     """
 
     space: VmapSpace
@@ -148,16 +151,20 @@ class Kernel:
     load_offset: int = 0
     rng: random.Random = attrs.field(factory=random.Random)
     execmem: bool = False
+    rox_cache: bool = False
     stats: ModuleStats = attrs.field(factory=ModuleStats)
+    rox: RoxCache | None = attrs.field(init=False)
     modules: ModuleList = attrs.field(init=False)
     failures: list[AllocationFailure] = attrs.field(factory=list, init=False)
     series: PinnedSeries = attrs.field(init=False)
     _state: dict[int, Any] = attrs.field(factory=dict, init=False)
     _module_region: str = attrs.field(init=False)
     _processors: Processors | None = attrs.field(init=False)
+    _clean_queued: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.modules = ModuleList(self.engine)
+        self.rox = RoxCache(self.space) if self.rox_cache else None
         self._processors = Processors(self.costs.processors) if self.costs.processors else None
         names = tuple(r.name for r in self.space.regions)
         self.series = PinnedSeries(names)
@@ -198,19 +205,51 @@ class Kernel:
         try:
             if module:
                 m = self.space.layout.modules
+                # 7.3's execmem_vmalloc() is inlined into execmem_alloc_rw(), the caller vmallocinfo names
                 addr = self.space.vmalloc_node_range(
                     size, align=self.module_align, start=m.start + self.load_offset, end=m.end,
-                    caller="load_module", flush_reset_perms=True, cpu=info.request.cpu,
+                    caller="execmem_alloc_rw" if self.rox else "load_module", flush_reset_perms=True,
+                    cpu=info.request.cpu,
                 )  # fmt: skip
             else:
                 addr = self.space.vmalloc(size, caller=kind, cpu=info.request.cpu)
         except VmapAllocationError as e:
             # __execmem_alloc() (6.10+) asks with __GFP_NOWARN, so vmalloc stays silent and execmem speaks
-            message = EXECMEM_FAILURE if module and self.execmem else e.message
-            self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, kind, message))
-            raise LoadFailed(ENOMEM, point) from None
+            self._failed(info, e.size, kind, EXECMEM_FAILURE if module and self.execmem else e.message, point)
         region = self._module_region if module else "vmalloc"
         return self._held(info, Allocation(kind, addr, self._size_of(addr), region, self.engine.now))
+
+    def module_memory(self, info: LoadInfo, kind: str, size: int, point: str) -> Generator[Command, None, Allocation]:
+        """``module_memory_alloc()``: one memory type's area, text carved from the ROX cache when there is one.
+
+        A cache miss populates a 2 MiB chunk and spends the ``populate`` cost on
+        its pages (``execmem_fill_trapping_insns()``, ``set_memory_rox()``) before
+        adding it to the cache: outside the cache's mutex, so loads that miss
+        together each populate one (``execmem_cache_populate_alloc()``, 7.3).
+        """
+        if self.rox is None or kind not in ("text", "init_text"):  # mod_mem_type_is_text()
+            return self.vmalloc(info, kind, size, point, module=True)
+        m = self.space.layout.modules
+        start = m.start + self.load_offset
+        addr = self.rox.alloc(size, start, m.end)
+        if addr is None:
+            try:
+                chunk = self.rox.populate(size, start, m.end, align=self.module_align, cpu=info.request.cpu)
+            except VmapAllocationError as e:
+                self._failed(info, e.size, kind, EXECMEM_FAILURE, point)
+            self.sample()
+            if self.costs.populate:
+                yield from self.compute("populate", self._size_of(chunk) - PAGE_SIZE)
+            self.rox.add(chunk)
+            addr = self.rox.alloc(size, start, m.end)
+            assert addr is not None, "a chunk just added holds the carve it was populated for"
+        carve = self.rox.carved(addr)
+        assert carve is not None
+        return self._held(info, Allocation(kind, addr, carve, self._module_region, self.engine.now))
+
+    def _failed(self, info: LoadInfo, size: int, kind: str, message: str, point: str) -> NoReturn:
+        self.failures.append(AllocationFailure(self.engine.now, info.index, size, kind, message))
+        raise LoadFailed(ENOMEM, point) from None
 
     def vmap(self, info: LoadInfo, pages: int, point: str) -> Allocation:
         """``vmap()`` of ``pages`` pages for a load; ENOMEM on failure."""
@@ -226,9 +265,21 @@ class Kernel:
         if a.freed is None:
             if a.kind == "vmap":
                 self.space.vunmap(a.addr)
+            elif self.rox is not None and self.rox.free(a.addr):  # execmem_free(): a carve goes back
+                if not self._clean_queued:  # schedule_work() queues a pending work item once
+                    self._clean_queued = True
+                    self.engine.spawn(self._clean())
             else:
                 self.space.vfree(a.addr)
             a.freed = self.engine.now
+            self.sample()
+
+    def _clean(self) -> Generator[Command, None, None]:
+        """``execmem_cache_clean_work``: after the workqueue's latency, wholly free chunks go back to vmalloc."""
+        yield Delay(self.duration("workqueue"))
+        self._clean_queued = False
+        assert self.rox is not None
+        if self.rox.clean():
             self.sample()
 
     def _size_of(self, addr: int) -> int:

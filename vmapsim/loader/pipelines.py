@@ -25,6 +25,7 @@ __all__ = [
     "PAGE_LIST",
     "PIPELINES",
     "PROPOSALS",
+    "ROX_CACHE",
     "V6_3",
     "V6_4",
     "V6_5",
@@ -45,7 +46,10 @@ class Pipeline:
     ``"module_memory"`` (one area per type, ≥ 6.4); ``profile`` the vmap
     allocator it runs on; ``execmem`` (6.10+) that module memory comes from
     ``execmem_alloc()``, which asks vmalloc with ``__GFP_NOWARN`` and prints its
-    own line when it misses (``mm/execmem.c``, ``__execmem_alloc()``).
+    own line when it misses (``mm/execmem.c``, ``__execmem_alloc()``);
+    ``rox_cache`` (6.15+, 64f6a4e10c05) that on a layout with
+    ``execmem_rox`` module text is carved from execmem's cache of 2 MiB ROX
+    chunks (:class:`vmapsim.execmem.RoxCache`).
     """
 
     name: str
@@ -54,6 +58,7 @@ class Pipeline:
     generation: str = "module_memory"
     profile: KernelProfile = profiles.LINUX_6_3
     execmem: bool = False
+    rox_cache: bool = False
 
     @property
     def early_check(self) -> bool:
@@ -147,9 +152,10 @@ PIPELINES: dict[str, Pipeline] = {
     p.name: p for p in (V6_3, V6_4, V6_5, KREAD_DEDUP, PAGE_LIST, exclusive_deny(), concurrency_limit())
 }
 
-#: The newest release whose module memory vmapsim models on every layout: x86-64 6.14 takes module text
-#: from execmem's ROX cache of 2 MiB pages (``EXECMEM_ROX_CACHE``), which is not modelled.
-NEWEST = (6, 13)
+#: The newest release whose load path and execmem vmapsim's model was read from (Debian 13 backports' 7.3.4).
+NEWEST = (7, 3)
+#: The first release whose x86-64 module text comes from execmem's ROX cache (64f6a4e10c05).
+ROX_CACHE = (6, 15)
 
 
 def for_kernel(version: str, proposal: str | Proposal | None = None) -> Pipeline:
@@ -158,12 +164,15 @@ def for_kernel(version: str, proposal: str | Proposal | None = None) -> Pipeline
     The version picks the path (≤ 6.3: duplicates caught only in
     ``add_unformed_module()``; 6.4: ``early_mod_check()``; 6.5+: idempotent
     ``finit_module()``), the module-memory generation (6.4's ``mod->mem[]``),
-    the allocator profile (:func:`vmapsim.profiles.for_version`) and, from
-    6.10, execmem's failure reporting.  Runtime complexity: O(stages).
+    the allocator profile (:func:`vmapsim.profiles.for_version`), from 6.10
+    execmem's failure reporting and from 6.15 its ROX cache for module text.
+    Runtime complexity: O(stages).
 
     >>> p = for_kernel("6.12")
-    >>> p.name, p.idempotent, p.profile.name, p.execmem
-    ('6.12', True, '6.11', True)
+    >>> p.name, p.idempotent, p.profile.name, p.execmem, p.rox_cache
+    ('6.12', True, '6.11', True, False)
+    >>> for_kernel("7.3").rox_cache
+    True
     >>> for_kernel("6.1", "kread-dedup").generation
     'module_layout'
     """
@@ -171,11 +180,12 @@ def for_kernel(version: str, proposal: str | Proposal | None = None) -> Pipeline
     profile = profiles.for_version(version)  # refuses what is older than the allocator model
     if key > NEWEST:
         raise InvalidArgument(
-            f"kernel {version}: from 6.14, x86-64 module text comes from execmem's ROX cache of 2 MiB pages, "
-            f"which vmapsim does not model; the newest kernel it loads modules for is {NEWEST[0]}.{NEWEST[1]}"
+            f"kernel {version}: newer than {NEWEST[0]}.{NEWEST[1]}, the newest release whose load path and "
+            "execmem vmapsim models"
         )
     base = V6_3 if key < (6, 4) else V6_4 if key < (6, 5) else V6_5
-    path = attrs.evolve(base, name=f"{key[0]}.{key[1]}", profile=profile, execmem=key >= (6, 10))
+    path = attrs.evolve(base, name=f"{key[0]}.{key[1]}", profile=profile, execmem=key >= (6, 10),
+                        rox_cache=key >= ROX_CACHE)  # fmt: skip
     if proposal is None:
         return path
     return by_value_or_name("proposal", proposal, PROPOSALS, Proposal, "proposals").apply(path)

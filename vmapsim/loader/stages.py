@@ -236,7 +236,7 @@ class LayoutAndAllocate(Stage):
         got = []
         try:
             for kind, size in info.image.allocations(k.generation):
-                got.append(k.vmalloc(info, kind, size, "becoming", module=True))
+                got.append((yield from k.module_memory(info, kind, size, "becoming")))
                 if k.costs.populate:  # the pages are allocated and mapped before the next area is asked for
                     yield from k.compute("populate", size)
         except LoadFailed:

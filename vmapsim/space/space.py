@@ -43,7 +43,7 @@ from vmapsim.space.area import (
     VmapArea,
 )
 from vmapsim.space.view import VmapState
-from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, get_count_order, get_order, page_align
+from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, get_count_order, get_order, page_align
 
 __all__ = ["VmapSpace"]
 
@@ -148,21 +148,46 @@ class VmapSpace(VmapState):
         end: int,
         caller: str | None = None,
         flush_reset_perms: bool = False,
+        huge: bool = False,
         cpu: int = 0,
     ) -> int:
         """``__vmalloc_node_range()``: a vmalloc in any window (``module_alloc()`` uses it).
 
         ``flush_reset_perms`` sets ``VM_FLUSH_RESET_PERMS``: freeing the area
-        then purges every lazy area at once (``vm_reset_perms()``).  If the
-        nested page array cannot be allocated, the main area is vfree'd (lazily)
-        and :class:`VmapAllocationError` is raised, as the kernel does.
+        then purges every lazy area at once (``vm_reset_perms()``).  ``huge``
+        sets ``VM_ALLOW_HUGE_VMAP`` (5.18+): a request of at least ``PMD_SIZE``
+        is rounded up to and aligned on ``PMD_SIZE`` (x86-64's
+        ``arch_vmap_pmd_supported()`` with PSE), and if no such hole exists it
+        is retried with small pages and the caller's alignment (7.3
+        ``__vmalloc_node_range_noprof()``).  If the nested page array cannot be
+        allocated, the main area is vfree'd (lazily) and
+        :class:`VmapAllocationError` is raised, as the kernel does.
         Runtime complexity: O(log n).
+
+        >>> from vmapsim import VmapSpace, layouts
+        >>> s = VmapSpace(layouts.X86_64_NOKASLR)
+        >>> m = s.layout.modules
+        >>> a = s.vmalloc_node_range(3 << 20, start=m.start, end=m.end, huge=True)
+        >>> a % (2 << 20), s.core.get(a).size == (4 << 20) + 4096
+        (0, True)
         """
         size = page_align(integer("size", size, 1, self.layout.kva_end))
         flag("flush_reset_perms", flush_reset_perms)
+        flag("huge", huge)
         flags = VM_ALLOC | (VM_FLUSH_RESET_PERMS if flush_reset_perms else 0)
+        area = None
+        if huge and size >= PMD_SIZE:
+            try:
+                pmd = -(-size // PMD_SIZE) * PMD_SIZE
+                area = self._get_vm_area(pmd, max(align, PMD_SIZE), start, end, vm_flags=flags, caller=caller,
+                                         cpu=cpu, nr_pages=pmd >> PAGE_SHIFT)  # fmt: skip
+                size = pmd
+            except VmapAllocationError:
+                area = None  # the kernel retries with PAGE_SHIFT and the original alignment
         nr_pages = size >> PAGE_SHIFT
-        area = self._get_vm_area(size, align, start, end, vm_flags=flags, caller=caller, cpu=cpu, nr_pages=nr_pages)
+        if area is None:
+            area = self._get_vm_area(size, align, start, end, vm_flags=flags, caller=caller, cpu=cpu,
+                                     nr_pages=nr_pages)  # fmt: skip
         array_size = page_align(nr_pages * (self.layout.bits // 8))
         if array_size > PAGE_SIZE:
             w = self.layout.vmalloc

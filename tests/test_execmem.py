@@ -12,7 +12,7 @@ from vmapsim import InvalidArgument, VmapAllocationError, VmapSpace, layouts, si
 from vmapsim.engine import CostModel
 from vmapsim.execmem import RoxCache
 from vmapsim.loader import Request
-from vmapsim.loader.kernel import EXECMEM_FAILURE
+from vmapsim.loader.kernel import CHUNK_KIND, EXECMEM_FAILURE
 from vmapsim.loader.pipelines import for_kernel
 from vmapsim.units import PAGE_SIZE, PMD_SIZE, MiB
 
@@ -124,7 +124,9 @@ def _load(kernel: str, n: int, costs: CostModel | None = None) -> object:
 def test_on_7_3_module_text_is_carved_from_a_chunk_and_data_gets_areas_of_its_own() -> None:
     r = _load("7.3", 1)
     (o,) = r.outcomes  # type: ignore[attr-defined]
-    module = {a.kind: a for a in o.allocations if a.region == "modules"}
+    module = {a.kind: a for a in o.allocations if a.region == "modules" and a.kind != CHUNK_KIND}
+    (chunk,) = [a for a in o.allocations if a.kind == CHUNK_KIND]  # recorded on the load that populated it
+    assert chunk.addr == M.start and chunk.size == PMD_SIZE + PAGE_SIZE and chunk.freed is None
     text, init_text = module["text"], module["init_text"]
     assert text.addr == M.start and text.size % PAGE_SIZE == 0  # a carve: no guard page
     assert text.addr < init_text.addr < text.addr + PMD_SIZE  # both from the one chunk
@@ -174,3 +176,17 @@ def test_a_module_window_too_small_for_text_reports_execmem_and_keeps_nothing() 
     (o,) = r.outcomes
     assert o.ret == -12 and [f.message for f in r.failures] == [EXECMEM_FAILURE]
     assert all(a.freed is not None for a in o.allocations)
+
+
+def test_debian_13_backports_7_3_loads_are_predicted_from_the_boot_snapshot() -> None:
+    # five modules loaded one after another on Debian 13 backports' 7.3.4 under QEMU (one CPU): from the boot
+    # snapshot, the model must make the kernel's vmap areas in the kernel's order, each of the kernel's size in
+    # the kernel's window (the ROX chunk of 2 MiB + guard among them), and put every module's text where
+    # /proc/modules says the kernel put it
+    from tests.helpers import console_log
+    from tests.realkernel import harness
+
+    kernel, model, bases = harness.predict(console_log("qemu-7.3-1cpu.txt.xz"), "7.3")
+    assert len(kernel) == 33 and model == kernel
+    assert sum(size == PMD_SIZE + PAGE_SIZE for size, _ in kernel) == 1  # the first load's chunk, shared after
+    assert len(bases) == 5 and all(real == predicted for real, predicted in bases.values()), bases

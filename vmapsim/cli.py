@@ -170,7 +170,8 @@ def _scan(args: argparse.Namespace) -> str:
     out = [
         f"{len(catalog)} modules of {catalog.kernel} ({gen} loader), {len(catalog.problems)} skipped; "
         f"{sum(m.file_size for m in catalog)} file bytes, {sum(m.decompressed_size for m in catalog)} decompressed, "
-        f"{total} bytes of module-area allocations if all were loaded"
+        f"{total} bytes of module-area allocations if all were loaded",
+        f"kernel config: {catalog.config_source}",
     ]
     out += [f"skipped {p.path}: {p.reason}" for p in catalog.problems]
     return "\n".join(out) + "\n"
@@ -326,6 +327,7 @@ def _boot(args: argparse.Namespace) -> str:
 
 def _info(args: argparse.Namespace) -> str:
     from vmapsim.loader import PIPELINES, for_kernel
+    from vmapsim.loader.pipelines import NEWEST
     from vmapsim.workloads import PRESETS
 
     lines = ["# shipped catalogs"]
@@ -340,13 +342,14 @@ def _info(args: argparse.Namespace) -> str:
     lines.append("\n# kernel profiles (first version)")
     lines += [f"{p.name:20} from {p.first[0]}.{p.first[1]}" for p in profiles.PROFILES]
     lines.append("\n# kernel versions (--kernel): load path, module memory, allocator profile")
-    for version in ("5.18", "6.1", "6.3", "6.4", "6.5", "6.9", "6.10", "6.11", "6.12", "6.13"):
+    for version in ("5.18", "6.1", "6.3", "6.4", "6.5", "6.9", "6.10", "6.11", "6.12", "6.15", "6.16", "7.3"):
         path = for_kernel(version)
         duplicates = "idempotent finit_module" if path.idempotent else "early_mod_check" if path.early_check else (
             "add_unformed_module only")  # fmt: skip
         memory = f"{path.generation} via {'execmem_alloc' if path.execmem else 'module_alloc'}"
-        lines.append(f"{version:20} {duplicates:26} {memory:36} allocator {path.profile.name}")
-    lines.append(f"{'6.14+':20} not modelled: x86-64 module text from execmem's ROX cache")
+        memory += " (x86-64 text: ROX cache)" if path.rox_cache else ""
+        lines.append(f"{version:20} {duplicates:26} {memory:61} allocator {path.profile.name}")
+    lines.append(f"{'newer than ' + '.'.join(map(str, NEWEST)):20} refused: not read from a kernel's sources yet")
     lines.append("\n# pipelines")
     lines += [
         f"{p.name:20} {'idempotent finit_module: ' if p.idempotent else ''}{' -> '.join(st.name for st in p.stages)}"

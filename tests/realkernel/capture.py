@@ -30,8 +30,9 @@ from vmapsim.modules.compression import compression_of, decompress
 PACKAGES = {
     "6.12": "linux-image-6.12.117+deb12-amd64",
     "6.1": "linux-image-6.1.0-56-amd64",
-    # Debian 13's backports split the kernel (linux-binary: /usr/lib/modules/<kver>/vmlinuz) from its modules
-    "7.3": "linux-binary-7.3.4+deb13-amd64 linux-modules-7.3.4+deb13-amd64",
+    # Debian 13's backports split the kernel (linux-binary: /usr/lib/modules/<kver>/vmlinuz), its modules and
+    # linux-base (config, modules.order)
+    "7.3": "linux-binary-7.3.4+deb13-amd64 linux-modules-7.3.4+deb13-amd64 linux-base-7.3.4+deb13-amd64",
 }
 #: Suites the packages come from when the machine's own apt lists do not have them: (suite, versions).
 BACKPORTS = ("trixie-backports", {"7.3"})

@@ -5,18 +5,19 @@ from __future__ import annotations
 import re
 import shutil
 from collections import Counter
+from collections.abc import Sequence
 
 from tests.helpers import console_section, has_sections
 from tests.realkernel.capture import capture
 from vmapsim import layouts, procfs, profiles, simulate, trace
 from vmapsim.engine import QEMU_TCG, CostModel
-from vmapsim.loader import Request, Result
+from vmapsim.loader import AllocationRecord, Request, Result, for_kernel
 from vmapsim.modules import Catalog
 
 #: The modules the sequential captures load, in order (small, no dependencies, in both kernels).
 MODULES = ["crypto/ansi_cprng", "crypto/aegis128", "arch/x86/kernel/msr", "block/kyber-iosched", "crypto/af_alg",
            "arch/x86/crypto/sha512-ssse3", "arch/x86/crypto/camellia-x86_64"]  # fmt: skip
-CATALOGS = {"6.12": "debian-6.12-amd64", "6.1": "debian-6.1-amd64"}
+CATALOGS = {"6.12": "debian-6.12-amd64", "6.1": "debian-6.1-amd64", "7.3": "debian-7.3-amd64"}
 _CACHE: dict[tuple[object, ...], str] = {}
 
 
@@ -75,12 +76,11 @@ def predict(text: str, version: str) -> tuple[list[tuple[int, int]], list[tuple[
     loaded = re.findall(r"vmapsim-load (\S+) rc=(-?\d+)", text)
     reqs = [Request(name.split(".ko")[0].replace("-", "_"), after=i - 1 if i else None)
             for i, (name, _) in enumerate(loaded)]  # fmt: skip
-    pipe = "v6.5" if version != "6.1" else "v6.3"
-    res = simulate(reqs, pipeline=pipe, layout=layouts.X86_64_LA57, catalog=CATALOGS[version], space=space,
-                   load_offset=0, costs=QEMU_TCG, profile=profile)  # fmt: skip
+    res = simulate(reqs, kernel=version, layout=layouts.X86_64_LA57, catalog=CATALOGS[version], space=space,
+                   load_offset=0, costs=QEMU_TCG)  # fmt: skip
     model = []
     for o in res.outcomes:
-        for a in sorted(o.allocations, key=lambda a: a.allocated):
+        for a in sorted(areas(o.allocations, version), key=lambda a: a.allocated):
             model.append((a.size, space.layout.modules.start if a.region == "modules" else space.layout.vmalloc.start))
     real_bases = {}
     for line in console_section(text, "modules").splitlines():
@@ -92,6 +92,12 @@ def predict(text: str, version: str) -> tuple[list[tuple[int, int]], list[tuple[
         if o.ret == 0 and text_area is not None and o.module in real_bases:
             bases[o.module] = (real_bases[o.module], text_area.addr)
     return kernel, model, bases
+
+
+def areas(allocations: Sequence[AllocationRecord], version: str) -> list[AllocationRecord]:
+    """The allocations that were vmap areas: on a kernel with the ROX cache, text carves are not."""
+    rox = for_kernel(version).rox_cache
+    return [a for a in allocations if not (rox and a.kind in ("text", "init_text"))]
 
 
 def duplicates(text: str) -> tuple[list[int], list[int]]:

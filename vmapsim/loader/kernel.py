@@ -35,10 +35,12 @@ from vmapsim.modules.image import ModuleImage
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE
 
-__all__ = ["EXECMEM_FAILURE", "Kernel", "LoadFailed", "LoadInfo", "PinnedSeries"]
+__all__ = ["CHUNK_KIND", "EXECMEM_FAILURE", "Kernel", "LoadFailed", "LoadInfo", "PinnedSeries"]
 
 T = TypeVar("T")
 
+#: The kind of the :class:`Allocation` recording a ROX cache chunk, on the load whose miss populated it.
+CHUNK_KIND = "execmem_chunk"
 #: What ``__execmem_alloc()`` prints (ratelimited) when module memory cannot be had (``mm/execmem.c``, 6.10+).
 EXECMEM_FAILURE = "execmem: unable to allocate memory"
 
@@ -161,6 +163,7 @@ class Kernel:
     _module_region: str = attrs.field(init=False)
     _processors: Processors | None = attrs.field(init=False)
     _clean_queued: bool = attrs.field(default=False, init=False)
+    _chunks: dict[int, Allocation] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.modules = ModuleList(self.engine)
@@ -237,7 +240,9 @@ class Kernel:
                 chunk = self.rox.populate(size, start, m.end, align=self.module_align, cpu=info.request.cpu)
             except VmapAllocationError as e:
                 self._failed(info, e.size, kind, EXECMEM_FAILURE, point)
-            self.sample()
+            # the chunk is the cache's, not the load's: recorded on the load that made it, freed by the cache
+            self._chunks[chunk] = self._held(
+                info, Allocation(CHUNK_KIND, chunk, self._size_of(chunk), self._module_region, self.engine.now))
             if self.costs.populate:
                 yield from self.compute("populate", self._size_of(chunk) - PAGE_SIZE)
             self.rox.add(chunk)
@@ -279,7 +284,10 @@ class Kernel:
         yield Delay(self.duration("workqueue"))
         self._clean_queued = False
         assert self.rox is not None
-        if self.rox.clean():
+        gone = self.rox.clean()
+        for chunk in gone:
+            self._chunks.pop(chunk).freed = self.engine.now
+        if gone:
             self.sample()
 
     def _size_of(self, addr: int) -> int:

@@ -109,6 +109,7 @@ class Result:
         for o in self.outcomes:
             for a in o.allocations:
                 owned = a.region == "modules" or a.kind in _CORE_KINDS
-                if a.freed is None and not (o.ret == 0 and o.module in self.live and owned):
+                cache = a.kind == "execmem_chunk"  # a ROX chunk is execmem's cache's, whichever load populated it
+                if a.freed is None and not cache and not (o.ret == 0 and o.module in self.live and owned):
                     out.append(a)
         return out

@@ -71,6 +71,8 @@ class Catalog:
     modules: dict[str, ModuleImage]
     problems: tuple[ScanProblem, ...] = ()
     order: tuple[str, ...] = ()
+    #: Where a scan took the kernel configuration from (a file, the given config, or the defaults).
+    config_source: str = attrs.field(default="", eq=False)
     # Built on first use (a frozen value memoises into mutable holders).
     _alias_index: list[AliasIndex] = attrs.field(factory=list, init=False, eq=False, repr=False)
     _closures: dict[str, tuple[ModuleImage, ...]] = attrs.field(factory=dict, init=False, eq=False, repr=False)
@@ -180,14 +182,16 @@ class Catalog:
 
         ``path`` is a ``lib/modules/<kver>`` directory, a package root holding
         one, or any directory of module files.  The kernel configuration comes
-        from the tree's ``boot/config-*`` when there is one, else ``config`` or
-        Debian amd64 defaults.  Bad files are skipped and listed in
+        from the tree's ``boot/config-*`` (Debian 12) or
+        ``usr/lib/modules/<kver>/config`` (Debian 13's backports) when there is
+        one, else ``config`` or Debian amd64 defaults; ``config_source`` says
+        which.  Bad files are skipped and listed in
         ``problems``; a missing path, or one with no module file, raises
         :class:`InvalidArgument`.  ``progress(done, total)`` is called as files
         finish.  Runtime complexity: O(total bytes / jobs).
         """
-        images, problems, kernel, found, order = scan_tree(path, config=config, jobs=jobs, progress=progress)
-        return cls(kernel or "unknown", found, {m.name: m for m in images}, tuple(problems), order)
+        images, problems, kernel, found, order, source = scan_tree(path, config=config, jobs=jobs, progress=progress)
+        return cls(kernel or "unknown", found, {m.name: m for m in images}, tuple(problems), order, source)
 
     def to_csv(self) -> str:
         """One row per module with :data:`CSV_COLUMNS` (aliases cut to the first 20, as in the reference tables).
@@ -300,7 +304,7 @@ class Catalog:
         """Names of the catalogs shipped with vmapsim.  Runtime complexity: O(1).
 
         >>> Catalog.builtins()
-        ['debian-6.1-amd64', 'debian-6.12-amd64', 'debian-6.12-arm64']
+        ['debian-6.1-amd64', 'debian-6.12-amd64', 'debian-6.12-arm64', 'debian-7.3-amd64', 'debian13-6.12-amd64']
         """
         data = resources.files("vmapsim") / "data"
         return sorted(p.name.removesuffix(".json.xz") for p in data.iterdir() if p.name.endswith(".json.xz"))

@@ -116,11 +116,13 @@ def scan_tree(
     config: KernelConfig | None = None,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
-) -> tuple[list[ModuleImage], list[ScanProblem], str, KernelConfig, tuple[str, ...]]:
-    """Read every module file under ``path``: (images, problems, kernel release, config, depmod order).
+) -> tuple[list[ModuleImage], list[ScanProblem], str, KernelConfig, tuple[str, ...], str]:
+    """Read every module file under ``path``: (images, problems, release, config, depmod order, config source).
 
     The order is the tree's ``modules.order`` (the build's link order, which
     depmod keeps as each module's priority), as module names; empty without one.
+    The config source is the file the config was read from, or says it was
+    the ``config`` given or the defaults.
     See :meth:`vmapsim.modules.Catalog.scan`.  Runtime complexity: O(total bytes / jobs).
     """
     if not isinstance(path, str | os.PathLike):
@@ -133,7 +135,8 @@ def scan_tree(
     if jobs is not None:
         integer("jobs", jobs, 1, 1024)
     problems: list[ScanProblem] = []
-    tree, kernel, found_config = _find_tree(root, problems)
+    tree, kernel, found_config, source = _find_tree(root, problems)
+    source = source or ("the given config" if config else "Debian amd64 defaults")
     config = found_config or config or KernelConfig()
     files = _module_files(tree, problems)
     if not files:
@@ -157,7 +160,7 @@ def scan_tree(
             images.append(r)
     if not images:
         raise InvalidArgument(f"{root}: no readable module among {len(files)} files ({problems[0].reason})")
-    return images, problems, kernel, config, _order(tree, problems)
+    return images, problems, kernel, config, _order(tree, problems), source
 
 
 def _order(tree: Path, problems: list[ScanProblem]) -> tuple[str, ...]:
@@ -216,8 +219,12 @@ def _module_files(tree: Path, problems: list[ScanProblem]) -> list[str]:
     return sorted(files)
 
 
-def _find_tree(root: Path, problems: list[ScanProblem]) -> tuple[Path, str, KernelConfig | None]:
-    """The directory to scan, the kernel release, and the config from a ``boot/config-*`` beside it."""
+def _find_tree(root: Path, problems: list[ScanProblem]) -> tuple[Path, str, KernelConfig | None, str]:
+    """The directory to scan, the kernel release, and the config found beside it with the file it came from.
+
+    Debian 12 ships the config as ``boot/config-<kver>``; Debian 13's backports
+    (``linux-base-<kver>``) as ``usr/lib/modules/<kver>/config``.
+    """
     tree, kernel = root, ""
     if (root / "lib" / "modules").is_dir() or (root / "usr" / "lib" / "modules").is_dir():
         base = root / "lib" / "modules" if (root / "lib" / "modules").is_dir() else root / "usr" / "lib" / "modules"
@@ -226,9 +233,10 @@ def _find_tree(root: Path, problems: list[ScanProblem]) -> tuple[Path, str, Kern
             tree, kernel = trees[0], trees[0].name
     elif root.parent.name == "modules":
         kernel = root.name
-    config = None
-    for boot in (root / "boot", root.parent.parent.parent / "boot"):
-        found = sorted(boot.glob(f"config-{kernel}" if kernel else "config-*")) if boot.is_dir() else []
+    places = [sorted(boot.glob(f"config-{kernel}" if kernel else "config-*")) if boot.is_dir() else []
+              for boot in (root / "boot", root.parent.parent.parent / "boot")]  # fmt: skip
+    places.append([tree / "config"])
+    for found in places:
         candidates = [c for c in found if c.is_file()]
         if candidates:
             try:
@@ -237,7 +245,7 @@ def _find_tree(root: Path, problems: list[ScanProblem]) -> tuple[Path, str, Kern
                 problems.append(ScanProblem(str(candidates[0]), f"cannot read the kernel config: {e.strerror}"))
                 continue
             arch = "arm64" if "CONFIG_ARM64=y" in text else "riscv" if "CONFIG_RISCV=y" in text else "x86_64"
-            config = KernelConfig.from_text(text, arch)
-            kernel = kernel or candidates[0].name.removeprefix("config-")
-            break
-    return tree, kernel, config
+            if candidates[0].name.startswith("config-"):
+                kernel = kernel or candidates[0].name.removeprefix("config-")
+            return tree, kernel, KernelConfig.from_text(text, arch), str(candidates[0])
+    return tree, kernel, None, ""

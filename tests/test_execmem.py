@@ -155,7 +155,7 @@ def test_concurrent_misses_each_populate_a_chunk_and_the_spare_chunks_go_back_af
     # execmem_cache_clean() hands them back to vmalloc
     reqs = [Request("dm_mod", cpu=c, syscall="init_module") for c in range(4)]
     r = simulate(reqs, kernel="7.3", cpus=4, catalog="debian-6.12-amd64", layout=LAYOUT,
-                 costs=CostModel(populate=2e-5))  # fmt: skip
+                 costs=CostModel(rox_fill=2e-5))  # fmt: skip
     texts = [a.addr for o in r.outcomes for a in o.allocations if a.kind == "text"]
     assert len(texts) == 4 and all(M.start <= t < M.start + PMD_SIZE for t in texts)
     assert sorted(o.ret for o in r.outcomes) == [-17, -17, -17, 0]

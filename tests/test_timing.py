@@ -28,10 +28,11 @@ def test_the_shipped_preset_is_the_calibration_on_2_and_4_vcpus() -> None:
     assert _calibrated() == QEMU_TCG_SHARED
 
 
-@pytest.mark.parametrize("name", [n for n in PREDICTED if "-6.12-init-" not in n])
+@pytest.mark.parametrize("name", [n for n in PREDICTED if "-6.12-init-" not in n and "-7.3-init-" not in n])
 def test_8_and_16_vcpu_duplicate_tables_are_predicted_exactly(name: str) -> None:
-    # 6.1 (finit and init) and 6.12 finit: per-caller return codes and allocations, and the module window's
-    # peak pinned bytes, exactly; these depend on the timing only through which callers overlap the winner
+    # 6.1 (finit and init), 6.12 finit and 7.3 finit: per-caller return codes and allocations (vmap areas: a
+    # ROX carve is not one), and the module window's peak pinned bytes, exactly; these depend on the timing
+    # only through which callers overlap the winner
     seen = timing.load(name)
     model = timing.predict(seen, QEMU_TCG_SHARED)
     assert sorted(c.ret for c in model.callers) == sorted(c.ret for c in seen.callers)
@@ -59,3 +60,30 @@ def test_6_12_init_module_callers_past_the_early_check_lie_in_the_models_spread(
         seen = timing.load(name)
         lo, hi = timing.spread(seen, QEMU_TCG_SHARED)
         assert lo <= timing.reached(seen) <= hi, (name, timing.reached(seen), lo, hi)
+
+
+SEVEN_THREE_INIT = [n for n in timing.fixture_names(2) + timing.fixture_names(4) + PREDICTED if "-7.3-init-" in n]
+
+
+@pytest.mark.parametrize("name", SEVEN_THREE_INIT)
+def test_7_3_init_module_duplicates_return_eexist_and_all_reach_module_memory_at_2_vcpus(name: str) -> None:
+    seen = timing.load(name)
+    model = timing.predict(seen, QEMU_TCG_SHARED)
+    assert sorted(c.ret for c in model.callers) == sorted(c.ret for c in seen.callers)
+    if "-2cpu-" in name:  # exact: both populate a ROX chunk of their own, two chunks pinned at the peak
+        assert sorted(c.allocations for c in model.callers) == sorted(c.allocations for c in seen.callers)
+        assert model.peak_modules == seen.peak_modules
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="target not met (docs/fidelity.md): on 7.3, how many init_module() duplicates populate a ROX chunk of "
+    "their own is not predicted at 4, 8 and 16 vCPUs (real 3/4/11 chunks, the model 4/8/1; peak module bytes "
+    "7.2/10.1/26.5 MB against 9.3/18.5/2.5)",
+)
+def test_7_3_init_module_duplicate_tables_are_predicted_exactly_at_4_8_and_16_vcpus() -> None:
+    for name in (n for n in SEVEN_THREE_INIT if "-2cpu-" not in n):
+        seen = timing.load(name)
+        model = timing.predict(seen, QEMU_TCG_SHARED)
+        assert sorted(c.allocations for c in model.callers) == sorted(c.allocations for c in seen.callers), name
+        assert model.peak_modules == seen.peak_modules, name

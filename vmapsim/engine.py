@@ -385,7 +385,10 @@ class CostModel:
     the window between 6.4's early check and ``add_unformed_module()``.  And
     ``ipi``, the seconds of work per online CPU in ``complete_formation()``:
     making module memory read-only and executable flushes every CPU's TLB and
-    text patching syncs every CPU.
+    text patching syncs every CPU.  ``rox_fill``, the seconds per page execmem
+    spends on a new ROX chunk before it joins the cache
+    (``execmem_fill_trapping_insns()``, ``set_memory_rox()``; 6.15+ x86-64),
+    the time concurrent misses have to populate chunks of their own.
 
     ``jitter`` spreads every duration uniformly by up to that fraction either
     way (drawn from the run's seed), as real CPUs never run two loads in
@@ -417,12 +420,13 @@ class CostModel:
     layout: float = 0.0
     ipi: float = 0.0
     processors: int | None = None
+    rox_fill: float = 0.0
 
     def __attrs_post_init__(self) -> None:
         for name in ("read", "decompress", "signature", "copy"):
             if not number(name, getattr(self, name), 0) > 0:
                 raise InvalidArgument(f"{name}={getattr(self, name)!r}: a bandwidth must be above 0 bytes/s")
-        for name in ("init", "rcu_grace", "workqueue", "step", "verify", "populate", "layout", "ipi"):
+        for name in ("init", "rcu_grace", "workqueue", "step", "verify", "populate", "layout", "ipi", "rox_fill"):
             number(name, getattr(self, name), 0)
         if self.processors is not None:
             integer("processors", self.processors, 1)
@@ -450,6 +454,8 @@ class CostModel:
             return self.workqueue
         elif stage == "populate":
             return (nbytes >> 12) * self.populate
+        elif stage == "rox_fill":
+            return (nbytes >> 12) * self.rox_fill
         elif stage == "layout":
             return nbytes * self.layout
         elif stage == "ipi":  # nbytes: the online CPUs
@@ -459,7 +465,7 @@ class CostModel:
 
 # The stages a CostModel times, and those lockstep gives its ``step`` (the rest take no time there).
 _HEAVY = frozenset(("read", "decompress", "signature", "init"))
-_TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue", "populate", "layout", "ipi"}
+_TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue", "populate", "layout", "ipi", "rox_fill"}
 
 #: Costs calibrated on Debian's 6.12 kernel under QEMU TCG (tests/data/qemu-6.12-1cpu.txt): decompression
 #: about 6 MB/s, ~16 ms per signature verification, ~18 ms from init's end to the freeing of init memory.
@@ -468,8 +474,9 @@ QEMU_TCG = CostModel(read=1e9, decompress=6e6, signature=1e9, copy=1e9, init=0.0
 #: The same machine with its vCPUs sharing the host's 2 cores, calibrated on N concurrent loads of dm-mod at 2
 #: and 4 vCPUs (23 boots in tests/data/timing; python -m tests.realkernel.timing): CPU-bound stages share 2
 #: processors; ~25 ms of per-load work before layout, 12 MB/s xz, 10 ms of init, 16 ms per online CPU of
-#: cross-CPU flushes as module memory goes read-only and executable, 5 us per module page, +-25% jitter.
+#: cross-CPU flushes as module memory goes read-only and executable, 5 us per module page, +-25% jitter;
+#: on 7.3, 61 us per page (31 ms) to fill a new 2 MiB ROX chunk and make it ROX.
 #: The 8- and 16-vCPU boots test it (tests/test_timing.py, docs/fidelity.md).
 QEMU_TCG_SHARED = CostModel(read=1e9, decompress=12e6, signature=1e9, copy=3e8, init=0.01, rcu_grace=0.017,
                             workqueue=0.001, verify=0.025, jitter=0.25, populate=5e-6, ipi=0.016,
-                            processors=2)  # fmt: skip
+                            processors=2, rox_fill=6.08e-5)  # fmt: skip

@@ -23,14 +23,16 @@ from pathlib import Path
 import attrs
 
 from tests.helpers import console_section
+from tests.realkernel.harness import areas
 from vmapsim import layouts, procfs, profiles, simulate, trace
 from vmapsim.engine import QEMU_TCG, CostModel
-from vmapsim.loader import Request
+from vmapsim.loader import Request, for_kernel
+from vmapsim.units import PAGE_SIZE, PMD_SIZE
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "data" / "timing"
-CATALOGS = {"6.1": "debian-6.1-amd64", "6.12": "debian-6.12-amd64"}
-VARIANTS = (("6.1", "finit"), ("6.1", "init"), ("6.12", "finit"), ("6.12", "init"))
+CATALOGS = {"6.1": "debian-6.1-amd64", "6.12": "debian-6.12-amd64", "7.3": "debian-7.3-amd64"}
+VARIANTS = (("6.1", "finit"), ("6.1", "init"), ("6.12", "finit"), ("6.12", "init"), ("7.3", "finit"), ("7.3", "init"))
 MODULES_START = layouts.X86_64_LA57.modules.start
 
 
@@ -55,6 +57,8 @@ class Observed:
     peak_modules: int
     #: From the first module-memory area to the first free of a duplicate's (the winner being LIVE), if any.
     hold: float | None = None
+    #: 6.15+: seconds from each ROX chunk's allocation to its caller's next allocation (the chunk's fill).
+    fills: tuple[float, ...] = ()
 
 
 def observe(text: str, version: str, syscall: str) -> Observed:
@@ -84,12 +88,14 @@ def observe(text: str, version: str, syscall: str) -> Observed:
     module_times = [e.time for v in by_pid.values() for e in v if e.vstart >= MODULES_START]
     frees = [e.time for e in events if e.kind == "free" and e.addr in owner]
     hold = min(frees) - min(module_times) if frees and module_times else None
+    fills = tuple(b.time - a.time for v in by_pid.values() for a, b in itertools.pairwise(v)
+                  if a.vstart >= MODULES_START and a.size == PMD_SIZE + PAGE_SIZE)  # fmt: skip
     snap = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))
     space = procfs.restore(snap, layouts.X86_64_LA57, cpus=len(rets), profile=profiles.for_version(version))
     before = space.pinned("modules")
     trace.replay(events, space)
     return Observed(version, syscall, tuple(sorted(callers, key=lambda c: c.arrival)),
-                    space.peak_pinned("modules") - before, hold)  # fmt: skip
+                    space.peak_pinned("modules") - before, hold, fills)  # fmt: skip
 
 
 def predict(seen: Observed, costs: CostModel, seed: int = 0) -> Observed:
@@ -105,7 +111,8 @@ def predict(seen: Observed, costs: CostModel, seed: int = 0) -> Observed:
         module = [a for a in o.allocations if a.region == "modules"]
         first = min((a.allocated for a in o.allocations), default=o.start)
         to_module = min(a.allocated for a in module) - first if module else None
-        callers.append(Caller(o.request.cpu, o.request.time, to_module, len(o.allocations), o.ret))
+        callers.append(Caller(o.request.cpu, o.request.time, to_module, len(areas(o.allocations, seen.version)),
+                              o.ret))  # fmt: skip
     module = [a for o in r.outcomes for a in o.allocations if a.region == "modules"]
     dup_frees = [a.freed for o in r.outcomes if o.ret for a in o.allocations
                  if a.region == "modules" and a.freed is not None]  # fmt: skip
@@ -158,9 +165,15 @@ def calibrate(observed: list[Observed]) -> CostModel:
     ``verify`` (per-load work before layout), ``decompress``, ``copy``, ``init`` and ``ipi``. Then the
     race window of 6.4's early check and the run-to-run spread: the ``layout`` time and the ``jitter``
     under which most of these boots' counts of callers past the early check lie within the model's
-    spread over :data:`SEEDS` (ties: the narrower spread).
+    spread over :data:`SEEDS` (ties: the narrower spread). Those use the 6.1 and 6.12 boots; the 7.3
+    boots give ``rox_fill`` alone: the mean time a caller took from its ROX chunk to its next
+    allocation, per page of the chunk.
     """
+    rox = [f for o in observed for f in o.fills]
+    observed = [o for o in observed if not for_kernel(o.version).rox_cache]
     base = attrs.evolve(QEMU_TCG, populate=5e-6)  # 0.3-0.5 ms for dm_mod's 73 module pages at 2 vCPUs
+    if rox:
+        base = attrs.evolve(base, rox_fill=round(statistics.fmean(rox) / (PMD_SIZE // PAGE_SIZE), 7))
     best: tuple[float, CostModel] | None = None
     grid = itertools.product((1, 2, 3, 4), (0.016, 0.025, 0.035), (9e6, 12e6, 15e6), (1e9, 3e8),
                              (0.01, 0.02, 0.03), (0.0, 0.004, 0.008, 0.016))  # fmt: skip

@@ -225,7 +225,7 @@ class Kernel:
     def module_memory(self, info: LoadInfo, kind: str, size: int, point: str) -> Generator[Command, None, Allocation]:
         """``module_memory_alloc()``: one memory type's area, text carved from the ROX cache when there is one.
 
-        A cache miss populates a 2 MiB chunk and spends the ``populate`` cost on
+        A cache miss populates a 2 MiB chunk and spends the ``rox_fill`` cost on
         its pages (``execmem_fill_trapping_insns()``, ``set_memory_rox()``) before
         adding it to the cache: outside the cache's mutex, so loads that miss
         together each populate one (``execmem_cache_populate_alloc()``, 7.3).
@@ -243,8 +243,8 @@ class Kernel:
             # the chunk is the cache's, not the load's: recorded on the load that made it, freed by the cache
             self._chunks[chunk] = self._held(
                 info, Allocation(CHUNK_KIND, chunk, self._size_of(chunk), self._module_region, self.engine.now))
-            if self.costs.populate:
-                yield from self.compute("populate", self._size_of(chunk) - PAGE_SIZE)
+            if self.costs.rox_fill:
+                yield from self.compute("rox_fill", self._size_of(chunk) - PAGE_SIZE)
             self.rox.add(chunk)
             addr = self.rox.alloc(size, start, m.end)
             assert addr is not None, "a chunk just added holds the carve it was populated for"

@@ -28,11 +28,13 @@ def rows() -> list[str]:
         kinds = sorted({f"align {d.event.align}" for d in r.disagreements})
         out.append(f"| trace replay from boot (node pools) | 6.12 | {cpus} | {r.summary()}"
                    f"{'; misses: ' + ', '.join(kinds) if kinds else ''} |")  # fmt: skip
-    for version in ("6.12", "6.1"):
-        kernel, model, bases = harness.predict(harness.boot(version), version)
+    for version in ("6.12", "6.1", "7.3"):
+        text = harness.boot(version, modules=MODULES_7_3) if version == "7.3" else harness.boot(version)
+        kernel, model, bases = harness.predict(text, version)
         same = sum(k == m for k, m in zip(kernel, model, strict=False))
         base_ok = sum(a == b for a, b in bases.values())
-        out.append(f"| loader prediction: allocation sizes and windows, module bases | {version} | 1 | "
+        what = " (ROX cache)" if version == "7.3" else ""
+        out.append(f"| loader prediction: allocation sizes and windows, module bases{what} | {version} | 1 | "
                    f"{same}/{len(kernel)} allocations equal ({'all' if model == kernel else 'NOT all'}); "
                    f"{base_ok}/{len(bases)} module bases equal |")  # fmt: skip
     for version, syscall in (("6.1", "finit"), ("6.12", "finit"), ("6.12", "init")):

@@ -11,7 +11,7 @@ from tests.helpers import snapshot
 from vmapsim import InvalidArgument, VmapAllocationError, VmapSpace, layouts, simulate
 from vmapsim.engine import CostModel
 from vmapsim.execmem import RoxCache
-from vmapsim.loader import Request
+from vmapsim.loader import Request, Result
 from vmapsim.loader.kernel import CHUNK_KIND, EXECMEM_FAILURE
 from vmapsim.loader.pipelines import for_kernel
 from vmapsim.units import PAGE_SIZE, PMD_SIZE, MiB
@@ -115,7 +115,7 @@ def test_adding_what_is_not_a_fresh_chunk_is_refused() -> None:
     cache._check()
 
 
-def _load(kernel: str, n: int, costs: CostModel | None = None) -> object:
+def _load(kernel: str, n: int, costs: CostModel | None = None) -> Result:
     reqs = [Request("dm_mod", cpu=c) for c in range(n)]
     return simulate(reqs, kernel=kernel, cpus=max(n, 1), catalog="debian-6.12-amd64", layout=LAYOUT,
                     costs=costs or CostModel())  # fmt: skip
@@ -123,7 +123,7 @@ def _load(kernel: str, n: int, costs: CostModel | None = None) -> object:
 
 def test_on_7_3_module_text_is_carved_from_a_chunk_and_data_gets_areas_of_its_own() -> None:
     r = _load("7.3", 1)
-    (o,) = r.outcomes  # type: ignore[attr-defined]
+    (o,) = r.outcomes
     module = {a.kind: a for a in o.allocations if a.region == "modules" and a.kind != CHUNK_KIND}
     (chunk,) = [a for a in o.allocations if a.kind == CHUNK_KIND]  # recorded on the load that populated it
     assert chunk.addr == M.start and chunk.size == PMD_SIZE + PAGE_SIZE and chunk.freed is None
@@ -134,13 +134,13 @@ def test_on_7_3_module_text_is_carved_from_a_chunk_and_data_gets_areas_of_its_ow
         assert module[kind].addr >= M.start + PMD_SIZE + PAGE_SIZE  # separate vmalloc areas above the chunk
     # the chunk pins 2 MiB + guard of the module window, whatever the text size
     data = sum(a.size for k, a in module.items() if k not in ("text", "init_text"))
-    assert r.peak_pinned["modules"] == PMD_SIZE + PAGE_SIZE + data  # type: ignore[attr-defined]
+    assert r.peak_pinned["modules"] == PMD_SIZE + PAGE_SIZE + data
 
 
 def test_6_12_has_execmem_without_the_cache() -> None:
     assert not for_kernel("6.14").rox_cache and for_kernel("6.15").rox_cache
     r = _load("6.12", 1)
-    assert r.peak_pinned["modules"] < PMD_SIZE  # type: ignore[attr-defined]
+    assert r.peak_pinned["modules"] < PMD_SIZE
 
 
 def test_arm64_has_no_rox_cache_even_on_7_3() -> None:

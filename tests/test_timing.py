@@ -28,22 +28,30 @@ def test_the_shipped_preset_is_the_calibration_on_2_and_4_vcpus() -> None:
     assert _calibrated() == QEMU_TCG_SHARED
 
 
+def _predicted(name: str) -> tuple[timing.Observed, timing.Observed]:
+    seen = timing.load(name)
+    return seen, timing.predict(seen, QEMU_TCG_SHARED)
+
+
+def _assert_same_table(seen: timing.Observed, model: timing.Observed, name: str) -> None:
+    """Allocations per caller (vmap areas: a ROX carve is not one) and the module window's peak, exactly."""
+    assert sorted(c.allocations for c in model.callers) == sorted(c.allocations for c in seen.callers), name
+    assert model.peak_modules == seen.peak_modules, name
+
+
 @pytest.mark.parametrize("name", [n for n in PREDICTED if "-6.12-init-" not in n and "-7.3-init-" not in n])
 def test_8_and_16_vcpu_duplicate_tables_are_predicted_exactly(name: str) -> None:
     # 6.1 (finit and init), 6.12 finit and 7.3 finit: per-caller return codes and allocations (vmap areas: a
     # ROX carve is not one), and the module window's peak pinned bytes, exactly; these depend on the timing
     # only through which callers overlap the winner
-    seen = timing.load(name)
-    model = timing.predict(seen, QEMU_TCG_SHARED)
+    seen, model = _predicted(name)
     assert sorted(c.ret for c in model.callers) == sorted(c.ret for c in seen.callers)
-    assert sorted(c.allocations for c in model.callers) == sorted(c.allocations for c in seen.callers)
-    assert model.peak_modules == seen.peak_modules
+    _assert_same_table(seen, model, name)
 
 
 @pytest.mark.parametrize("name", [n for n in PREDICTED if "-6.12-init-" in n])
 def test_6_12_init_module_duplicates_return_eexist_whatever_got_past_the_early_check(name: str) -> None:
-    seen = timing.load(name)
-    model = timing.predict(seen, QEMU_TCG_SHARED)
+    seen, model = _predicted(name)
     assert sorted(c.ret for c in model.callers) == sorted(c.ret for c in seen.callers)
 
 
@@ -67,12 +75,10 @@ SEVEN_THREE_INIT = [n for n in timing.fixture_names(2) + timing.fixture_names(4)
 
 @pytest.mark.parametrize("name", SEVEN_THREE_INIT)
 def test_7_3_init_module_duplicates_return_eexist_and_all_reach_module_memory_at_2_vcpus(name: str) -> None:
-    seen = timing.load(name)
-    model = timing.predict(seen, QEMU_TCG_SHARED)
+    seen, model = _predicted(name)
     assert sorted(c.ret for c in model.callers) == sorted(c.ret for c in seen.callers)
     if "-2cpu-" in name:  # exact: both populate a ROX chunk of their own, two chunks pinned at the peak
-        assert sorted(c.allocations for c in model.callers) == sorted(c.allocations for c in seen.callers)
-        assert model.peak_modules == seen.peak_modules
+        _assert_same_table(seen, model, name)
 
 
 @pytest.mark.xfail(
@@ -83,7 +89,4 @@ def test_7_3_init_module_duplicates_return_eexist_and_all_reach_module_memory_at
 )
 def test_7_3_init_module_duplicate_tables_are_predicted_exactly_at_4_8_and_16_vcpus() -> None:
     for name in (n for n in SEVEN_THREE_INIT if "-2cpu-" not in n):
-        seen = timing.load(name)
-        model = timing.predict(seen, QEMU_TCG_SHARED)
-        assert sorted(c.allocations for c in model.callers) == sorted(c.allocations for c in seen.callers), name
-        assert model.peak_modules == seen.peak_modules, name
+        _assert_same_table(*_predicted(name), name)

@@ -13,6 +13,7 @@ from vmapsim import layouts, procfs, profiles, simulate, trace
 from vmapsim.engine import QEMU_TCG, CostModel
 from vmapsim.loader import AllocationRecord, Request, Result, for_kernel
 from vmapsim.modules import Catalog
+from vmapsim.modules.layout import TEXT_TYPES
 
 #: The modules the sequential captures load, in order (small, no dependencies, in both kernels).
 MODULES = ["crypto/ansi_cprng", "crypto/aegis128", "arch/x86/kernel/msr", "block/kyber-iosched", "crypto/af_alg",
@@ -97,7 +98,7 @@ def predict(text: str, version: str) -> tuple[list[tuple[int, int]], list[tuple[
 def areas(allocations: Sequence[AllocationRecord], version: str) -> list[AllocationRecord]:
     """The allocations that were vmap areas: on a kernel with the ROX cache, text carves are not."""
     rox = for_kernel(version).rox_cache
-    return [a for a in allocations if not (rox and a.kind in ("text", "init_text"))]
+    return [a for a in allocations if not (rox and a.kind in TEXT_TYPES)]
 
 
 def duplicates(text: str) -> tuple[list[int], list[int]]:

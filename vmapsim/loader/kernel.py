@@ -32,6 +32,7 @@ from vmapsim.loader.request import Request
 from vmapsim.loader.result import Allocation, AllocationFailure
 from vmapsim.loader.stats import ModuleStats
 from vmapsim.modules.image import ModuleImage
+from vmapsim.modules.layout import TEXT_TYPES
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE
 
@@ -230,7 +231,7 @@ class Kernel:
         adding it to the cache: outside the cache's mutex, so loads that miss
         together each populate one (``execmem_cache_populate_alloc()``, 7.3).
         """
-        if self.rox is None or kind not in ("text", "init_text"):  # mod_mem_type_is_text()
+        if self.rox is None or kind not in TEXT_TYPES:
             return self.vmalloc(info, kind, size, point, module=True)
         m = self.space.layout.modules
         start = m.start + self.load_offset
@@ -241,10 +242,11 @@ class Kernel:
             except VmapAllocationError as e:
                 self._failed(info, e.size, kind, EXECMEM_FAILURE, point)
             # the chunk is the cache's, not the load's: recorded on the load that made it, freed by the cache
+            area = self._size_of(chunk)
             self._chunks[chunk] = self._held(
-                info, Allocation(CHUNK_KIND, chunk, self._size_of(chunk), self._module_region, self.engine.now))
+                info, Allocation(CHUNK_KIND, chunk, area, self._module_region, self.engine.now))
             if self.costs.rox_fill:
-                yield from self.compute("rox_fill", self._size_of(chunk) - PAGE_SIZE)
+                yield from self.compute("rox_fill", area - PAGE_SIZE)
             self.rox.add(chunk)
             addr = self.rox.alloc(size, start, m.end)
             assert addr is not None, "a chunk just added holds the carve it was populated for"
@@ -261,8 +263,7 @@ class Kernel:
         try:
             addr = self.space.vmap(pages, caller="module_decompress", cpu=info.request.cpu)
         except VmapAllocationError as e:
-            self.failures.append(AllocationFailure(self.engine.now, info.index, e.size, "vmap", e.message))
-            raise LoadFailed(ENOMEM, point) from None
+            self._failed(info, e.size, "vmap", e.message, point)
         return self._held(info, Allocation("vmap", addr, self._size_of(addr), "vmalloc", self.engine.now))
 
     def free(self, a: Allocation) -> None:

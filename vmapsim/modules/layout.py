@@ -27,10 +27,12 @@ from vmapsim.errors import ModuleFileError
 from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
 from vmapsim.units import page_align
 
-__all__ = ["MEMORY_TYPES", "KernelConfig", "ModuleLayout", "layout_module"]
+__all__ = ["MEMORY_TYPES", "TEXT_TYPES", "KernelConfig", "ModuleLayout", "layout_module"]
 
 #: ``enum mod_mem_type`` order (include/linux/module.h, 6.4+).
 MEMORY_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")
+#: The memory types ``mod_mem_type_is_text()`` names (``include/linux/module.h``): execmem's text ranges.
+TEXT_TYPES = ("text", "init_text")
 _TEXT, _DATA, _RODATA, _RO_AFTER_INIT, _INIT_TEXT, _INIT_DATA, _INIT_RODATA = range(7)
 # layout_sections() masks: (flags that must be set, flags that must be clear); ARCH_SHF_SMALL is 0.
 _MASKS = ((SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE), (SHF_RO_AFTER_INIT | SHF_ALLOC, 0),

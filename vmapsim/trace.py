@@ -243,7 +243,11 @@ def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
     A kprobe trace lists allocations in the order they *returned*; when one
     entered while an earlier-listed one was still inside ``alloc_vmap_area()``
     and got exactly the address vmapsim offers the earlier one, the two are
-    replayed in the other order (the kernel served it first).
+    replayed in the other order (the kernel served it first).  A purge's
+    trace line fires after it has put the areas back in the free tree
+    (``__purge_vmap_area_lazy()``), so when an allocation got an address only
+    a purge running on another CPU at that moment could have freed, that
+    purge is replayed first.
     A bad event raises :class:`InvalidArgument` and leaves ``space`` as it was.
     Runtime complexity: O(e log n) for e events, plus a copy of the space.
     """
@@ -303,6 +307,13 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
                     done.add(j)
                     judge(events[j], model(events[j]))
                     got = model(ev)
+                k = _purge_in_flight(events, i, space.cpus) if got != ev.addr else None
+                if k is not None and _offer_after_purge(space, ev, got) == ev.addr:
+                    if got is not None:
+                        space.free_vmap_area(got, lazy=False)
+                    done.add(k)
+                    space.replay_purge(full_decay=False)
+                    got = model(ev)
                 judge(ev, got)
                 last_failed = ev.addr is None
             elif ev.kind == "free":
@@ -340,6 +351,33 @@ def _offer(space: VmapSpace, ev: TraceEvent, cpu: int) -> int | None:
         return space.alloc_vmap_area(ev.size, align=ev.align, vstart=ev.vstart, vend=ev.vend, cpu=cpu).start
     except VmapAllocationError:
         return None
+
+
+def _purge_in_flight(events: list[TraceEvent], i: int, cpus: int) -> int | None:
+    """The index of a purge another CPU was inside when ``events[i]`` fired, if any.
+
+    That is another CPU's first event after ``events[i]``, being a purge: nothing else ran on that CPU
+    in between, so the purge may already have put its areas back.
+    """
+    seen = {events[i].cpu}
+    for j in range(i + 1, len(events)):
+        if len(seen) == cpus:
+            return None
+        other = events[j]
+        if other.cpu not in seen:
+            if other.kind == "purge":
+                return j
+            seen.add(other.cpu)
+    return None
+
+
+def _offer_after_purge(space: VmapSpace, ev: TraceEvent, got: int | None) -> int | None:
+    """What vmapsim would offer ``ev`` had the lazy areas been purged first (tried on a copy)."""
+    trial = copy.deepcopy(space)
+    if got is not None:
+        trial.free_vmap_area(got, lazy=False)
+    trial.replay_purge(full_decay=False)
+    return _offer(trial, ev, ev.cpu)
 
 
 def _served_first(events: list[TraceEvent], i: int, got: int | None) -> int | None:

@@ -190,3 +190,21 @@ def test_debian_13_backports_7_3_loads_are_predicted_from_the_boot_snapshot() ->
     assert len(kernel) == 33 and model == kernel
     assert sum(size == PMD_SIZE + PAGE_SIZE for size, _ in kernel) == 1  # the first load's chunk, shared after
     assert len(bases) == 5 and all(real == predicted for real, predicted in bases.values()), bases
+
+
+def test_debian_13_userspace_presets_boot_their_own_kernels_through_finit_module() -> None:
+    # kmod 34 hands compressed modules to finit_module(), so a udev storm on Debian 13 takes 6.5's idempotent
+    # path: one read per module, whatever the CPU count; on the backports' 7.3, module text sits in ROX chunks
+    from vmapsim.modules import Catalog
+    from vmapsim.workloads import PRESETS, udev_boot
+
+    for name, kernel in (("intel-server-trixie", "6.12"), ("intel-server-trixie-backports", "7.3")):
+        machine = PRESETS[name]
+        cat = Catalog.builtin(machine.catalog)
+        jobs = udev_boot(cat, machine, 16)
+        r = simulate(jobs, cpus=16, catalog=cat)
+        assert r.pipeline == kernel and r.failures == ()
+        loaded = {o.module for o in r.outcomes if o.ret == 0}
+        assert r.reads == len(loaded)
+        chunks = [a for o in r.outcomes for a in o.allocations if a.kind == CHUNK_KIND]
+        assert bool(chunks) == (kernel == "7.3")

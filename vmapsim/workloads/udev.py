@@ -154,6 +154,13 @@ PRESETS: dict[str, Machine] = {
         ),
     )
 }
+# Debian 13 userspace (kmod 34: compressed modules go to finit_module() with MODULE_INIT_COMPRESSED_FILE, so
+# duplicates take 6.5's idempotent path) on trixie's 6.12 and on trixie-backports' 7.3 (execmem's ROX cache).
+PRESETS.update(
+    {name: attrs.evolve(PRESETS["intel-server"], name=name, catalog=catalog, kmod=34)
+     for name, catalog in (("intel-server-trixie", "debian13-6.12-amd64"),
+                           ("intel-server-trixie-backports", "debian-7.3-amd64"))}
+)  # fmt: skip
 
 
 def udev_workers(cpus: int, ram: int) -> int:

@@ -178,18 +178,24 @@ def test_a_module_window_too_small_for_text_reports_execmem_and_keeps_nothing() 
     assert all(a.freed is not None for a in o.allocations)
 
 
-def test_debian_13_backports_7_3_loads_are_predicted_from_the_boot_snapshot() -> None:
-    # five modules loaded one after another on Debian 13 backports' 7.3.4 under QEMU (one CPU): from the boot
-    # snapshot, the model must make the kernel's vmap areas in the kernel's order, each of the kernel's size in
-    # the kernel's window (the ROX chunk of 2 MiB + guard among them), and put every module's text where
-    # /proc/modules says the kernel put it
+@pytest.mark.parametrize(
+    "fixture,version,areas,modules",
+    [("qemu-7.3-1cpu.txt.xz", "7.3", 33, 5), ("qemu-6.12deb13-1cpu.txt.xz", "6.12deb13", 58, 7)],
+)
+def test_debian_13_loads_are_predicted_from_the_boot_snapshot(fixture: str, version: str, areas: int,
+                                                              modules: int) -> None:  # fmt: skip
+    # modules loaded one after another on Debian 13's kernels under QEMU (one CPU): backports' 7.3.4 and
+    # trixie's 6.12.117. From the boot snapshot, the model must make the kernel's vmap areas in the kernel's
+    # order, each of the kernel's size in the kernel's window (on 7.3 one ROX chunk of 2 MiB + guard among
+    # them), and put every module's text where /proc/modules says the kernel put it
     from tests.helpers import console_log
     from tests.realkernel import harness
 
-    kernel, model, bases = harness.predict(console_log("qemu-7.3-1cpu.txt.xz"), "7.3")
-    assert len(kernel) == 33 and model == kernel
-    assert sum(size == PMD_SIZE + PAGE_SIZE for size, _ in kernel) == 1  # the first load's chunk, shared after
-    assert len(bases) == 5 and all(real == predicted for real, predicted in bases.values()), bases
+    kernel, model, bases = harness.predict(console_log(fixture), version)
+    assert len(kernel) == areas and model == kernel
+    chunks = sum(size == PMD_SIZE + PAGE_SIZE for size, _ in kernel)
+    assert chunks == (1 if version == "7.3" else 0)  # the first load's chunk, shared by every later one
+    assert len(bases) == modules and all(real == predicted for real, predicted in bases.values()), bases
 
 
 def test_debian_13_userspace_presets_boot_their_own_kernels_through_finit_module() -> None:

@@ -31,6 +31,8 @@ DATA = Path(__file__).parent / "data"
         ("qemu-6.1-4cpu-dup-dm-mod.txt.xz", "6.1", 4, 14),
         # Debian 13 backports' 7.3.4: module text from execmem's 2 MiB cache, the allocator core unchanged
         ("qemu-7.3-1cpu.txt.xz", "7.3", 1, 34),
+        # Debian 13's own 6.12.117+deb13 (trixie), the same seven modules
+        ("qemu-6.12deb13-1cpu.txt.xz", "6.12", 1, 63),
     ],
 )
 def test_replay_of_a_real_kernel_agrees_on_every_address(fixture: str, version: str, cpus: int, allocs: int) -> None:

@@ -23,12 +23,14 @@ def rows() -> list[str]:
         out.append(f"| trace replay from a mid-boot snapshot | {version} | 1 | {r.summary()} |")
     r = harness.replay(harness.boot("7.3", 1, modules=MODULES_7_3), "7.3", 1)
     out.append(f"| trace replay from a mid-boot snapshot (execmem) | 7.3 | 1 | {r.summary()} |")
+    r = harness.replay(harness.boot("6.12deb13", 1), "6.12deb13", 1)
+    out.append(f"| trace replay from a mid-boot snapshot (Debian 13's own build) | 6.12deb13 | 1 | {r.summary()} |")
     for cpus in (2, 4, 8):
         r = harness.replay_from_boot(harness.boot("6.12", cpus, from_boot=True), "6.12", cpus)
         kinds = sorted({f"align {d.event.align}" for d in r.disagreements})
         out.append(f"| trace replay from boot (node pools) | 6.12 | {cpus} | {r.summary()}"
                    f"{'; misses: ' + ', '.join(kinds) if kinds else ''} |")  # fmt: skip
-    for version in ("6.12", "6.1", "7.3"):
+    for version in ("6.12", "6.1", "7.3", "6.12deb13"):
         text = harness.boot(version, modules=MODULES_7_3) if version == "7.3" else harness.boot(version)
         kernel, model, bases = harness.predict(text, version)
         same = sum(k == m for k, m in zip(kernel, model, strict=False))

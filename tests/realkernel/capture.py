@@ -33,9 +33,11 @@ PACKAGES = {
     # Debian 13's backports split the kernel (linux-binary: /usr/lib/modules/<kver>/vmlinuz), its modules and
     # linux-base (config, modules.order)
     "7.3": "linux-binary-7.3.4+deb13-amd64 linux-modules-7.3.4+deb13-amd64 linux-base-7.3.4+deb13-amd64",
+    # Debian 13's own 6.12: vmlinuz in /boot, modules under /usr/lib/modules
+    "6.12deb13": "linux-image-6.12.117+deb13-amd64",
 }
 #: Suites the packages come from when the machine's own apt lists do not have them: (suite, versions).
-BACKPORTS = ("trixie-backports", {"7.3"})
+BACKPORTS = ("trixie-backports", {"7.3", "6.12deb13"})
 HERE = Path(__file__).resolve().parent
 
 
@@ -86,7 +88,8 @@ def kernel_files(root: Path) -> tuple[str, Path, Path]:
         kver = next((root / "lib/modules").iterdir()).name
         return kver, root / "boot" / f"vmlinuz-{kver}", root / "lib/modules" / kver
     kver = next((root / "usr/lib/modules").iterdir()).name
-    return kver, root / "usr/lib/modules" / kver / "vmlinuz", root / "usr/lib/modules" / kver
+    vmlinuz = root / "usr/lib/modules" / kver / "vmlinuz"
+    return kver, vmlinuz if vmlinuz.is_file() else root / "boot" / f"vmlinuz-{kver}", root / "usr/lib/modules" / kver
 
 
 def capture(

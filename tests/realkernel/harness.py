@@ -18,7 +18,8 @@ from vmapsim.modules.layout import TEXT_TYPES
 #: The modules the sequential captures load, in order (small, no dependencies, in both kernels).
 MODULES = ["crypto/ansi_cprng", "crypto/aegis128", "arch/x86/kernel/msr", "block/kyber-iosched", "crypto/af_alg",
            "arch/x86/crypto/sha512-ssse3", "arch/x86/crypto/camellia-x86_64"]  # fmt: skip
-CATALOGS = {"6.12": "debian-6.12-amd64", "6.1": "debian-6.1-amd64", "7.3": "debian-7.3-amd64"}
+CATALOGS = {"6.12": "debian-6.12-amd64", "6.1": "debian-6.1-amd64", "7.3": "debian-7.3-amd64",
+            "6.12deb13": "debian13-6.12-amd64"}
 _CACHE: dict[tuple[object, ...], str] = {}
 
 

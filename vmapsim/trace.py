@@ -307,7 +307,7 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
                     done.add(j)
                     judge(events[j], model(events[j]))
                     got = model(ev)
-                k = _purge_in_flight(events, i, space.cpus) if got != ev.addr else None
+                k = _purge_in_flight(events, i, space.cpus, done) if got != ev.addr else None
                 if k is not None and _offer_after_purge(space, ev, got) == ev.addr:
                     if got is not None:
                         space.free_vmap_area(got, lazy=False)
@@ -353,11 +353,11 @@ def _offer(space: VmapSpace, ev: TraceEvent, cpu: int) -> int | None:
         return None
 
 
-def _purge_in_flight(events: list[TraceEvent], i: int, cpus: int) -> int | None:
+def _purge_in_flight(events: list[TraceEvent], i: int, cpus: int, done: set[int]) -> int | None:
     """The index of a purge another CPU was inside when ``events[i]`` fired, if any.
 
-    That is another CPU's first event after ``events[i]``, being a purge: nothing else ran on that CPU
-    in between, so the purge may already have put its areas back.
+    That is another CPU's first event after ``events[i]``, being a purge not replayed yet (``done``):
+    nothing else ran on that CPU in between, so the purge may already have put its areas back.
     """
     seen = {events[i].cpu}
     for j in range(i + 1, len(events)):
@@ -365,7 +365,7 @@ def _purge_in_flight(events: list[TraceEvent], i: int, cpus: int) -> int | None:
             return None
         other = events[j]
         if other.cpu not in seen:
-            if other.kind == "purge":
+            if other.kind == "purge" and j not in done:
                 return j
             seen.add(other.cpu)
     return None

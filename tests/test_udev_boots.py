@@ -1,8 +1,10 @@
-"""Real udev coldplugs (Debian 12's systemd, udev and kmod 30 on Debian's 6.12 under QEMU), kept as fixtures.
+"""Real udev coldplugs under QEMU, kept as fixtures: Debian 12's systemd, udev and kmod 30 on Debian 12's 6.12,
+and Debian 13's (kmod 34) on trixie's own 6.12 and on trixie-backports' 7.3.
 
 The machine is the boot's own modalias dump (``Machine.from_modaliases``) with the modules the kernel and
 systemd loaded as ``preloads``; the costs are ``QEMU_TCG_SHARED``, calibrated on 2- and 4-vCPU duplicate
-boots (tests/test_timing.py). The 8- and 16-vCPU coldplugs are predictions.
+boots (tests/test_timing.py), never on a coldplug. The 8- and 16-vCPU Debian 12 coldplugs and every Debian 13
+coldplug are predictions.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from vmapsim.workloads import Machine, udev_boot
 
 FIXTURES = {cpus: f"udev/udev-6.12-kmod30-{cpus}cpu.txt.xz" for cpus in (2, 4, 8, 16)}
 CAT = Catalog.builtin("debian-6.12-amd64")
+#: Debian 13's userspace: kmod 34 passes the compressed file to finit_module(), the 6.5 idempotent path.
+TRIXIE = {(v, cpus): f"udev/udev-{v}-kmod34-{cpus}cpu.txt.xz" for v in ("6.12deb13", "7.3") for cpus in (2, 4, 8, 16)}
 
 
 def _failed(calls: dict[str, Counter[int]]) -> dict[str, int]:
@@ -51,10 +55,45 @@ def test_calibration_sizes_per_module_calls_within_ten_percent(cpus: int) -> Non
 )
 @pytest.mark.parametrize("cpus", [8, 16])
 def test_per_module_calls_at_8_and_16_vcpus_within_ten_percent_for_nine_in_ten_modules(cpus: int) -> None:
-    real, predicted = udevboot.predict(console_log(FIXTURES[cpus]), cpus)
+    asked, close = _within_ten_percent(*udevboot.predict(console_log(FIXTURES[cpus]), cpus))
+    assert close >= 0.9 * asked
+
+
+def _within_ten_percent(real: dict[str, Counter[int]], predicted: dict[str, Counter[int]]) -> tuple[int, int]:
+    """(modules asked for, modules whose predicted call count is within 10% of the real one)."""
     asked = [m for m in real if sum(real[m].values())]
     close = [m for m in asked if abs(sum(predicted[m].values()) - sum(real[m].values())) <= 0.1 * sum(real[m].values())]
-    assert len(close) >= 0.9 * len(asked)
+    return len(asked), len(close)
+
+
+@pytest.mark.parametrize("version,cpus", sorted(TRIXIE))
+def test_a_debian_13_coldplug_shares_each_modules_first_result(version: str, cpus: int) -> None:
+    # kmod 34's finit_module(): every caller of a module gets the first caller's result (0, or -ENODEV where
+    # init fails here), never -EEXIST or -EBUSY, exactly the return codes the model gives each module
+    real, predicted = udevboot.predict(console_log(TRIXIE[version, cpus]), cpus, version=version)
+    asked = {m: c for m, c in real.items() if c}
+    assert len(asked) >= 8 and any(c[-19] for c in asked.values()) and any(c[0] for c in asked.values())
+    assert all(len(c) == 1 and set(c) == set(predicted[m]) for m, c in asked.items()), (real, predicted)
+    assert {m for m, c in predicted.items() if c} == set(asked)
+
+
+@pytest.mark.parametrize(
+    "version,cpus",
+    [
+        pytest.param(*key, marks=pytest.mark.xfail(
+            strict=True,
+            reason="target not met (docs/fidelity.md): at 16 vCPUs gf128mul took 2.2 s to load and every worker "
+            "asked for aesni_intel (16) and 12 for gf128mul before it was LIVE; the model loads it sooner, so "
+            "3 and 2 of its workers find them LIVE (13, 10): 6 of 8 modules within 10%",
+        )) if key == ("7.3", 16) else key
+        for key in sorted(TRIXIE)
+    ],
+)  # fmt: skip
+def test_a_debian_13_coldplug_has_each_modules_call_count_within_ten_percent_for_nine_in_ten(
+    version: str, cpus: int
+) -> None:
+    asked, close = _within_ten_percent(*udevboot.predict(console_log(TRIXIE[version, cpus]), cpus, version=version))
+    assert close >= 0.9 * asked
 
 
 def test_the_qemu_machine_is_its_own_modalias_dump() -> None:

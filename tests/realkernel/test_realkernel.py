@@ -152,3 +152,27 @@ def test_udev_boot_predicts_every_udev_load_and_return_code(cpus: int) -> None:
     # How many of the modules get exactly the model's count depends on how late this boot's workers started
     # (in one CI boot at 2 CPUs, 4 of 14 were skipped by a worker that found them LIVE). The counts are held on
     # the kept captures (tests/test_udev_boots.py), where the 8- and 16-CPU target is a strict xfail.
+
+
+def test_a_debian_13_udev_boot_takes_the_idempotent_path_as_predicted() -> None:
+    # Debian 13's systemd, udev and kmod 34 coldplugging trixie-backports' 7.3 on 2 vCPUs: kmod passes the
+    # compressed file to finit_module(), so every caller of a module shares the first one's result (0, or
+    # -ENODEV where init fails), never -EEXIST or -EBUSY; the model must say the same, module by module.
+    import shutil as _shutil
+
+    from tests.realkernel import udevboot
+
+    if _shutil.which("debootstrap") is None:
+        pytest.skip("debootstrap is not installed (apt-get install debootstrap)")
+    try:
+        text = udevboot.boot(2, "7.3")
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired, StopIteration, OSError) as e:
+        pytest.skip(f"could not build or boot the Debian 13 userspace here: {e}")
+    _skip_if_died(text, udevboot.SECTIONS)
+    real, predicted = udevboot.predict(text, 2, version="7.3")
+    asked = {n: c for n, c in real.items() if c}
+    assert len(asked) >= 6 and any(c[-19] for c in asked.values())
+    for name, calls in asked.items():
+        assert len(calls) == 1 and set(calls) == set(predicted[name]), (name, calls, predicted[name])
+        # a late worker may find the module LIVE and skip it: fewer calls than the model, never more
+        assert 1 <= sum(calls.values()) <= sum(predicted[name].values()), name

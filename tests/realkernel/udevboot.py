@@ -1,13 +1,15 @@
-"""A real udev coldplug: Debian 12's systemd, udev and kmod booting Debian's 6.12 kernel under QEMU.
+"""A real udev coldplug: Debian's systemd, udev and kmod booting a Debian kernel under QEMU.
 
-    python -m tests.realkernel.udevboot --cpus 4 --out /tmp/udev-4cpu.txt
+    python -m tests.realkernel.udevboot --kernel 7.3 --cpus 4 --out /tmp/udev-4cpu.txt
 
-The root file system is made once with ``debootstrap --variant=minbase --include=systemd-sysv,udev,kmod
-bookworm`` (cached beside the kernel packages), the kernel's modules are added with depmod, and the whole
-tree boots as an initramfs with systemd as PID 1 (``rdinit=``). The kernel traces, from boot, every
-module_load/module_free, every init_module/finit_module return, and (a kprobe on
-module_patient_check_exists) the name each load is checked under. A oneshot unit waits for ``udevadm
-settle``, prints the modaliases udev saw, the trace and /proc/modules between markers, and powers off.
+Debian 12's userspace (kmod 30: init_module(2)) boots Debian 12's 6.12; Debian 13's (kmod 34:
+finit_module(2) of the compressed file) boots trixie's 6.12 and trixie-backports' 7.3 (``SUITES``). The root
+file system is made once with ``debootstrap --variant=minbase --include=systemd-sysv,udev,kmod <suite>``
+(cached beside the kernel packages), the kernel's modules are added with depmod, and the whole tree boots
+as an initramfs with systemd as PID 1 (``rdinit=``). The kernel traces, from boot, every
+module_load/module_free, every init_module/finit_module return, and (a kprobe on do_sys_openat2) every
+file opened, of which the module files are kept. A oneshot unit waits for ``udevadm settle``, prints the
+modaliases udev saw, the trace and /proc/modules between markers, and powers off.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from tests.helpers import has_sections
-from tests.realkernel.capture import kernel_tree
+from tests.realkernel.capture import kernel_files, kernel_tree
 from vmapsim.engine import CostModel
 
 _DUMP = """#!/bin/sh
@@ -60,13 +62,20 @@ _EVENTS = (
 )
 
 
-def root_tree() -> Path:
-    """The debootstrapped Debian 12 userspace, made once."""
+#: The Debian userspace each kernel boots with: Debian 12's kmod 30 for its 6.12, Debian 13's kmod 34 for
+#: trixie's own 6.12 and for the 7.3 of trixie-backports.
+SUITES = {"6.12": "bookworm", "6.12deb13": "trixie", "7.3": "trixie"}
+#: kmod of each suite: < 31 decompresses and calls init_module(2), newer passes the file to finit_module(2).
+KMOD = {"bookworm": 30, "trixie": 34}
+
+
+def root_tree(suite: str = "bookworm") -> Path:
+    """The debootstrapped Debian userspace of ``suite``, made once."""
     cache = Path(os.environ.get("VMAPSIM_KERNEL_CACHE", "/tmp/vmapsim-kernels"))
-    root = cache / "udevroot-bookworm"
+    root = cache / f"udevroot-{suite}"
     if not (root / "usr" / "bin" / "udevadm").exists():
         cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["debootstrap", "--variant=minbase", "--include=systemd-sysv,udev,kmod", "bookworm", str(root),
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=systemd-sysv,udev,kmod", suite, str(root),
                         "http://deb.debian.org/debian"], check=True, capture_output=True)  # fmt: skip
     return root
 
@@ -90,12 +99,11 @@ def boot(cpus: int = 4, version: str = "6.12", timeout: int = 900, tries: int = 
 
 
 def _boot_once(cpus: int, version: str, timeout: int) -> str:
-    tree = kernel_tree(version)
-    kver = next((tree / "lib/modules").iterdir()).name
+    kver, vmlinuz, moddir = kernel_files(kernel_tree(version))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp) / "root"
-        subprocess.run(["cp", "-a", str(root_tree()), str(work)], check=True)
-        shutil.copytree(tree / "lib/modules" / kver, work / "lib/modules" / kver, symlinks=True)
+        subprocess.run(["cp", "-a", str(root_tree(SUITES[version])), str(work)], check=True)
+        shutil.copytree(moddir, work / "usr/lib/modules" / kver, symlinks=True)
         subprocess.run(["chroot", str(work), "depmod", kver], check=True)  # the root's own kmod
         dump = work / "usr/local/sbin/vmapsim-dump"
         dump.write_text(_DUMP)
@@ -115,29 +123,40 @@ def _boot_once(cpus: int, version: str, timeout: int) -> str:
         disk.write_bytes(b"\0" * (8 << 20))
         append = (
             "console=ttyS0 nokaslr quiet loglevel=1 panic=-1 rdinit=/lib/systemd/systemd "
-            f"systemd.show_status=0 trace_event={_EVENTS} trace_buf_size=2M"
+            f"systemd.show_status=0 trace_event={_EVENTS},kprobes:vmapsim_open trace_buf_size=8M "
+            "kprobe_event=p:vmapsim_open,do_sys_openat2,path=+0(%si):ustring"
         )
         cmd = [
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", "3G", "-nographic",
-            "-no-reboot", "-kernel", str(tree / "boot" / f"vmlinuz-{kver}"), "-initrd", str(initrd),
+            "-no-reboot", "-kernel", str(vmlinuz), "-initrd", str(initrd),
             "-append", append,
             "-drive", f"file={disk},if=none,id=nv,format=raw", "-device", "nvme,serial=vmapsim,drive=nv",
             "-netdev", "user,id=n0", "-device", "virtio-net-pci,netdev=n0",
         ]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, timeout=timeout, check=True).stdout.decode(errors="replace")
-    return re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1bc", "", out).replace("\r", "")
+    return module_opens_only(re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]|\x1bc", "", out).replace("\r", ""))
+
+
+def module_opens_only(text: str) -> str:
+    """The console without the traced opens of files that are not modules.
+
+    Every open of the boot is traced; only a module file's open names a finit_module() call.
+    """
+    return "".join(line for line in text.splitlines(keepends=True)
+                   if "vmapsim_open:" not in line or re.search(r'\.ko(?:\.\w+)?"$', line))  # fmt: skip
 
 
 _LINE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+[\d.]+:\s+(?P<rest>.*)$")
 
 
 def calls_by_module(trace: str, sizes: dict[int, str], *, udev: bool | None = None) -> dict[str, Counter[int]]:
-    """Per module, how many init_module() calls returned each value (0 or -errno).
+    """Per module, how many init_module()/finit_module() calls returned each value (0 or -errno).
 
-    kmod < 31 passes the whole decompressed file to init_module(2), so the
-    ``len`` of each call names the module (``sizes``: decompressed size → name).
-    ``udev=True`` counts only calls by udev workers, ``False`` only the others
-    (request_module()'s modprobe, systemd), None all.
+    kmod < 31 passes the whole decompressed file to init_module(2), so the ``len`` of each call names the
+    module (``sizes``: decompressed size → name). kmod 34 opens the module file and passes it to
+    finit_module(2): the ``.ko`` the same process opened last (the do_sys_openat2 kprobe) names it.
+    ``udev=True`` counts only calls by udev workers, ``False`` only the others (request_module()'s modprobe,
+    systemd), None all.
     """
     pending: dict[str, str] = {}
     out: dict[str, Counter[int]] = defaultdict(Counter)
@@ -147,8 +166,11 @@ def calls_by_module(trace: str, sizes: dict[int, str], *, udev: bool | None = No
             continue
         pid, rest = m["pid"], m["rest"]
         enter = re.match(r"sys_init_module\(umod: \w+, len: ([0-9a-f]+)", rest)
+        opened = re.match(r'vmapsim_open: .* path=".*/([^/]+)\.ko(?:\.\w+)?"$', rest)
         if enter:
             pending[pid] = sizes.get(int(enter.group(1), 16), "?")
+        elif opened:
+            pending[pid] = opened.group(1).replace("-", "_")
         elif re.match(r"sys_f?init_module -> ", rest):
             value = int(rest.split("->")[-1].strip(), 16)
             out[pending.pop(pid, "?")][value - (1 << 64) if value >= 1 << 63 else value] += 1
@@ -156,31 +178,34 @@ def calls_by_module(trace: str, sizes: dict[int, str], *, udev: bool | None = No
 
 
 def predict(
-    text: str, cpus: int, costs: CostModel | None = None, seed: int = 0
+    text: str, cpus: int, costs: CostModel | None = None, seed: int = 0, version: str = "6.12"
 ) -> tuple[dict[str, Counter[int]], dict[str, Counter[int]]]:
-    """(real, predicted) init_module() outcomes per module for the modules udev loads by itself.
+    """(real, predicted) init_module()/finit_module() outcomes per module for the modules udev loads by itself.
 
     The machine is what the boot showed, built by ``Machine.from_modaliases`` from its modalias dump: 3 GiB,
-    kmod 30, the modules whose init failed (-ENODEV) there, and the modules the kernel's request_module()
-    and systemd loaded (``preloads``). Those preloaded modules are left out of the comparison.
+    the userspace's kmod (``SUITES``, ``KMOD``), the modules whose init failed (-ENODEV) there, and the
+    modules the kernel's request_module() and systemd loaded (``preloads``). Those preloaded modules are left
+    out of the comparison.
     """
     from tests.helpers import console_section
+    from tests.realkernel.harness import CATALOGS
     from vmapsim import simulate
     from vmapsim.engine import QEMU_TCG_SHARED
     from vmapsim.modules import Catalog
     from vmapsim.workloads import Machine, udev_boot, udev_workers
 
-    cat = Catalog.builtin("debian-6.12-amd64")
+    cat = Catalog.builtin(CATALOGS[version])
     sizes = {m.decompressed_size: m.name for m in cat}
     trace = console_section(text, "trace")
     real = calls_by_module(trace, sizes, udev=True)
     others = calls_by_module(trace, sizes, udev=False)
     failing = tuple(sorted((name, 19) for name, rets in real.items() if -19 in rets))
     preloads = tuple(sorted(n for n in others if n != "?"))
-    machine = Machine.from_modaliases(console_section(text, "modalias"), name="qemu-tcg-max", ram=3 << 30, kmod=30,
+    machine = Machine.from_modaliases(console_section(text, "modalias"), name="qemu-tcg-max", ram=3 << 30,
+                                      kmod=KMOD[SUITES[version]],
                                       fails=failing, preloads=preloads)  # fmt: skip
     jobs = udev_boot(cat, machine, cpus, jitter=0.01, seed=seed)
-    r = simulate(jobs, kernel="6.12", cpus=cpus, catalog=cat, costs=costs or QEMU_TCG_SHARED,
+    r = simulate(jobs, kernel=version, cpus=cpus, catalog=cat, costs=costs or QEMU_TCG_SHARED,
                  workers=udev_workers(cpus, machine.ram), seed=seed)  # fmt: skip
     predicted: dict[str, Counter[int]] = defaultdict(Counter)
     for o in r.outcomes:
@@ -193,9 +218,10 @@ def predict(
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cpus", type=int, default=4)
+    p.add_argument("--kernel", default="6.12", choices=sorted(SUITES))
     p.add_argument("--out", required=True)
     args = p.parse_args()
-    Path(args.out).write_text(boot(args.cpus))
+    Path(args.out).write_text(boot(args.cpus, args.kernel))
     return 0
 
 

@@ -27,12 +27,13 @@ ALLOWED: dict[str, set[str]] = {
     "modules": _BASE | {"modules"},
     "procfs": _SPACE | {"procfs"},
     "trace": _SPACE | {"trace"},
-    "strategies": _SPACE | {"strategies"},
     "execmem": _SPACE | {"execmem"},
     "engine": _BASE | {"engine"},
     "loader": _SPACE | {"modules", "engine", "execmem", "loader"},
     "workloads": _SPACE | {"modules", "engine", "execmem", "loader", "workloads"},
     "plot": _SPACE | {"modules", "engine", "execmem", "loader", "plot"},
+    "explore": _SPACE | {"modules", "engine", "execmem", "loader", "explore"},
+    "strategies": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "strategies"},
     "cli": set(),  # the top: anything
 }
 

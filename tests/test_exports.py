@@ -19,9 +19,10 @@ def test_top_level_exports() -> None:
     assert sorted(vmapsim.__all__) == sorted(
         [
             "PAGE_SIZE", "Catalog", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ModuleFileError",
-            "ModuleImage", "ParseError", "Region", "RegionUsage", "Request", "Result", "Run", "UnknownAddress",
-            "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "engine", "layouts", "loader",
-            "modules", "procfs", "profiles", "simulate", "trace", "workloads",
+            "ModuleImage", "ParseError", "Region", "RegionUsage", "Request", "Result", "Run", "Schedule",
+            "UnknownAddress", "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "engine",
+            "explore", "layouts", "loader", "modules", "procfs", "profiles", "simulate", "trace", "workloads",
+            "worst_case",
         ]
     )  # fmt: skip
     for name in vmapsim.__all__:

@@ -6,7 +6,7 @@
 '0xffffc90000000000'
 """
 
-from vmapsim import engine, layouts, loader, modules, procfs, profiles, trace, workloads
+from vmapsim import engine, explore, layouts, loader, modules, procfs, profiles, trace, workloads
 from vmapsim.errors import (
     InvalidArgument,
     ModuleFileError,
@@ -15,9 +15,10 @@ from vmapsim.errors import (
     VmapAllocationError,
     VmapsimError,
 )
+from vmapsim.explore import worst_case
 from vmapsim.freetree import FreeTree
 from vmapsim.layouts import Layout, Region
-from vmapsim.loader import Request, Result, Run, simulate
+from vmapsim.loader import Request, Result, Run, Schedule, simulate
 from vmapsim.modules import Catalog, ModuleImage
 from vmapsim.profiles import KernelProfile
 from vmapsim.space import RegionUsage, VmapArea, VmapBlock, VmapSpace
@@ -40,6 +41,7 @@ __all__ = [
     "Request",
     "Result",
     "Run",
+    "Schedule",
     "UnknownAddress",
     "VmapAllocationError",
     "VmapArea",
@@ -47,6 +49,7 @@ __all__ = [
     "VmapSpace",
     "VmapsimError",
     "engine",
+    "explore",
     "layouts",
     "loader",
     "modules",
@@ -55,4 +58,5 @@ __all__ = [
     "simulate",
     "trace",
     "workloads",
+    "worst_case",
 ]

@@ -236,25 +236,10 @@ def _boot(args: argparse.Namespace) -> str:
 
         plot_path(args.plot)  # a bad name is refused before minutes of simulation
 
-    from vmapsim.engine import CostModel
     from vmapsim.loader import Run, simulate
-    from vmapsim.workloads import PRESETS, Machine, udev_boot, udev_workers
 
-    if args.machine in PRESETS:
-        machine = PRESETS[args.machine]
-    elif Path(args.machine).is_file():  # a machine's own modalias files, as Machine.from_modaliases reads them
-        machine = Machine.from_modaliases(_read(args.machine), name=Path(args.machine).stem, source=args.machine)
-    else:
-        raise InvalidArgument(f"unknown machine {args.machine!r}: a preset ({', '.join(PRESETS)}) or a file of "
-                              "modaliases")  # fmt: skip
-    if args.ram is not None:
-        machine = attrs.evolve(machine, ram=args.ram << 30)
-    args.catalog = args.catalog or machine.catalog
-    catalog, names = _catalog_and_pipelines(args)
-    layout = layouts.by_name(args.layout or machine.layout)
-    jobs = udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=args.kmod)
-    costs = CostModel(jitter=args.cost_jitter)
-    workers = udev_workers(args.cpus, machine.ram)
+    machine, catalog, names, layout, jobs, costs, workers = _coldplug(args)
+    schedule = _schedule(args.schedule) if args.schedule else None
     rows = []
     extra = []
     runs = {}
@@ -263,7 +248,7 @@ def _boot(args: argparse.Namespace) -> str:
     for i, (name, pipeline, kernel) in enumerate(names):
         run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
                   workers=workers, kernel=kernel)  # fmt: skip
-        r = simulate(jobs, run)
+        r = simulate(jobs, run, schedule=schedule)
         if bar:
             bar(i + 1, len(names))
         if args.plot:
@@ -282,7 +267,7 @@ def _boot(args: argparse.Namespace) -> str:
         if args.vmallocinfo or args.plot:
             # Runs are deterministic: rerun up to the instant the window peaked to see the space then.
             window = "modules" if "modules" in r.peak_time else "vmalloc"
-            peak = simulate(jobs, run, until=r.peak_time.get(window, 0.0))
+            peak = simulate(jobs, run, until=r.peak_time.get(window, 0.0), schedule=schedule)
             peaks[name] = peak.space
             if args.vmallocinfo:
                 extra.append(
@@ -323,6 +308,104 @@ def _boot(args: argparse.Namespace) -> str:
             "      finit_module() (v6.5, kread-dedup, page-list, exclusive-deny) cannot help here: try --kmod 31"
         )
     return "\n".join(lines) + "\n" + "".join(extra)
+
+
+def _coldplug(args: argparse.Namespace) -> tuple[Any, Catalog, list[tuple[str, str | None, str | None]], Any,
+                                               list[Any], Any, int]:  # fmt: skip
+    """What ``boot`` and ``worst`` run: machine, catalog, pipeline rows, layout, udev's jobs, costs, workers."""
+    from vmapsim.engine import CostModel
+    from vmapsim.workloads import PRESETS, Machine, udev_boot, udev_workers
+
+    if args.machine in PRESETS:
+        machine = PRESETS[args.machine]
+    elif Path(args.machine).is_file():  # a machine's own modalias files, as Machine.from_modaliases reads them
+        machine = Machine.from_modaliases(_read(args.machine), name=Path(args.machine).stem, source=args.machine)
+    else:
+        raise InvalidArgument(f"unknown machine {args.machine!r}: a preset ({', '.join(PRESETS)}) or a file of "
+                              "modaliases")  # fmt: skip
+    if args.ram is not None:
+        machine = attrs.evolve(machine, ram=args.ram << 30)
+    args.catalog = args.catalog or machine.catalog
+    catalog, names = _catalog_and_pipelines(args)
+    layout = layouts.by_name(args.layout or machine.layout)
+    jobs = udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=args.kmod)
+    costs = CostModel(jitter=args.cost_jitter)
+    workers = udev_workers(args.cpus, machine.ram)
+    return machine, catalog, names, layout, jobs, costs, workers
+
+
+def _schedule(path: str) -> Any:
+    from vmapsim.loader import Schedule
+
+    return Schedule.load(path)
+
+
+def _worst(args: argparse.Namespace) -> str:
+    import json
+
+    from vmapsim.explore import METRICS, STRATEGIES, Space, worst_case
+    from vmapsim.loader import Run
+
+    if args.metric not in METRICS:
+        raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
+    if args.strategy not in STRATEGIES:
+        raise InvalidArgument(f"unknown strategy {args.strategy!r}: one of {', '.join(STRATEGIES)}")
+    own = args.pipeline is None  # the kernel's own path (or, without --kernel, 6.3's: the storm before the fixes)
+    if own:
+        args.pipeline = "all" if args.kernel else "v6.3"
+    machine, catalog, names, layout, jobs, costs, workers = _coldplug(args)
+    if own and args.kernel:
+        names = [row for row in names if row[1] is None]
+    if len(names) != 1:
+        raise InvalidArgument(f"worst searches one load path; --kernel/--pipeline give {len(names)} "
+                              f"({', '.join(n for n, _, _ in names)}): name one")  # fmt: skip
+    label, pipeline, kernel = names[0]
+    run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
+              workers=workers, kernel=kernel)  # fmt: skip
+    space = Space(span=args.span, slots=args.slots, bound=args.cost_jitter, ties=not args.no_ties)
+    bar = progress_bar("searching")
+    w = worst_case(jobs, run, metric=args.metric, budget=args.budget, strategy=args.strategy, space=space,
+                   seed=args.seed, goal=args.goal, progress=(lambda d, t, _: bar(d, t)) if bar else None)  # fmt: skip
+    if args.save:
+        _write(args.save, (w.schedule.to_json() + "\n").encode())
+    seeded = METRICS[args.metric].measure(_seeded(jobs, run))
+    best = w.best_so_far()
+    marks = sorted({n for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if n < len(best)} | {len(best)})
+    if args.json:
+        v = sorted(w.values)
+        doc = {
+            "schema": "vmapsim-worst/1", "machine": machine.name, "cpus": args.cpus, "catalog": catalog.kernel,
+            "pipeline": label, "metric": w.metric, "strategy": w.strategy, "seed": args.seed, "budget": args.budget,
+            "worst": w.value, "seeded_run": seeded, "evaluations": w.evaluations, "first": w.first, "hits": w.hits,
+            "min": v[0], "median": v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2,
+            "allocation_failures": len(w.result.failures), "best_so_far": {str(n): best[n - 1] for n in marks},
+            "schedule": json.loads(w.schedule.to_json()),
+        }  # fmt: skip
+        return json.dumps(doc, indent=1) + "\n"
+    lines = [
+        f"# worst {w.metric} of the udev coldplug of {machine.name} with {args.cpus} CPUs, {label}, {len(jobs)} "
+        f"uevents with modules; {w.strategy} search, budget {args.budget}, seed {args.seed}",
+        f"{'evaluations':>11} {'best so far':>14}",
+        *(f"{n:11d} {_number(best[n - 1]):>14}" for n in marks),
+        w.summary(),
+        f"the seeded run (--seed {args.seed}): {_number(seeded)}; the worst: {_number(w.value)}"
+        + (f", {len(w.result.failures)} allocation failures" if w.result.failures else ""),
+    ]
+    if args.save:
+        lines.append(f"saved to {args.save}: replay with vmapsim boot --schedule {args.save} and the same options")
+    if args.stats:
+        lines.append(f"\n# /sys/kernel/debug/modules/stats of the worst schedule\n{w.result.stats.render()}")
+    return "\n".join(lines) + "\n"
+
+
+def _seeded(jobs: list[Any], run: Any) -> Any:
+    from vmapsim.loader import simulate
+
+    return simulate(jobs, run)
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if x == int(x) else f"{x:.6g}"
 
 
 def _info(args: argparse.Namespace) -> str:
@@ -455,6 +538,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     ld.set_defaults(run=_load)
     b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
+    _coldplug_options(b)
+    b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, tie-breaks")
+    b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
+    b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
+    fmt = b.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
+    b.set_defaults(run=_boot)
+    wc = sub.add_parser("worst", help="search arrival times, stage durations and tie-breaks for a storm's worst case")
+    _coldplug_options(wc)
+    wc.add_argument("--metric", default="peak-modules", help="peak-modules, peak-vmalloc, failures, wasted, becoming, "
+                    "load (default peak-modules)")  # fmt: skip
+    wc.add_argument("--strategy", default="guided", help="guided, random, pct or exhaustive (default guided)")
+    wc.add_argument("--budget", type=_integer(1, 10**6), default=100, help="schedules to run (default 100)")
+    wc.add_argument("--goal", type=_finite(-1e300), help="stop at the first schedule whose metric reaches this")
+    wc.add_argument("--span", type=_finite(0), help="arrivals within this many seconds (default: the uevents' own)")
+    wc.add_argument("--slots", type=_integer(1, 1 << 16), help="arrivals on a grid of this many instants")
+    wc.add_argument("--no-ties", action="store_true", help="do not search the tie-breaks (FIFO)")
+    wc.add_argument("--save", help="write the worst schedule to this file (JSON)")
+    wc.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    wc.set_defaults(run=_worst, pipeline=None)
+    return p
+
+
+def _coldplug_options(b: argparse.ArgumentParser) -> None:
+    """The options of a udev coldplug (``boot`` and ``worst``)."""
     _simulation_options(b, cpus=255, catalog=None, layout=None)
     b.add_argument(
         "--machine",
@@ -466,13 +575,6 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--kmod", type=_integer(1, 999), help="kmod version (default: the machine's, 30 as in Debian 12)")
     b.add_argument("--jitter", type=_finite(0), default=0.05, help="uevent arrivals spread over this many seconds")
     b.add_argument("--cost-jitter", type=_finite(0, 0.99), default=0.25, help="stage durations vary by this fraction")
-    b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
-    b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
-    fmt = b.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
-    fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
-    b.set_defaults(run=_boot)
-    return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from typing import Any, NamedTuple, Protocol
 
 import attrs
@@ -138,6 +138,10 @@ class Seeded:
         return random.Random(self.seed).randrange
 
 
+def _as_tuple(choices: Iterable[int]) -> tuple[int, ...]:
+    return tuple(choices)
+
+
 @attrs.frozen
 class Ordered:
     """An explicit list of choices, each taken modulo the number runnable; FIFO once used up.
@@ -146,7 +150,7 @@ class Ordered:
     [2, 2, 0]
     """
 
-    choices: tuple[int, ...] = attrs.field(converter=tuple)
+    choices: tuple[int, ...] = attrs.field(converter=_as_tuple)
 
     def chooser(self) -> Chooser:
         """The listed choices in turn.  Runtime complexity: O(1) per choice."""

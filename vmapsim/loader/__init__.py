@@ -30,6 +30,7 @@ from vmapsim.loader.pipelines import (
 )
 from vmapsim.loader.request import Request
 from vmapsim.loader.result import AllocationFailure, AllocationRecord, Outcome, Result
+from vmapsim.loader.schedule import Schedule
 from vmapsim.loader.simulate import DEFAULT_KERNEL, Run, simulate
 from vmapsim.loader.stats import ModuleStats
 
@@ -48,6 +49,7 @@ __all__ = [
     "Request",
     "Result",
     "Run",
+    "Schedule",
     "concurrency_limit",
     "exclusive_deny",
     "for_kernel",

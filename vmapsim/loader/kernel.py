@@ -143,7 +143,8 @@ class Kernel:
     ``load_offset`` the KASLR offset into the module window; ``execmem``
     (6.10+) that module memory comes from ``execmem_alloc()``; ``rox_cache``
     (6.15+ on a layout with ``execmem_rox``) that module text is carved from
-    execmem's ROX cache, ``rox``.
+    execmem's ROX cache, ``rox``; ``spread`` a schedule's source of duration
+    factors, which replaces the cost model's jitter.
     """
 
     space: VmapSpace
@@ -155,6 +156,7 @@ class Kernel:
     rng: random.Random = attrs.field(factory=random.Random)
     execmem: bool = False
     rox_cache: bool = False
+    spread: Callable[[], float] | None = None
     stats: ModuleStats = attrs.field(factory=ModuleStats)
     rox: RoxCache | None = attrs.field(init=False)
     modules: ModuleList = attrs.field(init=False)
@@ -190,10 +192,14 @@ class Kernel:
         self.series.sample(self.engine.now, self.space.core.pinned_all())
 
     def duration(self, stage: str, nbytes: int = 0) -> float:
-        """The cost model's duration, spread by its ``jitter`` with this run's random generator."""
+        """The cost model's duration, times the schedule's next factor (``spread``) or spread by its ``jitter``
+        with this run's random generator."""
         d = self.costs.duration(stage, nbytes)
-        if self.costs.jitter and d:
-            d *= 1 + self.costs.jitter * (2 * self.rng.random() - 1)
+        if d:
+            if self.spread is not None:
+                d *= self.spread()
+            elif self.costs.jitter:
+                d *= 1 + self.costs.jitter * (2 * self.rng.random() - 1)
         return d
 
     def compute(self, stage: str, nbytes: int = 0) -> Generator[Command, None, None]:

@@ -33,6 +33,7 @@ from vmapsim.loader.kernel import Kernel
 from vmapsim.loader.load_module import Job, Loader
 from vmapsim.loader.request import SYSCALLS, Request
 from vmapsim.loader.result import Allocation, Outcome, Result
+from vmapsim.loader.schedule import Timing, retime
 from vmapsim.modules.catalog import Catalog
 from vmapsim.modules.image import ModuleImage
 from vmapsim.profiles import KernelProfile
@@ -143,6 +144,7 @@ def simulate(
     *,
     space: VmapSpace | None = None,
     until: float | None = None,
+    schedule: Timing | None = None,
     **fields: Any,
 ) -> Result:
     """Run ``requests`` as ``run`` describes; return a :class:`~vmapsim.loader.result.Result`.
@@ -152,7 +154,10 @@ def simulate(
     they happen.  ``space`` is an address space to start from (e.g. a restored
     boot snapshot); with ``until`` the run stops after that instant (runs are
     deterministic, so ``until=result.peak_time["modules"]`` shows the space at
-    its peak).  Keywords named after :class:`Run`'s fields (``cpus=4``,
+    its peak).  ``schedule`` (a :class:`~vmapsim.loader.schedule.Schedule`)
+    sets each item's arrival time, every stage's duration factor and every
+    tie-break, in place of the items' times, the run's jitter and its scheduler
+    (give no scheduler with it).  Keywords named after :class:`Run`'s fields (``cpus=4``,
     ``pipeline="v6.3"``...) override ``run``'s, for short calls.
     Runtime complexity: O(r · (s + log n)) for r requests of s stages.
     """
@@ -171,6 +176,15 @@ def simulate(
     pipe = run.resolve_pipeline()
     cat = Catalog.builtin(run.catalog) if isinstance(run.catalog, str) else run.catalog
     items = list(requests)
+    spread = None
+    if schedule is not None:
+        if not callable(getattr(schedule, "factor_source", None)):
+            raise InvalidArgument(f"schedule={show(schedule)}: expected a Schedule")
+        if run.scheduler != Fifo():
+            raise InvalidArgument(f"scheduler={show(run.scheduler)} with a schedule: the schedule makes the tie-breaks")
+        items = retime(items, schedule.arrivals)
+        run = attrs.evolve(run, scheduler=schedule.scheduler())
+        spread = schedule.factor_source()
     reqs = [r for r in items if isinstance(r, Request)]
     jobs = [j for j in items if not isinstance(j, Request)]
     for j in jobs:
@@ -187,7 +201,8 @@ def simulate(
         load_offset = random.Random(run.seed).randint(1, 1024) * PAGE_SIZE if space.layout.kaslr else 0
     engine = Engine(run.scheduler)
     kernel = Kernel(space, engine, run.costs, pipe.generation, run.module_align, load_offset, random.Random(run.seed),
-                    execmem=pipe.execmem, rox_cache=pipe.rox_cache and space.layout.execmem_rox)  # fmt: skip
+                    execmem=pipe.execmem, rox_cache=pipe.rox_cache and space.layout.execmem_rox,
+                    spread=spread)  # fmt: skip
     loader = Loader(kernel, pipe, cat, Semaphore(run.workers) if run.workers else None)
     for r, img in zip(reqs, [loader.resolve(r.module) for r in reqs], strict=True):
         loader.begin(r, img)

@@ -46,6 +46,8 @@ COMMANDS: dict[str, list[str]] = {
     "boot-machine-file": [
         "boot", "--machine", "{data}/qemu-tcg-max-modaliases.txt", "--cpus", "8", "--ram", "3", "--kernel", "6.12",
     ],
+    "worst-16-pct-json": ["worst", "--cpus", "16", "--budget", "8", "--strategy", "pct", "--json"],
+    "worst-16-guided-6.12": ["worst", "--cpus", "16", "--budget", "8", "--kernel", "6.12", "--stats"],
     "demo": ["demo"],
     "demo-6.9-8cpus": ["demo", "--kernel", "6.9", "--cpus", "8"],
     "demo-arm64": ["demo", "--layout", "arm64_48"],

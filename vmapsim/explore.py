@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import attrs
 
 from vmapsim.checks import integer, number, show
-from vmapsim.engine import Drawn, Scheduler
+from vmapsim.engine import Drawn, Fifo, Scheduler
 from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.loader.load_module import Job
 from vmapsim.loader.request import Request
@@ -433,8 +433,11 @@ class Guided:
         if problem.goal is not None:
             phases.append(Phase.shrink)
 
+        if problem.left <= 0:
+            return
+
         @seeded(seed)
-        @settings(max_examples=problem.budget, database=db, deadline=None, derandomize=False, phases=phases,
+        @settings(max_examples=problem.left, database=db, deadline=None, derandomize=False, phases=phases,
                   suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet, report_multiple_bugs=False,
                   print_blob=False)  # fmt: skip
         @given(st.data())
@@ -526,6 +529,7 @@ def worst_case(
     space: Space | None = None,
     seed: int = 0,
     goal: float | None = None,
+    baseline: bool = True,
     progress: Callable[[int, int, float], None] | None = None,
     **fields: Any,
 ) -> Worst:
@@ -535,8 +539,10 @@ def worst_case(
     ``cpus=8``, ``workers=...``) describe the machine, as for :func:`~vmapsim.simulate`.  ``strategy``
     is a name of :data:`STRATEGIES` or a strategy value; ``budget`` caps the schedules run; ``seed``
     makes the search repeatable (the same arguments give the same Worst); ``goal`` stops a search at the
-    first schedule whose metric reaches it (the guided search then shrinks it); ``progress(done, budget,
-    best)`` is called after each evaluation.
+    first schedule whose metric reaches it (the guided search then shrinks it).  With ``baseline`` (and a
+    FIFO run) the first evaluation is the run as given: the jobs' own arrival times and the run's seeded
+    jitter, so the worst found is never below the seeded run (an exhaustive search runs only its grid).
+    ``progress(done, budget, best)`` is called after each evaluation.
     Runtime complexity: ``budget`` runs of the workload.
     """
     if run is not None and not isinstance(run, Run):
@@ -564,6 +570,10 @@ def worst_case(
     span = space.span if space.span is not None else _span(items, run)
     problem = _Problem(items, run, m, space, span, budget, goal, progress)
     with contextlib.suppress(_Found):  # the goal was reached
+        if baseline and not isinstance(chosen, Exhaustive) and run.scheduler == Fifo():
+            # the seeded run as a schedule: Kernel draws its jitter from random.Random(run.seed)
+            own = tuple(float(getattr(item, "time", 0.0)) for item in items)
+            problem.evaluate(_Probe(own, jitter=run.costs.jitter, seed=run.seed))
         chosen.search(problem, seed)
     best = problem.found or problem.best
     if best is None:

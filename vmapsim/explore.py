@@ -25,6 +25,7 @@ import math
 import random
 import statistics
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, Protocol
 
 import attrs
@@ -390,6 +391,12 @@ def _next_prefix(choices: Sequence[int], widths: Sequence[int]) -> list[int]:
     return []
 
 
+def _draw_below(data: Any, n: int) -> int:
+    from hypothesis import strategies as st
+
+    return int(data.draw(st.integers(0, n - 1)))
+
+
 class _Found(Exception):
     """Raised inside Hypothesis' test to stop the search at the goal (and let it shrink the schedule)."""
 
@@ -399,8 +406,9 @@ class Guided:
     """Hypothesis-guided search: ``hypothesis.target()`` on the metric steers generation toward larger
     values; with a ``goal`` (e.g. one allocation failure), a schedule reaching it is shrunk by Hypothesis
     to a simpler one; ``database`` (a directory or a Hypothesis example database) keeps found schedules
-    so a later search replays them first.  Factors are drawn one by one for workloads of at most
-    ``fine`` jobs, else as a seed.  Runtime: ``budget`` runs (plus the shrinker's, which are counted).
+    so a later search replays them first.  Factors and tie-breaks are drawn one by one for workloads
+    of at most ``fine`` jobs, else from a drawn seed.  Runtime: ``budget`` runs (plus the shrinker's,
+    which are counted).
 
     >>> Guided().name
     'guided'
@@ -443,9 +451,16 @@ class Guided:
         @given(st.data())
         def probe(data: Any) -> None:
             arrivals = tuple(data.draw(arrival) for _ in range(n))
-            fine = space.bound and n <= self.fine
+            # A big workload asks for thousands of factors and tie-breaks, more than Hypothesis' buffer holds
+            # (an overrun aborts the run): there they come from a drawn seed, and only arrivals are drawn.
+            small = n <= self.fine
+            fine = bool(space.bound) and small
             draw_factor = (lambda: data.draw(factor)) if fine else None
-            draw_choice = (lambda k: data.draw(st.integers(0, k - 1))) if space.ties else None
+            draw_choice: Callable[[int], int] | None = None
+            if space.ties and small:
+                draw_choice = partial(_draw_below, data)
+            elif space.ties:
+                draw_choice = random.Random(data.draw(st.integers(0, 2**32 - 1))).randrange
             jitter_seed = 0 if fine or not space.bound else data.draw(st.integers(0, 2**32 - 1))
             value = problem.evaluate(_Probe(arrivals, draw_factor, draw_choice, jitter=0.0 if fine else space.bound,
                                             seed=jitter_seed))  # fmt: skip

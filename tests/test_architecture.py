@@ -33,6 +33,7 @@ ALLOWED: dict[str, set[str]] = {
     "workloads": _SPACE | {"modules", "engine", "execmem", "loader", "workloads"},
     "plot": _SPACE | {"modules", "engine", "execmem", "loader", "plot"},
     "explore": _SPACE | {"modules", "engine", "execmem", "loader", "explore"},
+    "sweep": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "sweep"},
     "strategies": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "strategies"},
     "cli": set(),  # the top: anything
 }

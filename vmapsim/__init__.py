@@ -6,7 +6,7 @@
 '0xffffc90000000000'
 """
 
-from vmapsim import engine, explore, layouts, loader, modules, procfs, profiles, trace, workloads
+from vmapsim import engine, explore, layouts, loader, modules, procfs, profiles, sweep, trace, workloads
 from vmapsim.errors import (
     InvalidArgument,
     ModuleFileError,
@@ -56,6 +56,7 @@ __all__ = [
     "procfs",
     "profiles",
     "simulate",
+    "sweep",
     "trace",
     "workloads",
     "worst_case",

@@ -11,7 +11,9 @@ and exit with status 2.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import gc
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -402,6 +404,117 @@ def _number(x: float) -> str:
     return str(int(x)) if x == int(x) else f"{x:.6g}"
 
 
+def _cpu_list(text: str) -> tuple[int, ...]:
+    """``8,16,32`` or ranges ``8-64:8`` (start-stop:step, stop included), mixed; each a CPU count."""
+    out: list[int] = []
+    for part in text.split(","):
+        try:
+            if "-" in part:
+                span, _, step = part.partition(":")
+                lo, hi = (int(x) for x in span.split("-", 1))
+                out += range(lo, hi + 1, int(step or 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise InvalidArgument(f"--cpus {text!r}: {part!r} is not a CPU count or a range like 8-64:8") from None
+    if not out:
+        raise InvalidArgument(f"--cpus {text!r}: no CPU counts")
+    return tuple(out)
+
+
+def _names(text: str | None) -> tuple[str | None, ...]:
+    return (None,) if not text else tuple(text.split(","))
+
+
+def _sweep(args: argparse.Namespace) -> str:
+    from vmapsim.sweep import METRICS, Grid, Table, sweep
+
+    if args.metric not in METRICS:
+        raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
+    kernels = _names(args.kernel)
+    if args.pipeline == "all":
+        from vmapsim.loader import PIPELINES, PROPOSALS, for_kernel
+
+        pipelines: tuple[str | None, ...] = tuple(PIPELINES) if kernels == (None,) else (None, *PROPOSALS)
+        if kernels != (None,):  # a proposal that does not apply to a kernel (page-list needs the early check)
+            pipelines = tuple(p for p in pipelines if p is None or all(PROPOSALS[p].applies_to(for_kernel(k))
+                                                                        for k in kernels if k))  # fmt: skip
+    else:
+        pipelines = _names(args.pipeline)
+    kmods = tuple(None if k == "machine" else int(k) for k in args.kmod.split(",")) if args.kmod else (None,)
+    grid = Grid(machines=tuple(args.machine.split(",")), cpus=_cpu_list(args.cpus), kernels=kernels,
+                pipelines=pipelines, kmods=kmods, seeds=args.seeds, jitter=args.jitter,
+                cost_jitter=args.cost_jitter)  # fmt: skip
+    resuming = args.resume and Path(args.resume).exists()
+    done = Table.from_json(_read(args.resume), source=args.resume) if resuming else None
+    executor: Any = args.executor
+    client = None
+    if args.executor == "dask":
+        dask = _optional("distributed", "--executor dask needs Dask: pip install 'vmapsim[sweep]'")
+        if args.scheduler:
+            client = dask.Client(args.scheduler)
+        else:
+            client = dask.Client(dask.LocalCluster(n_workers=args.workers or 2, threads_per_worker=1, processes=True,
+                                                   dashboard_address=None))  # fmt: skip
+        executor = client
+    elif args.executor not in ("local", "serial"):
+        raise InvalidArgument(f"--executor {args.executor!r}: one of local, serial, dask")
+    elif args.executor == "local" and args.workers:
+        executor = concurrent.futures.ProcessPoolExecutor(args.workers)
+    bar = _sweep_bar(len(grid))
+    try:
+        table = sweep(grid, executor=executor, done=done, progress=bar)
+    finally:
+        if client is not None:
+            client.close()  # a remote scheduler and its workers stay up
+        elif isinstance(executor, concurrent.futures.Executor):
+            executor.shutdown()
+    for path in (args.json, args.resume):
+        if path:
+            _write(path, table.to_json().encode())
+    if args.csv:
+        _write(args.csv, table.to_csv().encode())
+    if args.parquet:
+        table.to_parquet(args.parquet)
+    lines = [
+        f"# sweep of {len(grid)} runs ({', '.join(grid.machines)}; CPUs {', '.join(map(str, grid.cpus))}; "
+        f"{len(grid.seed_list())} seeds each), {args.metric} per cell: min / median / max, mean and its 95% interval",
+        f"{'machine':16} {'cpus':>5} {'pipeline':22} {'kmod':>5} {'min':>13} {'median':>13} {'max':>13} "
+        f"{'mean ± 95%':>24}",
+    ]
+    for c in table.cells(args.metric):
+        lo, hi = c["ci95"]
+        lines.append(f"{c['machine']:16} {c['cpus']:5d} {c['pipeline']:22} {c['kmod'] or '-':>5} {c['min']:13d} "
+                     f"{c['median']:13.0f} {c['max']:13d} {c['mean']:13.0f} ± {(hi - lo) / 2:8.0f}")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _optional(module: str, why: str) -> Any:
+    """An optional dependency's module (typed Any: Dask and tqdm ship no type information), or a clear error."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise InvalidArgument(why) from None
+
+
+def _sweep_bar(total: int) -> Callable[[int, int], None] | None:
+    """tqdm's bar with rate and ETA when tqdm is installed (the sweep extra), else vmapsim's own."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        tqdm: Any = importlib.import_module("tqdm")
+    except ImportError:
+        return progress_bar("sweeping")
+    bar = tqdm.tqdm(total=total, unit="run", desc="sweeping")
+
+    def show(done: int, _total: int) -> None:
+        bar.update(done - bar.n)
+        if done == _total:
+            bar.close()
+
+    return show
+
+
 def _info(args: argparse.Namespace) -> str:
     from vmapsim.loader import PIPELINES, for_kernel
     from vmapsim.loader.pipelines import NEWEST
@@ -553,6 +666,24 @@ def _parser() -> argparse.ArgumentParser:
     wc.add_argument("--save", help="write the worst schedule to this file (JSON)")
     wc.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     wc.set_defaults(run=_worst, pipeline=None)
+    sw = sub.add_parser("sweep", help="a grid of machines × CPUs × kernels × pipelines × kmods × seeds; the spread")
+    sw.add_argument("--machine", default="intel-server", help="machine presets, comma-separated")
+    sw.add_argument("--cpus", default="255", help="CPU counts: 8,16,32 or ranges 8-64:8, mixed")
+    sw.add_argument("--kernel", help="kernel versions, comma-separated (default: the released paths)")
+    sw.add_argument("--pipeline", default="v6.3,v6.4,v6.5", help="pipelines, comma-separated, or 'all'")
+    sw.add_argument("--kmod", help="kmod versions, comma-separated ('machine': the machine's; default)")
+    sw.add_argument("--seeds", type=_integer(1, 100_000), default=5, help="seeds per cell (default 5)")
+    sw.add_argument("--jitter", type=_finite(0), default=0.05, help="uevent arrivals spread over this many seconds")
+    sw.add_argument("--cost-jitter", type=_finite(0, 0.99), default=0.25, help="stage durations vary by this fraction")
+    sw.add_argument("--metric", default="peak_modules", help="the metric of the cell table (default peak_modules)")
+    sw.add_argument("--executor", default="local", help="local (a process pool), serial, or dask")
+    sw.add_argument("--scheduler", help="with --executor dask: a scheduler's address (default: a local cluster)")
+    sw.add_argument("--workers", type=_integer(1, 4096), help="worker processes (default: every CPU; dask: 2)")
+    sw.add_argument("--csv", help="write every run's row to this CSV file")
+    sw.add_argument("--json", help="write every run's row to this JSON file")
+    sw.add_argument("--parquet", help="write every run's row to this Parquet file (needs pyarrow)")
+    sw.add_argument("--resume", help="a JSON file of rows: runs already in it are kept, and it is rewritten at the end")
+    sw.set_defaults(run=_sweep)
     return p
 
 

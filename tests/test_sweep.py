@@ -1,0 +1,167 @@
+"""vmapsim.sweep: grids of coldplugs, the same table on every executor, resumable, and the CLI."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import math
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vmapsim import InvalidArgument, ParseError
+from vmapsim.sweep import METRICS, PARAMETERS, Grid, Point, Table, run_point, sweep
+
+GRID = Grid(machines=("qemu-kvm",), cpus=(2, 4, 8), pipelines=("v6.3", "v6.4", "v6.5"), seeds=3)
+
+
+@pytest.fixture(scope="module")
+def serial() -> Table:
+    return sweep(GRID, executor="serial")
+
+
+class Inline(concurrent.futures.Executor):
+    """Runs each task at once, in the caller's thread, and counts what it was given."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        self.submitted += 1
+        f: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        f.set_result(fn(*args, **kwargs))
+        return f
+
+
+def test_a_row_is_what_vmapsim_boot_prints_for_that_point() -> None:
+    row = run_point(Point("qemu-kvm", 8, None, "v6.3", None, 2))
+    out = subprocess.run(
+        [sys.executable, "-m", "vmapsim", "boot", "--machine", "qemu-kvm", "--cpus", "8", "--pipeline", "v6.3",
+         "--seed", "2", "--json"], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    boot = json.loads(out)["pipelines"][0]
+    for metric in METRICS:
+        assert row[metric] == boot[metric], metric
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: concurrent.futures.ProcessPoolExecutor(2),
+        lambda: concurrent.futures.ThreadPoolExecutor(3),
+        Inline,
+    ],
+    ids=["processes", "threads", "inline"],
+)
+def test_the_table_is_identical_whichever_executor_ran_it(serial: Table, make: Callable[[], Any]) -> None:
+    with make() as pool:
+        assert sweep(GRID, executor=pool) == serial
+        assert sweep(GRID, executor=pool, batch=1) == serial  # one point per task: results in any order
+
+
+def test_the_table_is_identical_on_a_dask_cluster(serial: Table) -> None:
+    distributed = pytest.importorskip("distributed", reason="Dask cannot be installed here")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
+        with distributed.Client(c) as client:
+            assert sweep(GRID, executor=client) == serial
+            assert sweep(GRID, executor=client.get_executor()) == serial
+
+
+def test_a_resumed_sweep_runs_only_what_is_missing(serial: Table) -> None:
+    half = Table(serial.rows[: len(serial.rows) // 2])
+    pool = Inline()
+    resumed = sweep(GRID, executor=pool, done=Table.from_json(half.to_json()), batch=1)
+    assert resumed == serial and pool.submitted == len(serial.rows) - len(half.rows)
+
+
+def test_rows_follow_the_grid_and_cells_give_the_seed_spread(serial: Table) -> None:
+    assert [tuple(r[k] for k in ("cpus", "pipeline", "seed")) for r in serial.rows] == [
+        (c, p, s) for c in (2, 4, 8) for p in ("v6.3", "v6.4", "v6.5") for s in range(3)
+    ]
+    cells = serial.cells("wasted_bytes")
+    assert len(cells) == 9 and all(c["n"] == 3 for c in cells)
+    first = [r["wasted_bytes"] for r in serial.rows[:3]]
+    half = 4.303 * statistics.stdev(first) / math.sqrt(3)  # Student's t, 2 degrees of freedom
+    mean = statistics.fmean(first)
+    assert cells[0]["ci95"] == pytest.approx((mean - half, mean + half))
+    assert (cells[0]["min"], cells[0]["median"], cells[0]["max"]) == (min(first), statistics.median(first), max(first))
+
+
+def test_csv_json_and_parquet_hold_every_row(serial: Table, tmp_path: Path) -> None:
+    lines = serial.to_csv().splitlines()
+    assert lines[0].split(",") == [*PARAMETERS, *METRICS] and len(lines) == 1 + len(serial.rows)
+    assert Table.from_json(serial.to_json()) == serial
+    pq = pytest.importorskip("pyarrow.parquet", reason="pyarrow cannot be installed here")
+    serial.to_parquet(tmp_path / "s.parquet")
+    assert pq.read_table(tmp_path / "s.parquet").to_pylist() == list(serial.rows)
+
+
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"machines": ("no-such",)}, "'no-such' is not one of the presets"),
+        ({"machines": "qemu-kvm"}, "machines='qemu-kvm'"),
+        ({"cpus": 8}, "cpus=8"),
+        ({"cpus": (0,)}, "cpus"),
+        ({"pipelines": ("v9",)}, "v9"),
+        ({"kernels": ("6.3",), "pipelines": ("v6.4",)}, "released load path"),
+        ({"kmods": (0,)}, "kmods"),
+        ({"seeds": 0}, "seeds"),
+        ({"seeds": ()}, "seeds"),
+        ({"jitter": -1.0}, "jitter"),
+    ],
+)
+def test_a_bad_grid_is_refused_naming_the_value(kwargs: dict[str, Any], needle: str) -> None:
+    with pytest.raises(InvalidArgument, match=needle):
+        Grid(**kwargs)
+
+
+def test_bad_sweep_arguments_and_files_are_refused(serial: Table) -> None:
+    with pytest.raises(InvalidArgument, match="executor=3"):
+        sweep(GRID, executor=3)
+    with pytest.raises(InvalidArgument, match="grid="):
+        sweep("grid")  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="metric='peak'"):
+        serial.cells("peak")
+    with pytest.raises(ParseError, match="not a vmapsim sweep"):
+        Table.from_json('{"rows": []}')
+    with pytest.raises(ParseError, match="row 0 does not have the columns"):
+        Table.from_json('{"schema": "vmapsim-sweep/1", "rows": [{"cpus": 1}]}')
+
+
+def test_vmapsim_sweep_writes_the_rows_and_resumes(tmp_path: Path) -> None:
+    out = tmp_path / "rows.json"
+    argv = ["sweep", "--machine", "qemu-kvm", "--cpus", "2-6:2", "--seeds", "2", "--executor", "serial"]
+    first = _cli(*argv, "--resume", str(out), "--csv", str(tmp_path / "rows.csv"))
+    rows = Table.from_json(out.read_text())
+    assert len(rows.rows) == 3 * 3 * 2 and "sweep of 18 runs" in first.stdout
+    assert len((tmp_path / "rows.csv").read_text().splitlines()) == 19
+    again = _cli(*argv, "--resume", str(out), "--executor", "local", "--workers", "2")
+    assert again.stdout == first.stdout and Table.from_json(out.read_text()) == rows
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["sweep", "--cpus", "8-x"], "is not a CPU count or a range"),
+        (["sweep", "--machine", "nope"], "'nope' is not one of the presets"),
+        (["sweep", "--metric", "peak"], "unknown metric 'peak'"),
+        (["sweep", "--executor", "ray"], "--executor 'ray'"),
+        (["sweep", "--cpus", "2", "--resume", "{bad}"], "not a vmapsim sweep"),
+    ],
+)
+def test_sweep_errors_are_one_line(argv: list[str], needle: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[]")
+    r = subprocess.run([sys.executable, "-m", "vmapsim", *(a.replace("{bad}", str(bad)) for a in argv)],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True, check=True)

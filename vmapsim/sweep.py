@@ -1,0 +1,348 @@
+"""Sweeps: a grid of machines × CPU counts × kernels × pipelines × kmod versions × seeds, on any executor.
+
+Each point of a :class:`Grid` is one udev coldplug, run exactly as ``vmapsim boot --seed S`` runs it;
+runs are independent and deterministic, so :func:`sweep` returns the same :class:`Table` whichever
+executor ran it (serial, a process pool, any ``concurrent.futures.Executor``, or a Dask cluster) and in
+whatever order the results came back.
+
+>>> grid = Grid(machines=("qemu-kvm",), cpus=(2, 4), pipelines=("v6.3", "v6.4"), seeds=2)
+>>> table = sweep(grid, executor="serial")
+>>> len(table.rows), [c["pipeline"] for c in table.cells()][:2]
+(8, ['v6.3', 'v6.4'])
+>>> table == sweep(grid, executor="serial")
+True
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import csv
+import functools
+import io
+import itertools
+import json
+import math
+import os
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vmapsim import layouts
+from vmapsim.checks import NR_CPUS_MAX, integer, load_json, number, show
+from vmapsim.engine import CostModel
+from vmapsim.errors import InvalidArgument, ParseError
+from vmapsim.loader import Run, simulate
+from vmapsim.modules import Catalog
+from vmapsim.workloads import PRESETS, Machine, udev_boot, udev_workers
+
+__all__ = ["METRICS", "PARAMETERS", "Grid", "Point", "Table", "run_point", "sweep"]
+
+#: The columns of a point, in a row's order.
+PARAMETERS = ("machine", "cpus", "kernel", "pipeline", "kmod", "seed")
+#: The metrics of each run, after the parameters.
+METRICS = ("loads", "ok", "eexist", "other_errors", "peak_vmalloc", "peak_modules", "allocation_failures",
+           "failed_becoming", "failed_load", "wasted_bytes")  # fmt: skip
+SCHEMA = "vmapsim-sweep/1"
+
+
+@attrs.frozen
+class Point:
+    """One run of a sweep: a machine preset, its CPUs, a kernel, a pipeline, a kmod version and a seed.
+
+    ``kernel`` None with a released ``pipeline`` (``"v6.3"``...) or a proposal on the path it was posted
+    against; ``pipeline`` None with a ``kernel``: that kernel's own path.  ``kmod`` None: the machine's.
+
+    >>> Point("qemu-kvm", 4, "6.12", None, None, 0).label
+    '6.12'
+    """
+
+    machine: str
+    cpus: int
+    kernel: str | None
+    pipeline: str | None
+    kmod: int | None
+    seed: int
+
+    @property
+    def label(self) -> str:
+        """The load path this point runs, as ``vmapsim boot`` labels it.  Runtime complexity: O(stages)."""
+        return _label(self.machine, self.kernel, self.pipeline)
+
+
+def _strings(name: str, values: Sequence[str | None], *, allow_none: bool) -> tuple[str | None, ...]:
+    if isinstance(values, str) or not isinstance(values, Sequence) or not values:
+        raise InvalidArgument(f"{name}={show(values)}: expected a non-empty sequence")
+    for v in values:
+        if not (isinstance(v, str) or (v is None and allow_none)):
+            raise InvalidArgument(f"{name}: {show(v)} is not a name")
+    return tuple(values)
+
+
+@attrs.frozen
+class Grid:
+    """The parameters a sweep crosses; every combination is one :class:`Point`.
+
+    ``machines``: preset names (``vmapsim info`` lists them); ``cpus``: CPU counts; ``kernels`` and
+    ``pipelines`` as :class:`Point` takes them (the default: the released paths v6.3, v6.4, v6.5);
+    ``kmods``: kmod versions (None: the machine's); ``seeds``: how many seeds (0 to n-1) or which;
+    ``jitter``: uevent arrivals spread over this many seconds; ``cost_jitter``: stage durations vary by this
+    fraction (``vmapsim boot``'s defaults).  Runtime complexity: O(points) to enumerate.
+
+    >>> len(Grid(cpus=(8, 16, 32), seeds=10))
+    90
+    """
+
+    machines: tuple[str, ...] = ("intel-server",)
+    cpus: tuple[int, ...] = (255,)
+    kernels: tuple[str | None, ...] = (None,)
+    pipelines: tuple[str | None, ...] = ("v6.3", "v6.4", "v6.5")
+    kmods: tuple[int | None, ...] = (None,)
+    seeds: int | tuple[int, ...] = 1
+    jitter: float = 0.05
+    cost_jitter: float = 0.25
+
+    def __attrs_post_init__(self) -> None:
+        for m in _strings("machines", self.machines, allow_none=False):
+            if m not in PRESETS:
+                raise InvalidArgument(f"machines: {m!r} is not one of the presets: {', '.join(PRESETS)}")
+        if isinstance(self.cpus, int) or not isinstance(self.cpus, Sequence) or not self.cpus:
+            raise InvalidArgument(f"cpus={show(self.cpus)}: expected a non-empty sequence of CPU counts")
+        for c in self.cpus:
+            integer("cpus", c, 1, NR_CPUS_MAX)
+        _strings("kernels", self.kernels, allow_none=True)
+        _strings("pipelines", self.pipelines, allow_none=True)
+        if not isinstance(self.kmods, Sequence) or not self.kmods:
+            raise InvalidArgument(f"kmods={show(self.kmods)}: expected a non-empty sequence")
+        for k in self.kmods:
+            if k is not None:
+                integer("kmods", k, 1, 999)
+        if isinstance(self.seeds, int):
+            integer("seeds", self.seeds, 1)
+        else:
+            if not isinstance(self.seeds, Sequence) or not self.seeds:
+                raise InvalidArgument(f"seeds={show(self.seeds)}: expected a count or a non-empty sequence of seeds")
+            for s in self.seeds:
+                integer("seeds", s, 0)
+        number("jitter", self.jitter, 0)
+        number("cost_jitter", self.cost_jitter, 0, 0.99)
+        for p in self.points():  # an unknown kernel or pipeline, or one that does not combine, is refused here
+            p.label  # noqa: B018
+
+    def seed_list(self) -> tuple[int, ...]:
+        """The seeds, as a tuple.  Runtime complexity: O(seeds)."""
+        return tuple(range(self.seeds)) if isinstance(self.seeds, int) else tuple(self.seeds)
+
+    def points(self) -> list[Point]:
+        """Every point, machines outermost and seeds innermost.  Runtime complexity: O(points)."""
+        return [Point(*values) for values in _product(self.machines, self.cpus, self.kernels, self.pipelines,
+                                                      self.kmods, self.seed_list())]  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.points())
+
+
+def _product(*axes: Iterable[Any]) -> list[tuple[Any, ...]]:
+    return list(itertools.product(*axes))
+
+
+@functools.cache
+def _label(machine: str, kernel: str | None, pipeline: str | None) -> str:
+    return Run(pipeline, kernel=kernel, catalog=_catalog(PRESETS[machine].catalog)).resolve_pipeline().name
+
+
+@functools.cache
+def _catalog(name: str) -> Catalog:
+    """A shipped catalog, loaded once per process (a worker loads each catalog once, not per run)."""
+    return Catalog.builtin(name)
+
+
+def run_point(point: Point, jitter: float = 0.05, cost_jitter: float = 0.25) -> dict[str, Any]:
+    """One coldplug, as ``vmapsim boot --machine M --cpus N --kernel K --pipeline P --kmod V --seed S``
+    runs it; the row of its parameters and metrics.  Runtime: one run.
+
+    >>> run_point(Point("qemu-kvm", 2, None, "v6.5", None, 0))["ok"] >= 1
+    True
+    """
+    machine: Machine = PRESETS[point.machine]
+    cat = _catalog(machine.catalog)
+    jobs = udev_boot(cat, machine, point.cpus, seed=point.seed, jitter=jitter, kmod=point.kmod)
+    run = Run(point.pipeline, layouts.by_name(machine.layout), point.cpus, cat, costs=CostModel(jitter=cost_jitter),
+              seed=point.seed, workers=udev_workers(point.cpus, machine.ram), kernel=point.kernel)  # fmt: skip
+    r = simulate(jobs, run)
+    rets = [o.ret for o in r.outcomes]
+    metrics = (
+        len(rets), rets.count(0), rets.count(-17), len(rets) - rets.count(0) - rets.count(-17),
+        r.peak_pinned.get("vmalloc", 0), r.peak_pinned.get("modules", 0), len(r.failures), r.stats.failed_becoming,
+        r.stats.failed_load_modules, r.stats.wasted_bytes,
+    )  # fmt: skip
+    return {**attrs.asdict(point), "pipeline": run.resolve_pipeline().name, **dict(zip(METRICS, metrics, strict=True))}
+
+
+def _run_batch(points: Sequence[Point], jitter: float, cost_jitter: float) -> list[dict[str, Any]]:
+    return [run_point(p, jitter, cost_jitter) for p in points]
+
+
+# Student's t quantiles for a two-sided 95% interval, by degrees of freedom (then the normal's 1.96).
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)  # fmt: skip
+
+
+@attrs.frozen
+class Table:
+    """A sweep's result: one row per run (parameters, then metrics), in the grid's order.
+
+    :meth:`cells` gives the seed spread of each cell (every parameter but the seed): min, median, max,
+    mean and a 95% confidence interval of the mean (Student's t).
+    """
+
+    rows: tuple[dict[str, Any], ...]
+
+    def cells(self, metric: str = "peak_modules") -> list[dict[str, Any]]:
+        """One dict per cell: its parameters, ``n`` and the spread of ``metric``.  Runtime: O(rows log rows).
+
+        >>> rows = [{"machine": "m", "cpus": 1, "kernel": None, "pipeline": "v6.3", "kmod": None, "seed": s,
+        ...          "peak_modules": v} for s, v in enumerate([1, 2, 3])]
+        >>> Table(tuple(rows)).cells()[0]["median"]
+        2
+        """
+        if metric not in METRICS:
+            raise InvalidArgument(f"metric={metric!r}: expected one of {', '.join(METRICS)}")
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        for row in self.rows:
+            groups.setdefault(tuple(row[k] for k in PARAMETERS if k != "seed"), []).append(row[metric])
+        out = []
+        for key, values in groups.items():
+            n, mean = len(values), statistics.fmean(values)
+            half = 0.0
+            if n > 1:
+                half = (_T95[n - 2] if n - 2 < len(_T95) else 1.96) * statistics.stdev(values) / math.sqrt(n)
+            out.append({**dict(zip([k for k in PARAMETERS if k != "seed"], key, strict=True)), "metric": metric,
+                        "n": n, "min": min(values), "median": statistics.median(values), "max": max(values),
+                        "mean": mean, "ci95": (mean - half, mean + half)})  # fmt: skip
+        return out
+
+    def to_csv(self) -> str:
+        """The rows as CSV (a header of parameters and metrics; empty for None).  Runtime: O(rows)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, [*PARAMETERS, *METRICS], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+    def to_json(self) -> str:
+        """The rows as JSON, with the schema (``null`` for None).  Runtime complexity: O(rows)."""
+        return json.dumps({"schema": SCHEMA, "rows": list(self.rows)}, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, data: str | bytes, *, source: str = "sweep") -> Table:
+        """Read :meth:`to_json`'s text (for ``--resume``); :class:`ParseError` when it is not one.
+
+        Runtime complexity: O(rows).
+        """
+        doc = load_json(data, source=source, max_bytes=1 << 30)
+        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("rows"), list):
+            raise ParseError(f"{source}: not a vmapsim sweep ({SCHEMA}) JSON file")
+        keys = {*PARAMETERS, *METRICS}
+        for i, row in enumerate(doc["rows"]):
+            if not isinstance(row, dict) or set(row) != keys:
+                raise ParseError(f"{source}: row {i} does not have the columns {', '.join(sorted(keys))}")
+        return cls(tuple(doc["rows"]))
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Write the rows to a Parquet file (needs ``pip install 'vmapsim[sweep]'``: pyarrow).  O(rows)."""
+        try:
+            import pyarrow as pa  # type: ignore[import-untyped, import-not-found, unused-ignore]
+            import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        except ImportError:
+            raise InvalidArgument("Parquet output needs pyarrow: pip install 'vmapsim[sweep]'") from None
+        columns = {k: [row[k] for row in self.rows] for k in (*PARAMETERS, *METRICS)}
+        pq.write_table(pa.table(columns), str(path))
+
+
+def _executor(executor: Any) -> tuple[Any, int, bool]:
+    """(executor, workers, whether we own it) for ``sweep``'s ``executor`` argument."""
+    if executor is None or executor == "local":
+        workers = os.cpu_count() or 1
+        return concurrent.futures.ProcessPoolExecutor(workers), workers, True
+    if executor == "serial":
+        return None, 1, False
+    if callable(getattr(executor, "get_executor", None)):  # a dask.distributed Client
+        workers = max(1, sum(getattr(executor, "nthreads", lambda: {"w": 1})().values()))
+        return executor.get_executor(), workers, False
+    if isinstance(executor, concurrent.futures.Executor):
+        workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+        return executor, int(workers), False
+    raise InvalidArgument(f"executor={show(executor)}: expected 'local', 'serial', an Executor or a Dask Client")
+
+
+def sweep(
+    grid: Grid,
+    *,
+    executor: Any = None,
+    done: Table | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    batch: int | None = None,
+) -> Table:
+    """Run every point of ``grid``; the :class:`Table` of their rows, in the grid's order.
+
+    ``executor``: None or ``"local"`` (a process pool of every CPU), ``"serial"`` (this process), any
+    ``concurrent.futures.Executor``, or a Dask ``distributed.Client`` (its ``get_executor()``).  Points
+    go out in batches (``batch`` points each; default: about four batches per worker) so that scheduling
+    costs little beside the runs; each worker loads a catalog once.  ``done``: rows of an earlier,
+    interrupted sweep (``Table.from_json``), which are kept and not run again.  ``progress(finished,
+    total)`` after each batch.  An interrupt (Ctrl-C) cancels the batches not yet started.
+    Runtime: one run per point not in ``done``.
+    """
+    if not isinstance(grid, Grid):
+        raise InvalidArgument(f"grid={show(grid)}: expected a Grid")
+    if batch is not None:
+        integer("batch", batch, 1)
+    points = grid.points()
+    kept: dict[tuple[Any, ...], dict[str, Any]] = {}
+    if done is not None:
+        if not isinstance(done, Table):
+            raise InvalidArgument(f"done={show(done)}: expected a Table")
+        kept = {_row_key(r): r for r in done.rows}
+    todo = [p for p in points if _key(p) not in kept]
+    pool, workers, owned = _executor(executor)
+    size = batch or max(1, math.ceil(len(todo) / (4 * workers)))
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    results: dict[tuple[Any, ...], dict[str, Any]] = dict(kept)
+    finished = len(points) - len(todo)
+    try:
+        if pool is None:
+            for b in batches:
+                for row in _run_batch(b, grid.jitter, grid.cost_jitter):
+                    results[_row_key(row)] = row
+                finished += len(b)
+                if progress:
+                    progress(finished, len(points))
+        else:
+            futures = {pool.submit(_run_batch, b, grid.jitter, grid.cost_jitter): len(b) for b in batches}
+            try:
+                for f in concurrent.futures.as_completed(futures):
+                    for row in f.result():
+                        results[_row_key(row)] = row
+                    finished += futures[f]
+                    if progress:
+                        progress(finished, len(points))
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        if owned:
+            pool.shutdown(cancel_futures=True)
+    return Table(tuple(results[_key(p)] for p in points))
+
+
+def _key(p: Point) -> tuple[Any, ...]:
+    return (p.machine, p.cpus, p.kernel, p.kmod, p.seed, p.label)
+
+
+def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
+    return (row["machine"], row["cpus"], row["kernel"], row["kmod"], row["seed"], row["pipeline"])

@@ -66,10 +66,10 @@ def test_the_table_is_identical_whichever_executor_ran_it(serial: Table, make: C
 
 def test_the_table_is_identical_on_a_dask_cluster(serial: Table) -> None:
     distributed = pytest.importorskip("distributed", reason="Dask cannot be installed here")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as c:
-        with distributed.Client(c) as client:
-            assert sweep(GRID, executor=client) == serial
-            assert sweep(GRID, executor=client.get_executor()) == serial
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        assert sweep(GRID, executor=client) == serial
+        assert sweep(GRID, executor=client.get_executor()) == serial
 
 
 def test_a_resumed_sweep_runs_only_what_is_missing(serial: Table) -> None:

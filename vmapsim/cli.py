@@ -426,11 +426,10 @@ def _names(text: str | None) -> tuple[str | None, ...]:
     return (None,) if not text else tuple(text.split(","))
 
 
-def _sweep(args: argparse.Namespace) -> str:
-    from vmapsim.sweep import METRICS, Grid, Table, sweep
+def _grid(args: argparse.Namespace) -> Any:
+    """The Grid that ``sweep`` and ``compare`` options describe."""
+    from vmapsim.sweep import Grid
 
-    if args.metric not in METRICS:
-        raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
     kernels = _names(args.kernel)
     if args.pipeline == "all":
         from vmapsim.loader import PIPELINES, PROPOSALS, for_kernel
@@ -442,9 +441,50 @@ def _sweep(args: argparse.Namespace) -> str:
     else:
         pipelines = _names(args.pipeline)
     kmods = tuple(None if k == "machine" else int(k) for k in args.kmod.split(",")) if args.kmod else (None,)
-    grid = Grid(machines=tuple(args.machine.split(",")), cpus=_cpu_list(args.cpus), kernels=kernels,
+    return Grid(machines=tuple(args.machine.split(",")), cpus=_cpu_list(args.cpus), kernels=kernels,
                 pipelines=pipelines, kmods=kmods, seeds=args.seeds, jitter=args.jitter,
-                cost_jitter=args.cost_jitter)  # fmt: skip
+                cost_jitter=args.cost_jitter, module_align=args.module_align, layout=args.layout)  # fmt: skip
+
+
+def _compare(args: argparse.Namespace) -> str:
+    from vmapsim.sweep import METRICS, Point, compare, exhaustion_cpus, sweep
+
+    if args.metric not in METRICS:
+        raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
+    grid = _grid(args)
+    paths = [(k, p) for k in grid.kernels for p in grid.pipelines]
+    if len(paths) < 2:
+        raise InvalidArgument("compare needs two or more load paths: give several --kernel or --pipeline values")
+    table = sweep(grid, executor="serial" if args.executor == "serial" else None, progress=_sweep_bar(len(grid)))
+    lines = [
+        f"# {args.metric}: each load path's median over {len(grid.seed_list())} seeds beside the first one's",
+        f"{'machine':16} {'cpus':>5} {'pipeline':22} {'baseline':22} {'median':>13} {'difference':>13} {'ratio':>7}",
+    ]
+    for c in compare(table, args.metric):
+        lines.append(f"{c['machine']:16} {c['cpus']:5d} {c['pipeline']:22} {c['baseline']:22} {c['median']:13.0f} "
+                     f"{c['difference']:13.0f} {c['ratio']:7.3f}")  # fmt: skip
+    if args.exhaustion:
+        lines.append(f"\n# where a window starts to run out (up to {args.exhaustion} CPUs), found by bisection: "
+                     "that many CPUs fail, one fewer does not")
+        for machine in grid.machines:
+            for kmod in grid.kmods:
+                for kernel, pipeline in paths:
+                    n = exhaustion_cpus(
+                        machine, kernel=kernel, pipeline=pipeline, kmod=kmod, seeds=len(grid.seed_list()),
+                        hi=args.exhaustion, jitter=grid.jitter, cost_jitter=grid.cost_jitter,
+                        module_align=grid.module_align, layout=grid.layout,
+                    )
+                    name = Point(machine, 1, kernel, pipeline, kmod, 0).label
+                    lines.append(f"{machine:16} kmod {kmod or '-':>3} {name:22} {n if n else 'none':>6}")
+    return "\n".join(lines) + "\n"
+
+
+def _sweep(args: argparse.Namespace) -> str:
+    from vmapsim.sweep import METRICS, Table, sweep
+
+    if args.metric not in METRICS:
+        raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
+    grid = _grid(args)
     resuming = args.resume and Path(args.resume).exists()
     done = Table.from_json(_read(args.resume), source=args.resume) if resuming else None
     executor: Any = args.executor
@@ -667,15 +707,7 @@ def _parser() -> argparse.ArgumentParser:
     wc.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     wc.set_defaults(run=_worst, pipeline=None)
     sw = sub.add_parser("sweep", help="a grid of machines × CPUs × kernels × pipelines × kmods × seeds; the spread")
-    sw.add_argument("--machine", default="intel-server", help="machine presets, comma-separated")
-    sw.add_argument("--cpus", default="255", help="CPU counts: 8,16,32 or ranges 8-64:8, mixed")
-    sw.add_argument("--kernel", help="kernel versions, comma-separated (default: the released paths)")
-    sw.add_argument("--pipeline", default="v6.3,v6.4,v6.5", help="pipelines, comma-separated, or 'all'")
-    sw.add_argument("--kmod", help="kmod versions, comma-separated ('machine': the machine's; default)")
-    sw.add_argument("--seeds", type=_integer(1, 100_000), default=5, help="seeds per cell (default 5)")
-    sw.add_argument("--jitter", type=_finite(0), default=0.05, help="uevent arrivals spread over this many seconds")
-    sw.add_argument("--cost-jitter", type=_finite(0, 0.99), default=0.25, help="stage durations vary by this fraction")
-    sw.add_argument("--metric", default="peak_modules", help="the metric of the cell table (default peak_modules)")
+    _grid_options(sw)
     sw.add_argument("--executor", default="local", help="local (a process pool), serial, or dask")
     sw.add_argument("--scheduler", help="with --executor dask: a scheduler's address (default: a local cluster)")
     sw.add_argument("--workers", type=_integer(1, 4096), help="worker processes (default: every CPU; dask: 2)")
@@ -684,7 +716,28 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--parquet", help="write every run's row to this Parquet file (needs pyarrow)")
     sw.add_argument("--resume", help="a JSON file of rows: runs already in it are kept, and it is rewritten at the end")
     sw.set_defaults(run=_sweep)
+    cp = sub.add_parser("compare", help="two or more kernels or pipelines on one grid: differences, ratios, exhaustion")
+    _grid_options(cp)
+    cp.add_argument("--executor", default="local", help="local (a process pool) or serial")
+    cp.add_argument("--exhaustion", type=_integer(1, checks.NR_CPUS_MAX),
+                    help="also bisect, up to this many CPUs, for the fewest at which each path runs out of a window")
+    cp.set_defaults(run=_compare)
     return p
+
+
+def _grid_options(p: argparse.ArgumentParser) -> None:
+    """The options of a sweep's grid (``sweep`` and ``compare``)."""
+    p.add_argument("--machine", default="intel-server", help="machine presets, comma-separated")
+    p.add_argument("--cpus", default="255", help="CPU counts: 8,16,32 or ranges 8-64:8, mixed")
+    p.add_argument("--kernel", help="kernel versions, comma-separated (default: the released paths)")
+    p.add_argument("--pipeline", default="v6.3,v6.4,v6.5", help="pipelines, comma-separated, or 'all'")
+    p.add_argument("--kmod", help="kmod versions, comma-separated ('machine': the machine's; default)")
+    p.add_argument("--seeds", type=_integer(1, 100_000), default=5, help="seeds per cell (default 5)")
+    p.add_argument("--jitter", type=_finite(0), default=0.05, help="uevent arrivals spread over this many seconds")
+    p.add_argument("--cost-jitter", type=_finite(0, 0.99), default=0.25, help="stage durations vary by this fraction")
+    p.add_argument("--module-align", type=_integer(4096, 1 << 30), default=4096, help="MODULE_ALIGN")
+    p.add_argument("--layout", help="a layout name in place of the machine's own")
+    p.add_argument("--metric", default="peak_modules", help="the metric of the cell table (default peak_modules)")
 
 
 def _coldplug_options(b: argparse.ArgumentParser) -> None:

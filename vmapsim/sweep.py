@@ -36,9 +36,10 @@ from vmapsim.engine import CostModel
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader import Run, simulate
 from vmapsim.modules import Catalog
+from vmapsim.units import PAGE_SIZE
 from vmapsim.workloads import PRESETS, Machine, udev_boot, udev_workers
 
-__all__ = ["METRICS", "PARAMETERS", "Grid", "Point", "Table", "run_point", "sweep"]
+__all__ = ["METRICS", "PARAMETERS", "Grid", "Point", "Table", "compare", "exhaustion_cpus", "run_point", "sweep"]
 
 #: The columns of a point, in a row's order.
 PARAMETERS = ("machine", "cpus", "kernel", "pipeline", "kmod", "seed")
@@ -89,7 +90,9 @@ class Grid:
     ``pipelines`` as :class:`Point` takes them (the default: the released paths v6.3, v6.4, v6.5);
     ``kmods``: kmod versions (None: the machine's); ``seeds``: how many seeds (0 to n-1) or which;
     ``jitter``: uevent arrivals spread over this many seconds; ``cost_jitter``: stage durations vary by this
-    fraction (``vmapsim boot``'s defaults).  Runtime complexity: O(points) to enumerate.
+    fraction (``vmapsim boot``'s defaults); ``module_align``: ``MODULE_ALIGN`` (32 KiB with generic KASAN);
+    ``layout``: a layout name in place of the machines' own (``vmapsim boot --layout``).
+    Runtime complexity: O(points) to enumerate.
 
     >>> len(Grid(cpus=(8, 16, 32), seeds=10))
     90
@@ -103,8 +106,13 @@ class Grid:
     seeds: int | tuple[int, ...] = 1
     jitter: float = 0.05
     cost_jitter: float = 0.25
+    module_align: int = PAGE_SIZE
+    layout: str | None = None
 
     def __attrs_post_init__(self) -> None:
+        integer("module_align", self.module_align, PAGE_SIZE, 1 << 30)
+        if self.layout is not None:
+            layouts.by_name(self.layout)  # an unknown name is refused, naming the known ones
         for m in _strings("machines", self.machines, allow_none=False):
             if m not in PRESETS:
                 raise InvalidArgument(f"machines: {m!r} is not one of the presets: {', '.join(PRESETS)}")
@@ -159,7 +167,13 @@ def _catalog(name: str) -> Catalog:
     return Catalog.builtin(name)
 
 
-def run_point(point: Point, jitter: float = 0.05, cost_jitter: float = 0.25) -> dict[str, Any]:
+def run_point(
+    point: Point,
+    jitter: float = 0.05,
+    cost_jitter: float = 0.25,
+    module_align: int = PAGE_SIZE,
+    layout: str | None = None,
+) -> dict[str, Any]:
     """One coldplug, as ``vmapsim boot --machine M --cpus N --kernel K --pipeline P --kmod V --seed S``
     runs it; the row of its parameters and metrics.  Runtime: one run.
 
@@ -169,8 +183,9 @@ def run_point(point: Point, jitter: float = 0.05, cost_jitter: float = 0.25) -> 
     machine: Machine = PRESETS[point.machine]
     cat = _catalog(machine.catalog)
     jobs = udev_boot(cat, machine, point.cpus, seed=point.seed, jitter=jitter, kmod=point.kmod)
-    run = Run(point.pipeline, layouts.by_name(machine.layout), point.cpus, cat, costs=CostModel(jitter=cost_jitter),
-              seed=point.seed, workers=udev_workers(point.cpus, machine.ram), kernel=point.kernel)  # fmt: skip
+    run = Run(point.pipeline, layouts.by_name(layout or machine.layout), point.cpus, cat,
+              costs=CostModel(jitter=cost_jitter), module_align=module_align, seed=point.seed,
+              workers=udev_workers(point.cpus, machine.ram), kernel=point.kernel)  # fmt: skip
     r = simulate(jobs, run)
     rets = [o.ret for o in r.outcomes]
     metrics = (
@@ -181,8 +196,8 @@ def run_point(point: Point, jitter: float = 0.05, cost_jitter: float = 0.25) -> 
     return {**attrs.asdict(point), "pipeline": run.resolve_pipeline().name, **dict(zip(METRICS, metrics, strict=True))}
 
 
-def _run_batch(points: Sequence[Point], jitter: float, cost_jitter: float) -> list[dict[str, Any]]:
-    return [run_point(p, jitter, cost_jitter) for p in points]
+def _run_batch(points: Sequence[Point], grid: Grid) -> list[dict[str, Any]]:
+    return [run_point(p, grid.jitter, grid.cost_jitter, grid.module_align, grid.layout) for p in points]
 
 
 # Student's t quantiles for a two-sided 95% interval, by degrees of freedom (then the normal's 1.96).
@@ -316,13 +331,13 @@ def sweep(
     try:
         if pool is None:
             for b in batches:
-                for row in _run_batch(b, grid.jitter, grid.cost_jitter):
+                for row in _run_batch(b, grid):
                     results[_row_key(row)] = row
                 finished += len(b)
                 if progress:
                     progress(finished, len(points))
         else:
-            futures = {pool.submit(_run_batch, b, grid.jitter, grid.cost_jitter): len(b) for b in batches}
+            futures = {pool.submit(_run_batch, b, grid): len(b) for b in batches}
             try:
                 for f in concurrent.futures.as_completed(futures):
                     for row in f.result():
@@ -346,3 +361,71 @@ def _key(p: Point) -> tuple[Any, ...]:
 
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return (row["machine"], row["cpus"], row["kernel"], row["kmod"], row["seed"], row["pipeline"])
+
+
+def compare(table: Table, metric: str = "peak_modules") -> list[dict[str, Any]]:
+    """Per cell, each load path's median beside the first one's: the difference and the ratio.
+
+    Cells are grouped by machine, CPUs and kmod; the first load path of the grid in each group is the
+    baseline.  Runtime complexity: O(rows log rows).
+
+    >>> t = sweep(Grid(machines=("qemu-kvm",), cpus=(4,), pipelines=("v6.3", "v6.4")), executor="serial")
+    >>> [(c["pipeline"], c["baseline"]) for c in compare(t, "loads")]
+    [('v6.4', 'v6.3')]
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for cell in table.cells(metric):
+        groups.setdefault((cell["machine"], cell["cpus"], cell["kmod"]), []).append(cell)
+    out = []
+    for (machine, cpus, kmod), cells in groups.items():
+        base = cells[0]
+        for c in cells[1:]:
+            ratio = c["median"] / base["median"] if base["median"] else math.inf if c["median"] else 1.0
+            out.append({"machine": machine, "cpus": cpus, "kmod": kmod, "metric": metric, "baseline": base["pipeline"],
+                        "pipeline": c["pipeline"], "baseline_median": base["median"], "median": c["median"],
+                        "difference": c["median"] - base["median"], "ratio": ratio})  # fmt: skip
+    return out
+
+
+def exhaustion_cpus(
+    machine: str,
+    *,
+    kernel: str | None = None,
+    pipeline: str | None = None,
+    kmod: int | None = None,
+    seeds: int = 1,
+    lo: int = 1,
+    hi: int = 4096,
+    jitter: float = 0.05,
+    cost_jitter: float = 0.25,
+    module_align: int = PAGE_SIZE,
+    layout: str | None = None,
+) -> int | None:
+    """Where a coldplug of ``machine`` starts to run out of a window: a CPU count in ``[lo, hi]`` whose run
+    has an allocation failure (in any of ``seeds`` seeds) while one CPU fewer has none (or it is ``lo``);
+    None when ``hi`` CPUs have none.  Found by bisection.  Failure is not monotone in the CPU count (each
+    count times its loads differently: intel-server in i386's window fails at 35 CPUs, not at 36 to 41, and
+    from 42 on almost always), so this is the boundary bisection lands on, not always the fewest failing
+    count; more ``seeds`` smooth it.  Runtime: O(seeds · log(hi - lo)) runs, the largest of ``hi`` CPUs.
+
+    >>> exhaustion_cpus("qemu-kvm", pipeline="v6.3", hi=8) is None
+    True
+    """
+    Grid(machines=(machine,), cpus=(lo,), kernels=(kernel,), pipelines=(pipeline,), kmods=(kmod,), seeds=seeds,
+         jitter=jitter, cost_jitter=cost_jitter, module_align=module_align, layout=layout)  # every argument checked
+    integer("hi", hi, lo, NR_CPUS_MAX)
+
+    def fails(cpus: int) -> bool:
+        rows = (run_point(Point(machine, cpus, kernel, pipeline, kmod, s), jitter, cost_jitter, module_align, layout)
+                for s in range(seeds))  # fmt: skip
+        return any(row["allocation_failures"] for row in rows)
+
+    if not fails(hi):
+        return None
+    while lo < hi:  # invariant: hi fails; every count below lo does not
+        mid = (lo + hi) // 2
+        if fails(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi

@@ -516,6 +516,12 @@ def _sweep(args: argparse.Namespace) -> str:
         _write(args.csv, table.to_csv().encode())
     if args.parquet:
         table.to_parquet(args.parquet)
+    if args.plot:
+        from vmapsim.plot import sweep_curves
+
+        window = layouts.by_name(grid.layout or _machine_layout(grid.machines[0])).modules.size
+        sweep_curves(table.rows, args.plot, window=window, title=f"udev coldplug of {', '.join(grid.machines)}: "
+                     f"{len(table.rows)} runs, {len(grid.seed_list())} seeds per point (median, min–max)")  # fmt: skip
     lines = [
         f"# sweep of {len(grid)} runs ({', '.join(grid.machines)}; CPUs {', '.join(map(str, grid.cpus))}; "
         f"{len(grid.seed_list())} seeds each), {args.metric} per cell: min / median / max, mean and its 95% interval",
@@ -535,6 +541,12 @@ def _optional(module: str, why: str) -> Any:
         return importlib.import_module(module)
     except ImportError:
         raise InvalidArgument(why) from None
+
+
+def _machine_layout(name: str) -> str:
+    from vmapsim.workloads import PRESETS
+
+    return PRESETS[name].layout
 
 
 def _sweep_bar(total: int) -> Callable[[int, int], None] | None:
@@ -714,6 +726,7 @@ def _parser() -> argparse.ArgumentParser:
     sw.add_argument("--csv", help="write every run's row to this CSV file")
     sw.add_argument("--json", help="write every run's row to this JSON file")
     sw.add_argument("--parquet", help="write every run's row to this Parquet file (needs pyarrow)")
+    sw.add_argument("--plot", help="write peak and wasted bytes against CPUs to this image (needs matplotlib)")
     sw.add_argument("--resume", help="a JSON file of rows: runs already in it are kept, and it is rewritten at the end")
     sw.set_defaults(run=_sweep)
     cp = sub.add_parser("compare", help="two or more kernels or pipelines on one grid: differences, ratios, exhaustion")

@@ -8,14 +8,16 @@ True
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.result import Result
 from vmapsim.space import VmapSpace
 
-__all__ = ["pinned_over_time", "plot_path"]
+__all__ = ["pinned_over_time", "plot_path", "sweep_curves"]
 
 
 def plot_path(path: str) -> Path:
@@ -90,3 +92,52 @@ def pinned_over_time(
         raise InvalidArgument(f"cannot write {path}: {e.strerror}") from None
     finally:
         plt.close(fig)
+
+
+def sweep_curves(
+    rows: Sequence[Mapping[str, Any]],
+    path: str,
+    *,
+    metrics: Sequence[str] = ("peak_modules", "wasted_bytes"),
+    window: int | None = None,
+    exhaustion: Mapping[str, int] | None = None,
+    title: str = "",
+) -> None:
+    """Write a PNG/SVG/PDF of each metric against CPUs, one line per load path (the seed median) with the
+    seeds' min–max band; ``window`` (bytes) draws the module window's size on the peak panel, and
+    ``exhaustion`` (load path -> CPU count) marks where each runs out.  ``rows`` are a sweep's
+    (:class:`vmapsim.sweep.Table` ``.rows``).  Runtime complexity: O(rows log rows).
+    """
+    target = plot_path(path)
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InvalidArgument("plotting needs matplotlib: pip install 'vmapsim[plot]'") from None
+    if not rows:
+        raise InvalidArgument("nothing to plot")
+    fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 3.4 * len(metrics)), squeeze=False)
+    paths = list(dict.fromkeys(str(r["pipeline"]) for r in rows))
+    for ax, metric in zip(axes[:, 0], metrics, strict=True):
+        for label in paths:
+            by_cpus: dict[int, list[float]] = {}
+            for r in rows:
+                if r["pipeline"] == label:
+                    by_cpus.setdefault(int(r["cpus"]), []).append(float(r[metric]) / 2**20)
+            cpus = sorted(by_cpus)
+            line = ax.plot(cpus, [statistics.median(by_cpus[c]) for c in cpus], marker="o", label=label)[0]
+            ax.fill_between(cpus, [min(by_cpus[c]) for c in cpus], [max(by_cpus[c]) for c in cpus],
+                            color=line.get_color(), alpha=0.2)  # fmt: skip
+            if exhaustion and label in exhaustion:
+                ax.axvline(exhaustion[label], color=line.get_color(), linestyle=":")
+        if window and metric.startswith("peak"):
+            ax.axhline(window / 2**20, color="black", linestyle="--", label="window size")
+        ax.set_xlabel("CPUs")
+        ax.set_ylabel(f"{metric} (MiB)")
+        ax.legend(fontsize="small")
+    fig.suptitle(title or f"{len(rows)} runs")
+    fig.tight_layout()
+    fig.savefig(str(target))
+    plt.close(fig)

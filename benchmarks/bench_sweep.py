@@ -74,13 +74,13 @@ def curves() -> None:
 
 
 def exhaustion() -> None:
-    print("| machine | kmod | v6.3 | v6.4 | v6.5 | kread-dedup |\n|---|---:|---:|---:|---:|---:|")
-    for machine in ("intel-server", "amd-server"):
+    print("| machine | kmod | v6.3 | v6.4 | v6.5 |\n|---|---:|---:|---:|---:|")
+    for machine in ("intel-server",):
         for kmod in (30, 34):
             cells = []
-            for pipeline in ("v6.3", "v6.4", "v6.5", "kread-dedup"):
-                n = exhaustion_cpus(machine, pipeline=pipeline, kmod=kmod, hi=8192, module_align=32768)
-                cells.append(str(n) if n else "none ≤ 8192")
+            for pipeline in ("v6.3", "v6.4", "v6.5"):
+                n = exhaustion_cpus(machine, pipeline=pipeline, kmod=kmod, hi=4096)
+                cells.append(str(n) if n else "none ≤ 4096")
             print(f"| {machine} | {kmod} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -391,10 +391,20 @@ def _next_prefix(choices: Sequence[int], widths: Sequence[int]) -> list[int]:
     return []
 
 
+# Hypothesis also offers integers and floats it finds as literal constants in the program's own modules
+# (hypothesis.internal.constants_ast), which would make a search's schedules depend on what else the program
+# imported. So every number the guided search draws is an integer in a range no literal falls in (3**90 and
+# up), shifted back to 0: the draws keep Hypothesis' shrinking toward 0 and its targeting, without the
+# constants.
+_OFFSET = 3**90
+_BITS = 12
+
+
 def _draw_below(data: Any, n: int) -> int:
+    """A number in ``range(n)``, drawn by Hypothesis without its constants."""
     from hypothesis import strategies as st
 
-    return int(data.draw(st.integers(0, n - 1)))
+    return int(data.draw(st.integers(_OFFSET, _OFFSET + n - 1))) - _OFFSET
 
 
 class _Found(Exception):
@@ -431,12 +441,8 @@ class Guided:
         elif db is not None and not isinstance(db, ExampleDatabase):
             raise InvalidArgument(f"database={show(db)}: expected a directory or a Hypothesis ExampleDatabase")
         n, space = len(problem.items), problem.space
-        if space.slots is not None:
-            grid = problem.grid()
-            arrival: st.SearchStrategy[float] = st.sampled_from(grid)
-        else:
-            arrival = st.floats(0.0, problem.span, allow_nan=False)
-        factor = st.floats(1 - space.bound, 1 + space.bound, allow_nan=False)
+        grid = problem.grid() if space.slots is not None else None
+        steps = (1 << _BITS) - 1  # continuous arrivals: on 4096 instants of the window
         phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
         if problem.goal is not None:
             phases.append(Phase.shrink)
@@ -450,18 +456,23 @@ class Guided:
                   print_blob=False)  # fmt: skip
         @given(st.data())
         def probe(data: Any) -> None:
-            arrivals = tuple(data.draw(arrival) for _ in range(n))
+            draw = partial(_draw_below, data)
+            if grid is None:
+                arrivals = tuple(problem.span * draw(steps + 1) / steps for _ in range(n))
+            else:
+                arrivals = tuple(grid[draw(len(grid))] for _ in range(n))
             # A big workload asks for thousands of factors and tie-breaks, more than Hypothesis' buffer holds
             # (an overrun aborts the run): there they come from a drawn seed, and only arrivals are drawn.
             small = n <= self.fine
             fine = bool(space.bound) and small
-            draw_factor = (lambda: data.draw(factor)) if fine else None
+            lo, width = 1 - space.bound, 2 * space.bound
+            draw_factor = (lambda: lo + width * draw(256) / 255) if fine else None
             draw_choice: Callable[[int], int] | None = None
             if space.ties and small:
-                draw_choice = partial(_draw_below, data)
+                draw_choice = draw
             elif space.ties:
-                draw_choice = random.Random(data.draw(st.integers(0, 2**32 - 1))).randrange
-            jitter_seed = 0 if fine or not space.bound else data.draw(st.integers(0, 2**32 - 1))
+                draw_choice = random.Random(draw(1 << 32)).randrange
+            jitter_seed = 0 if fine or not space.bound else draw(1 << 32)
             value = problem.evaluate(_Probe(arrivals, draw_factor, draw_choice, jitter=0.0 if fine else space.bound,
                                             seed=jitter_seed))  # fmt: skip
             target(value)

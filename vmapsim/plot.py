@@ -34,6 +34,18 @@ def plot_path(path: str) -> Path:
     return target
 
 
+def _pyplot() -> Any:
+    """matplotlib's pyplot on the file-only Agg backend, or a clear error when matplotlib is missing."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise InvalidArgument("plotting needs matplotlib: pip install 'vmapsim[plot]'") from None
+    return plt
+
+
 def pinned_over_time(
     results: Mapping[str, Result], path: str, at_peak: Mapping[str, VmapSpace] | None = None, window: str = "modules"
 ) -> None:
@@ -46,13 +58,7 @@ def pinned_over_time(
     installed.  Runtime complexity: O(total samples + areas).
     """
     target = plot_path(path)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InvalidArgument("plotting needs matplotlib: pip install 'vmapsim[plot]'") from None
+    plt = _pyplot()
     if not results:
         raise InvalidArgument("nothing to plot")
     regions = [r.name for r in next(iter(results.values())).space.layout.regions]
@@ -109,13 +115,7 @@ def sweep_curves(
     (:class:`vmapsim.sweep.Table` ``.rows``).  Runtime complexity: O(rows log rows).
     """
     target = plot_path(path)
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise InvalidArgument("plotting needs matplotlib: pip install 'vmapsim[plot]'") from None
+    plt = _pyplot()
     if not rows:
         raise InvalidArgument("nothing to plot")
     fig, axes = plt.subplots(len(metrics), 1, figsize=(9, 3.4 * len(metrics)), squeeze=False)

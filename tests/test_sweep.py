@@ -199,3 +199,14 @@ def test_vmapsim_compare_prints_differences_and_exhaustion() -> None:
     r = subprocess.run([sys.executable, "-m", "vmapsim", "compare", "--pipeline", "v6.3"], capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 2 and "two or more load paths" in r.stderr
+
+
+def test_vmapsim_sweep_plots_the_curves(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib cannot be installed here")
+    image = tmp_path / "curves.png"
+    _cli("sweep", "--machine", "qemu-kvm", "--cpus", "2,4", "--seeds", "2", "--executor", "serial",
+         "--plot", str(image))  # fmt: skip
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = subprocess.run([sys.executable, "-m", "vmapsim", "sweep", "--cpus", "2", "--plot", str(tmp_path / "c.txt")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "expected a file name ending in .png" in r.stderr

@@ -484,6 +484,10 @@ def _sweep(args: argparse.Namespace) -> str:
 
     if args.metric not in METRICS:
         raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
+    if args.plot:
+        from vmapsim.plot import plot_path
+
+        plot_path(args.plot)  # a bad name is refused before the runs
     grid = _grid(args)
     resuming = args.resume and Path(args.resume).exists()
     done = Table.from_json(_read(args.resume), source=args.resume) if resuming else None

@@ -393,10 +393,10 @@ def _next_prefix(choices: Sequence[int], widths: Sequence[int]) -> list[int]:
 
 # Hypothesis also offers integers and floats it finds as literal constants in the program's own modules
 # (hypothesis.internal.constants_ast), which would make a search's schedules depend on what else the program
-# imported. So every number the guided search draws is an integer in a range no literal falls in (3**90 and
-# up), shifted back to 0: the draws keep Hypothesis' shrinking toward 0 and its targeting, without the
-# constants.
-_OFFSET = 3**90
+# imported. So every number the guided search draws is an integer in a range no literal is likely to fall
+# in (from 987_654_321_123 up, small enough to keep 448 arrivals inside Hypothesis' limit on the size of an
+# example), shifted back to 0: the draws keep Hypothesis' shrinking toward 0 and its targeting.
+_OFFSET = 987_654_321_123
 _BITS = 12
 
 
@@ -477,7 +477,13 @@ class Guided:
                                             seed=jitter_seed))  # fmt: skip
             target(value)
 
-        probe()
+        from hypothesis.errors import Unsatisfiable
+
+        try:
+            probe()
+        except Unsatisfiable:
+            raise InvalidArgument(f"the guided search cannot draw {n} arrivals in one Hypothesis example; "
+                                  "use strategy='random' or 'pct' for a workload this big") from None
 
 
 #: The strategies by name (``vmapsim worst --strategy``).

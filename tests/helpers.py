@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import lzma
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +44,8 @@ def console_log(name: str) -> str:
     """A console log kept in tests/data (``.txt``, or ``.txt.xz`` for the larger captures)."""
     path = DATA / name
     return lzma.decompress(path.read_bytes()).decode() if name.endswith(".xz") else path.read_text()
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """``python -m vmapsim ARGV`` in a fresh process; raises if it exits non-zero."""
+    return subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True, check=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+from tests.helpers import run_cli
 from vmapsim import InvalidArgument, ParseError, Schedule, layouts, procfs, simulate, worst_case
 from vmapsim.engine import CostModel, Seeded
 from vmapsim.explore import METRICS, PCT, Exhaustive, Guided, RandomSearch, SearchTooLarge, Space
@@ -281,13 +282,13 @@ def test_a_schedule_replaces_the_cost_jitter_and_the_items_times() -> None:
 
 def test_vmapsim_worst_saves_a_schedule_that_boot_replays(tmp_path: Path) -> None:
     path = tmp_path / "worst.json"
-    out = _cli("worst", "--cpus", "16", "--budget", "6", "--strategy", "pct", "--save", str(path), "--json")
+    out = run_cli("worst", "--cpus", "16", "--budget", "6", "--strategy", "pct", "--save", str(path), "--json")
     found = json.loads(out.stdout)
     assert found["evaluations"] == 6 and found["worst"] == max(found["best_so_far"].values())
     assert Schedule.load(path).to_json() == json.dumps(found["schedule"])
-    boot = json.loads(_cli("boot", "--cpus", "16", "--pipeline", "v6.3", "--schedule", str(path), "--json").stdout)
+    boot = json.loads(run_cli("boot", "--cpus", "16", "--pipeline", "v6.3", "--schedule", str(path), "--json").stdout)
     assert boot["pipelines"][0]["peak_modules"] == found["worst"]
-    table = _cli("worst", "--cpus", "16", "--budget", "3", "--kernel", "6.12", "--strategy", "random").stdout
+    table = run_cli("worst", "--cpus", "16", "--budget", "3", "--kernel", "6.12", "--strategy", "random").stdout
     assert "6.12" in table.splitlines()[0] and "peak-modules: worst" in table
 
 
@@ -305,27 +306,3 @@ def test_vmapsim_worst_saves_a_schedule_that_boot_replays(tmp_path: Path) -> Non
 def test_worst_and_boot_schedule_errors_are_one_line(argv: list[str], needle: str) -> None:
     r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-
-
-def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True, check=True)
-
-
-def test_a_guided_search_does_not_depend_on_what_else_the_program_imported(tmp_path: Path) -> None:
-    # Hypothesis offers numbers it finds as constants in the program's own modules; the guided search draws
-    # only booleans, so importing a module full of constants leaves its schedules as they were
-    (tmp_path / "lots_of_constants.py").write_text("".join(f"C{i} = {i * 37 % 1000} / 7 + {i}\n" for i in range(300)))
-    script = (
-        "import sys; sys.path.insert(0, sys.argv[1])\n"
-        "if sys.argv[2] == 'yes': import lots_of_constants\n"
-        "from vmapsim import worst_case\n"
-        "from vmapsim.loader import Request\n"
-        "jobs = [Request(m, cpu=c) for c in range(3) for m in ('loop', 'dm_mod')]\n"
-        "w = worst_case(jobs, kernel='6.4', cpus=3, catalog='debian-6.12-amd64', budget=30, strategy='guided')\n"
-        "print(w.values, w.schedule.to_json())\n"
-    )
-    runs = [
-        subprocess.run([sys.executable, "-c", script, str(tmp_path), flag], capture_output=True, text=True, check=True)
-        for flag in ("no", "yes")
-    ]
-    assert runs[0].stdout == runs[1].stdout and runs[0].stdout

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import run_cli
 from vmapsim import InvalidArgument, ParseError
-from vmapsim.sweep import METRICS, PARAMETERS, Grid, Point, Table, compare, exhaustion_cpus, run_point, sweep
+from vmapsim.sweep import METRICS, PARAMETERS, Grid, Point, Table, run_point, sweep
 
 GRID = Grid(machines=("qemu-kvm",), cpus=(2, 4, 8), pipelines=("v6.3", "v6.4", "v6.5"), seeds=3)
 
@@ -137,11 +138,11 @@ def test_bad_sweep_arguments_and_files_are_refused(serial: Table) -> None:
 def test_vmapsim_sweep_writes_the_rows_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     argv = ["sweep", "--machine", "qemu-kvm", "--cpus", "2-6:2", "--seeds", "2", "--executor", "serial"]
-    first = _cli(*argv, "--resume", str(out), "--csv", str(tmp_path / "rows.csv"))
+    first = run_cli(*argv, "--resume", str(out), "--csv", str(tmp_path / "rows.csv"))
     rows = Table.from_json(out.read_text())
     assert len(rows.rows) == 3 * 3 * 2 and "sweep of 18 runs" in first.stdout
     assert len((tmp_path / "rows.csv").read_text().splitlines()) == 19
-    again = _cli(*argv, "--resume", str(out), "--executor", "local", "--workers", "2")
+    again = run_cli(*argv, "--resume", str(out), "--executor", "local", "--workers", "2")
     assert again.stdout == first.stdout and Table.from_json(out.read_text()) == rows
 
 
@@ -161,52 +162,3 @@ def test_sweep_errors_are_one_line(argv: list[str], needle: str, tmp_path: Path)
     r = subprocess.run([sys.executable, "-m", "vmapsim", *(a.replace("{bad}", str(bad)) for a in argv)],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
-
-
-def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True, check=True)
-
-
-def test_exhaustion_is_a_boundary_found_by_bisection() -> None:
-    # intel-server's storm in i386's 120 MiB window: the count found fails and one fewer does not; failure
-    # is not monotone in the CPU count (a linear scan shows counts below that fail), which is why it is a
-    # boundary and not always the fewest; with kmod 34 (6.5's idempotent finit_module()) nothing runs out
-    def fails(c: int) -> int:
-        return int(run_point(Point("intel-server", c, None, "v6.3", None, 0), layout="i386")["allocation_failures"])
-
-    found = exhaustion_cpus("intel-server", pipeline="v6.3", layout="i386", hi=64)
-    assert found is not None and fails(found) and not fails(found - 1)
-    assert fails(64) and sum(bool(fails(c)) for c in range(found, 65)) >= 0.8 * (65 - found)
-    assert exhaustion_cpus("intel-server", pipeline="v6.5", layout="i386", hi=64, kmod=34) is None
-    with pytest.raises(InvalidArgument, match="hi"):
-        exhaustion_cpus("intel-server", pipeline="v6.3", lo=8, hi=4)
-
-
-def test_compare_sets_each_path_beside_the_first(serial: Table) -> None:
-    rows = compare(serial, "wasted_bytes")
-    assert {(r["baseline"], r["pipeline"]) for r in rows} == {("v6.3", "v6.4"), ("v6.3", "v6.5")}
-    for r in rows:
-        assert r["difference"] == r["median"] - r["baseline_median"]
-        assert r["ratio"] == pytest.approx(r["median"] / r["baseline_median"])
-
-
-def test_vmapsim_compare_prints_differences_and_exhaustion() -> None:
-    out = _cli("compare", "--cpus", "16", "--seeds", "1", "--layout", "i386", "--metric", "peak_vmalloc",
-               "--exhaustion", "64", "--executor", "serial").stdout  # fmt: skip
-    assert "v6.4                   v6.3" in out and "found by bisection" in out
-    first = exhaustion_cpus("intel-server", pipeline="v6.3", layout="i386", hi=64)
-    assert f"v6.3                   {first:6d}" in out.replace(f"{first:>6}", f"{first:6d}")
-    r = subprocess.run([sys.executable, "-m", "vmapsim", "compare", "--pipeline", "v6.3"], capture_output=True,
-                       text=True)  # fmt: skip
-    assert r.returncode == 2 and "two or more load paths" in r.stderr
-
-
-def test_vmapsim_sweep_plots_the_curves(tmp_path: Path) -> None:
-    pytest.importorskip("matplotlib", reason="matplotlib cannot be installed here")
-    image = tmp_path / "curves.png"
-    _cli("sweep", "--machine", "qemu-kvm", "--cpus", "2,4", "--seeds", "2", "--executor", "serial",
-         "--plot", str(image))  # fmt: skip
-    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    r = subprocess.run([sys.executable, "-m", "vmapsim", "sweep", "--cpus", "2", "--plot", str(tmp_path / "c.txt")],
-                       capture_output=True, text=True)  # fmt: skip
-    assert r.returncode == 2 and "expected a file name ending in .png" in r.stderr

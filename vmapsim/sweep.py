@@ -24,7 +24,7 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -145,15 +145,11 @@ class Grid:
 
     def points(self) -> list[Point]:
         """Every point, machines outermost and seeds innermost.  Runtime complexity: O(points)."""
-        return [Point(*values) for values in _product(self.machines, self.cpus, self.kernels, self.pipelines,
-                                                      self.kmods, self.seed_list())]  # fmt: skip
+        return [Point(*values) for values in itertools.product(self.machines, self.cpus, self.kernels, self.pipelines,
+                                                               self.kmods, self.seed_list())]  # fmt: skip
 
     def __len__(self) -> int:
         return len(self.points())
-
-
-def _product(*axes: Iterable[Any]) -> list[tuple[Any, ...]]:
-    return list(itertools.product(*axes))
 
 
 @functools.cache

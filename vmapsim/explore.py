@@ -397,7 +397,6 @@ def _next_prefix(choices: Sequence[int], widths: Sequence[int]) -> list[int]:
 # in (from 987_654_321_123 up, small enough to keep 448 arrivals inside Hypothesis' limit on the size of an
 # example), shifted back to 0: the draws keep Hypothesis' shrinking toward 0 and its targeting.
 _OFFSET = 987_654_321_123
-_BITS = 12
 
 
 def _draw_below(data: Any, n: int) -> int:
@@ -411,14 +410,33 @@ class _Found(Exception):
     """Raised inside Hypothesis' test to stop the search at the goal (and let it shrink the schedule)."""
 
 
+def _group(item: Request | Job) -> Any:
+    """What an item loads (duplicates share it): a request's module, a modprobe's chain, else the item."""
+    loads = getattr(item, "module", None) or getattr(item, "modules", None)
+    if isinstance(loads, str | tuple):
+        return loads
+    return getattr(loads, "name", id(item))
+
+
+def _zigzag(k: int) -> int:
+    """0, 1, -1, 2, -2, ...: a drawn number Hypothesis shrinks toward 0 as a deviation shrinking toward none."""
+    return (k + 1) // 2 if k % 2 else -(k // 2)
+
+
 @attrs.frozen
 class Guided:
     """Hypothesis-guided search: ``hypothesis.target()`` on the metric steers generation toward larger
     values; with a ``goal`` (e.g. one allocation failure), a schedule reaching it is shrunk by Hypothesis
     to a simpler one; ``database`` (a directory or a Hypothesis example database) keeps found schedules
-    so a later search replays them first.  Factors and tie-breaks are drawn one by one for workloads
-    of at most ``fine`` jobs, else from a drawn seed.  Runtime: ``budget`` runs (plus the shrinker's,
-    which are counted).
+    so a later search replays them first.
+
+    The drawn numbers are coordinates Hypothesis' simplest values and shrinking make meaningful: each
+    module's arrival instant, then each job's offset from its module's (0: with its duplicates, as udev
+    sends them), so the simplest schedule is every job at once with its duplicates; each factor a
+    deviation from 1 (0: exactly the cost model); tie-breaks counted from FIFO.  For workloads of more
+    than ``fine`` jobs, whose thousands of factors and tie-breaks would overflow a Hypothesis example,
+    the factors are the seeded jitter at a drawn amplitude (0: exactly the cost model) and the tie-breaks
+    come from a drawn seed (0: FIFO).  Runtime: ``budget`` runs (plus the shrinker's, which are counted).
 
     >>> Guided().name
     'guided'
@@ -434,21 +452,26 @@ class Guided:
         from hypothesis import seed as seeded
         from hypothesis import strategies as st
         from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
+        from hypothesis.errors import Unsatisfiable
 
         db = self.database
         if isinstance(db, str):
             db = DirectoryBasedExampleDatabase(db)
         elif db is not None and not isinstance(db, ExampleDatabase):
             raise InvalidArgument(f"database={show(db)}: expected a directory or a Hypothesis ExampleDatabase")
+        if problem.left <= 0:
+            return
         n, space = len(problem.items), problem.space
-        grid = problem.grid() if space.slots is not None else None
-        steps = (1 << _BITS) - 1  # continuous arrivals: on 4096 instants of the window
+        # continuous arrivals: on 4096 instants of the window
+        instants = problem.grid() if space.slots is not None else [problem.span * i / 4095 for i in range(4096)]
+        keys = [_group(item) for item in problem.items]
+        groups = {key: g for g, key in enumerate(dict.fromkeys(keys))}
+        member = [groups[key] for key in keys]
+        fine = n <= self.fine
+        levels = 127  # factors on 255 levels of the bound
         phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
         if problem.goal is not None:
             phases.append(Phase.shrink)
-
-        if problem.left <= 0:
-            return
 
         @seeded(seed)
         @settings(max_examples=problem.left, database=db, deadline=None, derandomize=False, phases=phases,
@@ -457,27 +480,27 @@ class Guided:
         @given(st.data())
         def probe(data: Any) -> None:
             draw = partial(_draw_below, data)
-            if grid is None:
-                arrivals = tuple(problem.span * draw(steps + 1) / steps for _ in range(n))
-            else:
-                arrivals = tuple(grid[draw(len(grid))] for _ in range(n))
-            # A big workload asks for thousands of factors and tie-breaks, more than Hypothesis' buffer holds
-            # (an overrun aborts the run): there they come from a drawn seed, and only arrivals are drawn.
-            small = n <= self.fine
-            fine = bool(space.bound) and small
-            lo, width = 1 - space.bound, 2 * space.bound
-            draw_factor = (lambda: lo + width * draw(256) / 255) if fine else None
+            m = len(instants)
+            at = [draw(m) for _ in groups]
+            arrivals = tuple(instants[(at[g] + draw(m)) % m] for g in member)
+            bound = space.bound
+            draw_factor: Callable[[], float] | None = None
             draw_choice: Callable[[int], int] | None = None
-            if space.ties and small:
-                draw_choice = draw
-            elif space.ties:
-                draw_choice = random.Random(draw(1 << 32)).randrange
-            jitter_seed = 0 if fine or not space.bound else draw(1 << 32)
-            value = problem.evaluate(_Probe(arrivals, draw_factor, draw_choice, jitter=0.0 if fine else space.bound,
-                                            seed=jitter_seed))  # fmt: skip
+            jitter, jitter_seed = 0.0, 0
+            if fine:
+                if bound:
+                    draw_factor = lambda: 1 + bound * _zigzag(draw(2 * levels + 1)) / levels  # noqa: E731
+                if space.ties:
+                    draw_choice = draw
+            else:
+                if bound:
+                    jitter = bound * draw(levels + 1) / levels
+                    jitter_seed = draw(1 << 32) if jitter else 0
+                ties = draw(1 << 32) if space.ties else 0
+                if ties:
+                    draw_choice = random.Random(ties).randrange
+            value = problem.evaluate(_Probe(arrivals, draw_factor, draw_choice, jitter=jitter, seed=jitter_seed))
             target(value)
-
-        from hypothesis.errors import Unsatisfiable
 
         try:
             probe()

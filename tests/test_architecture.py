@@ -7,6 +7,7 @@ group named by its first component (``vmapsim.space.percpu`` -> ``space``).
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,16 @@ def test_no_class_is_much_over_400_lines() -> None:
             if isinstance(node, ast.ClassDef) and node.end_lineno and node.end_lineno - node.lineno > 440:
                 long.append(f"{path.relative_to(ROOT)}:{node.name} ({node.end_lineno - node.lineno} lines)")
     assert long == []
+
+
+# What a user gets is the repository and the wheel: the package, its docs and benchmarks may cite kernel
+# sources and the project's own files, never notes outside it or the tracker's issue numbers.
+_OUTSIDE = re.compile(r"\.\./shared|kernel-verified\.md|kernel-vmalloc\.md|DESIGN\.md|\bissue #?\d+", re.IGNORECASE)
+_PRODUCT = [ROOT.parent / "README.md", *sorted((ROOT.parent / "docs").rglob("*.md")),
+            *sorted(ROOT.rglob("*.py")), *sorted((ROOT.parent / "benchmarks").rglob("*.py"))]  # fmt: skip
+
+
+@pytest.mark.parametrize("path", _PRODUCT, ids=lambda p: str(p.relative_to(ROOT.parent)))
+def test_the_product_cites_only_what_a_user_has(path: Path) -> None:
+    hits = [f"{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1) if _OUTSIDE.search(line)]
+    assert hits == []

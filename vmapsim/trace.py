@@ -5,9 +5,15 @@ Two forms are read from ftrace text (``/sys/kernel/tracing/trace``):
 * 6.x trace events ``events/vmalloc`` -- ``alloc_vmap_area``,
   ``free_vmap_area_noflush`` and ``purge_vmap_area_lazy``
   (``include/trace/events/vmalloc.h``);
-* the kprobes older kernels (6.1) need, set up as in kernel-verified.md:
-  an entry probe and a return probe on ``alloc_vmap_area``, and entry probes on
-  ``free_vmap_area_noflush`` and ``__purge_vmap_area_lazy`` (any probe names).
+* the kprobes older kernels (6.1) need: an entry probe and a return probe on
+  ``alloc_vmap_area``, and entry probes on ``free_vmap_area_noflush`` and
+  ``__purge_vmap_area_lazy`` (any probe names), written to
+  ``/sys/kernel/tracing/kprobe_events`` as (x86-64 argument registers)::
+
+    p:vm_alloc alloc_vmap_area size=%di align=%si vstart=%dx vend=%cx
+    r:vm_alloc_ret alloc_vmap_area va_start=+0($retval):x64
+    p:vm_free free_vmap_area_noflush va_start=+0(%di):x64 va_end=+8(%di):x64
+    p:vm_purge __purge_vmap_area_lazy start=%di end=%si
 
 :func:`replay` applies the events to a space (usually one rebuilt with
 :func:`vmapsim.procfs.restore` from the vmallocinfo snapshot taken when tracing

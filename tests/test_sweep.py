@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import run_cli
 from vmapsim import InvalidArgument, ParseError
-from vmapsim.sweep import METRICS, PARAMETERS, Grid, Point, Table, run_point, sweep
+from vmapsim.sweep import METRICS, PARAMETERS, Grid, Point, Table, compare, exhaustion_cpus, run_point, sweep
 
 GRID = Grid(machines=("qemu-kvm",), cpus=(2, 4, 8), pipelines=("v6.3", "v6.4", "v6.5"), seeds=3)
 
@@ -162,3 +162,48 @@ def test_sweep_errors_are_one_line(argv: list[str], needle: str, tmp_path: Path)
     r = subprocess.run([sys.executable, "-m", "vmapsim", *(a.replace("{bad}", str(bad)) for a in argv)],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_exhaustion_is_a_boundary_found_by_bisection() -> None:
+    # intel-server's storm in i386's 120 MiB window: the count found fails and one fewer does not; failure
+    # is not monotone in the CPU count (a linear scan shows counts below that fail), which is why it is a
+    # boundary and not always the fewest; with kmod 34 (6.5's idempotent finit_module()) nothing runs out
+    def fails(c: int) -> int:
+        return int(run_point(Point("intel-server", c, None, "v6.3", None, 0), layout="i386")["allocation_failures"])
+
+    found = exhaustion_cpus("intel-server", pipeline="v6.3", layout="i386", hi=64)
+    assert found is not None and fails(found) and not fails(found - 1)
+    assert fails(64) and sum(bool(fails(c)) for c in range(found, 65)) >= 0.8 * (65 - found)
+    assert exhaustion_cpus("intel-server", pipeline="v6.5", layout="i386", hi=64, kmod=34) is None
+    with pytest.raises(InvalidArgument, match="hi"):
+        exhaustion_cpus("intel-server", pipeline="v6.3", lo=8, hi=4)
+
+
+def test_compare_sets_each_path_beside_the_first(serial: Table) -> None:
+    rows = compare(serial, "wasted_bytes")
+    assert {(r["baseline"], r["pipeline"]) for r in rows} == {("v6.3", "v6.4"), ("v6.3", "v6.5")}
+    for r in rows:
+        assert r["difference"] == r["median"] - r["baseline_median"]
+        assert r["ratio"] == pytest.approx(r["median"] / r["baseline_median"])
+
+
+def test_vmapsim_compare_prints_differences_and_exhaustion() -> None:
+    out = run_cli("compare", "--cpus", "16", "--seeds", "1", "--layout", "i386", "--metric", "peak_vmalloc",
+               "--exhaustion", "64", "--executor", "serial").stdout  # fmt: skip
+    assert "v6.4                   v6.3" in out and "found by bisection" in out
+    first = exhaustion_cpus("intel-server", pipeline="v6.3", layout="i386", hi=64)
+    assert f"v6.3                   {first:6d}" in out.replace(f"{first:>6}", f"{first:6d}")
+    r = subprocess.run([sys.executable, "-m", "vmapsim", "compare", "--pipeline", "v6.3"], capture_output=True,
+                       text=True)  # fmt: skip
+    assert r.returncode == 2 and "two or more load paths" in r.stderr
+
+
+def test_vmapsim_sweep_plots_the_curves(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib cannot be installed here")
+    image = tmp_path / "curves.png"
+    run_cli("sweep", "--machine", "qemu-kvm", "--cpus", "2,4", "--seeds", "2", "--executor", "serial",
+         "--plot", str(image))  # fmt: skip
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r = subprocess.run([sys.executable, "-m", "vmapsim", "sweep", "--cpus", "2", "--plot", str(tmp_path / "c.txt")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and "expected a file name ending in .png" in r.stderr

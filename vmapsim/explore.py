@@ -467,7 +467,7 @@ class Guided:
         keys = [_group(item) for item in problem.items]
         groups = {key: g for g, key in enumerate(dict.fromkeys(keys))}
         member = [groups[key] for key in keys]
-        fine = n <= self.fine
+        fine, bound, m = n <= self.fine, space.bound, len(instants)
         levels = 127  # factors on 255 levels of the bound
         phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target]
         if problem.goal is not None:
@@ -480,10 +480,8 @@ class Guided:
         @given(st.data())
         def probe(data: Any) -> None:
             draw = partial(_draw_below, data)
-            m = len(instants)
             at = [draw(m) for _ in groups]
             arrivals = tuple(instants[(at[g] + draw(m)) % m] for g in member)
-            bound = space.bound
             draw_factor: Callable[[], float] | None = None
             draw_choice: Callable[[int], int] | None = None
             jitter, jitter_seed = 0.0, 0

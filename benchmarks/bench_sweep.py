@@ -73,15 +73,26 @@ def curves() -> None:
               f"{b['median'] / a['median']:.2f} | {a['min'] / 2**20:.0f}–{a['max'] / 2**20:.0f} MiB |")  # fmt: skip
 
 
+EXHAUSTION_PIPELINES = ("v6.3", "v6.4", "v6.5", "kread-dedup", "page-list", "exclusive-deny", "concurrency-limit")
+
+
 def exhaustion() -> None:
-    print("| machine | kmod | v6.3 | v6.4 | v6.5 |\n|---|---:|---:|---:|---:|")
-    for machine in ("intel-server",):
-        for kmod in (30, 34):
-            cells = []
-            for pipeline in ("v6.3", "v6.4", "v6.5"):
-                n = exhaustion_cpus(machine, pipeline=pipeline, kmod=kmod, hi=4096)
-                cells.append(str(n) if n else "none ≤ 4096")
-            print(f"| {machine} | {kmod} | " + " | ".join(cells) + " |", flush=True)
+    # kmod 30 (Debian 12: init_module) and kmod 34 (Debian 13: finit_module of the compressed file) on the
+    # big Intel preset, the other big-machine presets with their own kmod, then i386's 120 MiB window
+    rows = [("intel-server", 30, None), ("intel-server", 34, None), ("amd-server", None, None),
+            ("arm64-server", None, None), ("intel-server-trixie-backports", None, None),
+            ("intel-server", 30, "i386"), ("intel-server", 34, "i386")]  # fmt: skip
+    print("| machine | kmod | window | " + " | ".join(EXHAUSTION_PIPELINES) + " | time |")
+    print("|---|---:|---|" + "---:|" * (len(EXHAUSTION_PIPELINES) + 1), flush=True)
+    for machine, kmod, layout in rows:
+        t = time.perf_counter()
+        cells = []
+        for pipeline in EXHAUSTION_PIPELINES:
+            n = exhaustion_cpus(machine, pipeline=pipeline, kmod=kmod, hi=4096, layout=layout)
+            cells.append(str(n) if n else "none")
+        shown = kmod if kmod is not None else "preset's"
+        print(f"| {machine} | {shown} | {layout or 'own'} | " + " | ".join(cells) +
+              f" | {time.perf_counter() - t:.0f} s |", flush=True)  # fmt: skip
 
 
 def main() -> int:

@@ -33,8 +33,9 @@ ALLOWED: dict[str, set[str]] = {
     "loader": _SPACE | {"modules", "engine", "execmem", "loader"},
     "workloads": _SPACE | {"modules", "engine", "execmem", "loader", "workloads"},
     "plot": _SPACE | {"modules", "engine", "execmem", "loader", "plot"},
+    "report": _SPACE | {"modules", "engine", "execmem", "loader", "report"},
     "explore": _SPACE | {"modules", "engine", "execmem", "loader", "explore"},
-    "sweep": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "sweep"},
+    "sweep": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "report", "sweep"},
     "strategies": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "strategies"},
     "cli": set(),  # the top: anything
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -130,8 +131,11 @@ def test_scan_errors_write_nothing(tmp_path: Path) -> None:
 def test_load_compares_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["load", "msr", "--cpus", "4", "--lockstep", "--pipeline", "v6.3,v6.5", "--stats"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "# 4 requests (msr on each of 4 CPUs), x86_64, MODULE_ALIGN 4096, lockstep"
-    assert out[2].split()[:5] == ["v6.3", "1", "3", "0", "4"] and out[3].split()[:5] == ["v6.5", "4", "0", "0", "1"]
+    assert out[0].startswith("# 4 jobs: msr on each of 4 CPUs, dependencies first (modprobe); ")
+    assert out[0].endswith(", finit_module(2), x86_64, MODULE_ALIGN 4096, lockstep, seed 0")
+    # calls, ok, EEXIST, other, reads
+    assert out[2].split()[:6] == ["v6.3", "4", "1", "3", "0", "4"]
+    assert out[3].split()[:6] == ["v6.5", "4", "4", "0", "0", "1"]
     assert "# /sys/kernel/debug/modules/stats after v6.3" in out and "      Mods failed on load\t3" in out
 
 
@@ -153,11 +157,27 @@ def test_load_bad_input(argv: list[str], needle: str) -> None:
 def test_load_takes_aliases_and_request_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     alias = "pci:v00008086d000010D3sv00008086sd0000A01Fbc02sc00i00"
     assert main(["load", alias, "--cpus", "2", "--pipeline", "v6.5"]) == 0
-    assert "(e1000e on each of 2 CPUs)" in capsys.readouterr().out
+    assert "# 2 jobs: e1000e on each of 2 CPUs, dependencies first (modprobe); " in capsys.readouterr().out
     reqs = tmp_path / "reqs.csv"
     reqs.write_text("time,cpu,module,path,syscall\n0,0,loop,,finit_module\n0.001,1,loop,,finit_module\n")
     assert main(["load", "--requests", str(reqs), "--cpus", "2", "--pipeline", "v6.4"]) == 0
-    assert capsys.readouterr().out.splitlines()[2].split()[:3] == ["v6.4", "1", "1"]
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"# 2 jobs: 2 requests from {reqs}; ")
+    assert out[2].split()[:4] == ["v6.4", "2", "1", "1"]
+
+
+def test_load_loads_dependencies_first_unless_asked_not_to(capsys: pytest.CaptureFixture[str]) -> None:
+    from vmapsim import Catalog
+
+    deps = Catalog.builtin("debian-6.12-amd64")["xfs"].depends
+    assert deps  # xfs needs libcrc32c (and more) in Debian 12's 6.12
+    assert main(["load", "xfs", "--cpus", "1", "--pipeline", "v6.5", "--json"]) == 0
+    run = json.loads(capsys.readouterr().out)["runs"][0]
+    assert run["loads"] == run["ok"] > len(deps) - 1  # every module of the closure, each once
+    assert main(["load", "xfs", "--cpus", "1", "--pipeline", "v6.5", "--json", "--no-deps"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["runs"][0]["loads"] == 1  # xfs alone: insmod
+    assert "xfs needs libcrc32c, which --no-deps does not load" in err  # and a kernel would refuse it
 
 
 @pytest.mark.parametrize(
@@ -175,6 +195,9 @@ def test_load_bad_request_files(tmp_path: Path, content: str, needle: str) -> No
 def test_info_lists_what_ships(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    for needle in ("debian-6.12-arm64", "x86_64_la57", "from 6.11", "v6.5                 idempotent finit_module",
-                   "intel-server"):  # fmt: skip
+    for needle in ("debian-6.12-arm64", "x86_64_la57", "profile 6.11            6.11 and later, before 6.16",
+                   "v6.5                    idempotent finit_module", "intel-server"):  # fmt: skip
         assert needle in out
+    lines = out.splitlines()
+    i386, x86 = (next(x for x in lines if x.startswith(name)) for name in ("i386", "x86_64 "))
+    assert i386.rindex(" 0x") == x86.rindex(" 0x")  # the modules window's column lines up

@@ -21,7 +21,8 @@ def test_top_level_exports() -> None:
             "PAGE_SIZE", "Catalog", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ModuleFileError",
             "ModuleImage", "ParseError", "Region", "RegionUsage", "Request", "Result", "Run", "Schedule",
             "UnknownAddress", "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "engine",
-            "explore", "layouts", "loader", "modules", "procfs", "profiles", "simulate", "sweep", "trace", "workloads",
+            "explore", "layouts", "loader", "modules", "procfs", "profiles", "report", "simulate", "sweep", "trace",
+            "workloads",
             "worst_case",
         ]
     )  # fmt: skip

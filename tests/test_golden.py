@@ -32,16 +32,21 @@ COMMANDS: dict[str, list[str]] = {
     "boot-qemu-8-stats-vmallocinfo": ["boot", "--machine", "qemu-kvm", "--cpus", "8", "--stats", "--vmallocinfo"],
     "boot-arm64-csv": ["boot", "--machine", "arm64-server", "--csv"],
     "boot-amd-64-kmod31-stats": ["boot", "--machine", "amd-server", "--cpus", "64", "--kmod", "31", "--stats"],
-    "load-kvm-intel-16-stats": ["load", "kvm_intel", "--cpus", "16", "--stats"],
-    "load-dm-mod-init-module-lockstep": ["load", "dm_mod", "--cpus", "8", "--syscall", "init_module", "--lockstep"],
+    "load-kvm-intel-16-stats": ["load", "kvm_intel", "--cpus", "16", "--stats", "--no-deps"],
+    "load-kvm-intel-16-modprobe": ["load", "kvm_intel", "--cpus", "16"],
+    "load-dm-mod-init-module-lockstep": [
+        "load", "dm_mod", "--cpus", "8", "--syscall", "init_module", "--lockstep", "--no-deps",
+    ],
     "load-6.1-kasan-align": [
         "load", "kvm_intel", "msr", "--cpus", "32", "--catalog", "debian-6.1-amd64", "--module-align", "32768",
-        "--stats",
+        "--stats", "--no-deps",
     ],
-    "load-alias": ["load", "cpu:type:x86,ven0000fam0006mod0055:feature:,0000,0001", "--cpus", "4"],
+    "load-alias": ["load", "cpu:type:x86,ven0000fam0006mod0055:feature:,0000,0001", "--cpus", "4", "--no-deps"],
     "load-kernels-6.1-6.12-init-module": [
-        "load", "dm_mod", "--cpus", "8", "--kernel", "6.1,6.12", "--syscall", "init_module", "--stats",
+        "load", "dm_mod", "--cpus", "8", "--kernel", "6.1,6.12", "--syscall", "init_module", "--stats", "--no-deps",
     ],
+    "load-concurrency-limit-8-json": ["load", "kvm_intel", "--cpus", "32", "--pipeline", "v6.4,concurrency-limit:8",
+                                      "--json"],
     "boot-kernel-6.12-kmod31": ["boot", "--cpus", "32", "--kernel", "6.12", "--kmod", "31"],
     "boot-machine-file": [
         "boot", "--machine", "{data}/qemu-tcg-max-modaliases.txt", "--cpus", "8", "--ram", "3", "--kernel", "6.12",
@@ -52,6 +57,8 @@ COMMANDS: dict[str, list[str]] = {
     "demo-6.9-8cpus": ["demo", "--kernel", "6.9", "--cpus", "8"],
     "demo-arm64": ["demo", "--layout", "arm64_48"],
     "info": ["info"],
+    "info-json": ["info", "--json"],
+    "demo-json": ["demo", "--json"],
     "replay-6.12-1cpu": ["replay", "{tmp}/qemu-6.12-1cpu.snap", "{tmp}/qemu-6.12-1cpu.trace", "--kernel", "6.12"],
     "replay-6.12-4cpu": [
         "replay", "{tmp}/qemu-6.12-4cpu.snap", "{tmp}/qemu-6.12-4cpu.trace", "--kernel", "6.12", "--cpus", "4",

@@ -45,7 +45,8 @@ def test_a_row_is_what_vmapsim_boot_prints_for_that_point() -> None:
         [sys.executable, "-m", "vmapsim", "boot", "--machine", "qemu-kvm", "--cpus", "8", "--pipeline", "v6.3",
          "--seed", "2", "--json"], capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    boot = json.loads(out)["pipelines"][0]
+    boot = json.loads(out)["runs"][0]  # the machine's own kmod first
+    assert (boot["pipeline"], boot["kmod"]) == ("v6.3", 30)
     for metric in METRICS:
         assert row[metric] == boot[metric], metric
 

@@ -107,18 +107,20 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_boot_cli_table_json_and_csv() -> None:
-    r = _cli("boot", "--cpus", "8", "--pipeline", "v6.3,v6.5", "--kmod", "31")
+    r = _cli("boot", "--cpus", "8", "--pipeline", "v6.3,v6.5", "--kmod", "34")
     lines = r.stdout.splitlines()
-    assert r.returncode == 0 and lines[0].startswith("# udev coldplug of intel-server with 8 CPUs")
-    assert lines[2].split()[0] == "v6.3" and lines[3].split()[0] == "v6.5"
+    assert r.returncode == 0 and lines[0].startswith("# udev coldplug of intel-server: 8 CPUs, 512 GiB RAM")
+    assert lines[3] == "kmod 34 (Debian 13): modprobe passes the compressed file to finit_module(2)"
+    assert lines[5].split()[0] == "v6.3" and lines[6].split()[0] == "v6.5" and "kmod 30" not in r.stdout
     data = json.loads(_cli("boot", "--cpus", "8", "--pipeline", "v6.5", "--json", "--kmod", "31").stdout)
-    assert data["pipelines"][0]["pipeline"] == "v6.5" and data["pipelines"][0]["wasted_bytes"] == 0
+    assert data["runs"][0]["pipeline"] == "v6.5" and data["runs"][0]["wasted_bytes"] == 0
+    assert data["parameters"]["kmods"] == [31] and data["schema"] == "vmapsim-boot/2"
     csv_text = _cli("boot", "--cpus", "4", "--pipeline", "v6.4", "--csv").stdout
-    assert csv_text.splitlines()[0].startswith("pipeline,loads,ok,eexist")
-    stats = _cli("boot", "--cpus", "4", "--pipeline", "v6.4", "--stats").stdout
-    assert "# /sys/kernel/debug/modules/stats after v6.4" in stats and "Mods ever loaded" in stats
-    info = _cli("boot", "--cpus", "4", "--pipeline", "v6.3", "--vmallocinfo").stdout
-    assert "# /proc/vmallocinfo of v6.3 at the modules window's peak" in info and "load_module" in info
+    assert csv_text.splitlines()[0].startswith("machine,cpus,ram,udev_workers,catalog")
+    stats = _cli("boot", "--cpus", "4", "--pipeline", "v6.4", "--stats", "--kmod", "30").stdout
+    assert "# /sys/kernel/debug/modules/stats after v6.4, kmod 30" in stats and "Mods ever loaded" in stats
+    info = _cli("boot", "--cpus", "4", "--pipeline", "v6.3", "--vmallocinfo", "--kmod", "30").stdout
+    assert "# /proc/vmallocinfo of v6.3, kmod 30, at the modules window's peak" in info and "load_module" in info
 
 
 @pytest.mark.parametrize(

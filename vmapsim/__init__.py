@@ -6,7 +6,7 @@
 '0xffffc90000000000'
 """
 
-from vmapsim import engine, explore, layouts, loader, modules, procfs, profiles, sweep, trace, workloads
+from vmapsim import engine, explore, layouts, loader, modules, procfs, profiles, report, sweep, trace, workloads
 from vmapsim.errors import (
     InvalidArgument,
     ModuleFileError,
@@ -24,7 +24,8 @@ from vmapsim.profiles import KernelProfile
 from vmapsim.space import RegionUsage, VmapArea, VmapBlock, VmapSpace
 from vmapsim.units import PAGE_SIZE
 
-__version__ = "0.1.0"
+#: vmapsim's version, as installed (pyproject.toml is its one source).
+__version__ = report.version()
 
 __all__ = [
     "PAGE_SIZE",
@@ -55,6 +56,7 @@ __all__ = [
     "modules",
     "procfs",
     "profiles",
+    "report",
     "simulate",
     "sweep",
     "trace",

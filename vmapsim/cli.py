@@ -14,14 +14,21 @@ import argparse
 import concurrent.futures
 import gc
 import importlib
+import json
+import math
+import multiprocessing
+import os
+import statistics
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 import attrs
+import tqdm
 
-from vmapsim import checks, layouts, procfs, profiles, trace
+from vmapsim import checks, layouts, procfs, profiles, report, trace
 from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.modules.catalog import Catalog
 from vmapsim.modules.layout import KernelConfig
@@ -31,19 +38,20 @@ from vmapsim.units import MiB
 __all__ = ["main"]
 
 
-def progress_bar(what: str, stream: TextIO | None = None) -> Callable[[int, int], None] | None:
-    """A one-line progress bar on ``stream`` (stderr) when it is a terminal, else None."""
+def progress_bar(what: str, unit: str = "it", stream: TextIO | None = None) -> Callable[[int, int], None] | None:
+    """tqdm's bar (rate and ETA) on ``stream`` (stderr) when it is a terminal, else None: never in a pipe,
+    a file or ``--json`` output.  The callback takes (done, total)."""
     out = stream or sys.stderr
     if not out.isatty():
         return None
+    bar: list[Any] = []
 
     def show(done: int, total: int) -> None:
-        width = 40
-        filled = width * done // total
-        out.write(f"\r{what} [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
-        if done == total:
-            out.write("\n")
-        out.flush()
+        if not bar:
+            bar.append(tqdm.tqdm(total=total, desc=what, unit=unit, file=out, leave=False, dynamic_ncols=True))
+        bar[0].update(done - bar[0].n)
+        if done >= total:
+            bar[0].close()
 
     return show
 
@@ -64,8 +72,16 @@ def _demo(args: argparse.Namespace) -> str:
     space.vmalloc_node_range(
         200_000, start=m.start, end=m.end, caller="load_module+0x1a2/0x2b0", flush_reset_perms=True
     )
+    vmallocinfo = procfs.render_vmallocinfo(space)
+    if args.json:
+        records = procfs.parse_vmallocinfo(vmallocinfo)
+        usage = [{"window": r.name, **attrs.asdict(space.usage(r))} for r in space.layout.regions]
+        return _json("demo", {"layout": space.layout.name, "cpus": args.cpus, "kernel": args.kernel,
+                              "profile": space.profile.name},
+                      {"vmallocinfo": [attrs.asdict(r) for r in records],
+                       "meminfo": procfs.parse_meminfo(procfs.render_meminfo(space)), "usage": usage})  # fmt: skip
     out.append("\n# /proc/vmallocinfo")
-    out.append(procfs.render_vmallocinfo(space).rstrip("\n"))
+    out.append(vmallocinfo.rstrip("\n"))
     out.append("\n# /proc/meminfo (Vmalloc lines)")
     out.append(procfs.render_meminfo(space).rstrip("\n"))
     out.append("\n# usage per window (bytes)")
@@ -126,10 +142,22 @@ def _replay(args: argparse.Namespace) -> tuple[str, int]:
         notes.append(f"# warning: on {args.kernel} with several CPUs, VAs parked in the node pools are not in "
                      "/proc/vmallocinfo; the replay may offer addresses the kernel holds there (trace from boot "
                      "for an exact replay)")  # fmt: skip
-    report = trace.replay(events, space)
+    found = trace.replay(events, space)
+    status = 1 if found.disagreements else 0
+    if args.json:
+        def where(e: trace.TraceEvent) -> dict[str, Any]:
+            return {"line": e.line, "cpu": e.cpu, "size": e.size, "align": e.align, "vstart": e.vstart,
+                    "vend": e.vend, "kernel": e.addr}  # fmt: skip
+
+        params = {"snapshot": args.snapshot, "trace": args.trace, "layout": layout.name, "kernel": args.kernel,
+                  "profile": space.profile.name, "cpus": cpus, "from_boot": from_boot}  # fmt: skip
+        data = {"allocations": found.allocs, "agree": found.agreed,
+                "disagreements": [{**where(d.event), "vmapsim": d.model} for d in found.disagreements],
+                "unknown_frees": [where(e) for e in found.unknown_frees]}  # fmt: skip
+        return _json("replay", params, data, [n.removeprefix("# ") for n in notes]), status
     out = [f"# replay on {layout.name}, {cpus} CPUs, kernel profile {space.profile.name}"
-           f"{', from boot' if from_boot else ''}", *notes, report.summary()]  # fmt: skip
-    for d in report.disagreements[: args.show]:
+           f"{', from boot' if from_boot else ''}", *notes, found.summary()]  # fmt: skip
+    for d in found.disagreements[: args.show]:
         e = d.event
         kernel = "failed" if e.addr is None else f"{e.addr:#x}"
         model = "fails" if d.model is None else f"{d.model:#x}"
@@ -137,11 +165,11 @@ def _replay(args: argparse.Namespace) -> tuple[str, int]:
             f"line {e.line}: cpu {e.cpu} size {e.size} align {e.align} window {e.vstart:#x}-{e.vend:#x}: "
             f"kernel {kernel}, vmapsim {model}"
         )
-    for e in report.unknown_frees[: args.show]:
+    for e in found.unknown_frees[: args.show]:
         out.append(f"line {e.line}: free of {e.addr or 0:#x}, which the model does not hold")
-    if report.disagreements:
-        out.append(f"# {len(report.disagreements)} allocations disagree")
-    return "\n".join(out) + "\n", 1 if report.disagreements else 0
+    if found.disagreements:
+        out.append(f"# {len(found.disagreements)} allocations disagree")
+    return "\n".join(out) + "\n", status
 
 
 def _write(path: str, data: bytes) -> None:
@@ -162,13 +190,20 @@ def _scan(args: argparse.Namespace) -> str:
         config = KernelConfig.from_text(_read(args.config), args.arch)
     elif args.arch != "x86_64":
         config = KernelConfig(arch=args.arch)
-    catalog = Catalog.scan(args.path, config=config, jobs=args.jobs, progress=progress_bar("scanning"))
+    catalog = Catalog.scan(args.path, config=config, jobs=args.jobs, progress=progress_bar("scanning", "file"))
     if args.csv:
         _write(args.csv, catalog.to_csv().encode())
     if args.save:
         catalog.save(args.save)
     gen = catalog.generation
     total = sum(sum(n for _, n in m.allocations(gen)) for m in catalog)
+    if args.json:
+        params = {"path": args.path, "config": args.config, "arch": args.arch, "csv": args.csv, "save": args.save}
+        data = {"kernel": catalog.kernel, "generation": gen, "config_source": catalog.config_source,
+                "modules": len(catalog), "file_bytes": sum(m.file_size for m in catalog),
+                "decompressed_bytes": sum(m.decompressed_size for m in catalog), "module_area_bytes": total,
+                "problems": [{"path": p.path, "reason": p.reason} for p in catalog.problems]}  # fmt: skip
+        return _json("scan", params, data)
     out = [
         f"{len(catalog)} modules of {catalog.kernel} ({gen} loader), {len(catalog.problems)} skipped; "
         f"{sum(m.file_size for m in catalog)} file bytes, {sum(m.decompressed_size for m in catalog)} decompressed, "
@@ -181,7 +216,8 @@ def _scan(args: argparse.Namespace) -> str:
 
 def _load(args: argparse.Namespace) -> str:
     from vmapsim.engine import CostModel
-    from vmapsim.loader import Request, Run, simulate
+    from vmapsim.loader import Request, Run
+    from vmapsim.workloads import Modprobe
 
     catalog, names = _catalog_and_pipelines(args)
     modules: list[str] = []
@@ -191,125 +227,269 @@ def _load(args: argparse.Namespace) -> str:
             raise InvalidArgument(f"no module or alias {name!r} in the {catalog.kernel} catalog")
         modules += found
     layout = layouts.by_name(args.layout)
+    _check_arch(catalog, layout)
     costs = CostModel(lockstep=args.lockstep)
-    reqs = [Request(m, cpu=c, syscall=args.syscall) for c in range(args.cpus) for m in modules]
+    jobs: list[Any] = []
+    if modules and args.no_deps:  # insmod: each module alone
+        jobs = [Request(m, cpu=c, syscall=args.syscall) for c in range(args.cpus) for m in modules]
+        for m in modules:
+            missing = [d for d in catalog[m].depends if d not in modules]
+            if missing:  # simplify_symbols() is not modelled: say what a real kernel would do
+                print(f"vmapsim: note: {m} needs {', '.join(missing)}, which --no-deps does not load; vmapsim "
+                      "does not resolve symbols, where a kernel would fail the load with -ENOENT", file=sys.stderr)
+    elif modules:  # modprobe: each CPU loads the modules' dependencies first, skipping live ones
+        jobs = [Modprobe(tuple(modules), cpu=c, syscall=args.syscall) for c in range(args.cpus)]
+    asked = len(jobs)
     if args.requests:
         from vmapsim.workloads import read_requests
 
         fmt = "csv" if args.requests.endswith(".csv") else "jsonl"
-        reqs += read_requests(_read(args.requests), fmt=fmt, source=args.requests)
-        for req in reqs:
+        requests = read_requests(_read(args.requests), fmt=fmt, source=args.requests)
+        for req in requests:
             if not isinstance(req.module, str) or req.module not in catalog:
                 raise InvalidArgument(f"{args.requests}: no module {req.module!r} in the {catalog.kernel} catalog")
-    if not reqs:
+        jobs += requests
+    if not jobs:
         raise InvalidArgument("nothing to load: name modules or aliases, or give --requests FILE")
-    w = max(18, *(len(n) for n, _, _ in names))
-    out = [
-        f"# {len(reqs)} requests ({', '.join(modules) or args.requests} on each of {args.cpus} CPUs), {layout.name}, "
-        f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}",
-        f"{'pipeline':{w}} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>5} {'peak vmalloc':>14} "
-        f"{'peak modules':>14} {'failures':>8} {'stats wasted':>14}",
-    ]
-    stats_text = []
-    for name, pipeline, kernel in names:
+    what = []
+    if modules:
+        deps = "" if args.no_deps else ", dependencies first (modprobe)"
+        what.append(f"{', '.join(modules)} on each of {args.cpus} CPUs{deps}")
+    if args.requests:
+        what.append(f"{len(jobs) - asked} requests from {args.requests}")
+    for _name, pipeline, kernel in names:
         run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
                   kernel=kernel)  # fmt: skip
-        r = simulate(reqs, run)
-        rets = [o.ret for o in r.outcomes]
-        out.append(
-            f"{name:{w}} {rets.count(0):5d} {rets.count(-17):6d} {len(rets) - rets.count(0) - rets.count(-17):5d} "
-            f"{r.reads:5d} {r.peak_pinned.get('vmalloc', 0):14d} {r.peak_pinned.get('modules', 0):14d} "
-            f"{len(r.failures):8d} {r.stats.wasted_bytes:14d}"
-        )
-        if r.failures:
-            out.append(f"{'':{w}} first failure: {r.failures[0].message}")
+        _BOOT_TASKS.append((jobs, run, None, False, False))
+    try:
+        done = _fork_map(_boot_run, len(names), progress_bar("simulating", "run"))
+    finally:
+        _BOOT_TASKS.clear()
+    rows = report.storm_rows(0, args.syscall, [(name, fig) for (name, _, _), (fig, _) in zip(names, done, strict=True)])
+    params = {"modules": modules, "requests": args.requests, "cpus": args.cpus, "catalog": args.catalog,
+              "catalog_kernel": catalog.kernel, "kernel": args.kernel, "pipelines": [n for n, _, _ in names],
+              "syscall": args.syscall, "deps": not args.no_deps, "lockstep": args.lockstep, "seed": args.seed,
+              "layout": layout.name, "module_align": args.module_align}  # fmt: skip
+    stats = {row.pipeline: peak["stats"] for row, (_, peak) in zip(rows, done, strict=True)}
+    if args.json or args.csv:
+        data = [{k: v for k, v in row.to_dict().items() if k != "kmod"} for row in rows]
         if args.stats:
-            stats_text.append(f"\n# /sys/kernel/debug/modules/stats after {name}\n{r.stats.render()}")
-    return "\n".join(out) + "\n" + "".join(stats_text)
+            for d in data:
+                st = stats[d["pipeline"]]
+                d["stats"] = {**attrs.asdict(st), "wasted_bytes": st.wasted_bytes, "text": st.render()}
+        if args.json:
+            return _json("load", params, {"windows": {r.name: r.size for r in layout.regions}, "runs": data})
+        flat = {k: v for k, v in params.items() if k not in ("modules", "pipelines")}
+        return report.csv_text([{**flat, "modules": " ".join(modules), **{k: v for k, v in d.items() if k != "stats"}}
+                                for d in data])  # fmt: skip
+    size = str if args.bytes else report.human_bytes
+    w = max(18, *(len(n) for n, _, _ in names))
+    lines = [f"# {len(jobs)} jobs: {'; '.join(what)}; {catalog.kernel}, {args.syscall}(2), {layout.name}, "
+             f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}, seed {args.seed}",
+             *_table(rows, w, size)]  # fmt: skip
+    lines += ["", _BOOT_LEGEND, "pipelines:"]
+    lines += [f"         {n:{w}} {report.about(Run(p, catalog=catalog, kernel=k).resolve_pipeline())}"
+              for n, p, k in names]  # fmt: skip
+    for row in rows if args.stats else ():
+        lines.append(f"\n# /sys/kernel/debug/modules/stats after {row.pipeline}\n{stats[row.pipeline].render()}"
+                     .rstrip("\n"))  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _table(rows: Sequence[report.StormRow], w: int, size: Callable[[int], str]) -> list[str]:
+    """The lines of a storm's table: a header, then a row (and its first failure) per load path."""
+    lines = [f"{'pipeline':{w}} {'calls':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>5} "
+             f"{'peak vmalloc':>12} {'peak modules':>12} {'fails':>5} {'wasted':>11}  verdict"]  # fmt: skip
+    for row in rows:
+        m = row.metrics
+        lines.append(f"{row.pipeline:{w}} {m['loads']:6d} {m['ok']:5d} {m['eexist']:6d} {m['other_errors']:5d} "
+                     f"{row.reads:5d} {size(m['peak_vmalloc']):>12} {size(m['peak_modules']):>12} "
+                     f"{m['allocation_failures']:5d} {size(m['wasted_bytes']):>11}  {row.verdict}")  # fmt: skip
+        if row.first_failure:
+            lines.append(f"{'':{w}} first failure: {row.first_failure}")
+    return lines
+
+
+def _check_arch(catalog: Catalog, layout: layouts.Layout) -> None:
+    """Warn (on stderr) when a catalog's modules were built for another architecture than the layout's
+    (layouts are named after their architecture: x86_64, x86_64_la57, arm64_48, ...)."""
+    arch = catalog.config.arch
+    if not layout.name.startswith(arch):
+        print(f"vmapsim: warning: the {catalog.kernel} catalog holds {arch} modules but layout {layout.name} is "
+              "another architecture's", file=sys.stderr)  # fmt: skip
+
+
+#: The distribution each kmod version shipped in, for the section headings.
+_KMOD_RELEASES = {30: "Debian 12", 34: "Debian 13"}
+
+
+def _userspace(kmod: int, syscall: str) -> str:
+    """How kmod ``kmod`` hands modules to the kernel, as a section heading."""
+    where = f" ({_KMOD_RELEASES[kmod]})" if kmod in _KMOD_RELEASES else ""
+    how = ("decompresses each module itself and calls init_module(2)" if syscall == "init_module" else
+           "passes the compressed file to finit_module(2)")  # fmt: skip
+    return f"kmod {kmod}{where}: modprobe {how}"
+
+
+_BOOT_LEGEND = """\
+columns: calls  load syscalls that reached the kernel (modprobe skips a module already live, so a path whose
+                loads finish sooner makes fewer; kread-dedup's -EBUSY stops a device's modprobe chain)
+         ok, EEXIST, other  what they returned (6.5's waiters return the first load's 0; -EBUSY and -ETXTBSY
+                are "other")
+         reads  kernel_read_file() buffers: none with init_module(2), where userspace read the file
+         peak vmalloc, peak modules  the most bytes pinned at once in each window (busy + lazily freed)
+         fails  allocations that failed after purge and retry: the window ran out
+         wasted  CONFIG_MODULE_STATS' "Virtual mem wasted bytes": what failed loads allocated, over the boot
+         verdict  against the section's first row"""
 
 
 def _boot(args: argparse.Namespace) -> str:
-    import csv
-    import io
-    import json
-
     if args.plot:
         from vmapsim.plot import plot_path
 
         plot_path(args.plot)  # a bad name is refused before minutes of simulation
 
-    from vmapsim.loader import Run, simulate
+    from vmapsim.loader import Run
+    from vmapsim.workloads import udev_boot
 
     machine, catalog, names, layout, jobs, costs, workers = _coldplug(args)
+    _check_arch(catalog, layout)
     schedule = _schedule(args.schedule) if args.schedule else None
-    rows = []
-    extra = []
-    runs = {}
-    peaks = {}
-    bar = progress_bar("simulating")
-    for i, (name, pipeline, kernel) in enumerate(names):
-        run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
-                  workers=workers, kernel=kernel)  # fmt: skip
-        r = simulate(jobs, run, schedule=schedule)
-        if bar:
-            bar(i + 1, len(names))
-        if args.plot:
-            runs[name] = r
-        rets = [o.ret for o in r.outcomes]
-        rows.append({
-            "pipeline": name, "loads": len(rets), "ok": rets.count(0), "eexist": rets.count(-17),
-            "other_errors": len(rets) - rets.count(0) - rets.count(-17), "reads": r.reads,
-            "peak_vmalloc": r.peak_pinned.get("vmalloc", 0), "peak_modules": r.peak_pinned.get("modules", 0),
-            "allocation_failures": len(r.failures), "failed_becoming": r.stats.failed_becoming,
-            "failed_load": r.stats.failed_load_modules, "wasted_bytes": r.stats.wasted_bytes,
-            "first_failure": r.failures[0].message if r.failures else "",
-        })  # fmt: skip
+    # Both userspace paths unless one is asked for (a schedule belongs to one storm's jobs).
+    kmods = [args.kmod or machine.kmod]
+    if args.kmod is None and schedule is None:
+        kmods.append(34 if machine.kmod < 31 else 30)
+    jobs_of = {kmod: jobs if kmod == kmods[0] else
+               udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=kmod)
+               for kmod in kmods}  # fmt: skip
+    tasks = []
+    for kmod in kmods:
+        for name, pipeline, kernel in names:
+            run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align,
+                      seed=args.seed, workers=workers, kernel=kernel)  # fmt: skip
+            tasks.append((name, kmod, run))
+    _BOOT_TASKS[:] = [(jobs_of[kmod], run, schedule, bool(args.vmallocinfo), bool(args.plot)) for _, kmod, run in tasks]
+    try:
+        done = _fork_map(_boot_run, len(tasks), progress_bar("simulating", "run"))
+    finally:
+        _BOOT_TASKS.clear()
+    rows: list[report.StormRow] = []
+    extras: dict[tuple[int, str], dict[str, Any]] = {}
+    runs, peaks = {}, {}
+    paths = {name: run.resolve_pipeline() for name, _, run in tasks}
+    for kmod in kmods:
+        section = [(name, done[i][0]) for i, (name, k, _) in enumerate(tasks) if k == kmod]
+        syscall = "init_module" if any(j.syscall == "init_module" for j in jobs_of[kmod]) else "finit_module"
+        rows += report.storm_rows(kmod, syscall, section)
+    for (name, kmod, _), (_, peak) in zip(tasks, done, strict=True):
+        label = name if len(kmods) == 1 else f"{name}, kmod {kmod}"
+        extra = extras.setdefault((kmod, name), {})
         if args.stats:
-            extra.append(f"\n# /sys/kernel/debug/modules/stats after {name}\n{r.stats.render()}")
-        if args.vmallocinfo or args.plot:
-            # Runs are deterministic: rerun up to the instant the window peaked to see the space then.
-            window = "modules" if "modules" in r.peak_time else "vmalloc"
-            peak = simulate(jobs, run, until=r.peak_time.get(window, 0.0), schedule=schedule)
-            peaks[name] = peak.space
-            if args.vmallocinfo:
-                extra.append(
-                    f"\n# /proc/vmallocinfo of {name} at the {window} window's peak "
-                    f"({r.peak_time.get(window, 0.0) * 1000:.3f} ms)\n{procfs.render_vmallocinfo(peak.space)}"
-                )
+            stats = peak["stats"]
+            extra["stats"] = {**attrs.asdict(stats), "wasted_bytes": stats.wasted_bytes, "text": stats.render()}
+        if args.plot:
+            runs[label] = peak["result"]
+            peaks[label] = peak["space"]
+        if args.vmallocinfo:
+            extra["vmallocinfo"] = {k: peak[k] for k in ("window", "time", "text")}
+    jobs = jobs_of[kmods[0]]
+    see = "; the kmod 34 rows show them" if 34 in kmods else ": try --kmod 34"
+    notes = [f"kmod {k} decompresses modules in userspace and calls init_module(2): v6.5, kread-dedup, page-list "
+             f"and exclusive-deny act on finit_module(2) and cannot help it{see}"
+             for k in kmods if any(r.kmod == k and r.syscall == "init_module" for r in rows)]  # fmt: skip
     if args.plot:
         from vmapsim.plot import pinned_over_time
 
-        pinned_over_time(runs, args.plot, at_peak=peaks)
-    if args.json:
-        return json.dumps({"machine": machine.name, "cpus": args.cpus, "catalog": catalog.kernel, "pipelines": rows},
-                          indent=1) + "\n"  # fmt: skip
-    if args.csv:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue()
+        title = (f"udev coldplug of {machine.name}: {args.cpus} CPUs, {catalog.kernel}, kmod "
+                 f"{' and '.join(map(str, kmods))}, seed {args.seed}")  # fmt: skip
+        pinned_over_time(runs, args.plot, at_peak=peaks, layout=layout, title=title)
+    if args.json or args.csv:
+        params = {"machine": machine.name, "cpus": args.cpus, "ram": machine.ram, "udev_workers": workers,
+                  "catalog": args.catalog, "catalog_kernel": catalog.kernel, "kernel": args.kernel,
+                  "pipelines": [n for n, _, _ in names], "kmods": kmods, "seed": args.seed, "jitter": args.jitter,
+                  "cost_jitter": args.cost_jitter, "layout": layout.name, "module_align": args.module_align,
+                  "schedule": args.schedule, "uevents": len(jobs)}  # fmt: skip
+        data = [{**row.to_dict(), **extras[row.kmod, row.pipeline]} for row in rows]
+        if args.json:
+            doc = report.document("boot", params, {"windows": {r.name: r.size for r in layout.regions},
+                                                   "runs": data}, notes)  # fmt: skip
+            return json.dumps(doc, indent=1) + "\n"
+        for note in notes:
+            print(f"vmapsim: note: {note}", file=sys.stderr)
+        flat = [{k: v for k, v in {**params, "pipelines": None, "kmods": None, **d}.items()
+                 if k not in ("pipelines", "kmods", "stats", "vmallocinfo")} for d in data]  # fmt: skip
+        return report.csv_text(flat)
+    size = str if args.bytes else report.human_bytes
     w = max(18, *(len(n) for n, _, _ in names))
     lines = [
-        f"# udev coldplug of {machine.name} with {args.cpus} CPUs, {catalog.kernel}, {len(jobs)} uevents with "
-        f"modules, kmod {args.kmod or machine.kmod}",
-        f"{'pipeline':{w}} {'loads':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>6} {'peak vmalloc':>13} "
-        f"{'peak modules':>13} {'failures':>8} {'becoming':>8} {'load':>6} {'stats wasted':>13}",
+        f"# udev coldplug of {machine.name}: {args.cpus} CPUs, {machine.ram >> 30} GiB RAM ({workers} udev workers), "
+        f"{catalog.kernel}, {len(jobs)} uevents with modules, seed {args.seed}",
+        f"# {layout.name}: modules window {size(layout.modules.size)}, vmalloc window {size(layout.vmalloc.size)}",
     ]
+    for kmod in kmods:
+        shown = [r for r in rows if r.kmod == kmod]
+        lines += ["", _userspace(kmod, shown[0].syscall), *_table(shown, w, size)]
+    lines += ["", _BOOT_LEGEND, "pipelines:"]
+    lines += [f"         {n:{w}} {report.about(p)}" for n, p in paths.items()]
+    lines += [f"note: {n}" for n in notes]
     for row in rows:
-        lines.append(
-            f"{row['pipeline']:{w}} {row['loads']:6d} {row['ok']:5d} {row['eexist']:6d} {row['other_errors']:5d} "
-            f"{row['reads']:6d} {row['peak_vmalloc']:13d} {row['peak_modules']:13d} {row['allocation_failures']:8d} "
-            f"{row['failed_becoming']:8d} {row['failed_load']:6d} {row['wasted_bytes']:13d}"
-        )
-        if row["first_failure"]:
-            lines.append(f"{'':{w}} first failure: {row['first_failure']}")
-    if jobs and jobs[0].syscall == "init_module":
-        lines.append(
-            "note: kmod < 31 decompresses modules itself and calls init_module(2); the fixes that act on\n"
-            "      finit_module() (v6.5, kread-dedup, page-list, exclusive-deny) cannot help here: try --kmod 31"
-        )
-    return "\n".join(lines) + "\n" + "".join(extra)
+        extra = extras[row.kmod, row.pipeline]
+        if "stats" in extra:
+            lines.append(f"\n# /sys/kernel/debug/modules/stats after {row.pipeline}, kmod {row.kmod}\n"
+                         f"{extra['stats']['text']}".rstrip("\n"))  # fmt: skip
+        if "vmallocinfo" in extra:
+            v = extra["vmallocinfo"]
+            lines.append(f"\n# /proc/vmallocinfo of {row.pipeline}, kmod {row.kmod}, at the {v['window']} window's "
+                         f"peak ({v['time'] * 1000:.3f} ms)\n{v['text']}".rstrip("\n"))  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+#: What the forked workers of ``boot`` run: (jobs, run, schedule, want vmallocinfo, want the peak space).
+_BOOT_TASKS: list[tuple[Any, Any, Any, bool, bool]] = []
+
+
+def _boot_run(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run boot's task ``i`` (and, when asked, its rerun to the peak): its figures, its stats and, for a
+    plot, the Result (without its space) and the space at the peak; the figures alone travel cheaply."""
+    from vmapsim.loader import simulate
+
+    jobs, run, schedule, want_text, want_space = _BOOT_TASKS[i]
+    r = simulate(jobs, run, schedule=schedule)
+    peak: dict[str, Any] = {"stats": r.stats, "result": attrs.evolve(r, space=None) if want_space else None}
+    if want_text or want_space:
+        # Runs are deterministic: rerun up to the instant the window peaked to see the space then.
+        window = "modules" if "modules" in r.peak_time else "vmalloc"
+        at = r.peak_time.get(window, 0.0)
+        space = simulate(jobs, run, until=at, schedule=schedule).space
+        assert space is not None  # simulate() always returns its space
+        peak |= {"window": window, "time": at, "space": space if want_space else None,
+                 "text": procfs.render_vmallocinfo(space) if want_text else None}  # fmt: skip
+    return report.figures(r), peak
+
+
+def _fork_map(fn: Callable[[int], Any], n: int, bar: Callable[[int, int], None] | None) -> list[Any]:
+    """``[fn(0), ..., fn(n-1)]``, on forked workers (one per usable CPU) where fork exists, else in turn.
+
+    The workers inherit what ``fn`` reads (catalog, jobs) instead of being sent it; each task is
+    deterministic, so the answers are the same whichever ran them.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    out: list[Any] = [None] * n
+    # fork is safe only in a process with one thread (a library caller's threads could hold locks)
+    if cpus < 2 or n < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+        for i in range(n):
+            out[i] = fn(i)
+            if bar:
+                bar(i + 1, n)
+        return out
+    ctx = multiprocessing.get_context("fork")
+    with concurrent.futures.ProcessPoolExecutor(min(cpus, n), mp_context=ctx) as pool:
+        futures = {pool.submit(fn, i): i for i in range(n)}
+        for k, f in enumerate(concurrent.futures.as_completed(futures), 1):
+            out[futures[f]] = f.result()
+            if bar:
+                bar(k, n)
+    return out
 
 
 def _coldplug(args: argparse.Namespace) -> tuple[Any, Catalog, list[tuple[str, str | None, str | None]], Any,
@@ -343,8 +523,6 @@ def _schedule(path: str) -> Any:
 
 
 def _worst(args: argparse.Namespace) -> str:
-    import json
-
     from vmapsim.explore import METRICS, STRATEGIES, Space, worst_case
     from vmapsim.loader import Run
 
@@ -365,7 +543,7 @@ def _worst(args: argparse.Namespace) -> str:
     run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
               workers=workers, kernel=kernel)  # fmt: skip
     space = Space(span=args.span, slots=args.slots, bound=args.cost_jitter, ties=not args.no_ties)
-    bar = progress_bar("searching")
+    bar = progress_bar("searching", "schedule")
     w = worst_case(jobs, run, metric=args.metric, budget=args.budget, strategy=args.strategy, space=space,
                    seed=args.seed, goal=args.goal, progress=(lambda d, t, _: bar(d, t)) if bar else None)  # fmt: skip
     if args.save:
@@ -375,15 +553,16 @@ def _worst(args: argparse.Namespace) -> str:
     marks = sorted({n for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if n < len(best)} | {len(best)})
     if args.json:
         v = sorted(w.values)
-        doc = {
-            "schema": "vmapsim-worst/1", "machine": machine.name, "cpus": args.cpus, "catalog": catalog.kernel,
-            "pipeline": label, "metric": w.metric, "strategy": w.strategy, "seed": args.seed, "budget": args.budget,
-            "worst": w.value, "seeded_run": seeded, "evaluations": w.evaluations, "first": w.first, "hits": w.hits,
-            "min": v[0], "median": v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2,
-            "allocation_failures": len(w.result.failures), "best_so_far": {str(n): best[n - 1] for n in marks},
-            "schedule": json.loads(w.schedule.to_json()),
-        }  # fmt: skip
-        return json.dumps(doc, indent=1) + "\n"
+        params = {"machine": machine.name, "cpus": args.cpus, "catalog": args.catalog, "catalog_kernel": catalog.kernel,
+                  "pipeline": label, "kmod": args.kmod or machine.kmod, "metric": w.metric, "strategy": w.strategy,
+                  "seed": args.seed, "budget": args.budget, "goal": args.goal, "span": args.span, "slots": args.slots,
+                  "ties": not args.no_ties, "jitter": args.jitter, "cost_jitter": args.cost_jitter,
+                  "layout": layout.name, "module_align": args.module_align}  # fmt: skip
+        data = {"worst": w.value, "seeded_run": seeded, "evaluations": w.evaluations, "first": w.first,
+                "hits": w.hits, "min": v[0], "median": statistics.median(v),
+                "allocation_failures": len(w.result.failures), "best_so_far": {str(n): best[n - 1] for n in marks},
+                "schedule": json.loads(w.schedule.to_json())}  # fmt: skip
+        return _json("worst", params, data)
     lines = [
         f"# worst {w.metric} of the udev coldplug of {machine.name} with {args.cpus} CPUs, {label}, {len(jobs)} "
         f"uevents with modules; {w.strategy} search, budget {args.budget}, seed {args.seed}",
@@ -398,6 +577,19 @@ def _worst(args: argparse.Namespace) -> str:
     if args.stats:
         lines.append(f"\n# /sys/kernel/debug/modules/stats of the worst schedule\n{w.result.stats.render()}")
     return "\n".join(lines) + "\n"
+
+
+def _json(command: str, parameters: dict[str, Any], data: dict[str, Any], notes: Sequence[str] = ()) -> str:
+    """A command's ``--json`` output: :func:`vmapsim.report.document`, indented, one trailing newline."""
+    return json.dumps(report.document(command, parameters, data, notes), indent=1, allow_nan=False) + "\n"
+
+
+def _grid_parameters(grid: Any) -> dict[str, Any]:
+    """A sweep grid's parameters, as the JSON documents record them."""
+    return {"machines": list(grid.machines), "cpus": list(grid.cpus), "kernels": list(grid.kernels),
+            "pipelines": list(grid.pipelines), "kmods": list(grid.kmods), "seeds": grid.seeds,
+            "jitter": grid.jitter, "cost_jitter": grid.cost_jitter, "module_align": grid.module_align,
+            "layout": grid.layout}  # fmt: skip
 
 
 def _number(x: float) -> str:
@@ -455,17 +647,11 @@ def _compare(args: argparse.Namespace) -> str:
     paths = [(k, p) for k in grid.kernels for p in grid.pipelines]
     if len(paths) < 2:
         raise InvalidArgument("compare needs two or more load paths: give several --kernel or --pipeline values")
-    table = sweep(grid, executor="serial" if args.executor == "serial" else None, progress=_sweep_bar(len(grid)))
-    lines = [
-        f"# {args.metric}: each load path's median over {len(grid.seed_list())} seeds beside the first one's",
-        f"{'machine':16} {'cpus':>5} {'pipeline':22} {'baseline':22} {'median':>13} {'difference':>13} {'ratio':>7}",
-    ]
-    for c in compare(table, args.metric):
-        lines.append(f"{c['machine']:16} {c['cpus']:5d} {c['pipeline']:22} {c['baseline']:22} {c['median']:13.0f} "
-                     f"{c['difference']:13.0f} {c['ratio']:7.3f}")  # fmt: skip
+    executor = "serial" if args.executor == "serial" else None
+    table = sweep(grid, executor=executor, progress=progress_bar("sweeping", "run"))
+    rows = compare(table, args.metric)
+    exhausted = []
     if args.exhaustion:
-        lines.append(f"\n# where a window starts to run out (up to {args.exhaustion} CPUs), found by bisection: "
-                     "that many CPUs fail, one fewer does not")
         for machine in grid.machines:
             for kmod in grid.kmods:
                 for kernel, pipeline in paths:
@@ -474,8 +660,24 @@ def _compare(args: argparse.Namespace) -> str:
                         hi=args.exhaustion, jitter=grid.jitter, cost_jitter=grid.cost_jitter,
                         module_align=grid.module_align, layout=grid.layout,
                     )
-                    name = Point(machine, 1, kernel, pipeline, kmod, 0).label
-                    lines.append(f"{machine:16} kmod {kmod or '-':>3} {name:22} {n if n else 'none':>6}")
+                    exhausted.append({"machine": machine, "kmod": kmod, "kernel": kernel, "pipeline": pipeline,
+                                      "label": Point(machine, 1, kernel, pipeline, kmod, 0).label, "cpus": n})
+    if args.json:
+        finite = [{**c, "ratio": c["ratio"] if math.isfinite(c["ratio"]) else None} for c in rows]  # JSON has no inf
+        return _json("compare", {**_grid_parameters(grid), "metric": args.metric, "exhaustion": args.exhaustion},
+                     {"rows": finite, "exhaustion": exhausted}, ["ratio null: the baseline's median is 0"])  # fmt: skip
+    lines = [
+        f"# {args.metric}: each load path's median over {len(grid.seed_list())} seeds beside the first one's",
+        f"{'machine':16} {'cpus':>5} {'pipeline':22} {'baseline':22} {'median':>13} {'difference':>13} {'ratio':>7}",
+    ]
+    for c in rows:
+        lines.append(f"{c['machine']:16} {c['cpus']:5d} {c['pipeline']:22} {c['baseline']:22} {c['median']:13.0f} "
+                     f"{c['difference']:13.0f} {c['ratio']:7.3f}")  # fmt: skip
+    if args.exhaustion:
+        lines.append(f"\n# where a window starts to run out (up to {args.exhaustion} CPUs), found by bisection: "
+                     "that many CPUs fail, one fewer does not")
+        lines += [f"{e['machine']:16} kmod {e['kmod'] or '-':>3} {e['label']:22} {e['cpus'] or 'none':>6}"
+                  for e in exhausted]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -505,7 +707,7 @@ def _sweep(args: argparse.Namespace) -> str:
         raise InvalidArgument(f"--executor {args.executor!r}: one of local, serial, dask")
     elif args.executor == "local" and args.workers:
         executor = concurrent.futures.ProcessPoolExecutor(args.workers)
-    bar = _sweep_bar(len(grid))
+    bar = progress_bar("sweeping", "run")
     try:
         table = sweep(grid, executor=executor, done=done, progress=bar)
     finally:
@@ -515,7 +717,7 @@ def _sweep(args: argparse.Namespace) -> str:
             executor.shutdown()
     for path in (args.json, args.resume):
         if path:
-            _write(path, table.to_json().encode())
+            _write(path, table.to_json({**_grid_parameters(grid), "executor": args.executor}).encode())
     if args.csv:
         _write(args.csv, table.to_csv().encode())
     if args.parquet:
@@ -553,56 +755,61 @@ def _machine_layout(name: str) -> str:
     return PRESETS[name].layout
 
 
-def _sweep_bar(total: int) -> Callable[[int, int], None] | None:
-    """tqdm's bar with rate and ETA when tqdm is installed (the sweep extra), else vmapsim's own."""
-    if not sys.stderr.isatty():
-        return None
-    try:
-        tqdm: Any = importlib.import_module("tqdm")
-    except ImportError:
-        return progress_bar("sweeping")
-    bar = tqdm.tqdm(total=total, unit="run", desc="sweeping")
-
-    def show(done: int, _total: int) -> None:
-        bar.update(done - bar.n)
-        if done == _total:
-            bar.close()
-
-    return show
-
-
 def _info(args: argparse.Namespace) -> str:
     from vmapsim.loader import PIPELINES, for_kernel
     from vmapsim.loader.pipelines import NEWEST
     from vmapsim.workloads import PRESETS
 
-    lines = ["# shipped catalogs"]
+    catalogs = []
     for name in Catalog.builtins():
         cat = Catalog.builtin(name)
-        lines.append(f"{name:20} {cat.kernel:26} {len(cat):5d} modules, {cat.generation} loader")
-    lines.append("\n# layouts (vmalloc window / modules window)")
-    for lay in layouts.LAYOUTS.values():
-        lines.append(
-            f"{lay.name:20} {lay.vmalloc.start:#x}-{lay.vmalloc.end:#x}  {lay.modules.start:#x}-{lay.modules.end:#x}"
-        )
-    lines.append("\n# kernel profiles (first version)")
-    lines += [f"{p.name:20} from {p.first[0]}.{p.first[1]}" for p in profiles.PROFILES]
-    lines.append("\n# kernel versions (--kernel): load path, module memory, allocator profile")
+        catalogs.append({"name": name, "kernel": cat.kernel, "arch": cat.config.arch, "modules": len(cat),
+                         "generation": cat.generation})  # fmt: skip
+    kernels = []
     for version in ("5.18", "6.1", "6.3", "6.4", "6.5", "6.9", "6.10", "6.11", "6.12", "6.15", "6.16", "7.3"):
         path = for_kernel(version)
         duplicates = "idempotent finit_module" if path.idempotent else "early_mod_check" if path.early_check else (
             "add_unformed_module only")  # fmt: skip
         memory = f"{path.generation} via {'execmem_alloc' if path.execmem else 'module_alloc'}"
         memory += " (x86-64 text: ROX cache)" if path.rox_cache else ""
-        lines.append(f"{version:20} {duplicates:26} {memory:61} allocator {path.profile.name}")
-    lines.append(f"{'newer than ' + '.'.join(map(str, NEWEST)):20} refused: not read from a kernel's sources yet")
+        kernels.append({"version": version, "duplicates": duplicates, "memory": memory,
+                        "allocator": path.profile.name})  # fmt: skip
+    newest = ".".join(map(str, NEWEST))
+    if args.json:
+        data = {"catalogs": catalogs,
+                "layouts": [{"name": lay.name, "bits": lay.bits, "vmalloc": [lay.vmalloc.start, lay.vmalloc.end],
+                             "modules": [lay.modules.start, lay.modules.end]} for lay in layouts.LAYOUTS.values()],
+                "profiles": [{"name": p.name, "first": ".".join(map(str, p.first))} for p in profiles.PROFILES],
+                "kernels": kernels, "newest_kernel": newest,
+                "pipelines": [{"name": p.name, "idempotent": p.idempotent, "stages": [st.name for st in p.stages]}
+                              for p in PIPELINES.values()],
+                "machines": [{"name": m.name, "catalog": m.catalog, "layout": m.layout, "kmod": m.kmod,
+                              "ram": m.ram, "devices": len(m.devices)} for m in PRESETS.values()]}  # fmt: skip
+        return _json("info", {}, data)
+    w = max(20, *(len(lay.name) for lay in layouts.LAYOUTS.values()))
+    lines = ["# shipped catalogs"]
+    lines += [f"{c['name']:{w}} {c['kernel']:26} {c['modules']:5d} modules, {c['generation']} loader" for c in catalogs]
+    lines.append("\n# layouts (vmalloc window / modules window)")
+    for lay in layouts.LAYOUTS.values():
+        vm, mod = lay.vmalloc, lay.modules
+        x = lay.bits // 4 + 2  # 0x and every digit of an address of this architecture
+        pad = " " * 2 * (18 - x)
+        lines.append(f"{lay.name:{w}} {vm.start:#0{x}x}-{vm.end:#0{x}x}{pad}  {mod.start:#0{x}x}-{mod.end:#0{x}x}")
+    lines.append("\n# kernel allocator profiles (the kernels each models)")
+    firsts = [".".join(map(str, p.first)) for p in profiles.PROFILES]
+    lines += [f"profile {p.name:{w - 8}} {first} and later, before {later}" if later else
+              f"profile {p.name:{w - 8}} {first} to {newest}"
+              for p, first, later in zip(profiles.PROFILES, firsts, [*firsts[1:], None], strict=True)]  # fmt: skip
+    lines.append("\n# kernel versions (--kernel): load path, module memory, allocator profile")
+    lines += [f"{k['version']:{w}} {k['duplicates']:26} {k['memory']:61} allocator {k['allocator']}" for k in kernels]
+    lines.append(f"{'newer than ' + newest:{w}} refused: not read from a kernel's sources yet")
     lines.append("\n# pipelines")
     lines += [
-        f"{p.name:20} {'idempotent finit_module: ' if p.idempotent else ''}{' -> '.join(st.name for st in p.stages)}"
+        f"{p.name:{w}} {'idempotent finit_module: ' if p.idempotent else ''}{' -> '.join(st.name for st in p.stages)}"
         for p in PIPELINES.values()
     ]
     lines.append("\n# machines (vmapsim boot --machine)")
-    lines += [f"{m.name:20} {m.catalog}, kmod {m.kmod}, {len(m.devices)} devices" for m in PRESETS.values()]
+    lines += [f"{m.name:{w}} {m.catalog}, kmod {m.kmod}, {len(m.devices)} devices" for m in PRESETS.values()]
     return "\n".join(lines) + "\n"
 
 
@@ -613,18 +820,21 @@ def _simulation_options(p: argparse.ArgumentParser, *, cpus: int, catalog: str |
         default=catalog,
         help=f"a shipped catalog name or a saved catalog file ({catalog or 'the machine’s'})",
     )
-    p.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=cpus)
+    p.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=cpus,
+                   help=f"online CPUs (1 to {checks.NR_CPUS_MAX})")  # fmt: skip
     p.add_argument(
         "--kernel",
         help="kernel version(s), comma-separated: each one's own load path, allocator and messages, with the "
         "proposals of --pipeline on top (default: the released paths v6.3, v6.4, v6.5 and the proposals on 6.4)",
     )
-    p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'")
+    p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'; "
+                   "concurrency-limit:N limits loads to N at once")
     p.add_argument("--layout", default=layout, help=f"a layout name ({layout or 'the machine’s'})")
     p.add_argument(
         "--module-align", type=_integer(4096, 1 << 30), default=4096, help="MODULE_ALIGN (32768 with generic KASAN)"
     )
-    p.add_argument("--seed", type=_integer(0), default=0)
+    p.add_argument("--seed", type=_integer(0), default=0,
+                   help="seeds uevent arrival jitter and stage-duration jitter: the same seed, the same answer")
     p.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
 
 
@@ -653,16 +863,19 @@ def _catalog_and_pipelines(args: argparse.Namespace) -> tuple[Catalog, list[tupl
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space and the module loader: "
+                "start with 'vmapsim boot' (the udev storm of a 255-CPU server under each kernel and fix).")
+    p.add_argument("--version", action="version", version=f"vmapsim {report.version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
     d = sub.add_parser("demo", help="a few vmallocs/vfrees on a layout; prints vmallocinfo and peak usage")
     d.add_argument("--layout", default="x86_64", help=f"one of: {', '.join(sorted(layouts.LAYOUTS))}")
     d.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=4, help="online CPUs (default 4)")
     d.add_argument("--kernel", default="6.3", help="kernel version whose allocator to model (default 6.3)")
+    d.add_argument("--json", action="store_true", help="machine-readable JSON instead of the text")
     d.set_defaults(run=_demo)
-    sub.add_parser("info", help="what ships: catalogs, layouts, kernel profiles, pipelines, machines").set_defaults(
-        run=_info
-    )
+    i = sub.add_parser("info", help="what ships: catalogs, layouts, kernel profiles, pipelines, machines")
+    i.add_argument("--json", action="store_true", help="machine-readable JSON instead of the text")
+    i.set_defaults(run=_info)
     r = sub.add_parser("replay", help="replay a real kernel's vmalloc trace on its /proc/vmallocinfo snapshot")
     r.add_argument("snapshot", help="/proc/vmallocinfo read when tracing began (root, kptr_restrict=1)")
     r.add_argument("trace", help="the ftrace text: events/vmalloc, or the kprobes of docs/usage.md")
@@ -680,6 +893,7 @@ def _parser() -> argparse.ArgumentParser:
         "trace allocates areas the snapshot holds)",
     )
     r.add_argument("--show", type=_integer(0), default=20, help="disagreements to list (default 20)")
+    r.add_argument("--json", action="store_true", help="machine-readable JSON (every disagreement) instead of the text")
     r.set_defaults(run=_replay)
     c = sub.add_parser("scan", help="read a module tree into a catalog (sizes, allocations, deps, aliases)")
     c.add_argument("path", help="lib/modules/<kver>, an extracted package root, or any directory of modules")
@@ -690,20 +904,30 @@ def _parser() -> argparse.ArgumentParser:
         "--config", help="the kernel's .config, when the tree has no boot/config-* (default: Debian amd64 options)"
     )
     c.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="architecture without a config")
+    c.add_argument("--json", action="store_true", help="machine-readable JSON summary instead of the text")
     c.set_defaults(run=_scan)
     ld = sub.add_parser("load", help="load modules on every CPU at once under each pipeline; compare")
     ld.add_argument("module", nargs="*", help="module names or modaliases (every CPU loads each)")
     ld.add_argument("--requests", help="also run the requests of a JSON-lines or .csv file (time, cpu, module, ...)")
     _simulation_options(ld, cpus=8, catalog="debian-6.12-amd64", layout="x86_64")
-    ld.add_argument("--syscall", default="finit_module", choices=["finit_module", "init_module"])
+    ld.add_argument("--syscall", default="finit_module", choices=["finit_module", "init_module"],
+                    help="what userspace calls: finit_module (kmod >= 31, the file) or init_module (kmod < 31, the "
+                    "decompressed image)")  # fmt: skip
     ld.add_argument(
         "--lockstep", action="store_true", help="every heavy stage takes the same time (callers stay in step)"
     )
+    ld.add_argument("--no-deps", action="store_true", help="load only the modules named, as insmod does (default: "
+                    "their dependencies first, skipping live modules, as modprobe does)")  # fmt: skip
+    ld.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
+    lfmt = ld.add_mutually_exclusive_group()
+    lfmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    lfmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
     ld.set_defaults(run=_load)
     b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
     _coldplug_options(b)
     b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, tie-breaks")
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
+    b.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
     b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
     fmt = b.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
@@ -738,6 +962,7 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--executor", default="local", help="local (a process pool) or serial")
     cp.add_argument("--exhaustion", type=_integer(1, checks.NR_CPUS_MAX),
                     help="also bisect, up to this many CPUs, for the fewest at which each path runs out of a window")
+    cp.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     cp.set_defaults(run=_compare)
     return p
 
@@ -774,7 +999,11 @@ def _coldplug_options(b: argparse.ArgumentParser) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 on bad input, one line on stderr)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:  # bare vmapsim: what it can do
+        parser.print_help()
+        return 0
     status = 0
     # One command runs several simulations; between them the cyclic collector would only re-scan
     # the catalog and each run's results (simulate() pauses it during a run).
@@ -798,8 +1027,21 @@ def _one_line(message: str) -> str:
     return " ".join(message.split())[:500]
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default, unless its text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        return f"{text} (default: %(default)s)" if shown and "default" not in text else text
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with errors as one line, ``vmapsim: error: ...``, exit status 2 (no usage block)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Help)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"vmapsim: error: {_one_line(message)} (see '{self.prog} --help')\n")

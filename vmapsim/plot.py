@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from vmapsim.errors import InvalidArgument
+from vmapsim.layouts import Layout
 from vmapsim.loader.result import Result
 from vmapsim.space import VmapSpace
+from vmapsim.units import GiB, MiB
 
-__all__ = ["pinned_over_time", "plot_path", "sweep_curves"]
+__all__ = ["boot_figure", "pinned_over_time", "plot_path", "sweep_curves"]
 
 
 def plot_path(path: str) -> Path:
@@ -46,51 +48,10 @@ def _pyplot() -> Any:
     return plt
 
 
-def pinned_over_time(
-    results: Mapping[str, Result], path: str, at_peak: Mapping[str, VmapSpace] | None = None, window: str = "modules"
-) -> None:
-    """Write a PNG/SVG/PDF of pinned bytes over time, one line per run, one panel per window.
-
-    ``results`` maps a label (e.g. the pipeline name) to its :class:`Result`;
-    ``at_peak`` (label -> the space at that run's peak, see ``simulate(until=)``)
-    adds a map of ``window`` at each run's peak: busy areas in blue, lazily freed
-    ones in orange.  Raises :class:`InvalidArgument` when matplotlib is not
-    installed.  Runtime complexity: O(total samples + areas).
-    """
-    target = plot_path(path)
-    plt = _pyplot()
-    if not results:
-        raise InvalidArgument("nothing to plot")
-    regions = [r.name for r in next(iter(results.values())).space.layout.regions]
-    panels = len(regions) + (1 if at_peak else 0)
-    fig, axes = plt.subplots(panels, 1, figsize=(9, 3.2 * panels), squeeze=False)
-    for label, res in results.items():
-        times = [t * 1000 for t, _ in res.pinned_over_time]
-        for k in range(len(regions)):
-            axes[k][0].step(times, [v[k] / (1 << 20) for _, v in res.pinned_over_time], where="post", label=label)
-    for k, name in enumerate(regions):
-        ax = axes[k][0]
-        ax.set_title(f"{name} window: pinned (busy + lazy + pooled)")
-        ax.set_xlabel("time (ms)")
-        ax.set_ylabel("MiB")
-        ax.legend(fontsize="small")
-    if at_peak:
-        ax = axes[-1][0]
-        for row, space in enumerate(at_peak.values()):
-            w = (
-                space.layout.region(window)
-                if window in (r.name for r in space.layout.regions)
-                else space.layout.vmalloc
-            )
-            for ranges, color in ((space.busy_ranges(w), "tab:blue"), (space.lazy_ranges(w), "tab:orange")):
-                spans = [((s - w.start) / (1 << 20), (e - s) / (1 << 20)) for s, e in ranges]
-                ax.broken_barh(spans, (row - 0.4, 0.8), color=color)
-        ax.set_yticks(range(len(at_peak)), list(at_peak))
-        ax.set_title(f"{window} window at each run's peak: busy (blue), lazily freed (orange)")
-        ax.set_xlabel(f"offset in the {window} window (MiB)")
-    fig.tight_layout()
+def _save(fig: Any, plt: Any, target: Path, path: str) -> None:
+    """Write ``fig`` all or nothing: to a temporary name beside ``target``, then renamed over it."""
     tmp = target.with_name(f".{target.name}.part{target.suffix}")
-    try:  # all or nothing: a partial image never takes the name
+    try:
         fig.savefig(tmp, format=target.suffix[1:])
         os.replace(tmp, target)
     except OSError as e:
@@ -98,6 +59,118 @@ def pinned_over_time(
         raise InvalidArgument(f"cannot write {path}: {e.strerror}") from None
     finally:
         plt.close(fig)
+
+
+# Line styles that stay apart where lines cross or run close (the colours alone repeat after ten).
+_STYLES = ("-", "--", "-.", ":")
+
+
+def boot_figure(
+    results: Mapping[str, Result],
+    *,
+    layout: Layout | None = None,
+    at_peak: Mapping[str, VmapSpace] | None = None,
+    window: str = "modules",
+    title: str = "",
+) -> Any:
+    """The matplotlib Figure of :func:`pinned_over_time` (to look at, or to save yourself).
+
+    One panel per window: pinned bytes over time (ms), one line per run, runs with the very same
+    curve drawn once and named together, the window's size as a dashed line where it is on the scale
+    (else named in the panel's title); one legend for the figure.  ``at_peak`` adds a map of ``window``
+    at each run's peak, drawn at the window's own scale: busy areas, lazily freed ones, areas parked in
+    6.9+ node pools, and the free gaps between them.  ``layout`` defaults to the first result's space's.
+    Runtime complexity: O(total samples + areas).
+    """
+    plt = _pyplot()
+    if not results:
+        raise InvalidArgument("nothing to plot")
+    first = next(iter(results.values()))
+    if layout is None:
+        if first.space is None:
+            raise InvalidArgument("a Result read back from plain data has no space: pass layout=")
+        layout = first.space.layout
+    regions = layout.regions
+    curves: dict[tuple[tuple[float, tuple[int, ...]], ...], list[str]] = {}
+    for label, res in results.items():  # identical curves would hide each other: draw each once
+        curves.setdefault(res.pinned_over_time, []).append(label)
+    panels = len(regions) + (1 if at_peak else 0)
+    fig, axes = plt.subplots(panels, 1, figsize=(10, 2.9 * panels + 0.9), squeeze=False)
+    for k, region in enumerate(regions):
+        ax = axes[k][0]
+        top = 0.0
+        for n, (series, labels) in enumerate(curves.items()):
+            mib = [v[k] / MiB for _, v in series]
+            top = max(top, *mib, 0.0)
+            ax.step([t * 1000 for t, _ in series], mib, where="post", label=" = ".join(labels),
+                    linestyle=_STYLES[n % len(_STYLES)], color=f"C{n % 10}", linewidth=1.6)  # fmt: skip
+        size = region.size / MiB
+        if top >= size / 50:  # on the scale: draw it
+            ax.axhline(size, color="black", linestyle=(0, (6, 3)), linewidth=1, label="window size")
+            ax.set_title(f"{region.name} window ({_mib(region.size)}): pinned bytes (busy + lazily freed + pooled)")
+        else:
+            ax.set_title(f"{region.name} window: pinned bytes (busy + lazily freed + pooled); window size "
+                         f"{_mib(region.size)}, off the scale")  # fmt: skip
+        ax.set_xlabel("time since the first uevent (ms)")
+        ax.set_ylabel("MiB")
+        ax.set_ylim(bottom=0)
+    if at_peak:
+        _peak_map(axes[-1][0], at_peak, window)
+    handles: dict[str, Any] = {}
+    for ax in axes[:, 0]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)),
+               fontsize="small", frameon=False)  # fmt: skip
+    fig.suptitle(title or f"{len(results)} runs")
+    rows = (len(handles) + 3) // 4
+    fig.tight_layout(rect=(0, 0.035 * rows * 4 / panels, 1, 1))
+    return fig
+
+
+def _peak_map(ax: Any, at_peak: Mapping[str, VmapSpace], window: str) -> None:
+    """Each run's ``window`` at its peak, at the window's own scale (offsets from its start)."""
+    kinds = (("busy", "tab:blue", "busy_ranges"), ("lazily freed", "tab:orange", "lazy_ranges"),
+             ("in a node pool", "tab:green", "pooled_ranges"))  # fmt: skip
+    w = None
+    for row, space in enumerate(at_peak.values()):
+        w = space.layout.region(window) if window in (r.name for r in space.layout.regions) else space.layout.vmalloc
+        for name, color, ranges in kinds:
+            spans = [((s - w.start) / MiB, (e - s) / MiB) for s, e in getattr(space, ranges)(w)]
+            if spans:
+                ax.broken_barh(spans, (row - 0.4, 0.8), color=color, label=name)
+    assert w is not None
+    ax.set_xlim(0, w.size / MiB)
+    ax.set_ylim(-0.6, len(at_peak) - 0.4)
+    ax.set_yticks(range(len(at_peak)), list(at_peak), fontsize="small")
+    ax.set_title(f"{w.name} window at each run's peak, whole window (white: free)")
+    ax.set_xlabel(f"offset in the {w.name} window (MiB)")
+
+
+def _mib(n: int) -> str:
+    return f"{n / GiB:g} GiB" if n >= GiB else f"{n / MiB:g} MiB"
+
+
+def pinned_over_time(
+    results: Mapping[str, Result],
+    path: str,
+    at_peak: Mapping[str, VmapSpace] | None = None,
+    window: str = "modules",
+    *,
+    layout: Layout | None = None,
+    title: str = "",
+) -> None:
+    """Write :func:`boot_figure` to a PNG/SVG/PDF file, all or nothing.
+
+    ``results`` maps a label (e.g. the pipeline name) to its :class:`Result`; ``at_peak`` (label -> the
+    space at that run's peak, see ``simulate(until=)``) adds the map of ``window``.  Raises
+    :class:`InvalidArgument` for a bad file name or when matplotlib is not installed.
+    Runtime complexity: O(total samples + areas).
+    """
+    target = plot_path(path)
+    plt = _pyplot()
+    fig = boot_figure(results, layout=layout, at_peak=at_peak, window=window, title=title)
+    _save(fig, plt, target, path)
 
 
 def sweep_curves(
@@ -139,5 +212,4 @@ def sweep_curves(
         ax.legend(fontsize="small")
     fig.suptitle(title or f"{len(rows)} runs")
     fig.tight_layout()
-    fig.savefig(str(target))
-    plt.close(fig)
+    _save(fig, plt, target, path)

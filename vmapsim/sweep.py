@@ -24,7 +24,7 @@ import json
 import math
 import os
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +34,9 @@ from vmapsim import layouts
 from vmapsim.checks import NR_CPUS_MAX, integer, load_json, number, show
 from vmapsim.engine import CostModel
 from vmapsim.errors import InvalidArgument, ParseError
-from vmapsim.loader import Run, simulate
+from vmapsim.loader import METRICS, Run, simulate
 from vmapsim.modules import Catalog
+from vmapsim.report import SCHEMA_VERSION, document
 from vmapsim.units import PAGE_SIZE
 from vmapsim.workloads import PRESETS, Machine, udev_boot, udev_workers
 
@@ -44,9 +45,9 @@ __all__ = ["METRICS", "PARAMETERS", "Grid", "Point", "Table", "compare", "exhaus
 #: The columns of a point, in a row's order.
 PARAMETERS = ("machine", "cpus", "kernel", "pipeline", "kmod", "seed")
 #: The metrics of each run, after the parameters.
-METRICS = ("loads", "ok", "eexist", "other_errors", "peak_vmalloc", "peak_modules", "allocation_failures",
-           "failed_becoming", "failed_load", "wasted_bytes")  # fmt: skip
-SCHEMA = "vmapsim-sweep/1"
+SCHEMA = f"vmapsim-sweep/{SCHEMA_VERSION}"
+#: Earlier versions :meth:`Table.from_json` still reads (``--resume`` of an older file).
+_READABLE = ("vmapsim-sweep/1", SCHEMA)
 
 
 @attrs.frozen
@@ -182,14 +183,7 @@ def run_point(
     run = Run(point.pipeline, layouts.by_name(layout or machine.layout), point.cpus, cat,
               costs=CostModel(jitter=cost_jitter), module_align=module_align, seed=point.seed,
               workers=udev_workers(point.cpus, machine.ram), kernel=point.kernel)  # fmt: skip
-    r = simulate(jobs, run)
-    rets = [o.ret for o in r.outcomes]
-    metrics = (
-        len(rets), rets.count(0), rets.count(-17), len(rets) - rets.count(0) - rets.count(-17),
-        r.peak_pinned.get("vmalloc", 0), r.peak_pinned.get("modules", 0), len(r.failures), r.stats.failed_becoming,
-        r.stats.failed_load_modules, r.stats.wasted_bytes,
-    )  # fmt: skip
-    return {**attrs.asdict(point), "pipeline": run.resolve_pipeline().name, **dict(zip(METRICS, metrics, strict=True))}
+    return {**attrs.asdict(point), "pipeline": run.resolve_pipeline().name, **simulate(jobs, run).metrics()}
 
 
 def _run_batch(points: Sequence[Point], grid: Grid) -> list[dict[str, Any]]:
@@ -244,9 +238,10 @@ class Table:
         writer.writerows(self.rows)
         return out.getvalue()
 
-    def to_json(self) -> str:
-        """The rows as JSON, with the schema (``null`` for None).  Runtime complexity: O(rows)."""
-        return json.dumps({"schema": SCHEMA, "rows": list(self.rows)}, indent=1) + "\n"
+    def to_json(self, parameters: Mapping[str, Any] | None = None) -> str:
+        """The rows as a ``vmapsim-sweep`` document (:func:`vmapsim.report.document`: the schema, the
+        grid's ``parameters``, units; ``null`` for None).  Runtime complexity: O(rows)."""
+        return json.dumps(document("sweep", parameters or {}, {"rows": list(self.rows)}), indent=1) + "\n"
 
     @classmethod
     def from_json(cls, data: str | bytes, *, source: str = "sweep") -> Table:
@@ -255,7 +250,7 @@ class Table:
         Runtime complexity: O(rows).
         """
         doc = load_json(data, source=source, max_bytes=1 << 30)
-        if not isinstance(doc, dict) or doc.get("schema") != SCHEMA or not isinstance(doc.get("rows"), list):
+        if not isinstance(doc, dict) or doc.get("schema") not in _READABLE or not isinstance(doc.get("rows"), list):
             raise ParseError(f"{source}: not a vmapsim sweep ({SCHEMA}) JSON file")
         keys = {*PARAMETERS, *METRICS}
         for i, row in enumerate(doc["rows"]):

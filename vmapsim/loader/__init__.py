@@ -29,13 +29,14 @@ from vmapsim.loader.pipelines import (
     for_kernel,
 )
 from vmapsim.loader.request import Request
-from vmapsim.loader.result import AllocationFailure, AllocationRecord, Outcome, Result
+from vmapsim.loader.result import METRICS, AllocationFailure, AllocationRecord, Outcome, Result
 from vmapsim.loader.schedule import Schedule
 from vmapsim.loader.simulate import DEFAULT_KERNEL, Run, simulate
 from vmapsim.loader.stats import ModuleStats
 
 __all__ = [
     "DEFAULT_KERNEL",
+    "METRICS",
     "PIPELINES",
     "PROPOSALS",
     "AllocationFailure",

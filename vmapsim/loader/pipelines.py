@@ -35,6 +35,7 @@ __all__ = [
     "concurrency_limit",
     "exclusive_deny",
     "for_kernel",
+    "proposal_named",
 ]
 
 
@@ -188,15 +189,41 @@ def for_kernel(version: str, proposal: str | Proposal | None = None) -> Pipeline
                         rox_cache=key >= ROX_CACHE)  # fmt: skip
     if proposal is None:
         return path
+    if isinstance(proposal, str) and ":" in proposal:
+        named = proposal_named(proposal)
+        assert named is not None  # as in by_name()
+        return named.apply(path)
     return by_value_or_name("proposal", proposal, PROPOSALS, Proposal, "proposals").apply(path)
 
 
-def by_name(name: str) -> Pipeline:
-    """The named pipeline; :class:`InvalidArgument` naming it if unknown.  Runtime complexity: O(1).
+def proposal_named(name: str) -> Proposal | None:
+    """The proposal ``name`` names, parameters included (``concurrency-limit:8``: 8 slots), or None when
+    it names no proposal.  :class:`InvalidArgument` for a bad parameter.  Runtime complexity: O(1).
 
-    >>> by_name("v6.5").idempotent
-    True
+    >>> proposal_named("concurrency-limit:8").before, proposal_named("v6.4")
+    ((ConcurrencyLimit(limit=8),), None)
     """
+    base, sep, arg = name.partition(":") if isinstance(name, str) else (name, "", "")
+    if not sep:
+        return PROPOSALS.get(base) if isinstance(base, str) else None
+    if base != "concurrency-limit":
+        raise InvalidArgument(f"pipeline {name!r}: only concurrency-limit takes a parameter (concurrency-limit:N)")
+    if not (arg.isdigit() and len(arg) <= 6 and int(arg) >= 1):
+        raise InvalidArgument(f"pipeline {name!r}: expected concurrency-limit:N with N from 1 to 999999")
+    return attrs.evolve(PROPOSALS[base], name=name, before=(s.ConcurrencyLimit(int(arg)),))
+
+
+def by_name(name: str) -> Pipeline:
+    """The named pipeline (``concurrency-limit:N`` with N slots); :class:`InvalidArgument` naming it if
+    unknown.  Runtime complexity: O(1).
+
+    >>> by_name("v6.5").idempotent, by_name("concurrency-limit:8").name
+    (True, 'concurrency-limit:8')
+    """
+    if isinstance(name, str) and ":" in name:
+        prop = proposal_named(name)
+        assert prop is not None  # a name with a parameter is a proposal's, or proposal_named() raised
+        return prop.apply(V6_4, name)
     try:
         return PIPELINES[name]
     except KeyError:

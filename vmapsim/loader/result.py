@@ -6,13 +6,24 @@
 
 from __future__ import annotations
 
-import attrs
+from typing import Any
 
+import attrs
+import cattrs
+
+from vmapsim.checks import show
+from vmapsim.errors import InvalidArgument
+from vmapsim.loader.errno import EEXIST
 from vmapsim.loader.request import Request
 from vmapsim.loader.stats import ModuleStats
+from vmapsim.modules.image import ModuleImage
 from vmapsim.space import VmapSpace
 
-__all__ = ["Allocation", "AllocationFailure", "AllocationRecord", "Outcome", "Result"]
+__all__ = ["METRICS", "Allocation", "AllocationFailure", "AllocationRecord", "Outcome", "Result"]
+
+#: The figures of a run, as :meth:`Result.metrics` names them (syscalls, returns, peaks, failures, stats).
+METRICS = ("loads", "ok", "eexist", "other_errors", "peak_vmalloc", "peak_modules", "allocation_failures",
+           "failed_becoming", "failed_load", "wasted_bytes")  # fmt: skip
 
 # Memory types (both loader generations) that stay allocated while the module is loaded.
 _CORE_KINDS = ("text", "data", "rodata", "ro_after_init", "core")
@@ -83,7 +94,7 @@ class Result:
 
     ``peak_pinned`` is the true figure per window (busy + lazy + pooled bytes at
     their highest); ``stats`` is what CONFIG_MODULE_STATS would report;
-    ``space`` is the final address space (not compared).
+    ``space`` is the final address space (not compared; None in a Result read back by :meth:`from_dict`).
     """
 
     pipeline: str
@@ -92,7 +103,7 @@ class Result:
     stats: ModuleStats
     peak_pinned: dict[str, int]
     live: tuple[str, ...]
-    space: VmapSpace = attrs.field(eq=False, repr=False)
+    space: VmapSpace | None = attrs.field(default=None, eq=False, repr=False)
     #: (time, pinned bytes per window in ``space.regions`` order) after each change.
     pinned_over_time: tuple[tuple[float, tuple[int, ...]], ...] = attrs.field(default=(), eq=False, repr=False)
     #: window -> the instant its pinned bytes first reached their peak (rerun with ``until`` to see it).
@@ -102,6 +113,43 @@ class Result:
     def reads(self) -> int:
         """How many requests made a read buffer (``kernel_read_file``).  Runtime complexity: O(n)."""
         return sum(any(a.kind == "kernel_read_file" for a in o.allocations) for o in self.outcomes)
+
+    def metrics(self) -> dict[str, int]:
+        """The run's figures under the names of :data:`METRICS`: ``loads`` syscalls made, ``ok`` returned 0,
+        ``eexist`` -EEXIST, ``other_errors`` any other errno; peak pinned bytes per window; allocation
+        failures; CONFIG_MODULE_STATS' failed-on-becoming and failed-on-load counts and its wasted bytes.
+        Runtime complexity: O(n).
+        """
+        rets = [o.ret for o in self.outcomes]
+        ok, eexist = rets.count(0), rets.count(-EEXIST)
+        values = (len(rets), ok, eexist, len(rets) - ok - eexist, self.peak_pinned.get("vmalloc", 0),
+                  self.peak_pinned.get("modules", 0), len(self.failures), self.stats.failed_becoming,
+                  self.stats.failed_load_modules, self.stats.wasted_bytes)  # fmt: skip
+        return dict(zip(METRICS, values, strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Result as plain data (JSON-ready: dicts, lists, strings, numbers, None), all but ``space``,
+        whose own plain form is its /proc/vmallocinfo (:func:`vmapsim.procfs.render_vmallocinfo`).
+        :meth:`from_dict` reads it back.  Runtime complexity: O(n).
+
+        >>> r = Result("v6.4", (), (), ModuleStats(), {"modules": 8192}, ("loop",))
+        >>> r.to_dict()["peak_pinned"], Result.from_dict(r.to_dict()) == r
+        ({'modules': 8192}, True)
+        """
+        data: dict[str, Any] = _CONVERTER.unstructure(self)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> Result:
+        """A Result from :meth:`to_dict`'s plain data (its ``space`` None); :class:`InvalidArgument` naming
+        the first field that is missing or of the wrong type.  Runtime complexity: O(n).
+        """
+        try:
+            result: Result = _CONVERTER.structure(data, cls)
+        except (cattrs.BaseValidationError, InvalidArgument, TypeError, ValueError, AttributeError) as e:
+            where = "; ".join(cattrs.transform_error(e)) if isinstance(e, cattrs.BaseValidationError) else str(e)
+            raise InvalidArgument(f"not a vmapsim Result ({show(where)})") from None
+        return result
 
     def leaks(self) -> list[AllocationRecord]:
         """Areas still held after the run that no LIVE module owns (should be empty).  Runtime: O(n)."""
@@ -113,3 +161,35 @@ class Result:
                 if a.freed is None and not cache and not (o.ret == 0 and o.module in self.live and owned):
                     out.append(a)
         return out
+
+
+def _converter() -> cattrs.Converter:
+    """cattrs between Results and plain data: tuples as lists, a request's module a name or an image."""
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv.register_unstructure_hook(Result, cattrs.gen.make_dict_unstructure_fn(
+        Result, conv, space=cattrs.gen.override(omit=True)))  # fmt: skip
+    conv.register_structure_hook(Result, cattrs.gen.make_dict_structure_fn(
+        Result, conv, space=cattrs.gen.override(omit=True), _cattrs_forbid_extra_keys=True))  # fmt: skip
+
+    def module(value: object, _: object) -> ModuleImage | str:
+        if isinstance(value, str):
+            return value
+        image: ModuleImage = conv.structure(value, ModuleImage)
+        return image
+
+    conv.register_structure_hook(ModuleImage | str, module)
+    for kind in (int, float, str):  # no coercion: "3" is not an int, 1.5 is not an int, True is not a number
+        conv.register_structure_hook(kind, _exactly(kind))
+    return conv
+
+
+def _exactly(kind: type) -> Any:
+    def structure(value: object, _: object) -> object:
+        if isinstance(value, bool) or (not isinstance(value, kind) and not (kind is float and type(value) is int)):
+            raise TypeError(f"{show(value)} is not {kind.__name__}")
+        return float(value) if kind is float else value  # type: ignore[arg-type]
+
+    return structure
+
+
+_CONVERTER = _converter()

@@ -121,7 +121,7 @@ class Run:
                 raise InvalidArgument(f"kernel={kernel!r} with a Pipeline value: a Pipeline is a whole load path; "
                                       "give a proposal's name instead")  # fmt: skip
             return pipe
-        if pipe is not None and pipe not in pipelines.PROPOSALS:
+        if pipe is not None and pipelines.proposal_named(pipe) is None:
             released = pipelines.by_name(pipe)  # raises, naming the known ones
             if kernel is not None:
                 raise InvalidArgument(f"pipeline={pipe!r} is a released load path; with kernel={kernel!r} give a "

@@ -375,7 +375,8 @@ def _boot(args: argparse.Namespace) -> str:
         _BOOT_TASKS.clear()
     rows: list[report.StormRow] = []
     extras: dict[tuple[int, str], dict[str, Any]] = {}
-    runs, peaks = {}, {}
+    runs: dict[str, dict[str, Any]] = {}
+    peaks: dict[str, Any] = {}
     paths = {name: run.resolve_pipeline() for name, _, run in tasks}
     for kmod in kmods:
         section = [(name, done[i][0]) for i, (name, k, _) in enumerate(tasks) if k == kmod]
@@ -388,7 +389,7 @@ def _boot(args: argparse.Namespace) -> str:
             stats = peak["stats"]
             extra["stats"] = {**attrs.asdict(stats), "wasted_bytes": stats.wasted_bytes, "text": stats.render()}
         if args.plot:
-            runs[label] = peak["result"]
+            runs.setdefault(f"kmod {kmod}", {})[name] = peak["result"]
             peaks[label] = peak["space"]
         if args.vmallocinfo:
             extra["vmallocinfo"] = {k: peak[k] for k in ("window", "time", "text")}

@@ -52,7 +52,8 @@ def _save(fig: Any, plt: Any, target: Path, path: str) -> None:
     """Write ``fig`` all or nothing: to a temporary name beside ``target``, then renamed over it."""
     tmp = target.with_name(f".{target.name}.part{target.suffix}")
     try:
-        fig.savefig(tmp, format=target.suffix[1:])
+        with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, editable
+            fig.savefig(tmp, format=target.suffix[1:])
         os.replace(tmp, target)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -66,7 +67,7 @@ _STYLES = ("-", "--", "-.", ":")
 
 
 def boot_figure(
-    results: Mapping[str, Result],
+    results: Mapping[str, Result] | Mapping[str, Mapping[str, Result]],
     *,
     layout: Layout | None = None,
     at_peak: Mapping[str, VmapSpace] | None = None,
@@ -75,56 +76,83 @@ def boot_figure(
 ) -> Any:
     """The matplotlib Figure of :func:`pinned_over_time` (to look at, or to save yourself).
 
-    One panel per window: pinned bytes over time (ms), one line per run, runs with the very same
-    curve drawn once and named together, the window's size as a dashed line where it is on the scale
-    (else named in the panel's title); one legend for the figure.  ``at_peak`` adds a map of ``window``
-    at each run's peak, drawn at the window's own scale: busy areas, lazily freed ones, areas parked in
-    6.9+ node pools, and the free gaps between them.  ``layout`` defaults to the first result's space's.
+    ``results`` maps a label (a pipeline's name) to its :class:`Result`, or a column's heading (e.g.
+    ``"kmod 30"``) to such a mapping: small multiples, a column each, the same label in the same colour
+    and line style in every column.  One row of panels per window: pinned bytes over time (ms); a
+    curve equal to an earlier one in its column is drawn once and the panel's title names both; the
+    window's size as a dashed line where it is on the scale (else in the title); one legend.
+    ``at_peak`` (label -> space, the labels as ``"<label>, <heading>"`` with columns) adds a map of
+    ``window`` at each run's peak at the window's own scale: busy areas, lazily freed ones, VAs parked
+    in 6.9+ node pools, white where free.  ``layout`` defaults to the first result's space's.
     Runtime complexity: O(total samples + areas).
     """
     plt = _pyplot()
     if not results:
         raise InvalidArgument("nothing to plot")
-    first = next(iter(results.values()))
+    first_value = next(iter(results.values()))
+    columns: dict[str, Mapping[str, Result]] = (
+        {"": results} if isinstance(first_value, Result) else dict(results)  # type: ignore[dict-item, arg-type]
+    )
+    if not all(columns.values()):
+        raise InvalidArgument("nothing to plot in a column")
+    first = next(iter(next(iter(columns.values())).values()))
     if layout is None:
         if first.space is None:
             raise InvalidArgument("a Result read back from plain data has no space: pass layout=")
         layout = first.space.layout
     regions = layout.regions
-    curves: dict[tuple[tuple[float, tuple[int, ...]], ...], list[str]] = {}
-    for label, res in results.items():  # identical curves would hide each other: draw each once
-        curves.setdefault(res.pinned_over_time, []).append(label)
-    panels = len(regions) + (1 if at_peak else 0)
-    fig, axes = plt.subplots(panels, 1, figsize=(10, 2.9 * panels + 0.9), squeeze=False)
-    for k, region in enumerate(regions):
-        ax = axes[k][0]
-        top = 0.0
-        for n, (series, labels) in enumerate(curves.items()):
-            mib = [v[k] / MiB for _, v in series]
-            top = max(top, *mib, 0.0)
-            ax.step([t * 1000 for t, _ in series], mib, where="post", label=" = ".join(labels),
-                    linestyle=_STYLES[n % len(_STYLES)], color=f"C{n % 10}", linewidth=1.6)  # fmt: skip
-        size = region.size / MiB
-        if top >= size / 50:  # on the scale: draw it
-            ax.axhline(size, color="black", linestyle=(0, (6, 3)), linewidth=1, label="window size")
-            ax.set_title(f"{region.name} window ({_mib(region.size)}): pinned bytes (busy + lazily freed + pooled)")
-        else:
-            ax.set_title(f"{region.name} window: pinned bytes (busy + lazily freed + pooled); window size "
-                         f"{_mib(region.size)}, off the scale")  # fmt: skip
-        ax.set_xlabel("time since the first uevent (ms)")
-        ax.set_ylabel("MiB")
-        ax.set_ylim(bottom=0)
+    labels = list(dict.fromkeys(label for col in columns.values() for label in col))
+    style = {label: (f"C{n % 10}", _STYLES[n % len(_STYLES)]) for n, label in enumerate(labels)}
+    rows = len(regions) + (1 if at_peak else 0)
+    fig, axes = plt.subplots(rows, len(columns), figsize=(6.5 * len(columns) + 1.5, 2.9 * rows + 0.6),
+                             squeeze=False)  # fmt: skip
+    for c, (heading, col) in enumerate(columns.items()):
+        drawn: dict[tuple[tuple[float, tuple[int, ...]], ...], str] = {}
+        same: list[str] = []
+        for label, res in col.items():  # identical curves would hide each other: draw each once
+            if res.pinned_over_time in drawn:
+                same.append(f"{label} = {drawn[res.pinned_over_time]}")
+                continue
+            drawn[res.pinned_over_time] = label
+            color, line = style[label]
+            for k in range(len(regions)):
+                axes[k][c].step([t * 1000 for t, _ in res.pinned_over_time],
+                                [v[k] / MiB for _, v in res.pinned_over_time], where="post", label=label,
+                                color=color, linestyle=line, linewidth=1.6)  # fmt: skip
+        for k, region in enumerate(regions):
+            ax = axes[k][c]
+            top = max((v[k] for res in col.values() for _, v in res.pinned_over_time), default=0) / MiB
+            size = region.size / MiB
+            where = f"{heading}: " if heading else ""
+            if top >= size / 50:  # on the scale: draw it
+                ax.axhline(size, color="black", linestyle=(0, (6, 3)), linewidth=1, label="window size")
+                ax.set_title(f"{where}{region.name} window ({_size(region.size)}), pinned", fontsize="medium")
+            else:
+                ax.set_title(f"{where}{region.name} window pinned (its size, {_size(region.size)}, is off the "
+                             "scale)", fontsize="medium")  # fmt: skip
+            ax.set_xlabel("time since the first uevent (ms)")
+            ax.set_ylabel("MiB (busy + lazy + pooled)")
+            ax.set_ylim(bottom=0)
+        if same:
+            axes[0][c].text(0.99, 0.97, "same curve: " + "; ".join(same), transform=axes[0][c].transAxes,
+                            ha="right", va="top", fontsize="x-small", wrap=True)  # fmt: skip
     if at_peak:
+        for c in range(1, len(columns)):
+            axes[-1][c].remove()
+        grid = axes[-1][0].get_gridspec()
+        if len(columns) > 1:
+            axes[-1][0].remove()
+            axes[-1][0] = fig.add_subplot(grid[-1, :])
         _peak_map(axes[-1][0], at_peak, window)
-    handles: dict[str, Any] = {}
-    for ax in axes[:, 0]:
+    found: dict[str, Any] = {}
+    for ax in fig.axes:
         for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            handles.setdefault(lab, h)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(4, len(handles)),
-               fontsize="small", frameon=False)  # fmt: skip
-    fig.suptitle(title or f"{len(results)} runs")
-    rows = (len(handles) + 3) // 4
-    fig.tight_layout(rect=(0, 0.035 * rows * 4 / panels, 1, 1))
+            found.setdefault(lab, h)
+    order = [lab for lab in labels if lab in found] + [lab for lab in found if lab not in labels]
+    fig.legend([found[lab] for lab in order], order, loc="center right", fontsize="small", frameon=False)
+    fig.suptitle(title or f"{sum(map(len, columns.values()))} runs")
+    width = 6.5 * len(columns) + 1.5
+    fig.tight_layout(rect=(0, 0, 1 - 1.9 / width, 1))
     return fig
 
 
@@ -147,12 +175,15 @@ def _peak_map(ax: Any, at_peak: Mapping[str, VmapSpace], window: str) -> None:
     ax.set_xlabel(f"offset in the {w.name} window (MiB)")
 
 
-def _mib(n: int) -> str:
-    return f"{n / GiB:g} GiB" if n >= GiB else f"{n / MiB:g} MiB"
+def _size(n: int) -> str:
+    for unit, scale in (("TiB", 1024 * GiB), ("GiB", GiB)):
+        if n >= scale:
+            return f"{n / scale:.4g} {unit}"
+    return f"{n / MiB:.4g} MiB"
 
 
 def pinned_over_time(
-    results: Mapping[str, Result],
+    results: Mapping[str, Result] | Mapping[str, Mapping[str, Result]],
     path: str,
     at_peak: Mapping[str, VmapSpace] | None = None,
     window: str = "modules",
@@ -162,8 +193,9 @@ def pinned_over_time(
 ) -> None:
     """Write :func:`boot_figure` to a PNG/SVG/PDF file, all or nothing.
 
-    ``results`` maps a label (e.g. the pipeline name) to its :class:`Result`; ``at_peak`` (label -> the
-    space at that run's peak, see ``simulate(until=)``) adds the map of ``window``.  Raises
+    ``results`` maps a label (e.g. the pipeline name) to its :class:`Result`, or a column heading to
+    such a mapping; ``at_peak`` (label -> the space at that run's peak, see ``simulate(until=)``) adds
+    the map of ``window``.  Raises
     :class:`InvalidArgument` for a bad file name or when matplotlib is not installed.
     Runtime complexity: O(total samples + areas).
     """

@@ -191,7 +191,8 @@ def test_the_boot_figure_has_a_title_axes_a_window_line_and_one_legend() -> None
     try:
         assert fig._suptitle.get_text() == "8 CPUs loading kvm_intel"
         time_panel, map_panel = fig.axes[0], fig.axes[-1]
-        assert time_panel.get_xlabel() == "time since the first uevent (ms)" and time_panel.get_ylabel() == "MiB (busy + lazy + pooled)"
+        assert time_panel.get_xlabel() == "time since the first uevent (ms)"
+        assert time_panel.get_ylabel() == "MiB (busy + lazy + pooled)"
         window_lines = [ln for ln in time_panel.get_lines() if ln.get_label() == "window size"]
         assert len(window_lines) == 1 and window_lines[0].get_ydata()[0] == lay.vmalloc.size / (1 << 20)
         assert map_panel.get_xlim() == (0.0, lay.vmalloc.size / (1 << 20))  # the whole window, not autoscaled

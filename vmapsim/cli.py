@@ -265,7 +265,9 @@ def _load(args: argparse.Namespace) -> str:
         done = _fork_map(_boot_run, len(names), progress_bar("simulating", "run"))
     finally:
         _BOOT_TASKS.clear()
-    rows = report.storm_rows(0, args.syscall, [(name, fig) for (name, _, _), (fig, _) in zip(names, done, strict=True)])
+    paths = [Run(p, catalog=catalog, kernel=k).resolve_pipeline() for _, p, k in names]
+    rows = report.storm_rows(0, args.syscall, [(name, path, fig) for (name, _, _), path, (fig, _)
+                                               in zip(names, paths, done, strict=True)])  # fmt: skip
     params = {"modules": modules, "requests": args.requests, "cpus": args.cpus, "catalog": args.catalog,
               "catalog_kernel": catalog.kernel, "kernel": args.kernel, "pipelines": [n for n, _, _ in names],
               "syscall": args.syscall, "deps": not args.no_deps, "lockstep": args.lockstep, "seed": args.seed,
@@ -288,8 +290,7 @@ def _load(args: argparse.Namespace) -> str:
              f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}, seed {args.seed}",
              *_table(rows, w, size)]  # fmt: skip
     lines += ["", _BOOT_LEGEND, "pipelines:"]
-    lines += [f"         {n:{w}} {report.about(Run(p, catalog=catalog, kernel=k).resolve_pipeline())}"
-              for n, p, k in names]  # fmt: skip
+    lines += [f"         {n:{w}} {report.about(path)}" for (n, _, _), path in zip(names, paths, strict=True)]
     for row in rows if args.stats else ():
         lines.append(f"\n# /sys/kernel/debug/modules/stats after {row.pipeline}\n{stats[row.pipeline].render()}"
                      .rstrip("\n"))  # fmt: skip
@@ -379,7 +380,7 @@ def _boot(args: argparse.Namespace) -> str:
     peaks: dict[str, Any] = {}
     paths = {name: run.resolve_pipeline() for name, _, run in tasks}
     for kmod in kmods:
-        section = [(name, done[i][0]) for i, (name, k, _) in enumerate(tasks) if k == kmod]
+        section = [(name, paths[name], done[i][0]) for i, (name, k, _) in enumerate(tasks) if k == kmod]
         syscall = "init_module" if any(j.syscall == "init_module" for j in jobs_of[kmod]) else "finit_module"
         rows += report.storm_rows(kmod, syscall, section)
     for (name, kmod, _), (_, peak) in zip(tasks, done, strict=True):
@@ -497,24 +498,42 @@ def _coldplug(args: argparse.Namespace) -> tuple[Any, Catalog, list[tuple[str, s
                                                list[Any], Any, int]:  # fmt: skip
     """What ``boot`` and ``worst`` run: machine, catalog, pipeline rows, layout, udev's jobs, costs, workers."""
     from vmapsim.engine import CostModel
-    from vmapsim.workloads import PRESETS, Machine, udev_boot, udev_workers
+    from vmapsim.workloads import find_machine, udev_boot, udev_workers, unstripped
 
-    if args.machine in PRESETS:
-        machine = PRESETS[args.machine]
-    elif Path(args.machine).is_file():  # a machine's own modalias files, as Machine.from_modaliases reads them
-        machine = Machine.from_modaliases(_read(args.machine), name=Path(args.machine).stem, source=args.machine)
-    else:
-        raise InvalidArgument(f"unknown machine {args.machine!r}: a preset ({', '.join(PRESETS)}) or a file of "
-                              "modaliases")  # fmt: skip
+    machine = find_machine(args.machine)
     if args.ram is not None:
         machine = attrs.evolve(machine, ram=args.ram << 30)
+    # What the options leave open comes from the machine (its file's CPUs and calibrated timing), then defaults.
+    args.cpus = args.cpus or machine.cpus or 255
+    args.jitter = args.jitter if args.jitter is not None else machine.jitter if machine.jitter is not None else 0.05
+    args.cost_jitter = (args.cost_jitter if args.cost_jitter is not None else
+                        machine.cost_jitter if machine.cost_jitter is not None else 0.25)  # fmt: skip
     args.catalog = args.catalog or machine.catalog
     catalog, names = _catalog_and_pipelines(args)
+    if machine.file_factor != 1:
+        catalog = unstripped(catalog, machine.file_factor)
     layout = layouts.by_name(args.layout or machine.layout)
     jobs = udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=args.kmod)
     costs = CostModel(jitter=args.cost_jitter)
     workers = udev_workers(args.cpus, machine.ram)
     return machine, catalog, names, layout, jobs, costs, workers
+
+
+def _machine(args: argparse.Namespace) -> str:
+    from vmapsim.workloads import capture
+
+    machine, notes = capture(args.root, name=args.name, kmod=args.kmod)
+    if args.ram is not None:
+        machine = attrs.evolve(machine, ram=args.ram << 30)
+    for note in notes:
+        print(f"vmapsim: note: {note}", file=sys.stderr)
+    text = machine.to_json()
+    if not args.output:
+        return text
+    _write(args.output, text.encode())
+    return (f"{args.output}: {machine.name}, {machine.cpus or '?'} CPUs, {machine.ram >> 30} GiB, kmod {machine.kmod}, "
+            f"kernel {machine.release or '?'}, {len(machine.devices)} devices; simulate its boot with: vmapsim boot "
+            f"--machine {args.output}\n")  # fmt: skip
 
 
 def _schedule(path: str) -> Any:
@@ -814,15 +833,17 @@ def _info(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _simulation_options(p: argparse.ArgumentParser, *, cpus: int, catalog: str | None, layout: str | None) -> None:
+def _simulation_options(p: argparse.ArgumentParser, *, cpus: int | None, catalog: str | None,
+                        layout: str | None) -> None:  # fmt: skip
     """Options every simulating subcommand shares."""
     p.add_argument(
         "--catalog",
         default=catalog,
         help=f"a shipped catalog name or a saved catalog file ({catalog or 'the machine’s'})",
     )
+    mine = "" if cpus else "; default: the machine file's CPUs, else 255"
     p.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=cpus,
-                   help=f"online CPUs (1 to {checks.NR_CPUS_MAX})")  # fmt: skip
+                   help=f"online CPUs (1 to {checks.NR_CPUS_MAX}){mine}")  # fmt: skip
     p.add_argument(
         "--kernel",
         help="kernel version(s), comma-separated: each one's own load path, allocator and messages, with the "
@@ -837,6 +858,28 @@ def _simulation_options(p: argparse.ArgumentParser, *, cpus: int, catalog: str |
     p.add_argument("--seed", type=_integer(0), default=0,
                    help="seeds uevent arrival jitter and stage-duration jitter: the same seed, the same answer")
     p.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
+    p.add_argument("--image", action="append", default=[], metavar="NAME[=BASE]:TYPE=SIZE,...",
+                   help="a module of your own sizes (repeatable): BASE's image (default: NAME's) with the given memory "
+                   "types (text, data, rodata, ro_after_init, init_text, init_data, init_rodata) resized, e.g. a "
+                   "KASAN build: big_kasan=kvm_intel:text=2436K,init_text=304K")  # fmt: skip
+
+
+def _image(spec: str, catalog: Catalog) -> Any:
+    """``--image NAME[=BASE]:TYPE=SIZE,...``: BASE's image (default NAME's) renamed NAME and resized."""
+    head, colon, sizes = spec.partition(":")
+    name, _, base = head.partition("=")
+    if not colon or not name:
+        raise InvalidArgument(f"--image {spec!r}: expected NAME[=BASE]:TYPE=SIZE,... (e.g. "
+                              "big_kasan=kvm_intel:text=2436K,init_text=304K)")  # fmt: skip
+    values: dict[str, int] = {}
+    for part in filter(None, sizes.split(",")):
+        kind, eq, size = part.partition("=")
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:].upper(), 1)
+        digits = size[:-1] if scale > 1 else size
+        if not eq or not digits.isdigit() or len(digits) > 12:
+            raise InvalidArgument(f"--image {spec!r}: {part!r} is not TYPE=SIZE (bytes, or with K, M or G)")
+        values[kind] = int(digits) * scale
+    return catalog[base or name].resized(name, **values)
 
 
 def _catalog_and_pipelines(args: argparse.Namespace) -> tuple[Catalog, list[tuple[str, str | None, str | None]]]:
@@ -848,6 +891,8 @@ def _catalog_and_pipelines(args: argparse.Namespace) -> tuple[Catalog, list[tupl
     from vmapsim.loader import PIPELINES, PROPOSALS, Run, for_kernel
 
     catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
+    if args.image:
+        catalog = catalog.with_images(_image(spec, catalog) for spec in args.image)
     kernels: list[str | None] = args.kernel.split(",") if args.kernel else [None]
     rows: list[tuple[str | None, str | None]] = []
     for kernel in kernels:
@@ -947,6 +992,16 @@ def _parser() -> argparse.ArgumentParser:
     wc.add_argument("--save", help="write the worst schedule to this file (JSON)")
     wc.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     wc.set_defaults(run=_worst, pipeline=None)
+    mc = sub.add_parser("machine", help="machine files: capture this machine (or a copied root) for --machine FILE")
+    msub = mc.add_subparsers(dest="action", metavar="ACTION", required=True)
+    cap = msub.add_parser("capture", help="write a machine file: CPU and device modaliases, CPUs, RAM, kmod, kernel")
+    cap.add_argument("--root", default="/", help="the system's root: / for this machine, or a copy of its /sys, "
+                     "/proc and /var/lib/dpkg")  # fmt: skip
+    cap.add_argument("-o", "--output", help="write the machine file here (default: standard output)")
+    cap.add_argument("--name", help="the machine's name (default: its hostname)")
+    cap.add_argument("--kmod", type=_integer(1, 999), help="kmod's version (default: kmod --version, or dpkg's)")
+    cap.add_argument("--ram", type=_integer(1, 1 << 24), help="RAM in GiB (default: /proc/meminfo's MemTotal)")
+    cap.set_defaults(run=_machine)
     sw = sub.add_parser("sweep", help="a grid of machines × CPUs × kernels × pipelines × kmods × seeds; the spread")
     _grid_options(sw)
     sw.add_argument("--executor", default="local", help="local (a process pool), serial, or dask")
@@ -985,17 +1040,20 @@ def _grid_options(p: argparse.ArgumentParser) -> None:
 
 def _coldplug_options(b: argparse.ArgumentParser) -> None:
     """The options of a udev coldplug (``boot`` and ``worst``)."""
-    _simulation_options(b, cpus=255, catalog=None, layout=None)
+    _simulation_options(b, cpus=None, catalog=None, layout=None)
     b.add_argument(
         "--machine",
         default="intel-server",
-        help="a preset (qemu-kvm, intel-server, amd-server, arm64-server) or a file of the machine's modaliases: "
+        help="a preset (vmapsim info lists them; kdevops is the guest of the 2023 thread's figures), a machine "
+        "file (vmapsim machine capture), or a file of the machine's modaliases: "
         "cat /sys/devices/system/cpu/modalias /sys/bus/*/devices/*/modalias > FILE",
     )
     b.add_argument("--ram", type=_integer(1, 1 << 24), help="the machine's RAM in GiB (sets udev's worker limit)")
     b.add_argument("--kmod", type=_integer(1, 999), help="kmod version (default: the machine's, 30 as in Debian 12)")
-    b.add_argument("--jitter", type=_finite(0), default=0.05, help="uevent arrivals spread over this many seconds")
-    b.add_argument("--cost-jitter", type=_finite(0, 0.99), default=0.25, help="stage durations vary by this fraction")
+    b.add_argument("--jitter", type=_finite(0), help="uevent arrivals spread over this many seconds (default: the "
+                   "machine's calibrated value, else 0.05)")  # fmt: skip
+    b.add_argument("--cost-jitter", type=_finite(0, 0.99), help="stage durations vary by this fraction (default: the "
+                   "machine's calibrated value, else 0.25)")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

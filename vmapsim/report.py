@@ -122,28 +122,30 @@ def figures(result: Result) -> dict[str, Any]:
     return {**result.metrics(), "reads": result.reads, "first_failure": first}
 
 
-def storm_rows(kmod: int, syscall: str, runs: Sequence[tuple[str, Mapping[str, Any]]]) -> list[StormRow]:
+def storm_rows(kmod: int, syscall: str, runs: Sequence[tuple[str, Pipeline, Mapping[str, Any]]]) -> list[StormRow]:
     """The rows of one userspace path's section: each run's :func:`figures` and a verdict against the first.
 
     A run whose figures all equal an earlier one's says so, and why: with ``init_module(2)`` a change that
     acts only on ``finit_module(2)`` (6.5's idempotent wait, a read or decompression done differently)
-    never runs.  Runtime complexity: O(runs²).
+    never runs; any other equal pair had nothing to change on this storm.  Runtime complexity: O(runs²).
 
     >>> base = {"loads": 2, "ok": 1, "eexist": 1, "other_errors": 0, "peak_vmalloc": 8192, "peak_modules": 4096,
     ...         "allocation_failures": 0, "failed_becoming": 0, "failed_load": 1, "wasted_bytes": 4096,
     ...         "reads": 0, "first_failure": None}
-    >>> rows = storm_rows(30, "init_module", [("v6.3", {**base, "wasted_bytes": 8192}), ("v6.4", base), ("v6.5", base)])
+    >>> from vmapsim.loader import PIPELINES as P
+    >>> rows = storm_rows(30, "init_module", [("v6.3", P["v6.3"], {**base, "wasted_bytes": 8192}),
+    ...                                       ("v6.4", P["v6.4"], base), ("v6.5", P["v6.5"], base)])
     >>> [r.verdict for r in rows]  # doctest: +NORMALIZE_WHITESPACE
     ['the baseline', 'waste 50%, peak modules 100%, vmalloc 100% of v6.3',
      '= v6.4: acts on finit_module(2) only; kmod 30 calls init_module(2)']
     """
     rows: list[StormRow] = []
-    for label, fig in runs:
+    for label, pipeline, fig in runs:
         metrics = {k: int(fig[k]) for k in METRICS}
         twin = next((r for r in rows if r.metrics == metrics and r.reads == fig["reads"]), None)
         if twin is not None:
-            why = (f"acts on finit_module(2) only; kmod {kmod} calls init_module(2)" if syscall == "init_module"
-                   else "the same figures on this storm")  # fmt: skip
+            why = (f"acts on finit_module(2) only; kmod {kmod} calls init_module(2)"
+                   if syscall == "init_module" and _finit_only(pipeline) else "nothing for it to change here")
             verdict = f"= {twin.pipeline}: {why}"
         elif not rows:
             verdict = "the baseline" + (f": runs out, {metrics['allocation_failures']} failed allocations"
@@ -155,14 +157,26 @@ def storm_rows(kmod: int, syscall: str, runs: Sequence[tuple[str, Mapping[str, A
     return rows
 
 
+# The changes that only a finit_module(2) call reaches: 6.5's idempotent wait and the read-side proposals.
+_FINIT_ONLY = ("kread-dedup", "page-list", "exclusive-deny")
+
+
+def _finit_only(pipeline: Pipeline) -> bool:
+    return pipeline.idempotent or pipeline.name.rpartition("+")[2] in _FINIT_ONLY
+
+
 def _against(metrics: Mapping[str, int], base: StormRow) -> str:
     parts = []
     if metrics["allocation_failures"]:
         parts.append(f"runs out ({metrics['allocation_failures']} failed allocations)")
     for key, name in (("wasted_bytes", "waste"), ("peak_modules", "peak modules"), ("peak_vmalloc", "vmalloc")):
         was = base.metrics[key]
-        parts.append(f"{name} {metrics[key] / was:.0%}" if was else f"{name} {human_bytes(metrics[key])}")
+        parts.append(f"{name} {_percent(metrics[key] / was)}" if was else f"{name} {human_bytes(metrics[key])}")
     return ", ".join(parts) + f" of {base.pipeline}"
+
+
+def _percent(ratio: float) -> str:
+    return "<1%" if 0 < ratio < 0.005 else f"{ratio:.0%}"
 
 
 def document(command: str, parameters: Mapping[str, Any], data: Mapping[str, Any],

@@ -5,7 +5,8 @@
 * :mod:`~vmapsim.workloads.udev` -- :class:`Machine` presets, :func:`udev_boot` (the coldplug
   storm) and :func:`udev_workers` (systemd-udevd's worker limit);
 * :mod:`~vmapsim.workloads.kdevops` -- the guest behind the published R1/R2 figures;
-* :mod:`~vmapsim.workloads.requests` -- request files (JSON lines or CSV).
+* :mod:`~vmapsim.workloads.requests` -- request files (JSON lines or CSV);
+* :mod:`~vmapsim.workloads.capture` -- :func:`capture`: a machine file from a live system.
 
 >>> from vmapsim.modules import Catalog
 >>> jobs = udev_boot(Catalog.builtin("debian-6.12-amd64"), PRESETS["intel-server"], cpus=4)
@@ -13,6 +14,7 @@
 (8, ('intel_uncore', 'intel_cstate', 'rapl'))
 """
 
+from vmapsim.workloads.capture import capture
 from vmapsim.workloads.kdevops import (
     KDEVOPS_COST_JITTER,
     KDEVOPS_SPREAD,
@@ -22,15 +24,18 @@ from vmapsim.workloads.kdevops import (
 )
 from vmapsim.workloads.kmod import Modprobe, syscall_for
 from vmapsim.workloads.requests import read_requests, write_requests
-from vmapsim.workloads.udev import PRESETS, Machine, udev_boot, udev_workers
+from vmapsim.workloads.udev import MACHINE_SCHEMA, PRESETS, Machine, find_machine, udev_boot, udev_workers
 
 __all__ = [
     "KDEVOPS_COST_JITTER",
     "KDEVOPS_SPREAD",
     "KDEVOPS_UNSTRIPPED",
+    "MACHINE_SCHEMA",
     "PRESETS",
     "Machine",
     "Modprobe",
+    "capture",
+    "find_machine",
     "kdevops_guest",
     "read_requests",
     "syscall_for",

@@ -13,21 +13,40 @@ Presets describe a QEMU/KVM guest, an Intel and an AMD server and an arm64 serve
 
 from __future__ import annotations
 
+import json
 import random
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import attrs
+import cattrs
 
-from vmapsim.checks import CPUS_LIMIT, by_value_or_name, errno_pairs, flag, integer, number, show, strings, text
+from vmapsim.checks import (
+    CPUS_LIMIT,
+    by_value_or_name,
+    errno_pairs,
+    flag,
+    integer,
+    load_json,
+    number,
+    show,
+    strings,
+    text,
+)
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.modules.catalog import ACPI_PROCESSOR_MODALIASES, Catalog
 from vmapsim.units import GiB, MiB
 from vmapsim.workloads.kmod import Modprobe, syscall_for
 
-__all__ = ["MAX_MODALIAS", "PRESETS", "Machine", "udev_boot", "udev_workers"]
+__all__ = ["MACHINE_SCHEMA", "MAX_MODALIAS", "PRESETS", "Machine", "find_machine", "udev_boot", "udev_workers"]
 
 #: Longest modalias line read (the kernel's uevent buffer is 2 KiB; a CPU's feature list fits in it).
 MAX_MODALIAS = 4096
+#: The schema of machine files (``vmapsim machine capture``, ``vmapsim/data/machines/*.json``).
+MACHINE_SCHEMA = "vmapsim-machine/1"
+#: The largest machine file read (a machine with every PCI function of a big server fits in far less).
+MAX_MACHINE_BYTES = 8 << 20
 
 
 @attrs.frozen
@@ -55,6 +74,21 @@ class Machine:
     catalog: str = "debian-6.12-amd64"
     layout: str = "x86_64"
     preloads: tuple[str, ...] = ()
+    #: The CPUs the machine has (``vmapsim boot --machine FILE``'s default --cpus), if known.
+    cpus: int | None = None
+    #: The running kernel's release (``uname -r``) where the machine was captured, if known.
+    release: str | None = None
+    #: Modules each CPU's uevent asks for by name, in place of resolving ``cpu_modalias`` (a machine
+    #: known by what it loaded, not by its modaliases: the kdevops guest).
+    cpu_modules: tuple[str, ...] = ()
+    #: More uevents, each asking for these modules by name.
+    device_modules: tuple[tuple[str, ...], ...] = ()
+    #: Module files are this many times their size in ``catalog`` (debug info: :func:`unstripped`).
+    file_factor: float = 1.0
+    #: The machine's own timing, where calibrated: how far apart uevents reach kmod (seconds) and how
+    #: far stage durations vary (``CostModel.jitter``); None: ``vmapsim boot``'s defaults.
+    jitter: float | None = None
+    cost_jitter: float | None = None
 
     def __attrs_post_init__(self) -> None:
         for name in ("name", "cpu_modalias", "catalog", "layout"):
@@ -65,6 +99,60 @@ class Machine:
         integer("kmod", self.kmod, 1, 999)
         errno_pairs("fails", self.fails)
         strings("preloads", self.preloads)
+        if self.cpus is not None:
+            integer("cpus", self.cpus, 1, CPUS_LIMIT)
+        if self.release is not None:
+            text("release", self.release)
+        strings("cpu_modules", self.cpu_modules)
+        if not isinstance(self.device_modules, tuple):
+            raise InvalidArgument(f"device_modules={show(self.device_modules)}: expected a tuple of module tuples")
+        for mods in self.device_modules:
+            strings("device_modules", mods, empty=False)
+        number("file_factor", self.file_factor, 1, 1000)
+        for name in ("jitter", "cost_jitter"):
+            if getattr(self, name) is not None:
+                number(name, getattr(self, name), 0, 0.99 if name == "cost_jitter" else None)
+
+    def to_json(self) -> str:
+        """The machine file: this machine as JSON (``vmapsim-machine/1``), which :meth:`load` reads back.
+
+        Runtime complexity: O(devices).
+
+        >>> Machine.from_json(PRESETS["qemu-kvm"].to_json()) == PRESETS["qemu-kvm"]
+        True
+        """
+        data = _CONVERTER.unstructure(self)
+        return json.dumps({"schema": MACHINE_SCHEMA, **data}, indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, data: str | bytes, *, source: str = "machine") -> Machine:
+        """A machine from its file's text; :class:`~vmapsim.errors.ParseError` naming ``source`` and the
+        first bad field.  Runtime complexity: O(devices).
+        """
+        doc = load_json(data, source=source, max_bytes=MAX_MACHINE_BYTES)
+        if not isinstance(doc, dict) or doc.get("schema") != MACHINE_SCHEMA:
+            raise ParseError(f"not a vmapsim machine file ({MACHINE_SCHEMA})", source=source)
+        try:
+            machine: Machine = _CONVERTER.structure({k: v for k, v in doc.items() if k != "schema"}, cls)
+        except cattrs.BaseValidationError as e:
+            raise ParseError(f"not a vmapsim machine: {'; '.join(cattrs.transform_error(e))}", source=source) from None
+        except (InvalidArgument, TypeError, ValueError) as e:
+            raise ParseError(f"not a vmapsim machine: {e}", source=source) from None
+        return machine
+
+    @classmethod
+    def load(cls, path: str | Path) -> Machine:
+        """A machine file (:meth:`to_json`), or a file of the machine's modaliases (:meth:`from_modaliases`,
+        named after the file).  :class:`~vmapsim.errors.InvalidArgument` if it cannot be read.
+        Runtime complexity: O(size).
+        """
+        try:
+            raw = Path(path).read_bytes()[: MAX_MACHINE_BYTES + 1]
+        except OSError as e:
+            raise InvalidArgument(f"cannot read machine file {path}: {e.strerror}") from None
+        if raw.lstrip()[:1] == b"{":
+            return cls.from_json(raw, source=str(path))
+        return cls.from_modaliases(raw.decode(errors="replace"), name=Path(path).stem, source=str(path))
 
     @classmethod
     def from_modaliases(
@@ -102,65 +190,50 @@ class Machine:
         return cls(name, cpus[0], acpi_processors=processors, devices=others, **fields)
 
 
-_X86_BASE = (
-    "0000,0001,0002,0003,0004,0005,0006,0007,0008,0009,000B,000C,000D,000E,000F,0010,0011,0013,0017,0018,0019,001A"
-)
-PRESETS: dict[str, Machine] = {
-    m.name: m
-    for m in (
-        Machine(
-            "qemu-kvm",
-            f"cpu:type:x86,ven0000fam0006mod0055:feature:,{_X86_BASE},0081,0089,0094,0099,009C,0125",
-            devices=(
-                "pci:v00001AF4d00001041sv00001AF4sd00001100bc02sc00i00",  # virtio-net (modern)
-                "pci:v00001AF4d00001042sv00001AF4sd00001100bc01sc00i00",  # virtio-blk
-                "virtio:d00000001v00001AF4",
-                "virtio:d00000002v00001AF4",
-                "pci:v00001B36d00000010sv00001AF4sd00001100bc01sc08i02",  # QEMU NVMe
-                "serio:ty01pr00id00ex00",
-                "acpi:PNP0C0C:",
-            ),
-            ram=8 * GiB,
-        ),
-        Machine(
-            "intel-server",
-            f"cpu:type:x86,ven0000fam0006mod008F:feature:,{_X86_BASE},0016,0081,0083,0085,0089,0094,0099,009C,"
-            "0125,013D,01C0,01C6",
-            devices=(
-                "pci:v00008086d00001572sv00008086sd00000000bc02sc00i00",  # i40e
-                "pci:v0000144Dd0000A80Asv0000144Dsd0000A801bc01sc08i02",  # NVMe
-                "pci:v00008086d0000A382sv00008086sd00007270bc01sc06i01",  # AHCI
-                "acpi:IPI0001:",
-            ),
-            ram=512 * GiB,
-        ),
-        Machine(
-            "amd-server",
-            f"cpu:type:x86,ven0002fam0019mod0001:feature:,{_X86_BASE},007D,0081,0089,0094,0099,009C,00C2,00E8,"
-            "0125,013D",
-            devices=(
-                "pci:v000014E4d000016D7sv000014E4sd00001402bc02sc00i00",  # bnxt_en
-                "pci:v0000144Dd0000A80Asv0000144Dsd0000A801bc01sc08i02",
-            ),
-            ram=512 * GiB,
-        ),
-        Machine(
-            "arm64-server",
-            "cpu:type:aarch64:feature:,0000,0001,0002,0003,0004,0005,0006,0007,0008,0011,0015",
-            devices=("pci:v0000144Dd0000A80Asv0000144Dsd0000A801bc01sc08i02",),
-            ram=256 * GiB,
-            catalog="debian-6.12-arm64",
-            layout="arm64_48",
-        ),
-    )
-}
-# Debian 13 userspace (kmod 34: compressed modules go to finit_module() with MODULE_INIT_COMPRESSED_FILE, so
-# duplicates take 6.5's idempotent path) on trixie's 6.12 and on trixie-backports' 7.3 (execmem's ROX cache).
-PRESETS.update(
-    {name: attrs.evolve(PRESETS["intel-server"], name=name, catalog=catalog, kmod=34)
-     for name, catalog in (("intel-server-trixie", "debian13-6.12-amd64"),
-                           ("intel-server-trixie-backports", "debian-7.3-amd64"))}
-)  # fmt: skip
+def _converter() -> cattrs.Converter:
+    """cattrs between machines and plain data: tuples as lists, no coercion of numbers or strings."""
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+    def exactly(kind: type) -> Any:
+        def structure(value: object, _: object) -> object:
+            ok = isinstance(value, kind) or (kind is float and type(value) is int)
+            if (isinstance(value, bool) and kind is not bool) or not ok:
+                raise TypeError(f"{show(value)} is not {kind.__name__}")
+            return float(value) if kind is float else value  # type: ignore[arg-type]
+
+        return structure
+
+    for kind in (int, float, str, bool):
+        conv.register_structure_hook(kind, exactly(kind))
+    return conv
+
+
+_CONVERTER = _converter()
+
+
+def _presets() -> dict[str, Machine]:
+    """The shipped machine files, by name (``vmapsim/data/machines``, in their files' numbered order)."""
+    folder = resources.files("vmapsim") / "data" / "machines"
+    found = sorted((f.name, f) for f in folder.iterdir() if f.name.endswith(".json"))
+    return {m.name: m for m in (Machine.from_json(f.read_bytes(), source=name) for name, f in found)}
+
+
+#: The shipped machines, by name: each a machine file in ``vmapsim/data/machines`` (``vmapsim info``).
+PRESETS: dict[str, Machine] = _presets()
+
+
+def find_machine(spec: Machine | str) -> Machine:
+    """A machine by value, by preset name, or from a file (:meth:`Machine.load`).  Runtime: O(file).
+
+    >>> find_machine("qemu-kvm").ram >> 30
+    8
+    """
+    if isinstance(spec, str) and spec not in PRESETS and Path(spec).is_file():
+        return Machine.load(spec)
+    if isinstance(spec, str) and spec not in PRESETS:
+        raise InvalidArgument(f"unknown machine {spec!r}: a preset ({', '.join(PRESETS)}), a machine file "
+                              "(vmapsim machine capture) or a file of modaliases")  # fmt: skip
+    return by_value_or_name("machine", spec, PRESETS, Machine, "presets")
 
 
 def udev_workers(cpus: int, ram: int) -> int:
@@ -201,7 +274,7 @@ def udev_boot(
     rng = random.Random(seed)
     version = machine.kmod if kmod is None else kmod
     syscall = syscall_for(version, any(m.compression != "none" for m in catalog))
-    cpu_mods = tuple(catalog.match_alias(machine.cpu_modalias))
+    cpu_mods = machine.cpu_modules or tuple(catalog.match_alias(machine.cpu_modalias))
     acpi_mods = tuple(sorted({m for a in ACPI_PROCESSOR_MODALIASES for m in catalog.match_alias(a)}))
     uevents: list[tuple[str, ...]] = []
     for _ in range(cpus):
@@ -209,6 +282,7 @@ def udev_boot(
         if machine.acpi_processors:
             uevents.append(acpi_mods)
     uevents += [tuple(catalog.match_alias(d)) for d in machine.devices]
+    uevents += list(machine.device_modules)
     for name in machine.preloads:
         if name not in catalog:
             catalog[name]  # raises UnknownModule, naming it

@@ -135,7 +135,8 @@ class Machine:
         try:
             machine: Machine = _CONVERTER.structure({k: v for k, v in doc.items() if k != "schema"}, cls)
         except cattrs.BaseValidationError as e:
-            raise ParseError(f"not a vmapsim machine: {'; '.join(cattrs.transform_error(e))}", source=source) from None
+            why = cattrs.transform_error(e, format_exception=lambda exc, _: str(exc) or type(exc).__name__)
+            raise ParseError(f"not a vmapsim machine: {'; '.join(why)}", source=source) from None
         except (InvalidArgument, TypeError, ValueError) as e:
             raise ParseError(f"not a vmapsim machine: {e}", source=source) from None
         return machine

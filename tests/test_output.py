@@ -53,10 +53,12 @@ def _commands(replay: tuple[str, str]) -> dict[str, list[str]]:
         "scan": ["scan", str(DATA / "modules"), "--jobs", "1"],
         "worst": ["worst", "--cpus", "8", "--budget", "3"],
         "compare": ["compare", "--cpus", "4", "--seeds", "1", "--executor", "serial", "--exhaustion", "8"],
+        "vmallocinfo": ["vmallocinfo", replay[0], "--cpus", "1"],
     }
 
 
-@pytest.mark.parametrize("command", ["boot", "load", "demo", "info", "replay", "scan", "worst", "compare"])
+@pytest.mark.parametrize("command", ["boot", "load", "demo", "info", "replay", "scan", "worst", "compare",
+                                     "vmallocinfo"])
 def test_every_json_document_is_valid_against_the_schema(command: str, replay_files: tuple[str, str]) -> None:
     r = _run(*_commands(replay_files)[command], "--json")
     assert r.returncode == 0, r.stderr

@@ -339,6 +339,20 @@ def _load(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _beside(real: Any, source: str, runs: Sequence[tuple[str, Any]], kmod: int) -> list[str]:
+    """A real machine's CONFIG_MODULE_STATS counters beside each simulated run's."""
+    from vmapsim.loader.stats import ModuleStats
+
+    labels = [line.split("\t")[0].strip() for line in ModuleStats().render().splitlines()]
+    names = [*(f.name for f in attrs.fields(ModuleStats) if f.name != "duplicates"), "wasted_bytes"]
+    w = max(14, *(len(p) for p, _ in runs))
+    out = [f"# /sys/kernel/debug/modules/stats: {source} beside the simulated boot (kmod {kmod})",
+           f"{'':25} {'real':>{w}}" + "".join(f" {p:>{w}}" for p, _ in runs)]  # fmt: skip
+    for label, name in zip(labels, names, strict=True):
+        out.append(f"{label:>25} {getattr(real, name):>{w}}" + "".join(f" {getattr(s, name):>{w}}" for _, s in runs))
+    return out
+
+
 def _table(rows: Sequence[report.StormRow], w: int, size: Callable[[int], str]) -> list[str]:
     """The lines of a storm's table: a header, then a row (and its first failure) per load path."""
     lines = [f"{'pipeline':{w}} {'calls':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>5} "
@@ -425,6 +439,7 @@ def _boot(args: argparse.Namespace) -> str:
         section = [(name, paths[name], done[i][0]) for i, (name, k, _) in enumerate(tasks) if k == kmod]
         syscall = "init_module" if any(j.syscall == "init_module" for j in jobs_of[kmod]) else "finit_module"
         rows += report.storm_rows(kmod, syscall, section)
+    stats_of = {(kmod, name): peak["stats"] for (name, kmod, _), (_, peak) in zip(tasks, done, strict=True)}
     for (name, kmod, _), (_, peak) in zip(tasks, done, strict=True):
         label = name if len(kmods) == 1 else f"{name}, kmod {kmod}"
         extra = extras.setdefault((kmod, name), {})
@@ -447,17 +462,22 @@ def _boot(args: argparse.Namespace) -> str:
         title = (f"udev coldplug of {machine.name}: {args.cpus} CPUs, {catalog.kernel}, kmod "
                  f"{' and '.join(map(str, kmods))}, seed {args.seed}")  # fmt: skip
         pinned_over_time(runs, args.plot, at_peak=peaks, layout=layout, title=title)
+    real = None
+    if args.real_stats:
+        from vmapsim.loader import ModuleStats
+
+        real = ModuleStats.parse(_read(args.real_stats), source=args.real_stats)
     if args.json or args.csv:
         params = {"machine": machine.name, "cpus": args.cpus, "ram": machine.ram, "udev_workers": workers,
                   "catalog": args.catalog, "catalog_kernel": catalog.kernel, "kernel": args.kernel,
                   "pipelines": [n for n, _, _ in names], "kmods": kmods, "seed": args.seed, "jitter": args.jitter,
                   "cost_jitter": args.cost_jitter, "layout": layout.name, "module_align": args.module_align,
-                  "schedule": args.schedule, "uevents": len(jobs)}  # fmt: skip
+                  "schedule": args.schedule, "uevents": len(jobs), "real_stats": args.real_stats}  # fmt: skip
         data = [{**row.to_dict(), **extras[row.kmod, row.pipeline]} for row in rows]
         if args.json:
-            doc = report.document("boot", params, {"windows": {r.name: r.size for r in layout.regions},
-                                                   "runs": data}, notes)  # fmt: skip
-            return json.dumps(doc, indent=1) + "\n"
+            real_doc = {"real_stats": {**attrs.asdict(real), "wasted_bytes": real.wasted_bytes}} if real else {}
+            return _json("boot", params, {"windows": {r.name: r.size for r in layout.regions}, "runs": data,
+                                          **real_doc}, notes)  # fmt: skip
         for note in notes:
             print(f"vmapsim: note: {note}", file=sys.stderr)
         flat = [{k: v for k, v in {**params, "pipelines": None, "kmods": None, **d}.items()
@@ -473,6 +493,9 @@ def _boot(args: argparse.Namespace) -> str:
     for kmod in kmods:
         shown = [r for r in rows if r.kmod == kmod]
         lines += ["", _userspace(kmod, shown[0].syscall), *_table(shown, w, size)]
+    if real is not None:
+        lines += ["", *_beside(real, args.real_stats, [(r.pipeline, stats_of[r.kmod, r.pipeline]) for r in rows
+                                                        if r.kmod == kmods[0]], kmods[0])]  # fmt: skip
     lines += ["", _BOOT_LEGEND, "pipelines:"]
     lines += [f"         {n:{w}} {report.about(p)}" for n, p in paths.items()]
     lines += [f"note: {n}" for n in notes]
@@ -1027,6 +1050,8 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, tie-breaks")
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
     b.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
+    b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats, printed "
+                   "beside each simulated run's (boot the same machine: --machine FILE from vmapsim machine capture)")
     b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
     fmt = b.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")

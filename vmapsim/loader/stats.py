@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import attrs
 
+from vmapsim.checks import parse_number, show
+from vmapsim.errors import InvalidArgument, ParseError
+
 __all__ = ["FAIL_DUP_MOD_BECOMING", "FAIL_DUP_MOD_LOAD", "ModuleStats"]
 
 #: ``FAIL_DUP_MOD_BECOMING``: a duplicate caught by early_mod_check() (6.4+), before layout.
@@ -33,6 +36,22 @@ FAIL_DUP_MOD_BECOMING = 1
 #: ``FAIL_DUP_MOD_LOAD``: a duplicate caught by add_unformed_module(), after layout.
 FAIL_DUP_MOD_LOAD = 2
 _MAX_FAILED_MOD_PRINT = 112
+
+
+# The counters render() prints, by their label, in its order.
+_FIELDS = (
+    ("Mods ever loaded", "modcount"),
+    ("Mods failed on kread", "failed_kreads"),
+    ("Mods failed on decompress", "failed_decompress"),
+    ("Mods failed on becoming", "failed_becoming"),
+    ("Mods failed on load", "failed_load_modules"),
+    ("Total module size", "total_mod_size"),
+    ("Total mod text size", "total_text_size"),
+    ("Failed kread bytes", "invalid_kread_bytes"),
+    ("Failed decompress bytes", "invalid_decompress_bytes"),
+    ("Failed becoming bytes", "invalid_becoming_bytes"),
+    ("Failed kmod bytes", "invalid_mod_bytes"),
+)
 
 
 def _div_round_up(a: int, b: int) -> int:
@@ -104,25 +123,66 @@ class ModuleStats:
             entry[0] += 1
             entry[1] |= reason
 
+    @classmethod
+    def parse(cls, text: str, *, source: str = "modules/stats") -> ModuleStats:
+        """Counters from a real ``/sys/kernel/debug/modules/stats`` (the inverse of :meth:`render`).
+
+        The averages are derived, so they are read and checked against the totals; the
+        ``Duplicate failed modules`` table is read back in its order.  Anything else raises
+        :class:`~vmapsim.errors.ParseError` naming ``source`` and the line.  Runtime complexity: O(lines).
+
+        >>> s = ModuleStats(modcount=3, total_mod_size=40960, total_text_size=8192)
+        >>> s.add_duplicate("kvm", FAIL_DUP_MOD_LOAD)
+        >>> ModuleStats.parse(s.render()) == s
+        True
+        """
+        if not isinstance(text, str):
+            raise InvalidArgument(f"text={show(text)}: expected the file's text")
+        if len(text) > 1 << 20:
+            raise ParseError(f"{len(text)} characters is more than a stats file holds", source=source)
+        fields = {label: name for label, name in _FIELDS}
+        averages = {"Average mod size", "Average mod text size", "Avg fail kread bytes", "Avg fail becoming bytes",
+                    "Avg fail decomp bytes", "Average fail load bytes", "Virtual mem wasted bytes"}  # fmt: skip
+        values: dict[str, int] = {}
+        stats = cls()
+        lines = text.splitlines()
+        reasons = {"Becoming": FAIL_DUP_MOD_BECOMING, "Load": FAIL_DUP_MOD_LOAD,
+                   "Becoming & Load": FAIL_DUP_MOD_BECOMING | FAIL_DUP_MOD_LOAD}  # fmt: skip
+        table = False
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            if line.strip() == "Duplicate failed modules:":
+                table = True
+                continue
+            cells = [c.strip() for c in line.split("\t")]
+            if table:
+                if cells == ["Module-name", "How-many-times", "Reason"]:
+                    continue
+                if len(cells) != 3 or not cells[1].isdigit() or cells[2] not in reasons:
+                    raise ParseError(f"not a duplicate-module line: {show(line)}", source=source, line=lineno)
+                stats.duplicates[cells[0]] = [parse_number(cells[1], what="count", source=source, line=lineno),
+                                              reasons[cells[2]]]  # fmt: skip
+                continue
+            if len(cells) != 2 or (cells[0] not in fields and cells[0] not in averages):
+                raise ParseError(f"not a modules/stats line: {show(line)}", source=source, line=lineno)
+            values[cells[0]] = parse_number(cells[1], what=cells[0], source=source, line=lineno)
+        missing = [label for label in fields if label not in values]
+        if missing:
+            raise ParseError(f"no {missing[0]!r} line: not a modules/stats file", source=source)
+        for label, name in _FIELDS:
+            setattr(stats, name, values[label])
+        if values.get("Virtual mem wasted bytes", stats.wasted_bytes) != stats.wasted_bytes:
+            raise ParseError("'Virtual mem wasted bytes' is not the sum of the four failed-bytes lines", source=source)
+        return stats
+
     def render(self) -> str:
         """The exact text of /sys/kernel/debug/modules/stats (``read_file_mod_stats()``).
 
         Runtime complexity: O(duplicates).
         """
-        lines = [
-            ("Mods ever loaded", self.modcount),
-            ("Mods failed on kread", self.failed_kreads),
-            ("Mods failed on decompress", self.failed_decompress),
-            ("Mods failed on becoming", self.failed_becoming),
-            ("Mods failed on load", self.failed_load_modules),
-            ("Total module size", self.total_mod_size),
-            ("Total mod text size", self.total_text_size),
-            ("Failed kread bytes", self.invalid_kread_bytes),
-            ("Failed decompress bytes", self.invalid_decompress_bytes),
-            ("Failed becoming bytes", self.invalid_becoming_bytes),
-            ("Failed kmod bytes", self.invalid_mod_bytes),
-            ("Virtual mem wasted bytes", self.wasted_bytes),
-        ]
+        lines = [(label, getattr(self, name)) for label, name in _FIELDS] + [("Virtual mem wasted bytes",
+                                                                               self.wasted_bytes)]  # fmt: skip
         n = self.modcount
         if n and self.total_mod_size:
             lines.append(("Average mod size", _div_round_up(self.total_mod_size, n)))

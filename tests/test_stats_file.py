@@ -59,4 +59,4 @@ def test_boot_sets_a_real_file_beside_the_simulation(tmp_path: Path) -> None:
     assert lines[head + 6].split()[:5] == ["Mods", "failed", "on", "load", "7"]
     doc = json.loads(subprocess.run([*argv, "--json"], capture_output=True, text=True, check=True).stdout)
     assert doc["real_stats"]["failed_load_modules"] == 7 and doc["parameters"]["real_stats"] == str(f)
-    assert [r["stats"] if "stats" in r else None for r in doc["runs"]] == [None, None]
+    assert [r.get("stats") for r in doc["runs"]] == [None, None]

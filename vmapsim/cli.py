@@ -214,6 +214,34 @@ def _vmallocinfo(args: argparse.Namespace) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _lsmod(args: argparse.Namespace) -> tuple[str, int]:
+    from vmapsim.modules import check_sizes, parse_proc_modules
+
+    catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
+    checks_ = check_sizes(catalog, parse_proc_modules(_read(args.file), source=args.file))
+    known = [c for c in checks_ if c.catalog is not None]
+    agree = sum(c.agrees for c in known)
+    unknown = [c.name for c in checks_ if c.catalog is None]
+    status = 0 if agree == len(known) else 1
+    if args.json:
+        return _json("lsmod", {"file": args.file, "catalog": args.catalog, "catalog_kernel": catalog.kernel},
+                     {"modules": [attrs.asdict(c) | {"agrees": c.agrees} for c in checks_], "agree": agree,
+                      "compared": len(known), "not_in_catalog": unknown}), status  # fmt: skip
+    lines = [f"# {args.file} against the {catalog.kernel} catalog ({catalog.generation} sizes): {agree} of "
+             f"{len(known)} modules' sizes agree" + (f"; {len(unknown)} not in the catalog" if unknown else "")]
+    wrong = [c for c in known if not c.agrees]
+    if wrong:
+        lines.append(f"{'module':24} {'live':>10} {'catalog':>10} {'difference':>11}")
+        lines += [f"{c.name:24} {c.live:10d} {c.catalog:10d} {c.live - (c.catalog or 0):+11d}" for c in wrong]
+    if unknown:
+        lines.append(f"not in the catalog: {' '.join(unknown)}")
+    if wrong:
+        lines.append("sizes differ where the file comes from another build than the catalog's (scan its modules: "
+                     "vmapsim scan /lib/modules/$(uname -r) --save FILE, then --catalog FILE), or where vmapsim's "
+                     "section layout departs from the kernel's (docs/fidelity.md)")
+    return "\n".join(lines) + "\n", status
+
+
 def _write(path: str, data: bytes) -> None:
     """Write all of ``data`` or nothing: a temporary file renamed into place."""
     target = Path(path)
@@ -1017,6 +1045,11 @@ def _parser() -> argparse.ArgumentParser:
     vi.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
     vi.add_argument("--json", action="store_true", help="machine-readable JSON instead of the text")
     vi.set_defaults(run=_vmallocinfo)
+    lm = sub.add_parser("lsmod", help="check a catalog's module sizes against a live system's /proc/modules or lsmod")
+    lm.add_argument("file", help="a copy of /proc/modules, or lsmod's output")
+    lm.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file")
+    lm.add_argument("--json", action="store_true", help="machine-readable JSON instead of the text")
+    lm.set_defaults(run=_lsmod)
     c = sub.add_parser("scan", help="read a module tree into a catalog (sizes, allocations, deps, aliases)")
     c.add_argument("path", help="lib/modules/<kver>, an extracted package root, or any directory of modules")
     c.add_argument("--csv", help="write one row per module to this CSV file")

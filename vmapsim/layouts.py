@@ -18,7 +18,7 @@ import attrs
 
 from vmapsim.checks import show
 from vmapsim.errors import InvalidArgument
-from vmapsim.units import PAGE_SIZE, GiB, MiB
+from vmapsim.units import PAGE_SIZE, GiB, MiB, hex_repr
 
 __all__ = [
     "ARM64_48",
@@ -49,8 +49,8 @@ class Region:
     """
 
     name: str
-    start: int
-    end: int
+    start: int = attrs.field(repr=hex_repr)
+    end: int = attrs.field(repr=hex_repr)
 
     @property
     def size(self) -> int:

@@ -36,6 +36,7 @@ from vmapsim.space import (
     VmapArea,
     VmapSpace,
 )
+from vmapsim.units import hex_repr
 
 __all__ = [
     "NEXT_SIZES",
@@ -70,13 +71,13 @@ class VmallocInfoRecord:
     ``N<node>=<pages>`` counts.
     """
 
-    start: int | None
-    end: int | None
+    start: int | None = attrs.field(repr=hex_repr)
+    end: int | None = attrs.field(repr=hex_repr)
     size: int
     kind: str = "vm"
     caller: str | None = None
     pages: int = 0
-    phys: int | None = None
+    phys: int | None = attrs.field(default=None, repr=hex_repr)
     flags: tuple[str, ...] = ()
     numa: tuple[tuple[int, int], ...] = ()
 

@@ -38,6 +38,7 @@ import attrs
 from vmapsim.checks import MAX_DIGITS, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError, VmapAllocationError
 from vmapsim.space import VmapSpace
+from vmapsim.units import hex_repr
 
 __all__ = ["Disagreement", "ReplayReport", "TraceEvent", "parse_trace", "replay"]
 
@@ -58,11 +59,11 @@ class TraceEvent:
     cpu: int
     time: float
     task: str
-    addr: int | None = None
+    addr: int | None = attrs.field(default=None, repr=hex_repr)
     size: int = 0
     align: int = 0
-    vstart: int = 0
-    vend: int = 0
+    vstart: int = attrs.field(default=0, repr=hex_repr)
+    vend: int = attrs.field(default=0, repr=hex_repr)
     failed: bool = False
     end: int | None = None
     line: int = 0

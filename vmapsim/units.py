@@ -19,6 +19,7 @@ __all__ = [
     "fls",
     "get_count_order",
     "get_order",
+    "hex_repr",
     "is_power_of_2",
     "page_align",
 ]
@@ -89,3 +90,14 @@ def get_order(size: int) -> int:
     (0, 2)
     """
     return max(get_count_order((size + PAGE_SIZE - 1) >> PAGE_SHIFT), 0)
+
+
+def hex_repr(value: object) -> str:
+    """How reprs show an address: hex for a number, as-is for None (an attrs field's ``repr=``).
+
+    Runtime complexity: O(1).
+
+    >>> hex_repr(0xffffc90000000000), hex_repr(None)
+    ('0xffffc90000000000', 'None')
+    """
+    return hex(value) if isinstance(value, int) and not isinstance(value, bool) else repr(value)

@@ -18,6 +18,7 @@ from vmapsim.loader.request import Request
 from vmapsim.loader.stats import ModuleStats
 from vmapsim.modules.image import ModuleImage
 from vmapsim.space import VmapSpace
+from vmapsim.units import hex_repr
 
 __all__ = ["METRICS", "Allocation", "AllocationFailure", "AllocationRecord", "Outcome", "Result"]
 
@@ -37,7 +38,7 @@ class Allocation:
     """
 
     kind: str
-    addr: int
+    addr: int = attrs.field(repr=hex_repr)
     size: int
     region: str
     allocated: float
@@ -57,7 +58,7 @@ class AllocationRecord:
     """
 
     kind: str
-    addr: int
+    addr: int = attrs.field(repr=hex_repr)
     size: int
     region: str
     allocated: float

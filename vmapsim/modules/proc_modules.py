@@ -17,6 +17,7 @@ import attrs
 from vmapsim.checks import parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.modules.catalog import Catalog
+from vmapsim.units import hex_repr
 
 __all__ = ["LoadedModule", "SizeCheck", "check_sizes", "parse_proc_modules"]
 
@@ -32,7 +33,7 @@ class LoadedModule:
     size: int
     refcount: int
     state: str = "Live"
-    address: int | None = None
+    address: int | None = attrs.field(default=None, repr=hex_repr)
 
 
 def parse_proc_modules(text: str, *, source: str = "modules") -> list[LoadedModule]:

@@ -361,3 +361,11 @@ def test_lsmod_command(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "vmapsim", "lsmod", str(f), "--catalog", "debian-6.1-amd64"],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 1 and "modules' sizes agree" in r.stdout and "kvm" in r.stdout
+
+
+def test_a_bare_directory_takes_its_kernel_from_vermagic(tmp_path: Path) -> None:
+    for f in FIXTURES.iterdir():
+        if "deb12" in read_module(f.read_bytes(), f.name, KernelConfig()).vermagic:
+            shutil.copy(f, tmp_path / f.name)
+    cat = Catalog.scan(tmp_path, jobs=1)
+    assert cat.kernel == "6.12.117+deb12-amd64" and cat.generation == "module_memory"

@@ -280,6 +280,9 @@ def _scan(args: argparse.Namespace) -> str:
         f"{total} bytes of module-area allocations if all were loaded",
         f"kernel config: {catalog.config_source}",
     ]
+    releases = sorted({m.vermagic.split()[0] for m in catalog if m.vermagic.split()} - {catalog.kernel})
+    if releases:
+        out.append(f"note: modules of other kernels too ({', '.join(releases)}): a catalog is one kernel build's")
     out += [f"skipped {p.path}: {p.reason}" for p in catalog.problems]
     return "\n".join(out) + "\n"
 

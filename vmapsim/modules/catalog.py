@@ -19,6 +19,7 @@ import io
 import json
 import lzma
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from importlib import resources
@@ -200,12 +201,16 @@ class Catalog:
         from the tree's ``boot/config-*`` (Debian 12) or
         ``usr/lib/modules/<kver>/config`` (Debian 13's backports) when there is
         one, else ``config`` or Debian amd64 defaults; ``config_source`` says
-        which.  Bad files are skipped and listed in
+        which.  The kernel is the tree's ``<kver>``, else (a bare directory) the
+        release the modules' vermagic names most often.  Bad files are skipped and listed in
         ``problems``; a missing path, or one with no module file, raises
         :class:`InvalidArgument`.  ``progress(done, total)`` is called as files
         finish.  Runtime complexity: O(total bytes / jobs).
         """
         images, problems, kernel, found, order, source = scan_tree(path, config=config, jobs=jobs, progress=progress)
+        if not kernel:  # a bare directory: the release the modules' vermagic names most often
+            releases = Counter(m.vermagic.split()[0] for m in images if m.vermagic.split())
+            kernel = min(releases, key=lambda r: (-releases[r], r)) if releases else None
         return cls(kernel or "unknown", found, {m.name: m for m in images}, tuple(problems), order, source)
 
     def to_csv(self) -> str:

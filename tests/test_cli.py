@@ -108,7 +108,7 @@ def test_replay_bad_files_are_one_line_errors(tmp_path: Path) -> None:
 def test_scan_writes_csv_and_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_csv, out_cat = tmp_path / "m.csv", tmp_path / "m.json.xz"
     assert main(["scan", str(DATA / "modules"), "--csv", str(out_csv), "--save", str(out_cat), "--jobs", "1"]) == 0
-    assert capsys.readouterr().out.startswith("5 modules of unknown (module_memory loader), 0 skipped")
+    assert capsys.readouterr().out.startswith("5 modules of 6.12.117+deb12-amd64 (module_memory loader), 0 skipped")
     lines = out_csv.read_text().splitlines()
     assert lines[0].startswith("name,path,compression,file_size,decompressed_size,text,") and len(lines) == 6
     from vmapsim.modules import Catalog

@@ -182,3 +182,15 @@ def test_a_failed_resize_changes_nothing() -> None:
     with pytest.raises(InvalidArgument):
         cat.with_images([cat["msr"].resized("small_msr", text=0), "loop"])  # type: ignore[list-item]
     assert pickle.dumps(cat.modules) == before and "small_msr" not in cat
+
+
+def test_a_sweep_of_a_machine_file_is_what_boot_prints(tmp_path: Path) -> None:
+    from vmapsim.loader import METRICS
+    from vmapsim.sweep import Point, run_point
+
+    path = tmp_path / "guest.json"
+    path.write_text(attrs.evolve(PRESETS["kdevops"], name="guest").to_json())  # its timing and file factor too
+    row = run_point(Point(str(path), 8, None, "v6.4", 31, 1))
+    boot = json.loads(_run("boot", "--machine", str(path), "--cpus", "8", "--pipeline", "v6.4", "--kmod", "31",
+                           "--seed", "1", "--json").stdout)["runs"][0]  # fmt: skip
+    assert {k: row[k] for k in METRICS} == {k: boot[k] for k in METRICS}

@@ -106,7 +106,7 @@ def test_csv_json_and_parquet_hold_every_row(serial: Table, tmp_path: Path) -> N
 @pytest.mark.parametrize(
     "kwargs,needle",
     [
-        ({"machines": ("no-such",)}, "'no-such' is not one of the presets"),
+        ({"machines": ("no-such",)}, "unknown machine 'no-such'"),
         ({"machines": "qemu-kvm"}, "machines='qemu-kvm'"),
         ({"cpus": 8}, "cpus=8"),
         ({"cpus": (0,)}, "cpus"),
@@ -151,7 +151,7 @@ def test_vmapsim_sweep_writes_the_rows_and_resumes(tmp_path: Path) -> None:
     "argv,needle",
     [
         (["sweep", "--cpus", "8-x"], "is not a CPU count or a range"),
-        (["sweep", "--machine", "nope"], "'nope' is not one of the presets"),
+        (["sweep", "--machine", "nope"], "unknown machine 'nope'"),
         (["sweep", "--metric", "peak"], "unknown metric 'peak'"),
         (["sweep", "--executor", "ray"], "--executor 'ray'"),
         (["sweep", "--cpus", "2", "--resume", "{bad}"], "not a vmapsim sweep"),

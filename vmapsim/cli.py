@@ -601,9 +601,7 @@ def _coldplug(args: argparse.Namespace) -> tuple[Any, Catalog, list[tuple[str, s
         machine = attrs.evolve(machine, ram=args.ram << 30)
     # What the options leave open comes from the machine (its file's CPUs and calibrated timing), then defaults.
     args.cpus = args.cpus or machine.cpus or 255
-    args.jitter = args.jitter if args.jitter is not None else machine.jitter if machine.jitter is not None else 0.05
-    args.cost_jitter = (args.cost_jitter if args.cost_jitter is not None else
-                        machine.cost_jitter if machine.cost_jitter is not None else 0.25)  # fmt: skip
+    args.jitter, args.cost_jitter = machine.timing(args.jitter, args.cost_jitter)
     args.catalog = args.catalog or machine.catalog
     catalog, names = _catalog_and_pipelines(args)
     if machine.file_factor != 1:
@@ -866,9 +864,9 @@ def _optional(module: str, why: str) -> Any:
 
 
 def _machine_layout(name: str) -> str:
-    from vmapsim.workloads import PRESETS
+    from vmapsim.workloads import find_machine
 
-    return PRESETS[name].layout
+    return find_machine(name).layout
 
 
 def _info(args: argparse.Namespace) -> str:
@@ -1139,14 +1137,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def _grid_options(p: argparse.ArgumentParser) -> None:
     """The options of a sweep's grid (``sweep`` and ``compare``)."""
-    p.add_argument("--machine", default="intel-server", help="machine presets, comma-separated")
+    p.add_argument("--machine", default="intel-server", help="machines, comma-separated: presets or machine files")
     p.add_argument("--cpus", default="255", help="CPU counts: 8,16,32 or ranges 8-64:8, mixed")
     p.add_argument("--kernel", help="kernel versions, comma-separated (default: the released paths)")
     p.add_argument("--pipeline", default="v6.3,v6.4,v6.5", help="pipelines, comma-separated, or 'all'")
     p.add_argument("--kmod", help="kmod versions, comma-separated ('machine': the machine's; default)")
     p.add_argument("--seeds", type=_integer(1, 100_000), default=5, help="seeds per cell (default 5)")
-    p.add_argument("--jitter", type=_finite(0), default=0.05, help="uevent arrivals spread over this many seconds")
-    p.add_argument("--cost-jitter", type=_finite(0, 0.99), default=0.25, help="stage durations vary by this fraction")
+    p.add_argument("--jitter", type=_finite(0), help="uevent arrivals spread over this many seconds (default: each "
+                   "machine's calibrated value, else 0.05)")  # fmt: skip
+    p.add_argument("--cost-jitter", type=_finite(0, 0.99), help="stage durations vary by this fraction (default: "
+                   "each machine's calibrated value, else 0.25)")  # fmt: skip
     p.add_argument("--module-align", type=_integer(4096, 1 << 30), default=4096, help="MODULE_ALIGN")
     p.add_argument("--layout", help="a layout name in place of the machine's own")
     p.add_argument("--metric", default="peak_modules", help="the metric of the cell table (default peak_modules)")

@@ -38,7 +38,7 @@ from vmapsim.loader import METRICS, Run, simulate
 from vmapsim.modules import Catalog
 from vmapsim.report import SCHEMA_VERSION, document
 from vmapsim.units import PAGE_SIZE
-from vmapsim.workloads import PRESETS, Machine, udev_boot, udev_workers
+from vmapsim.workloads import Machine, find_machine, udev_boot, udev_workers, unstripped
 
 __all__ = ["METRICS", "PARAMETERS", "Grid", "Point", "Table", "compare", "exhaustion_cpus", "run_point", "sweep"]
 
@@ -87,11 +87,12 @@ def _strings(name: str, values: Sequence[str | None], *, allow_none: bool) -> tu
 class Grid:
     """The parameters a sweep crosses; every combination is one :class:`Point`.
 
-    ``machines``: preset names (``vmapsim info`` lists them); ``cpus``: CPU counts; ``kernels`` and
-    ``pipelines`` as :class:`Point` takes them (the default: the released paths v6.3, v6.4, v6.5);
-    ``kmods``: kmod versions (None: the machine's); ``seeds``: how many seeds (0 to n-1) or which;
+    ``machines``: preset names (``vmapsim info`` lists them) or machine files; ``cpus``: CPU counts;
+    ``kernels`` and ``pipelines`` as :class:`Point` takes them (the default: the released paths v6.3, v6.4,
+    v6.5); ``kmods``: kmod versions (None: the machine's); ``seeds``: how many seeds (0 to n-1) or which;
     ``jitter``: uevent arrivals spread over this many seconds; ``cost_jitter``: stage durations vary by this
-    fraction (``vmapsim boot``'s defaults); ``module_align``: ``MODULE_ALIGN`` (32 KiB with generic KASAN);
+    fraction (None: each machine's :meth:`~vmapsim.workloads.Machine.timing`, as ``vmapsim boot``);
+    ``module_align``: ``MODULE_ALIGN`` (32 KiB with generic KASAN);
     ``layout``: a layout name in place of the machines' own (``vmapsim boot --layout``).
     Runtime complexity: O(points) to enumerate.
 
@@ -105,8 +106,8 @@ class Grid:
     pipelines: tuple[str | None, ...] = ("v6.3", "v6.4", "v6.5")
     kmods: tuple[int | None, ...] = (None,)
     seeds: int | tuple[int, ...] = 1
-    jitter: float = 0.05
-    cost_jitter: float = 0.25
+    jitter: float | None = None
+    cost_jitter: float | None = None
     module_align: int = PAGE_SIZE
     layout: str | None = None
 
@@ -115,8 +116,7 @@ class Grid:
         if self.layout is not None:
             layouts.by_name(self.layout)  # an unknown name is refused, naming the known ones
         for m in _strings("machines", self.machines, allow_none=False):
-            if m not in PRESETS:
-                raise InvalidArgument(f"machines: {m!r} is not one of the presets: {', '.join(PRESETS)}")
+            find_machine(str(m))  # a preset's name or a machine file; raises, naming it
         if isinstance(self.cpus, int) or not isinstance(self.cpus, Sequence) or not self.cpus:
             raise InvalidArgument(f"cpus={show(self.cpus)}: expected a non-empty sequence of CPU counts")
         for c in self.cpus:
@@ -135,8 +135,10 @@ class Grid:
                 raise InvalidArgument(f"seeds={show(self.seeds)}: expected a count or a non-empty sequence of seeds")
             for s in self.seeds:
                 integer("seeds", s, 0)
-        number("jitter", self.jitter, 0)
-        number("cost_jitter", self.cost_jitter, 0, 0.99)
+        if self.jitter is not None:
+            number("jitter", self.jitter, 0)
+        if self.cost_jitter is not None:
+            number("cost_jitter", self.cost_jitter, 0, 0.99)
         for p in self.points():  # an unknown kernel or pipeline, or one that does not combine, is refused here
             p.label  # noqa: B018
 
@@ -155,7 +157,7 @@ class Grid:
 
 @functools.cache
 def _label(machine: str, kernel: str | None, pipeline: str | None) -> str:
-    return Run(pipeline, kernel=kernel, catalog=_catalog(PRESETS[machine].catalog)).resolve_pipeline().name
+    return Run(pipeline, kernel=kernel, catalog=_catalog(find_machine(machine).catalog)).resolve_pipeline().name
 
 
 @functools.cache
@@ -166,8 +168,8 @@ def _catalog(name: str) -> Catalog:
 
 def run_point(
     point: Point,
-    jitter: float = 0.05,
-    cost_jitter: float = 0.25,
+    jitter: float | None = None,
+    cost_jitter: float | None = None,
     module_align: int = PAGE_SIZE,
     layout: str | None = None,
 ) -> dict[str, Any]:
@@ -177,8 +179,11 @@ def run_point(
     >>> run_point(Point("qemu-kvm", 2, None, "v6.5", None, 0))["ok"] >= 1
     True
     """
-    machine: Machine = PRESETS[point.machine]
+    machine: Machine = find_machine(point.machine)
     cat = _catalog(machine.catalog)
+    if machine.file_factor != 1:
+        cat = unstripped(cat, machine.file_factor)
+    jitter, cost_jitter = machine.timing(jitter, cost_jitter)
     jobs = udev_boot(cat, machine, point.cpus, seed=point.seed, jitter=jitter, kmod=point.kmod)
     run = Run(point.pipeline, layouts.by_name(layout or machine.layout), point.cpus, cat,
               costs=CostModel(jitter=cost_jitter), module_align=module_align, seed=point.seed,
@@ -387,8 +392,8 @@ def exhaustion_cpus(
     seeds: int = 1,
     lo: int = 1,
     hi: int = 4096,
-    jitter: float = 0.05,
-    cost_jitter: float = 0.25,
+    jitter: float | None = None,
+    cost_jitter: float | None = None,
     module_align: int = PAGE_SIZE,
     layout: str | None = None,
 ) -> int | None:

@@ -210,7 +210,7 @@ class Catalog:
         images, problems, kernel, found, order, source = scan_tree(path, config=config, jobs=jobs, progress=progress)
         if not kernel:  # a bare directory: the release the modules' vermagic names most often
             releases = Counter(m.vermagic.split()[0] for m in images if m.vermagic.split())
-            kernel = min(releases, key=lambda r: (-releases[r], r)) if releases else None
+            kernel = min(releases, key=lambda r: (-releases[r], r)) if releases else ""
         return cls(kernel or "unknown", found, {m.name: m for m in images}, tuple(problems), order, source)
 
     def to_csv(self) -> str:

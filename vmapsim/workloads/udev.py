@@ -113,6 +113,17 @@ class Machine:
             if getattr(self, name) is not None:
                 number(name, getattr(self, name), 0, 0.99 if name == "cost_jitter" else None)
 
+    def timing(self, jitter: float | None = None, cost_jitter: float | None = None) -> tuple[float, float]:
+        """(uevent spread, stage-duration jitter): the ones given, else the machine's calibrated ones, else
+        ``vmapsim boot``'s defaults (0.05 s, 0.25).  Runtime complexity: O(1).
+
+        >>> PRESETS["kdevops"].timing(), PRESETS["kdevops"].timing(jitter=0.1), PRESETS["qemu-kvm"].timing()
+        ((0.02, 0.05), (0.1, 0.05), (0.05, 0.25))
+        """
+        spread = jitter if jitter is not None else self.jitter if self.jitter is not None else 0.05
+        drift = cost_jitter if cost_jitter is not None else self.cost_jitter if self.cost_jitter is not None else 0.25
+        return spread, drift
+
     def to_json(self) -> str:
         """The machine file: this machine as JSON (``vmapsim-machine/1``), which :meth:`load` reads back.
 

@@ -101,7 +101,8 @@ def test_cli_kernel_rows_are_each_kernels_path_and_proposals() -> None:
         [sys.executable, "-m", "vmapsim", "load", "dm_mod", "--cpus", "4", "--kernel", "6.1,6.12"],
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
-    rows = [line.split()[0] for line in out.splitlines()[2:]]
+    lines = out.splitlines()
+    rows = [line.split()[0] for line in lines[2:lines.index("")]]  # the table, up to the legend
     # page-list needs 6.4's existence check, so 6.1 has no such row
     proposals = ["kread-dedup", "page-list", "exclusive-deny", "concurrency-limit"]
     on_61 = [f"6.1+{p}" for p in proposals if p != "page-list"]

@@ -780,6 +780,10 @@ def _compare(args: argparse.Namespace) -> str:
         finite = [{**c, "ratio": c["ratio"] if math.isfinite(c["ratio"]) else None} for c in rows]  # JSON has no inf
         return _json("compare", {**_grid_parameters(grid), "metric": args.metric, "exhaustion": args.exhaustion},
                      {"rows": finite, "exhaustion": exhausted}, ["ratio null: the baseline's median is 0"])  # fmt: skip
+    if args.csv:  # one row per cell and load path; with --exhaustion, each path's CPU count in its own column
+        at = {(e["machine"], e["kmod"], e["label"]): e["cpus"] for e in exhausted}
+        return report.csv_text([{**c, **({"exhaustion_cpus": at.get((c["machine"], c["kmod"], c["pipeline"]))}
+                                        if args.exhaustion else {})} for c in rows])  # fmt: skip
     lines = [
         f"# {args.metric}: each load path's median over {len(grid.seed_list())} seeds beside the first one's",
         f"{'machine':16} {'cpus':>5} {'pipeline':22} {'baseline':22} {'median':>13} {'difference':>13} {'ratio':>7}",
@@ -1006,7 +1010,7 @@ def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space and the module loader: "
                 "start with 'vmapsim boot' (the udev storm of a 255-CPU server under each kernel and fix).")
     p.add_argument("--version", action="version", version=f"vmapsim {report.version()}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", help="run 'vmapsim COMMAND --help' for its options")
     d = sub.add_parser("demo", help="a few vmallocs/vfrees on a layout; prints vmallocinfo and peak usage")
     d.add_argument("--layout", default="x86_64", help=f"one of: {', '.join(sorted(layouts.LAYOUTS))}")
     d.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=4, help="online CPUs (default 4)")
@@ -1105,7 +1109,7 @@ def _parser() -> argparse.ArgumentParser:
     wc.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     wc.set_defaults(run=_worst, pipeline=None)
     mc = sub.add_parser("machine", help="machine files: capture this machine (or a copied root) for --machine FILE")
-    msub = mc.add_subparsers(dest="action", metavar="ACTION", required=True)
+    msub = mc.add_subparsers(dest="action", metavar="ACTION", required=True, help="what to do with a machine file")
     cap = msub.add_parser("capture", help="write a machine file: CPU and device modaliases, CPUs, RAM, kmod, kernel")
     cap.add_argument("--root", default="/", help="the system's root: / for this machine, or a copy of its /sys, "
                      "/proc and /var/lib/dpkg")  # fmt: skip
@@ -1130,7 +1134,9 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("--executor", default="local", help="local (a process pool) or serial")
     cp.add_argument("--exhaustion", type=_integer(1, checks.NR_CPUS_MAX),
                     help="also bisect, up to this many CPUs, for the fewest at which each path runs out of a window")
-    cp.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    cfmt = cp.add_mutually_exclusive_group()
+    cfmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    cfmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
     cp.set_defaults(run=_compare)
     return p
 

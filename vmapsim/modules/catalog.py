@@ -346,8 +346,9 @@ _SCALARS: dict[str, type] = {"str": str, "int": int, "bool": bool}
 
 
 def _value(what: str, kind: object, value: object) -> Any:
-    """``value`` checked against a field's annotation (``int``, ``str``, ``bool``, ``tuple[...]``)."""
-    kind = str(kind)
+    """``value`` checked against a field's annotation (``int``, ``str``, ``bool``, ``tuple[...]``), as a string or,
+    once something (cattrs) has resolved the class's annotations, as the type itself."""
+    kind = kind.__name__ if isinstance(kind, type) else str(kind)
     if kind.startswith("tuple["):
         inner = kind[6:-1].split(", ")
         if not isinstance(value, list):

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from vmapsim.checks import show
+from vmapsim.checks import conversion_error, show, strict_converter
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.errno import EEXIST
 from vmapsim.loader.request import Request
@@ -148,8 +148,7 @@ class Result:
         try:
             result: Result = _CONVERTER.structure(data, cls)
         except (cattrs.BaseValidationError, InvalidArgument, TypeError, ValueError, AttributeError) as e:
-            where = "; ".join(cattrs.transform_error(e)) if isinstance(e, cattrs.BaseValidationError) else str(e)
-            raise InvalidArgument(f"not a vmapsim Result ({show(where)})") from None
+            raise InvalidArgument(f"not a vmapsim Result ({show(conversion_error(e))})") from None
         return result
 
     def leaks(self) -> list[AllocationRecord]:
@@ -166,7 +165,7 @@ class Result:
 
 def _converter() -> cattrs.Converter:
     """cattrs between Results and plain data: tuples as lists, a request's module a name or an image."""
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+    conv = strict_converter()
     conv.register_unstructure_hook(Result, cattrs.gen.make_dict_unstructure_fn(
         Result, conv, space=cattrs.gen.override(omit=True)))  # fmt: skip
     conv.register_structure_hook(Result, cattrs.gen.make_dict_structure_fn(
@@ -179,18 +178,7 @@ def _converter() -> cattrs.Converter:
         return image
 
     conv.register_structure_hook(ModuleImage | str, module)
-    for kind in (int, float, str):  # no coercion: "3" is not an int, 1.5 is not an int, True is not a number
-        conv.register_structure_hook(kind, _exactly(kind))
     return conv
-
-
-def _exactly(kind: type) -> Any:
-    def structure(value: object, _: object) -> object:
-        if isinstance(value, bool) or (not isinstance(value, kind) and not (kind is float and type(value) is int)):
-            raise TypeError(f"{show(value)} is not {kind.__name__}")
-        return float(value) if kind is float else value  # type: ignore[arg-type]
-
-    return structure
 
 
 _CONVERTER = _converter()

@@ -25,12 +25,14 @@ import cattrs
 from vmapsim.checks import (
     CPUS_LIMIT,
     by_value_or_name,
+    conversion_error,
     errno_pairs,
     flag,
     integer,
     load_json,
     number,
     show,
+    strict_converter,
     strings,
     text,
 )
@@ -145,11 +147,8 @@ class Machine:
             raise ParseError(f"not a vmapsim machine file ({MACHINE_SCHEMA})", source=source)
         try:
             machine: Machine = _CONVERTER.structure({k: v for k, v in doc.items() if k != "schema"}, cls)
-        except cattrs.BaseValidationError as e:
-            why = cattrs.transform_error(e, format_exception=lambda exc, _: str(exc) or type(exc).__name__)
-            raise ParseError(f"not a vmapsim machine: {'; '.join(why)}", source=source) from None
-        except (InvalidArgument, TypeError, ValueError) as e:
-            raise ParseError(f"not a vmapsim machine: {e}", source=source) from None
+        except (cattrs.BaseValidationError, InvalidArgument, TypeError, ValueError) as e:
+            raise ParseError(f"not a vmapsim machine: {conversion_error(e)}", source=source) from None
         return machine
 
     @classmethod
@@ -202,25 +201,7 @@ class Machine:
         return cls(name, cpus[0], acpi_processors=processors, devices=others, **fields)
 
 
-def _converter() -> cattrs.Converter:
-    """cattrs between machines and plain data: tuples as lists, no coercion of numbers or strings."""
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-
-    def exactly(kind: type) -> Any:
-        def structure(value: object, _: object) -> object:
-            ok = isinstance(value, kind) or (kind is float and type(value) is int)
-            if (isinstance(value, bool) and kind is not bool) or not ok:
-                raise TypeError(f"{show(value)} is not {kind.__name__}")
-            return float(value) if kind is float else value  # type: ignore[arg-type]
-
-        return structure
-
-    for kind in (int, float, str, bool):
-        conv.register_structure_hook(kind, exactly(kind))
-    return conv
-
-
-_CONVERTER = _converter()
+_CONVERTER = strict_converter()
 
 
 def _presets() -> dict[str, Machine]:

@@ -287,3 +287,14 @@ def test_converting_a_result_leaves_catalog_loading_alone(tmp_path: Path) -> Non
     path = tmp_path / "c.json.xz"
     Catalog.builtin("debian-6.1-amd64").save(path)
     assert len(Catalog.load(path)) == len(Catalog.builtin("debian-6.1-amd64"))
+
+
+def test_boot_answers_the_same_on_forked_workers_and_in_turn(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    argv = ["boot", "--cpus", "32", "--pipeline", "v6.3,v6.5,kread-dedup", "--stats", "--json"]
+    outs = []
+    for work in (0, 10**9):  # fork whatever the work / never fork
+        monkeypatch.setattr(cli, "_FORK_WORK", work)
+        assert cli.main(argv) == 0
+        outs.append(capsys.readouterr().out)
+    assert outs[0] == outs[1] and json.loads(outs[0])["runs"]

@@ -24,8 +24,13 @@ from vmapsim.profiles import KernelProfile
 from vmapsim.space import RegionUsage, VmapArea, VmapBlock, VmapSpace
 from vmapsim.units import PAGE_SIZE
 
-#: vmapsim's version, as installed (pyproject.toml is its one source).
-__version__ = report.version()
+
+def __getattr__(name: str) -> str:
+    """``vmapsim.__version__``: the installed version (pyproject.toml is its one source), read on first use
+    (importlib.metadata costs a tenth of the import)."""
+    if name == "__version__":
+        return report.version()
+    raise AttributeError(f"module 'vmapsim' has no attribute {name!r}")
 
 __all__ = [
     "PAGE_SIZE",

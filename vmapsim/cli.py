@@ -335,7 +335,7 @@ def _load(args: argparse.Namespace) -> str:
                   kernel=kernel)  # fmt: skip
         _BOOT_TASKS.append((jobs, run, None, False, False))
     try:
-        done = _fork_map(_boot_run, len(names), progress_bar("simulating", "run"))
+        done = _fork_map(_boot_run, len(names), progress_bar("simulating", "run"), work=len(jobs) * len(names))
     finally:
         _BOOT_TASKS.clear()
     paths = [Run(p, catalog=catalog, kernel=k).resolve_pipeline() for _, p, k in names]
@@ -458,7 +458,8 @@ def _boot(args: argparse.Namespace) -> str:
             tasks.append((name, kmod, run))
     _BOOT_TASKS[:] = [(jobs_of[kmod], run, schedule, bool(args.vmallocinfo), bool(args.plot)) for _, kmod, run in tasks]
     try:
-        done = _fork_map(_boot_run, len(tasks), progress_bar("simulating", "run"))
+        done = _fork_map(_boot_run, len(tasks), progress_bar("simulating", "run"),
+                         work=sum(len(jobs_of[k]) for _, k, _ in tasks))  # fmt: skip
     finally:
         _BOOT_TASKS.clear()
     rows: list[report.StormRow] = []
@@ -565,8 +566,13 @@ def _boot_run(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
     return report.figures(r), peak
 
 
-def _fork_map(fn: Callable[[int], Any], n: int, bar: Callable[[int, int], None] | None) -> list[Any]:
-    """``[fn(0), ..., fn(n-1)]``, on forked workers (one per usable CPU) where fork exists, else in turn.
+#: Jobs (summed over the runs) below which forking workers costs more than it saves.
+_FORK_WORK = 1000
+
+
+def _fork_map(fn: Callable[[int], Any], n: int, bar: Callable[[int, int], None] | None, *, work: int) -> list[Any]:
+    """``[fn(0), ..., fn(n-1)]``, on forked workers (one per usable CPU) where fork exists and the ``work``
+    (jobs over all runs) is worth it, else in turn.
 
     The workers inherit what ``fn`` reads (catalog, jobs) instead of being sent it; each task is
     deterministic, so the answers are the same whichever ran them.
@@ -574,7 +580,8 @@ def _fork_map(fn: Callable[[int], Any], n: int, bar: Callable[[int, int], None] 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     out: list[Any] = [None] * n
     # fork is safe only in a process with one thread (a library caller's threads could hold locks)
-    if cpus < 2 or n < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+    small = work < _FORK_WORK or n < 2
+    if small or cpus < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
         for i in range(n):
             out[i] = fn(i)
             if bar:

@@ -12,7 +12,7 @@ command's fields and ``vmapsim/schema.json`` is their JSON Schema.
 from __future__ import annotations
 
 import csv
-import importlib.metadata
+import functools
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -193,12 +193,15 @@ def document(command: str, parameters: Mapping[str, Any], data: Mapping[str, Any
             "units": UNITS, "notes": list(notes), **data}  # fmt: skip
 
 
+@functools.cache
 def version() -> str:
     """vmapsim's version, as installed (pyproject.toml's, the one source of it).  Runtime complexity: O(1).
 
     >>> version().count(".") >= 2
     True
     """
+    import importlib.metadata  # here, not at import: it costs a tenth of vmapsim's import time
+
     try:
         return importlib.metadata.version("vmapsim")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed

@@ -355,8 +355,8 @@ def _load(args: argparse.Namespace) -> str:
         if args.json:
             return _json("load", params, {"windows": {r.name: r.size for r in layout.regions}, "runs": data})
         flat = {k: v for k, v in params.items() if k not in ("modules", "pipelines")}
-        return report.csv_text([{**flat, "modules": " ".join(modules), **{k: v for k, v in d.items() if k != "stats"}}
-                                for d in data])  # fmt: skip
+        return report.csv_text([{**flat, "modules": " ".join(modules), **{k: v for k, v in d.items() if k != "stats"},
+                                 **_stats_columns(d)} for d in data])  # fmt: skip
     size = str if args.bytes else report.human_bytes
     w = max(18, *(len(n) for n, _, _ in names))
     lines = [f"# {len(jobs)} jobs: {'; '.join(what)}; {catalog.kernel}, {args.syscall}(2), {layout.name}, "
@@ -382,6 +382,12 @@ def _beside(real: Any, source: str, runs: Sequence[tuple[str, Any]], kmod: int) 
     for label, name in zip(labels, names, strict=True):
         out.append(f"{label:>25} {getattr(real, name):>{w}}" + "".join(f" {getattr(s, name):>{w}}" for _, s in runs))
     return out
+
+
+def _stats_columns(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's CONFIG_MODULE_STATS counters as CSV columns (``stats_<counter>``; not the duplicates table)."""
+    stats = run.get("stats", {})
+    return {f"stats_{k}": v for k, v in stats.items() if isinstance(v, int)}
 
 
 def _table(rows: Sequence[report.StormRow], w: int, size: Callable[[int], str]) -> list[str]:
@@ -512,8 +518,10 @@ def _boot(args: argparse.Namespace) -> str:
                                           **real_doc}, notes)  # fmt: skip
         for note in notes:
             print(f"vmapsim: note: {note}", file=sys.stderr)
-        flat = [{k: v for k, v in {**params, "pipelines": None, "kmods": None, **d}.items()
-                 if k not in ("pipelines", "kmods", "stats", "vmallocinfo")} for d in data]  # fmt: skip
+        if args.vmallocinfo:
+            print("vmapsim: note: CSV has no room for /proc/vmallocinfo text: use --json for it", file=sys.stderr)
+        nested = ("pipelines", "kmods", "stats", "vmallocinfo")
+        flat = [{**{k: v for k, v in {**params, **d}.items() if k not in nested}, **_stats_columns(d)} for d in data]
         return report.csv_text(flat)
     size = str if args.bytes else report.human_bytes
     w = max(18, *(len(n) for n, _, _ in names))

@@ -952,7 +952,7 @@ def _simulation_options(p: argparse.ArgumentParser, *, cpus: int | None, catalog
     p.add_argument(
         "--catalog",
         default=catalog,
-        help=f"a shipped catalog name or a saved catalog file ({catalog or 'the machine’s'})",
+        help=f"a shipped catalog name or a saved catalog file (default: {catalog or 'the machine’s'})",
     )
     mine = "" if cpus else "; default: the machine file's CPUs, else 255"
     p.add_argument("--cpus", type=_integer(1, checks.NR_CPUS_MAX), default=cpus,
@@ -964,7 +964,7 @@ def _simulation_options(p: argparse.ArgumentParser, *, cpus: int | None, catalog
     )
     p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all'; "
                    "concurrency-limit:N limits loads to N at once")
-    p.add_argument("--layout", default=layout, help=f"a layout name ({layout or 'the machine’s'})")
+    p.add_argument("--layout", default=layout, help=f"a layout name (default: {layout or 'the machine’s'})")
     p.add_argument(
         "--module-align", type=_integer(4096, 1 << 30), default=4096, help="MODULE_ALIGN (32768 with generic KASAN)"
     )
@@ -1098,14 +1098,19 @@ def _parser() -> argparse.ArgumentParser:
     lfmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     lfmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
     ld.set_defaults(run=_load)
-    b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side")
+    b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side",
+                       description="The udev coldplug of a machine (a preset, a machine file from 'vmapsim machine "
+                       "capture', or a modalias list) under each kernel's load path and each proposal, for the "
+                       "machine's kmod and the other generation: calls, returns, reads, peak pinned bytes per "
+                       "window, failed allocations and CONFIG_MODULE_STATS' waste, with a verdict per row.")
     _coldplug_options(b)
     b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, tie-breaks")
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
     b.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
     b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats, printed "
                    "beside each simulated run's (boot the same machine: --machine FILE from vmapsim machine capture)")
-    b.add_argument("--plot", help="write pinned bytes over time per pipeline to this image (needs matplotlib)")
+    b.add_argument("--plot", help="write the figure to this .png, .svg or .pdf: pinned bytes over time per window and "
+                   "kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
     fmt = b.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
     fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")

@@ -36,8 +36,8 @@ from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.loader.load_module import Job
 from vmapsim.loader.request import Request
 from vmapsim.loader.result import Result
+from vmapsim.loader.run import Run, simulate
 from vmapsim.loader.schedule import Schedule
-from vmapsim.loader.simulate import Run, simulate
 
 __all__ = [
     "METRICS",

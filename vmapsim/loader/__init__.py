@@ -8,7 +8,7 @@ One module per concept: :mod:`~vmapsim.loader.request` (what userspace asks),
 :mod:`~vmapsim.loader.load_module` (a request through the stages and the error paths),
 :mod:`~vmapsim.loader.pipelines` (kernel variants and proposals as data),
 :mod:`~vmapsim.loader.stats` (``CONFIG_MODULE_STATS``), :mod:`~vmapsim.loader.result`
-and :mod:`~vmapsim.loader.simulate` (:class:`Run` and :func:`simulate`).
+and :mod:`~vmapsim.loader.run` (:class:`Run` and :func:`simulate`).
 
 >>> from vmapsim.loader import PIPELINES, PROPOSALS, for_kernel
 >>> list(PIPELINES)
@@ -30,8 +30,8 @@ from vmapsim.loader.pipelines import (
 )
 from vmapsim.loader.request import Request
 from vmapsim.loader.result import METRICS, AllocationFailure, AllocationRecord, Outcome, Result
+from vmapsim.loader.run import DEFAULT_KERNEL, Run, simulate
 from vmapsim.loader.schedule import Schedule
-from vmapsim.loader.simulate import DEFAULT_KERNEL, Run, simulate
 from vmapsim.loader.stats import ModuleStats
 
 __all__ = [

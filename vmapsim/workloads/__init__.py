@@ -6,7 +6,7 @@
   storm) and :func:`udev_workers` (systemd-udevd's worker limit);
 * :mod:`~vmapsim.workloads.kdevops` -- the guest behind the published R1/R2 figures;
 * :mod:`~vmapsim.workloads.requests` -- request files (JSON lines or CSV);
-* :mod:`~vmapsim.workloads.capture` -- :func:`capture`: a machine file from a live system.
+* :mod:`~vmapsim.workloads.sysfs` -- :func:`capture`: a machine file from a live system.
 
 >>> from vmapsim.modules import Catalog
 >>> jobs = udev_boot(Catalog.builtin("debian-6.12-amd64"), PRESETS["intel-server"], cpus=4)
@@ -14,7 +14,6 @@
 (8, ('intel_uncore', 'intel_cstate', 'rapl'))
 """
 
-from vmapsim.workloads.capture import capture
 from vmapsim.workloads.kdevops import (
     KDEVOPS_COST_JITTER,
     KDEVOPS_SPREAD,
@@ -24,6 +23,7 @@ from vmapsim.workloads.kdevops import (
 )
 from vmapsim.workloads.kmod import Modprobe, syscall_for
 from vmapsim.workloads.requests import read_requests, write_requests
+from vmapsim.workloads.sysfs import capture
 from vmapsim.workloads.udev import MACHINE_SCHEMA, PRESETS, Machine, find_machine, udev_boot, udev_workers
 
 __all__ = [

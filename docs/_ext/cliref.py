@@ -1,0 +1,48 @@
+"""The ``vmapsim-cli`` directive: every command and option of ``vmapsim``, from its own argument parser.
+
+Generated at build time, so the reference cannot drift from the program.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from docutils import nodes
+from sphinx.util.docutils import SphinxDirective
+
+
+def _commands(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.ArgumentParser]]:
+    out = [(path, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += _commands(sub, f"{path} {name}")
+    return out
+
+
+class CliReference(SphinxDirective):
+    """Render ``vmapsim --help`` and each command's ``--help`` as sections."""
+
+    def run(self) -> list[nodes.Node]:
+        from vmapsim.cli import _parser
+
+        out: list[nodes.Node] = []
+        for path, parser in _commands(_parser(), "vmapsim"):
+            section = nodes.section(ids=[nodes.make_id(path)])
+            section += nodes.title(text=path)
+            parser.formatter_class = lambda prog: parser_formatter(prog)
+            section += nodes.literal_block(text=parser.format_help(), language="text")
+            out.append(section)
+        return out
+
+
+def parser_formatter(prog: str) -> argparse.HelpFormatter:
+    from vmapsim.cli import _Help
+
+    return _Help(prog, width=100)
+
+
+def setup(app: Any) -> dict[str, Any]:
+    app.add_directive("vmapsim-cli", CliReference)
+    return {"parallel_read_safe": True}

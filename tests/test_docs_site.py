@@ -72,3 +72,4 @@ def test_every_page_is_in_the_site(site: Path) -> None:
     pages = {p.relative_to(DOCS).with_suffix("") for p in DOCS.rglob("*.md")}
     built = {p.relative_to(site).with_suffix("") for p in site.rglob("*.html")}
     assert pages <= built, sorted(map(str, pages - built))
+

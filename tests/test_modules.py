@@ -369,3 +369,10 @@ def test_a_bare_directory_takes_its_kernel_from_vermagic(tmp_path: Path) -> None
             shutil.copy(f, tmp_path / f.name)
     cat = Catalog.scan(tmp_path, jobs=1)
     assert cat.kernel == "6.12.117+deb12-amd64" and cat.generation == "module_memory"
+
+
+def test_every_scan_csv_column_is_documented() -> None:
+    page = (Path(__file__).parent.parent / "docs" / "modules.md").read_text()
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    named = [name.strip(" `") for row in rows for name in row.split("|")[1].split(",")]
+    assert [c for c in named if c in CSV_COLUMNS] == list(CSV_COLUMNS)  # each once, in the CSV's order

@@ -13,7 +13,12 @@ sys.path.insert(0, str(Path(__file__).parent / "_ext"))
 
 project = "vmapsim"
 author = "the vmapsim developers"
-extensions = ["myst_parser", "sphinx.ext.autodoc", "cliref"]
+# matplotlib's plot directive runs each figure's code at build time: no committed image can go stale.
+extensions = ["myst_parser", "sphinx.ext.autodoc", "matplotlib.sphinxext.plot_directive", "cliref"]
+plot_include_source = True
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [("png", 110)]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build", "_ext"]
 html_theme = "furo"

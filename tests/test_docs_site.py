@@ -73,3 +73,9 @@ def test_every_page_is_in_the_site(site: Path) -> None:
     built = {p.relative_to(site).with_suffix("") for p in site.rglob("*.html")}
     assert pages <= built, sorted(map(str, pages - built))
 
+
+
+def test_figures_are_drawn_by_vmapsim_when_the_site_is_built(site: Path) -> None:
+    plots = sum(page.read_text().count(".. plot::") for page in DOCS.rglob("*.md"))
+    images = list((site / "_images").glob("*.png"))
+    assert plots >= 1 and len(images) >= plots and all(p.stat().st_size > 10_000 for p in images)

@@ -26,5 +26,3 @@ html_title = "vmapsim"
 autodoc_member_order = "bysource"
 autodoc_typehints = "signature"
 myst_heading_anchors = 3
-# Pages link to the repository's own files (tests, benchmarks, the package's data) by path.
-suppress_warnings = ["myst.xref_missing"]

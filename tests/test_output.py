@@ -225,18 +225,8 @@ def test_boot_writes_the_figure(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["boot.svg"]  # no partial file left beside it
 
 
-def _subcommands(parser: argparse.ArgumentParser, path: str = "vmapsim") -> list[tuple[str, argparse.ArgumentParser]]:
-    """Every (sub)command of a parser, nested ones included (vmapsim machine capture)."""
-    out = [(path, parser)]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                out += _subcommands(sub, f"{path} {name}")
-    return out
-
-
 def test_every_option_has_help_showing_its_default() -> None:
-    commands = _subcommands(cli._parser())
+    commands = cli.commands()
     assert {"vmapsim boot", "vmapsim machine capture", "vmapsim vmallocinfo", "vmapsim lsmod"} <= dict(commands).keys()
     for name, command in commands:
         formatter = command._get_formatter()

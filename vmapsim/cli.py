@@ -35,7 +35,7 @@ from vmapsim.modules.layout import KernelConfig
 from vmapsim.space import VmapSpace
 from vmapsim.units import MiB
 
-__all__ = ["main"]
+__all__ = ["commands", "main"]
 
 
 def progress_bar(what: str, unit: str = "it", stream: TextIO | None = None) -> Callable[[int, int], None] | None:
@@ -1194,6 +1194,26 @@ def _coldplug_options(b: argparse.ArgumentParser) -> None:
                    "machine's calibrated value, else 0.05)")  # fmt: skip
     b.add_argument("--cost-jitter", type=_finite(0, 0.99), help="stage durations vary by this fraction (default: the "
                    "machine's calibrated value, else 0.25)")  # fmt: skip
+
+
+def commands() -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every command of ``vmapsim`` as ``(name, parser)``, nested ones included (``vmapsim machine capture``),
+    for references generated from the parser.  Runtime complexity: O(commands).
+
+    >>> [name for name, _ in commands()][:3]
+    ['vmapsim', 'vmapsim demo', 'vmapsim info']
+    """
+    out: list[tuple[str, argparse.ArgumentParser]] = []
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        out.append((path, parser))
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, f"{path} {name}")
+
+    walk(_parser(), "vmapsim")
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,23 +12,14 @@ from docutils import nodes
 from sphinx.util.docutils import SphinxDirective
 
 
-def _commands(parser: argparse.ArgumentParser, path: str) -> list[tuple[str, argparse.ArgumentParser]]:
-    out = [(path, parser)]
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                out += _commands(sub, f"{path} {name}")
-    return out
-
-
 class CliReference(SphinxDirective):
     """Render ``vmapsim --help`` and each command's ``--help`` as sections."""
 
     def run(self) -> list[nodes.Node]:
-        from vmapsim.cli import _parser
+        from vmapsim.cli import commands
 
         out: list[nodes.Node] = []
-        for path, parser in _commands(_parser(), "vmapsim"):
+        for path, parser in commands():
             section = nodes.section(ids=[nodes.make_id(path)])
             section += nodes.title(text=path)
             parser.formatter_class = lambda prog: parser_formatter(prog)

@@ -1207,10 +1207,8 @@ def commands() -> list[tuple[str, argparse.ArgumentParser]]:
 
     def walk(parser: argparse.ArgumentParser, path: str) -> None:
         out.append((path, parser))
-        for action in parser._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, sub in action.choices.items():
-                    walk(sub, f"{path} {name}")
+        for name, sub in getattr(parser, "children", {}).items():
+            walk(sub, f"{path} {name}")
 
     walk(_parser(), "vmapsim")
     return out
@@ -1261,6 +1259,21 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _Help)
         super().__init__(*args, **kwargs)
+        #: The subcommands, by name, as they are added (what :func:`commands` walks).
+        self.children: dict[str, argparse.ArgumentParser] = {}
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        """argparse's, remembering each subcommand's parser in :attr:`children`."""
+        action = super().add_subparsers(**kwargs)
+        add = action.add_parser
+
+        def add_parser(name: str, **options: Any) -> argparse.ArgumentParser:
+            sub: argparse.ArgumentParser = add(name, **options)
+            self.children[name] = sub
+            return sub
+
+        action.add_parser = add_parser  # type: ignore[method-assign]  # wrap, to see each one added
+        return action
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"vmapsim: error: {_one_line(message)} (see '{self.prog} --help')\n")

@@ -330,15 +330,14 @@ def _load(args: argparse.Namespace) -> str:
         what.append(f"{', '.join(modules)} on each of {args.cpus} CPUs{deps}")
     if args.requests:
         what.append(f"{len(jobs) - asked} requests from {args.requests}")
-    for _name, pipeline, kernel in names:
-        run = Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
-                  kernel=kernel)  # fmt: skip
-        _BOOT_TASKS.append((jobs, run, None, False, False))
+    runs = [Run(pipeline, layout, args.cpus, catalog, costs=costs, module_align=args.module_align, seed=args.seed,
+                kernel=kernel) for _, pipeline, kernel in names]  # fmt: skip
+    _BOOT_TASKS[:] = [(jobs, run, None, False, False) for run in runs]
     try:
         done = _fork_map(_boot_run, len(names), progress_bar("simulating", "run"), work=len(jobs) * len(names))
     finally:
         _BOOT_TASKS.clear()
-    paths = [Run(p, catalog=catalog, kernel=k).resolve_pipeline() for _, p, k in names]
+    paths = [run.resolve_pipeline() for run in runs]
     rows = report.storm_rows(0, args.syscall, [(name, path, fig) for (name, _, _), path, (fig, _)
                                                in zip(names, paths, done, strict=True)])  # fmt: skip
     params = {"modules": modules, "requests": args.requests, "cpus": args.cpus, "catalog": args.catalog,
@@ -351,7 +350,7 @@ def _load(args: argparse.Namespace) -> str:
         if args.stats:
             for d in data:
                 st = stats[d["pipeline"]]
-                d["stats"] = {**attrs.asdict(st), "wasted_bytes": st.wasted_bytes, "text": st.render()}
+                d["stats"] = {**st.to_dict(), "text": st.render()}
         if args.json:
             return _json("load", params, {"windows": {r.name: r.size for r in layout.regions}, "runs": data})
         flat = {k: v for k, v in params.items() if k not in ("modules", "pipelines")}
@@ -372,15 +371,12 @@ def _load(args: argparse.Namespace) -> str:
 
 def _beside(real: Any, source: str, runs: Sequence[tuple[str, Any]], kmod: int) -> list[str]:
     """A real machine's CONFIG_MODULE_STATS counters beside each simulated run's."""
-    from vmapsim.loader.stats import ModuleStats
-
-    labels = [line.split("\t")[0].strip() for line in ModuleStats().render().splitlines()]
-    names = [*(f.name for f in attrs.fields(ModuleStats) if f.name != "duplicates"), "wasted_bytes"]
     w = max(14, *(len(p) for p, _ in runs))
     out = [f"# /sys/kernel/debug/modules/stats: {source} beside the simulated boot (kmod {kmod})",
            f"{'':25} {'real':>{w}}" + "".join(f" {p:>{w}}" for p, _ in runs)]  # fmt: skip
-    for label, name in zip(labels, names, strict=True):
-        out.append(f"{label:>25} {getattr(real, name):>{w}}" + "".join(f" {getattr(s, name):>{w}}" for _, s in runs))
+    columns = [real.counters(), *(s.counters() for _, s in runs)]
+    for i, (label, _) in enumerate(columns[0]):
+        out.append(f"{label:>25}" + "".join(f" {col[i][1]:>{w}}" for col in columns))
     return out
 
 
@@ -483,7 +479,7 @@ def _boot(args: argparse.Namespace) -> str:
         extra = extras.setdefault((kmod, name), {})
         if args.stats:
             stats = peak["stats"]
-            extra["stats"] = {**attrs.asdict(stats), "wasted_bytes": stats.wasted_bytes, "text": stats.render()}
+            extra["stats"] = {**stats.to_dict(), "text": stats.render()}
         if args.plot:
             runs.setdefault(f"kmod {kmod}", {})[name] = peak["result"]
             peaks[label] = peak["space"]
@@ -513,7 +509,7 @@ def _boot(args: argparse.Namespace) -> str:
                   "schedule": args.schedule, "uevents": len(jobs), "real_stats": args.real_stats}  # fmt: skip
         data = [{**row.to_dict(), **extras[row.kmod, row.pipeline]} for row in rows]
         if args.json:
-            real_doc = {"real_stats": {**attrs.asdict(real), "wasted_bytes": real.wasted_bytes}} if real else {}
+            real_doc = {"real_stats": real.to_dict()} if real else {}
             return _json("boot", params, {"windows": {r.name: r.size for r in layout.regions}, "runs": data,
                                           **real_doc}, notes)  # fmt: skip
         for note in notes:
@@ -609,7 +605,7 @@ def _coldplug(args: argparse.Namespace) -> tuple[Any, Catalog, list[tuple[str, s
                                                list[Any], Any, int]:  # fmt: skip
     """What ``boot`` and ``worst`` run: machine, catalog, pipeline rows, layout, udev's jobs, costs, workers."""
     from vmapsim.engine import CostModel
-    from vmapsim.workloads import find_machine, udev_boot, udev_workers, unstripped
+    from vmapsim.workloads import find_machine, udev_boot, udev_workers
 
     machine = find_machine(args.machine)
     if args.ram is not None:
@@ -619,8 +615,7 @@ def _coldplug(args: argparse.Namespace) -> tuple[Any, Catalog, list[tuple[str, s
     args.jitter, args.cost_jitter = machine.timing(args.jitter, args.cost_jitter)
     args.catalog = args.catalog or machine.catalog
     catalog, names = _catalog_and_pipelines(args)
-    if machine.file_factor != 1:
-        catalog = unstripped(catalog, machine.file_factor)
+    catalog = machine.own_files(catalog)
     layout = layouts.by_name(args.layout or machine.layout)
     jobs = udev_boot(catalog, machine, args.cpus, seed=args.seed, jitter=args.jitter, kmod=args.kmod)
     costs = CostModel(jitter=args.cost_jitter)

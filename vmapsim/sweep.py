@@ -38,7 +38,7 @@ from vmapsim.loader import METRICS, Run, simulate
 from vmapsim.modules import Catalog
 from vmapsim.report import SCHEMA_VERSION, document
 from vmapsim.units import PAGE_SIZE
-from vmapsim.workloads import Machine, find_machine, udev_boot, udev_workers, unstripped
+from vmapsim.workloads import Machine, find_machine, udev_boot, udev_workers
 
 __all__ = ["METRICS", "PARAMETERS", "Grid", "Point", "Table", "compare", "exhaustion_cpus", "run_point", "sweep"]
 
@@ -180,9 +180,7 @@ def run_point(
     True
     """
     machine: Machine = find_machine(point.machine)
-    cat = _catalog(machine.catalog)
-    if machine.file_factor != 1:
-        cat = unstripped(cat, machine.file_factor)
+    cat = machine.own_files(_catalog(machine.catalog))
     jitter, cost_jitter = machine.timing(jitter, cost_jitter)
     jobs = udev_boot(cat, machine, point.cpus, seed=point.seed, jitter=jitter, kmod=point.kmod)
     run = Run(point.pipeline, layouts.by_name(layout or machine.layout), point.cpus, cat,

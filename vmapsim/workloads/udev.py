@@ -39,6 +39,7 @@ from vmapsim.checks import (
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.modules.catalog import ACPI_PROCESSOR_MODALIASES, Catalog
 from vmapsim.units import GiB, MiB
+from vmapsim.workloads.kdevops import unstripped
 from vmapsim.workloads.kmod import Modprobe, syscall_for
 
 __all__ = ["MACHINE_SCHEMA", "MAX_MODALIAS", "PRESETS", "Machine", "find_machine", "udev_boot", "udev_workers"]
@@ -114,6 +115,13 @@ class Machine:
         for name in ("jitter", "cost_jitter"):
             if getattr(self, name) is not None:
                 number(name, getattr(self, name), 0, 0.99 if name == "cost_jitter" else None)
+
+    def own_files(self, catalog: Catalog) -> Catalog:
+        """``catalog`` with this machine's module file sizes (``file_factor``: :func:`unstripped`).
+
+        Runtime complexity: O(modules) when the factor is not 1, else O(1).
+        """
+        return catalog if self.file_factor == 1 else unstripped(catalog, self.file_factor)
 
     def timing(self, jitter: float | None = None, cost_jitter: float | None = None) -> tuple[float, float]:
         """(uevent spread, stage-duration jitter): the ones given, else the machine's calibrated ones, else

@@ -19,9 +19,9 @@ import time
 import attrs
 
 from vmapsim import simulate, worst_case
-from vmapsim.engine import CostModel
 from vmapsim.explore import Space
 from vmapsim.loader import Request, Run
+from vmapsim.loader.costs import CostModel
 from vmapsim.modules import Catalog
 from vmapsim.workloads import PRESETS, udev_boot, udev_workers
 
@@ -47,8 +47,9 @@ def small(seeds: int) -> None:
         print(f"\n{title}\n")
         print("| kernel | metric | exhaustive maximum | schedules reaching it | " + " | ".join(STRATEGIES) + " |")
         print("|---|---|---:|---:|" + "---:|" * len(STRATEGIES))
-        for kernel, metric in [("6.3", "peak-modules"), ("6.3", "wasted"), ("6.4", "peak-modules"), ("6.4", "wasted"),
-                               ("6.4", "becoming"), ("6.4", "load"), ("6.5", "peak-modules")]:  # fmt: skip
+        for kernel, metric in [("6.3", "peak_modules"), ("6.3", "wasted_bytes"), ("6.4", "peak_modules"),
+                               ("6.4", "wasted_bytes"), ("6.4", "failed_becoming"), ("6.4", "failed_load"),
+                               ("6.5", "peak_modules")]:  # fmt: skip
             ex = worst_case(jobs, kernel=kernel, cpus=cpus, catalog=CAT, metric=metric, budget=729,
                             strategy="exhaustive", space=space)  # fmt: skip
             cells = []

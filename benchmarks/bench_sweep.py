@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 
-from vmapsim.sweep import Grid, Point, exhaustion_cpus, run_point, sweep
+from vmapsim.sweeps import Grid, Point, exhaustion_cpus, run_point, sweep
 
 #: 8 CPU counts × 5 pipelines × 10 seeds on the qemu-kvm preset.
 GRID_400 = Grid(machines=("qemu-kvm",), cpus=(8, 16, 24, 32, 40, 48, 56, 64),

@@ -35,7 +35,8 @@ ALLOWED: dict[str, set[str]] = {
     "plot": _SPACE | {"modules", "engine", "execmem", "loader", "plot"},
     "report": _SPACE | {"modules", "engine", "execmem", "loader", "report"},
     "explore": _SPACE | {"modules", "engine", "execmem", "loader", "explore"},
-    "sweep": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "report", "sweep"},
+    "scenario": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "scenario"},
+    "sweeps": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "scenario", "report", "sweeps"},
     "strategies": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "strategies"},
     "cli": set(),  # the top: anything
 }

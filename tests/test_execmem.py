@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from tests.helpers import snapshot
 from vmapsim import InvalidArgument, VmapAllocationError, VmapSpace, layouts, simulate
-from vmapsim.engine import CostModel
 from vmapsim.execmem import RoxCache
 from vmapsim.loader import Request, Result
+from vmapsim.loader.costs import CostModel
 from vmapsim.loader.kernel import CHUNK_KIND, EXECMEM_FAILURE
 from vmapsim.loader.pipelines import for_kernel
 from vmapsim.units import PAGE_SIZE, PMD_SIZE, MiB
@@ -21,7 +21,11 @@ M = LAYOUT.modules
 
 
 def _chunks_held(space: VmapSpace) -> list[int]:
-    return [a.start for a in space.core.busy() if a.size == PMD_SIZE + PAGE_SIZE and a.start in M]
+    return [a.start for a in space.areas() if a.size == PMD_SIZE + PAGE_SIZE and a.start in M]
+
+
+def _busy_at(space: VmapSpace, addr: int) -> bool:
+    return any(a.start == addr for a in space.areas())
 
 
 @given(st.lists(st.tuples(st.sampled_from(["alloc", "free", "clean"]), st.integers(1, 700)), max_size=60))
@@ -43,13 +47,13 @@ def test_any_sequence_keeps_the_cache_tiled_merged_and_inside_its_chunks(ops: li
             assert cache.free(carves.pop(n % len(carves)))
         elif op == "clean":
             for chunk in cache.clean():
-                assert space.core.get(chunk) is None  # handed back to vmalloc
+                assert not _busy_at(space, chunk)  # handed back to vmalloc
         cache._check()
         space._check()
     # every carve lies in a chunk vmalloc still holds, and a chunk with no carve left is cleaned away
     for c in carves:
         chunk = max(s for s in cache.chunks if s <= c)
-        assert space.core.get(chunk) is not None
+        assert _busy_at(space, chunk)
     for c in carves:
         assert cache.free(c)
     cache.clean()  # all free again: in a 1.5 GiB window every chunk was a 2 MiB one, and every one goes back
@@ -62,7 +66,7 @@ def test_a_chunk_is_2_mib_plus_guard_aligned_to_2_mib_and_carves_are_first_fit()
     space.vmalloc_node_range(PAGE_SIZE, start=M.start, end=M.end)  # the window no longer starts 2 MiB-aligned
     cache = RoxCache(space)
     chunk = cache.populate(5 * PAGE_SIZE, M.start, M.end)
-    assert chunk % PMD_SIZE == 0 and space.core.get(chunk).size == PMD_SIZE + PAGE_SIZE
+    assert chunk % PMD_SIZE == 0 and space.area(chunk).size == PMD_SIZE + PAGE_SIZE
     cache.add(chunk)
     a, b, c = (cache.alloc(n * PAGE_SIZE, M.start, M.end) for n in (3, 1, 2))
     assert (a, b, c) == (chunk, chunk + 3 * PAGE_SIZE, chunk + 4 * PAGE_SIZE)
@@ -77,7 +81,7 @@ def test_a_window_without_a_2_mib_hole_gets_a_chunk_of_the_exact_size_which_is_n
     cache = RoxCache(space)
     w = layout.modules
     chunk = cache.populate(8 * PAGE_SIZE, w.start, w.end)
-    assert space.core.get(chunk).size == 9 * PAGE_SIZE
+    assert space.area(chunk).size == 9 * PAGE_SIZE
     cache.add(chunk)
     addr = cache.alloc(8 * PAGE_SIZE, w.start, w.end)
     assert addr == chunk and cache.free(addr) and cache.clean() == [] and chunk in cache.chunks

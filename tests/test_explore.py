@@ -15,11 +15,12 @@ import attrs
 import pytest
 
 from tests.helpers import run_cli
-from vmapsim import InvalidArgument, ParseError, Schedule, layouts, procfs, simulate, worst_case
-from vmapsim.engine import CostModel, Seeded
-from vmapsim.explore import METRICS, PCT, Exhaustive, Guided, RandomSearch, SearchTooLarge, Space
+from vmapsim import InvalidArgument, ParseError, layouts, procfs, simulate, worst_case
+from vmapsim.engine import Seeded
+from vmapsim.explore import PCT, Exhaustive, Guided, RandomSearch, SearchTooLarge, Space
 from vmapsim.layouts import Region
-from vmapsim.loader import Request, Run
+from vmapsim.loader import METRICS, Request, Run, Schedule
+from vmapsim.loader.costs import CostModel
 from vmapsim.modules import Catalog
 
 CAT = Catalog.builtin("debian-6.12-amd64")
@@ -66,7 +67,7 @@ def test_the_exhaustive_search_finds_the_maximum_of_every_grid_schedule(kernel: 
         simulate(SMALL, kernel=kernel, schedule=Schedule(arrivals=a), **KW).peak_pinned["modules"]
         for a in itertools.product(grid, repeat=len(SMALL))
     ]
-    value, evaluations = _exhaustive(kernel, "peak-modules")
+    value, evaluations = _exhaustive(kernel, "peak_modules")
     assert evaluations == 3 ** len(SMALL) == len(peaks) and value == max(peaks) and min(peaks) < max(peaks)
 
 
@@ -77,12 +78,12 @@ GRID_SPAN = {k: max(o.end for o in simulate(SMALL, kernel=k, **KW).outcomes) for
 @pytest.mark.parametrize(
     "instance,kernel,metric",
     [
-        ("small", "6.3", "peak-modules"),
-        ("small", "6.4", "peak-modules"),
-        ("small", "6.4", "wasted"),
-        ("small", "6.4", "becoming"),
-        ("held-out", "6.3", "peak-modules"),
-        ("held-out", "6.4", "peak-modules"),
+        ("small", "6.3", "peak_modules"),
+        ("small", "6.4", "peak_modules"),
+        ("small", "6.4", "wasted_bytes"),
+        ("small", "6.4", "failed_becoming"),
+        ("held-out", "6.3", "peak_modules"),
+        ("held-out", "6.4", "peak_modules"),
     ],
 )
 def test_the_guided_search_reaches_the_maximum_in_a_tenth_of_the_exhaustive_evaluations(
@@ -121,7 +122,7 @@ def test_every_returned_schedule_replays_byte_identically(strategy: object) -> N
     assert again == w.schedule
     replayed = simulate(SMALL, kernel="6.4", schedule=again, **KW)
     assert replayed == w.result == w.replay()
-    assert METRICS["peak-modules"].measure(replayed) == w.value
+    assert METRICS["peak_modules"].measure(replayed) == w.value
     assert procfs.render_vmallocinfo(replayed.space) == procfs.render_vmallocinfo(w.result.space)
 
 
@@ -194,10 +195,10 @@ def test_on_a_kasan_storm_only_searched_schedules_exhaust_the_module_window() ->
     # failure and shrinking it) and PCT find that.
     jobs = _kasan_storm(32)
     assert not any(simulate(jobs, attrs.evolve(KASAN_RUN, seed=s)).failures for s in range(5))
-    random_worst = worst_case(jobs, KASAN_RUN, metric="failures", budget=50, strategy="random")
+    random_worst = worst_case(jobs, KASAN_RUN, metric="allocation_failures", budget=50, strategy="random")
     assert random_worst.value == 0
     for strategy in ("guided", "pct"):
-        w = worst_case(jobs, KASAN_RUN, metric="failures", budget=20, strategy=strategy, goal=1)
+        w = worst_case(jobs, KASAN_RUN, metric="allocation_failures", budget=20, strategy=strategy, goal=1)
         assert w.value >= 1 and w.replay().failures
         assert w.result.failures[0].message.startswith("vmap allocation for size 2498560 failed")
 
@@ -205,10 +206,11 @@ def test_on_a_kasan_storm_only_searched_schedules_exhaust_the_module_window() ->
 def test_a_found_schedule_is_replayed_first_from_the_example_database(tmp_path: Path) -> None:
     jobs = _kasan_storm(32)
     db = str(tmp_path / "examples")
-    first = worst_case(jobs, KASAN_RUN, metric="failures", budget=20, strategy=Guided(database=db), goal=1, seed=1)
+    first = worst_case(jobs, KASAN_RUN, metric="allocation_failures", budget=20, strategy=Guided(database=db), goal=1,
+                       seed=1)
     # without the seeded run as the first evaluation, the database's schedule is the first one tried
-    again = worst_case(jobs, KASAN_RUN, metric="failures", budget=20, strategy=Guided(database=db), goal=1, seed=2,
-                       baseline=False)  # fmt: skip
+    again = worst_case(jobs, KASAN_RUN, metric="allocation_failures", budget=20, strategy=Guided(database=db), goal=1,
+                       seed=2, baseline=False)  # fmt: skip
     assert first.value >= 1 and again.first == 1 and again.schedule == first.schedule
 
 
@@ -224,7 +226,7 @@ def test_any_function_of_a_result_is_a_metric() -> None:
 @pytest.mark.parametrize(
     "kwargs,needle",
     [
-        ({"metric": "peak"}, "metric='peak': expected one of peak-modules"),
+        ({"metric": "peak"}, "unknown metric 'peak': one of loads"),
         ({"metric": 3}, "metric=3"),
         ({"strategy": "dfs"}, "strategy='dfs': expected one of random, pct, exhaustive, guided"),
         ({"strategy": 1}, "strategy=1"),
@@ -304,7 +306,7 @@ def test_vmapsim_worst_saves_a_schedule_that_boot_replays(tmp_path: Path) -> Non
     boot = json.loads(run_cli("boot", "--cpus", "16", "--pipeline", "v6.3", "--schedule", str(path), "--json").stdout)
     assert len(boot["runs"]) == 1 and boot["runs"][0]["peak_modules"] == found["worst"]  # a schedule: one storm
     table = run_cli("worst", "--cpus", "16", "--budget", "3", "--kernel", "6.12", "--strategy", "random").stdout
-    assert "6.12" in table.splitlines()[0] and "peak-modules: worst" in table
+    assert "6.12" in table.splitlines()[0] and "peak_modules: worst" in table
 
 
 @pytest.mark.parametrize(

@@ -18,12 +18,9 @@ PUBLIC_MODULES = sorted(
 def test_top_level_exports() -> None:
     assert sorted(vmapsim.__all__) == sorted(
         [
-            "PAGE_SIZE", "Catalog", "FreeTree", "InvalidArgument", "KernelProfile", "Layout", "ModuleFileError",
-            "ModuleImage", "ParseError", "Region", "RegionUsage", "Request", "Result", "Run", "Schedule",
-            "UnknownAddress", "VmapAllocationError", "VmapArea", "VmapBlock", "VmapSpace", "VmapsimError", "engine",
-            "explore", "layouts", "loader", "modules", "procfs", "profiles", "report", "simulate", "sweep", "trace",
-            "workloads",
-            "worst_case",
+            "Catalog", "Coldplug", "Grid", "InvalidArgument", "Loads", "Machine", "ModuleFileError", "ParseError",
+            "Request", "Result", "Run", "Scenario", "UnknownAddress", "VmapAllocationError", "VmapSpace",
+            "VmapsimError", "simulate", "storm", "sweep", "worst_case",
         ]
     )  # fmt: skip
     for name in vmapsim.__all__:
@@ -31,6 +28,14 @@ def test_top_level_exports() -> None:
     # every public non-module attribute of the package is exported
     unexported = {n for n in dir(vmapsim) if not n.startswith("_") and not inspect.ismodule(getattr(vmapsim, n))}
     assert unexported - set(vmapsim.__all__) == set()
+
+
+def test_the_front_door_loads_its_names_on_use() -> None:
+    code = ("import sys, vmapsim; before = sorted(m for m in sys.modules if m.startswith('vmapsim')); "
+            "vmapsim.Scenario; print(before, 'vmapsim.scenario' in sys.modules, vmapsim.sweep.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split("] ")[0] == "['vmapsim'"  # nothing but the package itself on import
+    assert out.split("] ")[1].split() == ["True", "vmapsim.sweeps"]
 
 
 def test_every_public_name_has_a_docstring() -> None:

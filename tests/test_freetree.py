@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, rule
 
 from tests.naive import NaiveFreeTree
-from vmapsim import FreeTree, InvalidArgument
+from vmapsim import InvalidArgument
 from vmapsim import freetree as freetree_mod
+from vmapsim.freetree import FreeTree
 
 PAGE = 4096
 

@@ -80,8 +80,9 @@ COMMANDS: dict[str, list[str]] = {
 def _loader_story() -> str:
     """Every pipeline on a mixed workload: each outcome's allocations and timeline, stats, peaks."""
     from vmapsim import layouts, simulate
-    from vmapsim.engine import CostModel, Seeded
+    from vmapsim.engine import Seeded
     from vmapsim.loader import PIPELINES, Request
+    from vmapsim.loader.costs import CostModel
     from vmapsim.units import MiB
     from vmapsim.workloads import Modprobe
 

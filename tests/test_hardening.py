@@ -30,7 +30,6 @@ from vmapsim import (
     Request,
     VmapsimError,
     VmapSpace,
-    engine,
     layouts,
     procfs,
     profiles,
@@ -38,6 +37,7 @@ from vmapsim import (
     trace,
 )
 from vmapsim.checks import load_json
+from vmapsim.loader import costs
 from vmapsim.modules import KernelConfig, read_module
 from vmapsim.workloads import (
     PRESETS,
@@ -131,8 +131,8 @@ def test_a_vfree_of_an_area_whose_page_array_is_gone_changes_nothing() -> None:
         lambda: simulate([42]),  # type: ignore[list-item]
         lambda: simulate([Request("loop", time=math.nan)], catalog="debian-6.12-amd64"),
         lambda: simulate([], workers=-1),
-        lambda: engine.CostModel(read=0),
-        lambda: engine.CostModel(jitter=math.nan),
+        lambda: costs.CostModel(read=0),
+        lambda: costs.CostModel(jitter=math.nan),
         lambda: kdevops_guest(0),
         lambda: unstripped(Catalog.builtin("debian-6.12-amd64"), math.nan),
         lambda: Catalog.load(None),  # type: ignore[arg-type]

@@ -39,18 +39,18 @@ def test_a_version_picks_path_generation_allocator_and_execmem(
 
 
 def test_a_run_without_kernel_or_pipeline_runs_its_catalogs_kernel() -> None:
-    assert Run(catalog="debian-6.1-amd64").resolve_pipeline().name == "6.1"
-    assert Run(catalog=CAT).resolve_pipeline() == for_kernel("6.12")
+    assert Run(catalog="debian-6.1-amd64").path.name == "6.1"
+    assert Run(catalog=CAT).path == for_kernel("6.12")
     # a 6.12 boot runs the 6.9+ allocator with its node pools, not the 6.5 one
     r = simulate([Request("loop", cpu=c) for c in range(4)], cpus=4, catalog=CAT)
     assert r.pipeline == "6.12" and r.space.profile.node_pools and r.space.nr_vmap_nodes == 4
 
 
 def test_proposals_go_on_top_of_the_kernel_asked_for() -> None:
-    p = Run(kernel="6.3", pipeline="kread-dedup").resolve_pipeline()
+    p = Run(kernel="6.3", pipeline="kread-dedup").path
     assert p.name == "6.3+kread-dedup" and p.generation == "module_layout" and p.stages[0].dedup == "path"
     # without a kernel, a proposal is the patch on the 6.4 path it was posted against
-    assert Run(pipeline="kread-dedup").resolve_pipeline() is PIPELINES["kread-dedup"]
+    assert Run(pipeline="kread-dedup").path is PIPELINES["kread-dedup"]
     for name, proposal in PROPOSALS.items():
         on_612 = for_kernel("6.12", name)
         assert on_612.idempotent and on_612.profile.name == "6.11" and proposal.applies_to(for_kernel("6.12"))
@@ -59,8 +59,8 @@ def test_proposals_go_on_top_of_the_kernel_asked_for() -> None:
 @pytest.mark.parametrize(
     "fields,match",
     [
-        ({"kernel": "6.12", "pipeline": "v6.3"}, "released load path"),
-        ({"kernel": "6.12", "pipeline": PIPELINES["v6.5"]}, "a Pipeline is a whole load path"),
+        ({"kernel": "6.12", "pipeline": "v6.3"}, "disagree: v6.3 is 6.3's own load path"),
+        ({"kernel": "6.12", "pipeline": PIPELINES["v6.5"]}, "v6.5 is a whole load path on 6.5"),
         ({"kernel": "6.1", "pipeline": "page-list"}, "existence check"),
         ({"kernel": "7.4"}, "newer than 7.3"),
         ({"kernel": "5.10"}, "5.18"),
@@ -109,4 +109,5 @@ def test_cli_kernel_rows_are_each_kernels_path_and_proposals() -> None:
     assert rows == ["6.1", *on_61, "6.12", *(f"6.12+{p}" for p in proposals)]
     bad = subprocess.run([sys.executable, "-m", "vmapsim", "boot", "--kernel", "6.12", "--pipeline", "v6.3"],
                          capture_output=True, text=True)  # fmt: skip
-    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "released load path" in bad.stderr
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1
+    assert "--kernel 6.12 and --pipeline v6.3 disagree: v6.3 is 6.3's own load path" in bad.stderr

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vmapsim import Catalog, InvalidArgument, ParseError, Request, simulate
-from vmapsim.engine import CostModel
+from vmapsim.loader.costs import CostModel
 from vmapsim.units import KiB
 from vmapsim.workloads import (
     KDEVOPS_COST_JITTER,
@@ -186,7 +186,7 @@ def test_a_failed_resize_changes_nothing() -> None:
 
 def test_a_sweep_of_a_machine_file_is_what_boot_prints(tmp_path: Path) -> None:
     from vmapsim.loader import METRICS
-    from vmapsim.sweep import Point, run_point
+    from vmapsim.sweeps import Point, run_point
 
     path = tmp_path / "guest.json"
     path.write_text(attrs.evolve(PRESETS["kdevops"], name="guest").to_json())  # its timing and file factor too

@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 
 from tests.helpers import console_log, console_section
 from vmapsim import InvalidArgument, Request, Result, cli, layouts, report, simulate
+from vmapsim.cli import _io as cli_io
+from vmapsim.loader import METRICS
 from vmapsim.workloads import Modprobe
 
 DATA = Path(__file__).parent / "data"
@@ -77,7 +79,8 @@ def test_a_document_that_breaks_the_schema_is_refused() -> None:
 
 def test_the_sweep_file_is_a_document_too(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
-    r = _run("sweep", "--cpus", "2", "--seeds", "2", "--executor", "serial", "--json", str(out))
+    r = _run("sweep", "--cpus", "2", "--seeds", "2", "--pipeline", "v6.3,v6.4,v6.5", "--executor", "serial", "--json",
+             str(out))
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     _validate(doc, "sweep")
@@ -119,7 +122,7 @@ def test_no_two_rows_are_identical_without_saying_why() -> None:
     doc = json.loads(_run("boot", "--cpus", "32", "--json").stdout)
     seen: dict[tuple[int, tuple[object, ...]], str] = {}
     for run in doc["runs"]:
-        key = (run["kmod"], tuple(run[k] for k in (*report.METRICS, "reads")))
+        key = (run["kmod"], tuple(run[k] for k in (*METRICS, "reads")))
         if key in seen:
             assert run["same_as"] == seen[key] and run["verdict"].startswith(f"= {seen[key]}: ")
         else:
@@ -285,7 +288,7 @@ def test_boot_answers_the_same_on_forked_workers_and_in_turn(monkeypatch: pytest
     argv = ["boot", "--cpus", "32", "--pipeline", "v6.3,v6.5,kread-dedup", "--stats", "--json"]
     outs = []
     for work in (0, 10**9):  # fork whatever the work / never fork
-        monkeypatch.setattr(cli, "_FORK_WORK", work)
+        monkeypatch.setattr(cli_io, "FORK_WORK", work)
         assert cli.main(argv) == 0
         outs.append(capsys.readouterr().out)
     assert outs[0] == outs[1] and json.loads(outs[0])["runs"]

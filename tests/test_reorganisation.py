@@ -8,9 +8,12 @@ from hypothesis import strategies as st
 
 from tests.helpers import snapshot
 from vmapsim import InvalidArgument, VmapSpace, layouts, simulate
-from vmapsim.engine import CostModel, Delay, Engine, Ordered, Seeded, Semaphore
+from vmapsim.engine import Delay, Engine, Ordered, Seeded, Semaphore
 from vmapsim.loader import Request, Run
+from vmapsim.loader.costs import CostModel
 from vmapsim.loader.kernel import Kernel
+from vmapsim.loader.stages import ConcurrencyLimit
+from vmapsim.modules import Generation
 from vmapsim.workloads import Modprobe
 
 CAT = "debian-6.12-amd64"
@@ -80,12 +83,16 @@ def test_semaphore_wakes_waiters_in_order() -> None:
     assert log == [(0.0, "a"), (0.0, "b"), (1.0, "c"), (2.0, "d")]
 
 
-def test_kernel_state_is_per_owner_and_per_run() -> None:
+def test_kernel_state_is_typed_per_stage_and_per_run() -> None:
     k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
-    a, b = object(), object()
-    assert k.state(a, list) is k.state(a, list) and k.state(a, list) is not k.state(b, list)
+    a, b = ConcurrencyLimit(4), ConcurrencyLimit(4)  # equal values, two stages: two limiters
+    assert k.limiter(a, 4) is k.limiter(a, 4) and k.limiter(a, 4) is not k.limiter(b, 4)
     other = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
-    assert other.state(a, list) is not k.state(a, list)
+    assert other.limiter(a, 4) is not k.limiter(a, 4)
+    assert other.reads is not k.reads and other.in_flight is not k.in_flight
+    assert k.generation is Generation.MODULE_MEMORY  # the name is converted once
+    with pytest.raises(InvalidArgument, match="'core'"):
+        Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "core")
 
 
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=25), st.data())

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import invariant
 
-from vmapsim import InvalidArgument, Schedule, VmapSpace, layouts, simulate, worst_case
+from vmapsim import InvalidArgument, VmapSpace, layouts, simulate, worst_case
+from vmapsim.loader import Schedule
 from vmapsim.modules import Catalog
 from vmapsim.strategies import (
     Operation,

@@ -1,4 +1,4 @@
-"""vmapsim.sweep: grids of coldplugs, the same table on every executor, resumable, and the CLI."""
+"""vmapsim.sweeps: grids of coldplugs, the same table on every executor, resumable, and the CLI."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import pytest
 
 from tests.helpers import run_cli
 from vmapsim import InvalidArgument, ParseError
-from vmapsim.sweep import METRICS, PARAMETERS, Grid, Point, Table, compare, exhaustion_cpus, run_point, sweep
+from vmapsim.loader import METRICS
+from vmapsim.sweeps import PARAMETERS, Grid, Point, Table, compare, exhaustion_cpus, run_point, sweep
 
 GRID = Grid(machines=("qemu-kvm",), cpus=(2, 4, 8), pipelines=("v6.3", "v6.4", "v6.5"), seeds=3)
 
@@ -111,7 +112,7 @@ def test_csv_json_and_parquet_hold_every_row(serial: Table, tmp_path: Path) -> N
         ({"cpus": 8}, "cpus=8"),
         ({"cpus": (0,)}, "cpus"),
         ({"pipelines": ("v9",)}, "v9"),
-        ({"kernels": ("6.3",), "pipelines": ("v6.4",)}, "released load path"),
+        ({"kernels": ("6.3",), "pipelines": ("v6.4",)}, "disagree: v6.4 is 6.4's own load path"),
         ({"kmods": (0,)}, "kmods"),
         ({"seeds": 0}, "seeds"),
         ({"seeds": ()}, "seeds"),
@@ -138,7 +139,8 @@ def test_bad_sweep_arguments_and_files_are_refused(serial: Table) -> None:
 
 def test_vmapsim_sweep_writes_the_rows_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
-    argv = ["sweep", "--machine", "qemu-kvm", "--cpus", "2-6:2", "--seeds", "2", "--executor", "serial"]
+    argv = ["sweep", "--machine", "qemu-kvm", "--cpus", "2-6:2", "--seeds", "2", "--pipeline", "v6.3,v6.4,v6.5",
+            "--executor", "serial"]
     first = run_cli(*argv, "--resume", str(out), "--csv", str(tmp_path / "rows.csv"))
     rows = Table.from_json(out.read_text())
     assert len(rows.rows) == 3 * 3 * 2 and "sweep of 18 runs" in first.stdout

@@ -12,7 +12,7 @@ import functools
 import pytest
 
 from tests.realkernel import timing
-from vmapsim.engine import QEMU_TCG_SHARED, CostModel
+from vmapsim.loader.costs import QEMU_TCG_SHARED, CostModel
 
 CALIBRATION = [n for cpus in (2, 4) for n in timing.fixture_names(cpus) if timing.calibrates(n)]
 #: Debian 13's own 6.12 build (trixie) is never calibrated on: all its boots are predictions.

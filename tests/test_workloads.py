@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from vmapsim import ParseError, simulate
-from vmapsim.engine import CostModel
 from vmapsim.loader import PIPELINES, ModuleStats, Request
+from vmapsim.loader.costs import CostModel
 from vmapsim.modules import Catalog
 from vmapsim.workloads import PRESETS, Modprobe, read_requests, udev_boot, udev_workers, write_requests
 

@@ -18,6 +18,7 @@ vmapsim.errors.InvalidArgument: cpus=True: expected an integer from 1 to 8192
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -317,6 +318,8 @@ def strict_converter() -> cattrs.Converter:
 
     for kind in (int, float, str, bool):
         conv.register_structure_hook(kind, exactly(kind))
+    # a kernel enum (a StrEnum: Syscall, ModuleState...) is its name in plain data
+    conv.register_unstructure_hook(enum.StrEnum, lambda v: v.value)
     return conv
 
 

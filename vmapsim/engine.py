@@ -1,4 +1,4 @@
-"""A small deterministic discrete-event engine: time, tasks as generators, schedulers, costs.
+"""A small deterministic discrete-event engine: time, tasks as generators, schedulers, shared CPUs.
 
 Tasks are generators that yield engine commands: :class:`Delay` (sleep for a
 duration) or :class:`Wait` (block until an :class:`Event` fires).  When several
@@ -6,6 +6,8 @@ tasks can run at the same instant, a scheduler picks which goes next:
 :class:`Fifo`, :class:`Seeded` (random with a seed), :class:`Ordered` (an
 explicit list of choices) or :class:`Drawn` (choices drawn by Hypothesis, so a
 failing interleaving shrinks).  Same tasks and same scheduler give the same run.
+Tasks contend for a :class:`Semaphore` and share CPUs through :class:`Processors`;
+how long the loader's steps take is :mod:`vmapsim.loader.costs`' business.
 
 >>> log = []
 >>> def worker(name, engine):
@@ -28,14 +30,11 @@ from typing import Any, NamedTuple, Protocol
 
 import attrs
 
-from vmapsim.checks import flag, integer, number
+from vmapsim.checks import integer
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
-    "QEMU_TCG",
-    "QEMU_TCG_SHARED",
     "Chooser",
-    "CostModel",
     "Delay",
     "Drawn",
     "Engine",
@@ -367,120 +366,3 @@ class Engine:
             heapq.heappush(self._times, when)
         else:
             bucket.append(task)
-
-
-@attrs.frozen
-class CostModel:
-    """How long each loader stage takes, in seconds.
-
-    Bandwidths are bytes per second: ``read`` (kernel_read_file from page
-    cache), ``decompress`` (output bytes), ``signature`` (hashing for
-    module_sig_check), ``copy`` (move_module's section copy and relocation);
-    ``verify`` the fixed cost of one signature verification, ``init`` a
-    module's init function, ``rcu_grace`` one synchronize_rcu() and
-    ``workqueue`` the latency before a queued work item runs.
-
-    Three costs shape the race of duplicates and are 0 unless calibrated:
-    ``populate``, the seconds per page ``__vmalloc_area_node()`` spends
-    allocating and mapping a module-memory area before the next one is asked
-    for; ``layout``, the seconds per byte of the image ``layout_and_allocate()``
-    spends before its first allocation (``check_modinfo()``,
-    ``layout_sections()``, ``layout_symtab()``); with the section copy they are
-    the window between 6.4's early check and ``add_unformed_module()``.  And
-    ``ipi``, the seconds of work per online CPU in ``complete_formation()``:
-    making module memory read-only and executable flushes every CPU's TLB and
-    text patching syncs every CPU.  ``rox_fill``, the seconds per page execmem
-    spends on a new ROX chunk before it joins the cache
-    (``execmem_fill_trapping_insns()``, ``set_memory_rox()``; 6.15+ x86-64),
-    the time concurrent misses have to populate chunks of their own.
-
-    ``jitter`` spreads every duration uniformly by up to that fraction either
-    way (drawn from the run's seed), as real CPUs never run two loads in
-    perfect step.  ``processors``: how many processors the CPU-bound stages
-    (read, decompress, signature, copy, populate, layout, ipi, init) share by
-    processor sharing (:class:`Processors`); None gives every load a
-    processor of its own.  With ``lockstep`` every heavy stage (read,
-    decompress, signature, init) takes exactly ``step`` seconds and bookkeeping
-    takes none: requests that arrive together stay together, so on 6.4+ the
-    early check stops every duplicate and none reaches the second one.  That
-    is one schedule, not the worst case.
-
-    >>> CostModel().duration("read", 2_000_000) > 0, CostModel(lockstep=True).duration("copy", 10**9)
-    (True, 0.0)
-    """
-
-    read: float = 2e9
-    decompress: float = 2e8
-    signature: float = 1e9
-    copy: float = 5e9
-    init: float = 0.002
-    rcu_grace: float = 0.02
-    workqueue: float = 0.001
-    lockstep: bool = False
-    step: float = 0.01
-    verify: float = 0.0005
-    jitter: float = 0.0
-    populate: float = 0.0
-    layout: float = 0.0
-    ipi: float = 0.0
-    processors: int | None = None
-    rox_fill: float = 0.0
-
-    def __attrs_post_init__(self) -> None:
-        for name in ("read", "decompress", "signature", "copy"):
-            if not number(name, getattr(self, name), 0) > 0:
-                raise InvalidArgument(f"{name}={getattr(self, name)!r}: a bandwidth must be above 0 bytes/s")
-        for name in ("init", "rcu_grace", "workqueue", "step", "verify", "populate", "layout", "ipi", "rox_fill"):
-            number(name, getattr(self, name), 0)
-        if self.processors is not None:
-            integer("processors", self.processors, 1)
-        number("jitter", self.jitter, 0, 0.99)  # below 1: no stage may take zero or negative time
-        flag("lockstep", self.lockstep)
-
-    def duration(self, stage: str, nbytes: int = 0) -> float:
-        """Seconds for ``stage`` on ``nbytes`` bytes.  Runtime complexity: O(1)."""
-        if self.lockstep:
-            if stage in _TIMED:
-                return self.step if stage in _HEAVY else 0.0
-        elif stage == "read":
-            return nbytes / self.read
-        elif stage == "copy":
-            return nbytes / self.copy
-        elif stage == "signature":
-            return nbytes / self.signature + self.verify
-        elif stage == "decompress":
-            return nbytes / self.decompress
-        elif stage == "init":
-            return self.init
-        elif stage == "rcu_grace":
-            return self.rcu_grace
-        elif stage == "workqueue":
-            return self.workqueue
-        elif stage == "populate":
-            return (nbytes >> 12) * self.populate
-        elif stage == "rox_fill":
-            return (nbytes >> 12) * self.rox_fill
-        elif stage == "layout":
-            return nbytes * self.layout
-        elif stage == "ipi":  # nbytes: the online CPUs
-            return nbytes * self.ipi
-        raise InvalidArgument(f"unknown stage {stage!r} for the cost model")
-
-
-# The stages a CostModel times, and those lockstep gives its ``step`` (the rest take no time there).
-_HEAVY = frozenset(("read", "decompress", "signature", "init"))
-_TIMED = _HEAVY | {"copy", "rcu_grace", "workqueue", "populate", "layout", "ipi", "rox_fill"}
-
-#: Costs calibrated on Debian's 6.12 kernel under QEMU TCG (tests/data/qemu-6.12-1cpu.txt): decompression
-#: about 6 MB/s, ~16 ms per signature verification, ~18 ms from init's end to the freeing of init memory.
-QEMU_TCG = CostModel(read=1e9, decompress=6e6, signature=1e9, copy=1e9, init=0.004, rcu_grace=0.017,
-                     workqueue=0.001, verify=0.016)  # fmt: skip
-#: The same machine with its vCPUs sharing the host's 2 cores, calibrated on N concurrent loads of dm-mod at 2
-#: and 4 vCPUs (23 boots in tests/data/timing; python -m tests.realkernel.timing): CPU-bound stages share 2
-#: processors; ~25 ms of per-load work before layout, 12 MB/s xz, 10 ms of init, 16 ms per online CPU of
-#: cross-CPU flushes as module memory goes read-only and executable, 5 us per module page, +-25% jitter;
-#: on 7.3, 61 us per page (31 ms) to fill a new 2 MiB ROX chunk and make it ROX.
-#: The 8- and 16-vCPU boots test it (tests/test_timing.py, docs/fidelity.md).
-QEMU_TCG_SHARED = CostModel(read=1e9, decompress=12e6, signature=1e9, copy=3e8, init=0.01, rcu_grace=0.017,
-                            workqueue=0.001, verify=0.025, jitter=0.25, populate=5e-6, ipi=0.016,
-                            processors=2, rox_fill=6.08e-5)  # fmt: skip

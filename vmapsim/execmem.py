@@ -23,7 +23,7 @@ True
 >>> chunk = cache.populate(8192, m.start, m.end, cpu=0)
 >>> cache.add(chunk)
 >>> a = cache.alloc(8192, m.start, m.end)
->>> a == chunk, space.core.get(chunk).size            # one 2 MiB + guard area for many carves
+>>> a == chunk, space.area(chunk).size                # one 2 MiB + guard area for many carves
 (True, 2101248)
 >>> cache.free(a), cache.clean() == [chunk]           # wholly free again: back to vmalloc
 (True, True)
@@ -37,7 +37,7 @@ import attrs
 from sortedcontainers import SortedDict
 
 from vmapsim.checks import address, integer
-from vmapsim.errors import InvalidArgument, VmapAllocationError
+from vmapsim.errors import InvalidArgument, UnknownAddress, VmapAllocationError
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE, PMD_SIZE, page_align
 
@@ -121,10 +121,12 @@ class RoxCache:
         Traceback (most recent call last):
         vmapsim.errors.InvalidArgument: add(0x1000): no vmalloc area starts there
         """
-        area = self.space.core.get(address("chunk", chunk))
-        if area is None or chunk in self.chunks:
-            what = "no vmalloc area starts there" if area is None else "that chunk is in the cache already"
-            raise InvalidArgument(f"add({chunk:#x}): {what}")
+        try:
+            area = self.space.area(address("chunk", chunk))
+        except UnknownAddress:
+            raise InvalidArgument(f"add({chunk:#x}): no vmalloc area starts there") from None
+        if chunk in self.chunks:
+            raise InvalidArgument(f"add({chunk:#x}): that chunk is in the cache already")
         self.chunks[chunk] = area.size - PAGE_SIZE
         self._insert(chunk, chunk + area.size - PAGE_SIZE)
 
@@ -179,7 +181,6 @@ class RoxCache:
         for lo, hi in spans:
             assert any(c <= lo and hi <= c + n for c, n in self.chunks.items()), "a range outside every chunk"
         for c, n in self.chunks.items():
-            area = self.space.core.get(c)
-            assert area is not None and area.size == n + PAGE_SIZE
+            assert self.space.area(c).size == n + PAGE_SIZE
             inside = sum(hi - lo for lo, hi in spans if c <= lo < c + n)
             assert inside == n, "a chunk not tiled by its free ranges and carves"

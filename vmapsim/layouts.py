@@ -73,7 +73,8 @@ class Layout:
     ``THREAD_ALIGN`` for vmapped stacks; ``vmalloc_space`` is the
     ``VMALLOC_SPACE`` guess used to size vmap blocks; ``kaslr`` says the module
     window starts at a random page offset (``get_module_load_offset()``: 1..1024 pages);
-    ``execmem_rox`` that the architecture selects ``ARCH_HAS_EXECMEM_ROX`` (x86-64
+    ``arch`` the architecture whose modules load here; ``execmem_rox`` that the architecture selects
+    ``ARCH_HAS_EXECMEM_ROX`` (x86-64
     with ``STRICT_MODULE_RWX``, ``arch/x86/Kconfig``; no other architecture in 7.3)
     and its CPUs have PSE, so 6.15+ module text comes from execmem's ROX cache.
 
@@ -92,6 +93,8 @@ class Layout:
     vmalloc_space: int = 128 * GiB
     kaslr: bool = False
     execmem_rox: bool = False
+    #: The architecture (``uname -m``'s name, as kbuild's ``UTS_MACHINE``): whose modules load here.
+    arch: str = "x86_64"
 
     @property
     def kva_end(self) -> int:
@@ -148,19 +151,26 @@ ARM64_48 = Layout(
     vmalloc=Region("vmalloc", 0xFFFF800008000000, 0xFFFFFBFFF0000000),
     modules=Region("modules", 0xFFFF800000000000, 0xFFFF800008000000),
     thread_align=8 * PAGE_SIZE,
+    arch="arm64",
 )
 _RISCV_MODULES = Region("modules", 0xFFFFFFFF00000000, 0xFFFFFFFF80000000)
 #: riscv64 Sv39 (vmalloc 64 GiB; VMALLOC_END = PAGE_OFFSET).
 RISCV64_SV39 = Layout(
-    "riscv64_sv39", vmalloc=Region("vmalloc", 0xFFFFFFC600000000, 0xFFFFFFD600000000), modules=_RISCV_MODULES
+    "riscv64_sv39", vmalloc=Region("vmalloc", 0xFFFFFFC600000000, 0xFFFFFFD600000000),
+    modules=_RISCV_MODULES,
+    arch="riscv64",
 )
 #: riscv64 Sv48 (vmalloc 32 TiB).
 RISCV64_SV48 = Layout(
-    "riscv64_sv48", vmalloc=Region("vmalloc", 0xFFFF8F8000000000, 0xFFFFAF8000000000), modules=_RISCV_MODULES
+    "riscv64_sv48", vmalloc=Region("vmalloc", 0xFFFF8F8000000000, 0xFFFFAF8000000000),
+    modules=_RISCV_MODULES,
+    arch="riscv64",
 )
 #: riscv64 Sv57 (vmalloc 16 PiB).
 RISCV64_SV57 = Layout(
-    "riscv64_sv57", vmalloc=Region("vmalloc", 0xFF20000000000000, 0xFF60000000000000), modules=_RISCV_MODULES
+    "riscv64_sv57", vmalloc=Region("vmalloc", 0xFF20000000000000, 0xFF60000000000000),
+    modules=_RISCV_MODULES,
+    arch="riscv64",
 )
 
 # x86-32 with HIGHMEM: VMALLOC_END = PKMAP_BASE - 2 pages (0xff800000 - 8 KiB).
@@ -191,6 +201,7 @@ def i386(vmalloc: int = 120 * MiB) -> Layout:
         ioremap_max_order=21,
         thread_align=2 * PAGE_SIZE,
         vmalloc_space=128 * MiB,
+        arch="i386",
     )
 
 

@@ -217,7 +217,7 @@ def sweep_curves(
     """Write a PNG/SVG/PDF of each metric against CPUs, one line per load path (the seed median) with the
     seeds' min–max band; ``window`` (bytes) draws the module window's size on the peak panel, and
     ``exhaustion`` (load path -> CPU count) marks where each runs out.  ``rows`` are a sweep's
-    (:class:`vmapsim.sweep.Table` ``.rows``).  Runtime complexity: O(rows log rows).
+    (:class:`vmapsim.sweeps.Table` ``.rows``).  Runtime complexity: O(rows log rows).
     """
     target = plot_path(path)
     plt = _pyplot()

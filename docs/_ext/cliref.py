@@ -29,9 +29,9 @@ class CliReference(SphinxDirective):
 
 
 def parser_formatter(prog: str) -> argparse.HelpFormatter:
-    from vmapsim.cli import _Help
+    from vmapsim.cli import Help
 
-    return _Help(prog, width=100)
+    return Help(prog, width=100)
 
 
 def setup(app: Any) -> dict[str, Any]:

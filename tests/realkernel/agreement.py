@@ -48,7 +48,7 @@ def rows() -> list[str]:
         out.append(f"| 4 concurrent {syscall}_module of dm-mod | {version} | 4 | kernel returns {rets}, "
                    f"allocations per caller {counts}; vmapsim {mrets}, {mcounts} |")  # fmt: skip
     from tests.realkernel import timing
-    from vmapsim.engine import QEMU_TCG_SHARED
+    from vmapsim.loader.costs import QEMU_TCG_SHARED
 
     for version, syscall in (("6.1", "finit"), ("6.12", "finit")):
         seen = timing.observe(harness.boot(version, 8, modules=("drivers/md/dm-mod",), dup=8, syscall=syscall),

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from tests.helpers import console_section, has_sections
 from tests.realkernel.capture import capture
 from vmapsim import layouts, procfs, profiles, simulate, trace
-from vmapsim.engine import QEMU_TCG, CostModel
 from vmapsim.loader import AllocationRecord, Request, Result, for_kernel
+from vmapsim.loader.costs import QEMU_TCG, CostModel
 from vmapsim.modules import Catalog
 from vmapsim.modules.layout import TEXT_TYPES
 

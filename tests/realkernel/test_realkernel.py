@@ -108,7 +108,7 @@ def test_an_8_vcpu_duplicate_boot_is_predicted_by_the_calibration() -> None:
     # The bounded live form of tests/test_timing.py: a fresh 8-vCPU boot (8 concurrent finit_module(dm_mod) on
     # 6.12), predicted by QEMU_TCG_SHARED, calibrated on 2- and 4-vCPU boots only.
     from tests.realkernel import timing
-    from vmapsim.engine import QEMU_TCG_SHARED
+    from vmapsim.loader.costs import QEMU_TCG_SHARED
 
     text = _boot("6.12", 8, modules=("drivers/md/dm-mod",), dup=8, syscall="finit")
     seen = timing.observe(text, "6.12", "finit")

@@ -25,8 +25,8 @@ import attrs
 from tests.helpers import console_section
 from tests.realkernel.harness import areas
 from vmapsim import layouts, procfs, profiles, simulate, trace
-from vmapsim.engine import QEMU_TCG, CostModel
 from vmapsim.loader import Request, for_kernel
+from vmapsim.loader.costs import QEMU_TCG, CostModel
 from vmapsim.units import PAGE_SIZE, PMD_SIZE
 
 HERE = Path(__file__).resolve().parent

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from tests.helpers import has_sections
 from tests.realkernel.capture import kernel_files, kernel_tree
-from vmapsim.engine import CostModel
+from vmapsim.loader.costs import CostModel
 
 _DUMP = """#!/bin/sh
 exec > /dev/ttyS0 2>&1
@@ -190,7 +190,7 @@ def predict(
     from tests.helpers import console_section
     from tests.realkernel.harness import CATALOGS
     from vmapsim import simulate
-    from vmapsim.engine import QEMU_TCG_SHARED
+    from vmapsim.loader.costs import QEMU_TCG_SHARED
     from vmapsim.modules import Catalog
     from vmapsim.workloads import Machine, udev_boot, udev_workers
 

@@ -18,42 +18,66 @@ and :mod:`~vmapsim.loader.run` (:class:`Run` and :func:`simulate`).
 """
 
 from vmapsim.loader import stages
+from vmapsim.loader.costs import QEMU_TCG, QEMU_TCG_SHARED, Cost, CostModel
 from vmapsim.loader.load_module import Job, Loader
+from vmapsim.loader.metrics import METRICS, Metric, metric
+from vmapsim.loader.module_list import ModuleState
 from vmapsim.loader.pipelines import (
     PIPELINES,
     PROPOSALS,
+    RELEASED,
+    Change,
+    PathConflict,
     Pipeline,
     Proposal,
     concurrency_limit,
     exclusive_deny,
     for_kernel,
+    load_path,
+    selection,
 )
-from vmapsim.loader.request import Request
-from vmapsim.loader.result import METRICS, AllocationFailure, AllocationRecord, Outcome, Result
+from vmapsim.loader.request import Request, Syscall
+from vmapsim.loader.result import AllocationFailure, AllocationRecord, Outcome, Result
 from vmapsim.loader.run import DEFAULT_KERNEL, Run, simulate
 from vmapsim.loader.schedule import Schedule
-from vmapsim.loader.stats import ModuleStats
+from vmapsim.loader.stages import ReadDedup
+from vmapsim.loader.stats import FailurePoint, ModuleStats
 
 __all__ = [
     "DEFAULT_KERNEL",
     "METRICS",
     "PIPELINES",
     "PROPOSALS",
+    "QEMU_TCG",
+    "QEMU_TCG_SHARED",
+    "RELEASED",
     "AllocationFailure",
     "AllocationRecord",
+    "Change",
+    "Cost",
+    "CostModel",
+    "FailurePoint",
     "Job",
     "Loader",
+    "Metric",
+    "ModuleState",
     "ModuleStats",
     "Outcome",
+    "PathConflict",
     "Pipeline",
     "Proposal",
+    "ReadDedup",
     "Request",
     "Result",
     "Run",
     "Schedule",
+    "Syscall",
     "concurrency_limit",
     "exclusive_deny",
     "for_kernel",
+    "load_path",
+    "metric",
+    "selection",
     "simulate",
     "stages",
 ]

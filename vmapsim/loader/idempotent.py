@@ -4,8 +4,8 @@
 flight.  The first caller loads the module; every caller that finds an entry
 sleeps in ``idempotent_wait_for_completion()`` -- allocating nothing -- and
 returns the first caller's result when ``idempotent_complete()`` wakes it.
-:class:`Idempotent` wraps a whole load that way; its table lives in the run's
-kernel state.
+:class:`Idempotent` wraps a whole load that way; its table is the run's
+:attr:`Kernel.in_flight <vmapsim.loader.kernel.Kernel.in_flight>`.
 
 >>> Idempotent().name
 'idempotent'
@@ -18,18 +18,9 @@ from collections.abc import Callable
 import attrs
 
 from vmapsim.engine import Event, Task, Wait
-from vmapsim.loader.kernel import Kernel, LoadInfo
+from vmapsim.loader.kernel import InFlight, Kernel, LoadInfo
 
 __all__ = ["Idempotent"]
-
-
-
-@attrs.define(eq=False)
-class _InFlight:
-    """One entry of the idempotent hash: the first caller's completion and its return code."""
-
-    done: Event
-    ret: int = 0
 
 
 @attrs.frozen
@@ -43,7 +34,7 @@ class Idempotent:
 
     def run(self, info: LoadInfo, k: Kernel, load: Callable[[], Task]) -> Task:
         """Wait for a load of the same file in flight, or run ``load()`` and hand its result to the waiters."""
-        table: dict[str, _InFlight] = k.state(Idempotent, dict)
+        table = k.in_flight
         req = info.request
         cookie = req.inode or req.path or info.image.path
         other = table.get(cookie)
@@ -52,7 +43,7 @@ class Idempotent:
             yield Wait(other.done)
             info.ret, info.end = other.ret, k.engine.now
             return
-        mine = table[cookie] = _InFlight(Event(cookie))
+        mine = table[cookie] = InFlight(Event(cookie))
         yield from load()
         mine.ret = info.ret  # idempotent_complete(): hand the result to every waiter
         del table[cookie]

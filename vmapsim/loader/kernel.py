@@ -2,43 +2,53 @@
 
 :class:`Kernel` is the state every stage shares: the address space, the engine
 and its clock, the cost model, the ``modules`` list, ``CONFIG_MODULE_STATS``, the
-allocation failures and the pinned-bytes series.  A stage that needs state of its
-own for the run (a proposal's table of paths being read, a limiter's semaphore)
-keeps it under its own key with :meth:`Kernel.state`, so the kernel carries no
-proposal's fields.  :class:`LoadInfo` is one request's ``struct load_info``: its
-image, the buffers it holds, its module record, its timeline.
+allocation failures and the pinned-bytes series, and each kind of state the
+stages keep for a run, in a typed home of its own: the files being read
+(:class:`FilesBeingRead`, the dedup proposals), the limiters' semaphores
+(:meth:`Kernel.limiter`) and 6.5's hash of loads in flight (:class:`InFlight`).
+:class:`LoadInfo` is one request's ``struct load_info``: its image, the buffers it
+holds, its module record, its timeline.
 
 >>> from vmapsim import VmapSpace, layouts
->>> from vmapsim.engine import CostModel, Engine
+>>> from vmapsim.engine import Engine
+>>> from vmapsim.loader.costs import CostModel
 >>> k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
->>> k.state("mine", set) is k.state("mine", set)
-True
+>>> k.generation is Generation.MODULE_MEMORY, k.reads.paths, k.in_flight
+(True, set(), {})
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable, Generator
-from typing import Any, NoReturn, TypeVar
+from typing import NoReturn
 
 import attrs
 
-from vmapsim.engine import Command, CostModel, Delay, Engine, Event, Processors
+from vmapsim.engine import Command, Delay, Engine, Event, Processors, Semaphore
 from vmapsim.errors import VmapAllocationError
 from vmapsim.execmem import RoxCache
+from vmapsim.loader.costs import Cost, CostModel
 from vmapsim.loader.errno import ENOMEM
 from vmapsim.loader.module_list import ModuleList, ModuleRecord
-from vmapsim.loader.request import Request
+from vmapsim.loader.request import Request, Syscall
 from vmapsim.loader.result import Allocation, AllocationFailure
-from vmapsim.loader.stats import ModuleStats
+from vmapsim.loader.stats import FailurePoint, ModuleStats
 from vmapsim.modules.image import ModuleImage
-from vmapsim.modules.layout import TEXT_TYPES
+from vmapsim.modules.layout import TEXT_TYPES, Generation
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE
 
-__all__ = ["CHUNK_KIND", "EXECMEM_FAILURE", "Kernel", "LoadFailed", "LoadInfo", "PinnedSeries"]
-
-T = TypeVar("T")
+__all__ = [
+    "CHUNK_KIND",
+    "EXECMEM_FAILURE",
+    "FilesBeingRead",
+    "InFlight",
+    "Kernel",
+    "LoadFailed",
+    "LoadInfo",
+    "PinnedSeries",
+]
 
 #: The kind of the :class:`Allocation` recording a ROX cache chunk, on the load whose miss populated it.
 CHUNK_KIND = "execmem_chunk"
@@ -47,16 +57,17 @@ EXECMEM_FAILURE = "execmem: unable to allocate memory"
 
 
 class LoadFailed(Exception):
-    """A stage failed: ``errno`` is returned negated; ``point`` picks the stats counter.
+    """A stage failed: ``errno`` is returned negated; ``point`` (a :class:`~vmapsim.loader.stats.FailurePoint`,
+    or its name) picks the stats counter.
 
-    ``point`` is one of ``kread``, ``decompress``, ``becoming``, ``dup`` and ``init``
-    (the failure points of kernel/module/stats.c).
+    >>> LoadFailed(16, "kread").point is FailurePoint.KREAD
+    True
     """
 
-    def __init__(self, errno: int, point: str) -> None:
-        super().__init__(errno, point)
+    def __init__(self, errno: int, point: FailurePoint | str) -> None:
         self.errno = errno
-        self.point = point
+        self.point: FailurePoint = FailurePoint.of(point)
+        super().__init__(errno, self.point)
 
 
 @attrs.define(eq=False)
@@ -87,8 +98,11 @@ class LoadInfo:
 
     @classmethod
     def of(cls, index: int, request: Request, image: ModuleImage) -> LoadInfo:
-        """The load_info of a request for ``image``: compressed files reach the kernel only by finit_module()."""
-        compressed = request.syscall == "finit_module" and image.compression != "none"
+        """The load_info of a request for ``image``: compressed files reach the kernel only by finit_module().
+
+        Runtime complexity: O(1).
+        """
+        compressed = request.syscall is Syscall.FINIT_MODULE and image.compression != "none"
         return cls(index, request, image, compressed, image.decompressed_size, image.file_size if compressed else 0)
 
 
@@ -135,22 +149,52 @@ class PinnedSeries:
 
 
 @attrs.define(eq=False)
+class FilesBeingRead:
+    """The files being read in a run, for the proposals that refuse a second reader of one.
+
+    ``paths``: Luis Chamberlain's RFC (kread-dedup), where a read of a path being loaded fails with
+    -EBUSY until that load returns; ``inodes``: v6.4-rc4's exclusive write-deny (9828ed3f695a,
+    reverted), where a second reader of an inode during a read gets -ETXTBSY.
+    """
+
+    paths: set[str] = attrs.field(factory=set)
+    inodes: set[str] = attrs.field(factory=set)
+
+
+@attrs.define(eq=False)
+class InFlight:
+    """One entry of ``idempotent_init_module()``'s hash (6.5+, 9b9879fc0327): the first caller's
+    completion, and the return code it hands to everyone waiting on it."""
+
+    done: Event
+    ret: int = 0
+
+
+def _generation(value: object) -> Generation:
+    return Generation.of(value)
+
+
+@attrs.define(eq=False)
 class Kernel:
     """The machine the stages act on: address space, engine, costs, module list, stats, failures.
 
-    ``generation`` is the module-memory generation (``module_layout`` ≤ 6.3,
-    ``module_memory`` ≥ 6.4); ``module_align`` is ``MODULE_ALIGN``;
-    ``load_offset`` the KASLR offset into the module window; ``execmem``
-    (6.10+) that module memory comes from ``execmem_alloc()``; ``rox_cache``
-    (6.15+ on a layout with ``execmem_rox``) that module text is carved from
-    execmem's ROX cache, ``rox``; ``spread`` a schedule's source of duration
-    factors, which replaces the cost model's jitter.
+    ``generation`` is the module-memory :class:`~vmapsim.modules.layout.Generation`
+    (``module_layout`` ≤ 6.3, ``module_memory`` ≥ 6.4; its name is taken too);
+    ``module_align`` is ``MODULE_ALIGN``; ``load_offset`` the KASLR offset into the
+    module window; ``execmem`` (6.10+) that module memory comes from
+    ``execmem_alloc()``; ``rox_cache`` (6.15+ on a layout with ``execmem_rox``)
+    that module text is carved from execmem's ROX cache, ``rox``; ``spread`` a
+    schedule's source of duration factors, which replaces the cost model's jitter.
+
+    The state stages keep for the run: ``reads``, the files being read (the dedup
+    proposals); ``in_flight``, 6.5's hash of ``finit_module()`` loads in flight, by
+    inode; and each limiter's semaphore (:meth:`limiter`).
     """
 
     space: VmapSpace
     engine: Engine
     costs: CostModel
-    generation: str
+    generation: Generation = attrs.field(converter=_generation)
     module_align: int = PAGE_SIZE
     load_offset: int = 0
     rng: random.Random = attrs.field(factory=random.Random)
@@ -162,7 +206,9 @@ class Kernel:
     modules: ModuleList = attrs.field(init=False)
     failures: list[AllocationFailure] = attrs.field(factory=list, init=False)
     series: PinnedSeries = attrs.field(init=False)
-    _state: dict[int, Any] = attrs.field(factory=dict, init=False)
+    reads: FilesBeingRead = attrs.field(factory=FilesBeingRead, init=False)
+    in_flight: dict[str, InFlight] = attrs.field(factory=dict, init=False)
+    _limiters: dict[int, Semaphore] = attrs.field(factory=dict, init=False)  # id of the limiting stage -> its slots
     _module_region: str = attrs.field(init=False)
     _processors: Processors | None = attrs.field(init=False)
     _clean_queued: bool = attrs.field(default=False, init=False)
@@ -176,25 +222,33 @@ class Kernel:
         self.series = PinnedSeries(names)
         self._module_region = "modules" if "modules" in names else "vmalloc"
 
-    def state(self, owner: object, factory: Callable[[], T]) -> T:
-        """The run's state kept for ``owner`` (a stage, a wrapper), made by ``factory`` on first use.
+    def limiter(self, stage: object, limit: int) -> Semaphore:
+        """The semaphore of ``limit`` slots that ``stage`` (a concurrency limiter) holds loads back with in
+        this run, made on first use: one per stage, even for two equal ones.  Runtime complexity: O(1).
 
-        Runtime complexity: O(1).
+        >>> from vmapsim import VmapSpace, layouts
+        >>> from vmapsim.engine import Engine
+        >>> k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
+        >>> a, b = object(), object()
+        >>> k.limiter(a, 4) is k.limiter(a, 4), k.limiter(a, 4) is k.limiter(b, 4)
+        (True, False)
         """
-        key = id(owner)
-        if key not in self._state:
-            self._state[key] = factory()
-        value: T = self._state[key]
-        return value
+        sem = self._limiters.get(id(stage))
+        if sem is None:
+            sem = self._limiters[id(stage)] = Semaphore(limit)
+        return sem
 
     def sample(self) -> None:
-        """Record the pinned bytes of every window at this instant (one point per instant) and peak times."""
-        self.series.sample(self.engine.now, self.space.core.pinned_all())
+        """Record the pinned bytes of every window at this instant (one point per instant) and peak times.
 
-    def duration(self, stage: str, nbytes: int = 0) -> float:
-        """The cost model's duration, times the schedule's next factor (``spread``) or spread by its ``jitter``
-        with this run's random generator."""
-        d = self.costs.duration(stage, nbytes)
+        Runtime complexity: O(windows).
+        """
+        self.series.sample(self.engine.now, self.space.pinned_per_region())
+
+    def duration(self, cost: Cost, nbytes: int = 0) -> float:
+        """The cost model's duration of ``cost``, times the schedule's next factor (``spread``) or spread by
+        its ``jitter`` with this run's random generator.  Runtime complexity: O(1)."""
+        d = self.costs.duration(cost, nbytes)
         if d:
             if self.spread is not None:
                 d *= self.spread()
@@ -202,16 +256,20 @@ class Kernel:
                 d *= 1 + self.costs.jitter * (2 * self.rng.random() - 1)
         return d
 
-    def compute(self, stage: str, nbytes: int = 0) -> Generator[Command, None, None]:
-        """Spend ``stage``'s CPU time: alone, or shared with the other loads' (``CostModel.processors``)."""
-        d = self.duration(stage, nbytes)
+    def compute(self, cost: Cost, nbytes: int = 0) -> Generator[Command, None, None]:
+        """Spend ``cost``'s CPU time: alone, or shared with the other loads' (``CostModel.processors``).
+
+        Runtime complexity: O(1), or O(k) with k loads sharing the processors.
+        """
+        d = self.duration(cost, nbytes)
         if self._processors is None:
             yield Delay(d)
         else:
             yield from self._processors.compute(self.engine, d)
 
-    def vmalloc(self, info: LoadInfo, kind: str, size: int, point: str, *, module: bool = False) -> Allocation:
-        """Allocate for a load (``vmalloc()`` or, for module memory, ``module_alloc()``); ENOMEM on failure."""
+    def vmalloc(self, info: LoadInfo, kind: str, size: int, point: FailurePoint, *, module: bool = False) -> Allocation:
+        """Allocate for a load (``vmalloc()`` or, for module memory, ``module_alloc()``); ENOMEM on failure,
+        counted at ``point``.  Runtime complexity: the allocator's, O(log n)."""
         try:
             if module:
                 m = self.space.layout.modules
@@ -229,13 +287,16 @@ class Kernel:
         region = self._module_region if module else "vmalloc"
         return self._held(info, Allocation(kind, addr, self._size_of(addr), region, self.engine.now))
 
-    def module_memory(self, info: LoadInfo, kind: str, size: int, point: str) -> Generator[Command, None, Allocation]:
+    def module_memory(
+        self, info: LoadInfo, kind: str, size: int, point: FailurePoint
+    ) -> Generator[Command, None, Allocation]:
         """``module_memory_alloc()``: one memory type's area, text carved from the ROX cache when there is one.
 
         A cache miss populates a 2 MiB chunk and spends the ``rox_fill`` cost on
         its pages (``execmem_fill_trapping_insns()``, ``set_memory_rox()``) before
         adding it to the cache: outside the cache's mutex, so loads that miss
         together each populate one (``execmem_cache_populate_alloc()``, 7.3).
+        Runtime complexity: O(log n) for a vmalloc, O(f) over the cache's f free ranges for a carve.
         """
         if self.rox is None or kind not in TEXT_TYPES:
             return self.vmalloc(info, kind, size, point, module=True)
@@ -252,7 +313,7 @@ class Kernel:
             self._chunks[chunk] = self._held(
                 info, Allocation(CHUNK_KIND, chunk, area, self._module_region, self.engine.now))
             if self.costs.rox_fill:
-                yield from self.compute("rox_fill", area - PAGE_SIZE)
+                yield from self.compute(Cost.ROX_FILL, area - PAGE_SIZE)
             self.rox.add(chunk)
             addr = self.rox.alloc(size, start, m.end)
             assert addr is not None, "a chunk just added holds the carve it was populated for"
@@ -260,12 +321,15 @@ class Kernel:
         assert carve is not None
         return self._held(info, Allocation(kind, addr, carve, self._module_region, self.engine.now))
 
-    def _failed(self, info: LoadInfo, size: int, kind: str, message: str, point: str) -> NoReturn:
+    def _failed(self, info: LoadInfo, size: int, kind: str, message: str, point: FailurePoint) -> NoReturn:
         self.failures.append(AllocationFailure(self.engine.now, info.index, size, kind, message))
         raise LoadFailed(ENOMEM, point) from None
 
-    def vmap(self, info: LoadInfo, pages: int, point: str) -> Allocation:
-        """``vmap()`` of ``pages`` pages for a load; ENOMEM on failure."""
+    def vmap(self, info: LoadInfo, pages: int, point: FailurePoint) -> Allocation:
+        """``vmap()`` of ``pages`` pages for a load; ENOMEM on failure, counted at ``point``.
+
+        Runtime complexity: the allocator's, O(log n).
+        """
         try:
             addr = self.space.vmap(pages, caller="module_decompress", cpu=info.request.cpu)
         except VmapAllocationError as e:
@@ -273,7 +337,10 @@ class Kernel:
         return self._held(info, Allocation("vmap", addr, self._size_of(addr), "vmalloc", self.engine.now))
 
     def free(self, a: Allocation) -> None:
-        """Free one allocation (``vfree()``/``vunmap()``; module memory purges, VM_FLUSH_RESET_PERMS)."""
+        """Free one allocation (``vfree()``/``vunmap()``; module memory purges, VM_FLUSH_RESET_PERMS).
+
+        Runtime complexity: the allocator's, O(log n), plus a purge's when there is one.
+        """
         if a.freed is None:
             if a.kind == "vmap":
                 self.space.vunmap(a.addr)
@@ -288,7 +355,7 @@ class Kernel:
 
     def _clean(self) -> Generator[Command, None, None]:
         """``execmem_cache_clean_work``: after the workqueue's latency, wholly free chunks go back to vmalloc."""
-        yield Delay(self.duration("workqueue"))
+        yield Delay(self.duration(Cost.WORKQUEUE))
         self._clean_queued = False
         assert self.rox is not None
         gone = self.rox.clean()
@@ -299,9 +366,7 @@ class Kernel:
 
     def _size_of(self, addr: int) -> int:
         """Guard-inclusive size of the area just allocated at ``addr``."""
-        area = self.space.core.get(addr)
-        assert area is not None
-        return area.size
+        return self.space.area(addr).size
 
     def _held(self, info: LoadInfo, a: Allocation) -> Allocation:
         info.allocations.append(a)

@@ -27,9 +27,11 @@ from vmapsim.engine import Delay, Engine, Event, Semaphore, Task, Wait
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.idempotent import Idempotent
 from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
+from vmapsim.loader.module_list import ModuleState
 from vmapsim.loader.pipelines import Pipeline
-from vmapsim.loader.request import Request
+from vmapsim.loader.request import Request, Syscall
 from vmapsim.loader.stages import free_module_memory
+from vmapsim.loader.stats import FailurePoint
 from vmapsim.modules.catalog import Catalog
 from vmapsim.modules.image import ModuleImage
 
@@ -44,7 +46,7 @@ def load_module(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Task:
     Called when the load starts (it records the start at once); returns the task to run.
     """
     info.timeline.append((k.engine.now, "start"))
-    if pipe.idempotent and info.request.syscall == "finit_module":
+    if pipe.idempotent and info.request.syscall is Syscall.FINIT_MODULE:
         return _IDEMPOTENT.run(info, k, lambda: _stages(info, k, pipe))
     return _stages(info, k, pipe)
 
@@ -70,7 +72,7 @@ def _stages(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Task:
 
 def _fail(info: LoadInfo, k: Kernel, f: LoadFailed) -> None:
     """Free what the failed load held (module memory, then the copy) and bump the stats counter."""
-    if f.point != "init":
+    if f.point is not FailurePoint.INIT:  # do_init_module() freed the module itself
         if info.record is not None and info.past_layout:
             free_module_memory(k, info.record)
             if k.modules.get(info.image.name) is info.record:
@@ -78,18 +80,11 @@ def _fail(info: LoadInfo, k: Kernel, f: LoadFailed) -> None:
         for held in (info.copy, info.read_buffer):
             if held is not None:
                 k.free(held)
-    s = k.stats
-    compressed = info.compressed_len if info.compressed else 0
-    if f.point == "kread":
-        s.bump_kread()
-        if info.request.syscall == "init_module":
-            s.invalid_kread_bytes += info.image.decompressed_size
-    elif f.point == "decompress":
-        s.bump_decompress(info.compressed_len)
-    elif f.point == "becoming" or (f.point == "dup" and not info.past_layout):
-        s.bump_becoming(info.length, compressed)
-    elif f.point == "dup":
-        s.bump_invalid(info.length, compressed)
+    # init_module(2) wastes the image userspace copied in when the copy fails; a failed
+    # kernel_read_file() counts no bytes.
+    read = info.image.decompressed_size if info.request.syscall is Syscall.INIT_MODULE else 0
+    k.stats.count_failure(f.point, length=info.length, compressed_len=info.compressed_len if info.compressed else 0,
+                          read_bytes=read, past_layout=info.past_layout)  # fmt: skip
 
 
 class Job(Protocol):
@@ -132,7 +127,7 @@ class Loader:
             raise InvalidArgument(f"request names module {module!r} but no catalog was given")
         return self.catalog[module]
 
-    def module_state(self, name: str) -> str | None:
+    def module_state(self, name: str) -> ModuleState | None:
         """The state of module ``name`` on the kernel's list (``/sys/module/<name>/initstate``), or None."""
         return self.kernel.modules.state_of(name)
 

@@ -1,19 +1,20 @@
 """The kernel's ``modules`` list: one record per loading or loaded module, its state and its waiters.
 
-States follow ``enum module_state``: ``UNFORMED`` (added by
-``add_unformed_module()``), ``COMING`` (``complete_formation()``), ``LIVE`` (init
-returned 0) and ``GOING`` (init failed).  Reaching LIVE or GOING, or leaving the
-list, wakes everyone sleeping on ``module_wq``.
+States are :class:`ModuleState`, the kernel's ``enum module_state``: ``UNFORMED``
+(added by ``add_unformed_module()``), ``COMING`` (``complete_formation()``),
+``LIVE`` (init returned 0) and ``GOING`` (init failed).  Reaching LIVE or GOING,
+or leaving the list, wakes everyone sleeping on ``module_wq``.
 
 >>> from vmapsim.engine import Engine
 >>> mods = ModuleList(Engine())
->>> rec = ModuleRecord("loop", "UNFORMED", owner=0)
->>> mods.add(rec); mods.state_of("loop")
-'UNFORMED'
+>>> rec = ModuleRecord("loop", ModuleState.UNFORMED, owner=0)
+>>> mods.add(rec); mods.state_of("loop") == "UNFORMED"
+True
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Generator
 
 import attrs
@@ -22,7 +23,25 @@ from vmapsim.engine import Engine, Event, Wait
 from vmapsim.loader.errno import EBUSY, EEXIST
 from vmapsim.loader.result import Allocation
 
-__all__ = ["ModuleList", "ModuleRecord"]
+__all__ = ["ModuleList", "ModuleRecord", "ModuleState"]
+
+
+class ModuleState(enum.StrEnum):
+    """``enum module_state`` (``include/linux/module.h``): where a module is in its life.
+
+    ``LIVE`` (``MODULE_STATE_LIVE``: init returned 0), ``COMING`` (``MODULE_STATE_COMING``: fully
+    formed, running init), ``GOING`` (``MODULE_STATE_GOING``: init failed or being unloaded) and
+    ``UNFORMED`` (``MODULE_STATE_UNFORMED``, 3.8+: on the list, still being set up).  Each member
+    equals its name, as ``/sys/module/<name>/initstate`` shows it in upper case.
+
+    >>> ModuleState.LIVE == "LIVE", [str(s) for s in ModuleState]
+    (True, ['LIVE', 'COMING', 'GOING', 'UNFORMED'])
+    """
+
+    LIVE = "LIVE"
+    COMING = "COMING"
+    GOING = "GOING"
+    UNFORMED = "UNFORMED"
 
 
 @attrs.define(eq=False)
@@ -33,7 +52,7 @@ class ModuleRecord:
     """
 
     name: str
-    state: str
+    state: ModuleState
     owner: int
     areas: list[Allocation] = attrs.field(factory=list)
     changed: Event = attrs.field(factory=Event)
@@ -53,7 +72,7 @@ class ModuleList:
         """The record of ``name`` (``find_module_all()``), or None."""
         return self._records.get(name)
 
-    def state_of(self, name: str) -> str | None:
+    def state_of(self, name: str) -> ModuleState | None:
         """The state of ``name``, or None when it is not on the list."""
         rec = self._records.get(name)
         return None if rec is None else rec.state
@@ -62,10 +81,10 @@ class ModuleList:
         """Link a record (``add_unformed_module()`` after its checks)."""
         self._records[rec.name] = rec
 
-    def set_state(self, rec: ModuleRecord, state: str) -> None:
+    def set_state(self, rec: ModuleRecord, state: ModuleState) -> None:
         """Change a module's state; LIVE and GOING wake everyone waiting on it (``module_wq``)."""
         rec.state = state
-        if state in ("LIVE", "GOING"):
+        if state in (ModuleState.LIVE, ModuleState.GOING):
             self.engine.fire(rec.changed)
             rec.changed = Event(rec.name)
 
@@ -77,7 +96,7 @@ class ModuleList:
 
     def live(self) -> tuple[str, ...]:
         """Names of LIVE modules, sorted."""
-        return tuple(sorted(n for n, m in self._records.items() if m.state == "LIVE"))
+        return tuple(sorted(n for n, m in self._records.items() if m.state == ModuleState.LIVE))
 
     def patient_check(self, name: str) -> Generator[Wait, None, int]:
         """``module_patient_check_exists()``: wait out UNFORMED/COMING; then 0, -EEXIST (LIVE) or -EBUSY.
@@ -87,7 +106,7 @@ class ModuleList:
         old = self._records.get(name)
         if old is None:
             return 0
-        if old.state in ("UNFORMED", "COMING"):
+        if old.state in (ModuleState.UNFORMED, ModuleState.COMING):
             yield Wait(old.changed)
             old = self._records.get(name)
-        return -(EEXIST if old is not None and old.state == "LIVE" else EBUSY)
+        return -(EEXIST if old is not None and old.state == ModuleState.LIVE else EBUSY)

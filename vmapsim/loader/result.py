@@ -13,18 +13,14 @@ import cattrs
 
 from vmapsim.checks import conversion_error, show, strict_converter
 from vmapsim.errors import InvalidArgument
-from vmapsim.loader.errno import EEXIST
 from vmapsim.loader.request import Request
 from vmapsim.loader.stats import ModuleStats
 from vmapsim.modules.image import ModuleImage
 from vmapsim.space import VmapSpace
 from vmapsim.units import hex_repr
 
-__all__ = ["METRICS", "Allocation", "AllocationFailure", "AllocationRecord", "Outcome", "Result"]
+__all__ = ["Allocation", "AllocationFailure", "AllocationRecord", "Outcome", "Result"]
 
-#: The figures of a run, as :meth:`Result.metrics` names them (syscalls, returns, peaks, failures, stats).
-METRICS = ("loads", "ok", "eexist", "other_errors", "peak_vmalloc", "peak_modules", "allocation_failures",
-           "failed_becoming", "failed_load", "wasted_bytes")  # fmt: skip
 
 # Memory types (both loader generations) that stay allocated while the module is loaded.
 _CORE_KINDS = ("text", "data", "rodata", "ro_after_init", "core")
@@ -116,17 +112,12 @@ class Result:
         return sum(any(a.kind == "kernel_read_file" for a in o.allocations) for o in self.outcomes)
 
     def metrics(self) -> dict[str, int]:
-        """The run's figures under the names of :data:`METRICS`: ``loads`` syscalls made, ``ok`` returned 0,
-        ``eexist`` -EEXIST, ``other_errors`` any other errno; peak pinned bytes per window; allocation
-        failures; CONFIG_MODULE_STATS' failed-on-becoming and failed-on-load counts and its wasted bytes.
-        Runtime complexity: O(n).
+        """The run's figures under the names of :data:`~vmapsim.loader.metrics.METRICS` (each metric's
+        ``meaning`` and ``unit`` say what it is).  Runtime complexity: O(n).
         """
-        rets = [o.ret for o in self.outcomes]
-        ok, eexist = rets.count(0), rets.count(-EEXIST)
-        values = (len(rets), ok, eexist, len(rets) - ok - eexist, self.peak_pinned.get("vmalloc", 0),
-                  self.peak_pinned.get("modules", 0), len(self.failures), self.stats.failed_becoming,
-                  self.stats.failed_load_modules, self.stats.wasted_bytes)  # fmt: skip
-        return dict(zip(METRICS, values, strict=True))
+        from vmapsim.loader.metrics import METRICS  # the registry measures Results: imported when used
+
+        return {name: int(m.measure(self)) for name, m in METRICS.items()}
 
     def to_dict(self) -> dict[str, Any]:
         """The Result as plain data (JSON-ready: dicts, lists, strings, numbers, None), all but ``space``,

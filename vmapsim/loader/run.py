@@ -25,17 +25,19 @@ import attrs
 
 from vmapsim import layouts as _layouts
 from vmapsim.checks import NR_CPUS_MAX, integer, number, show, text
-from vmapsim.engine import CostModel, Engine, Fifo, Scheduler, Semaphore
+from vmapsim.engine import Engine, Fifo, Scheduler, Semaphore
 from vmapsim.errors import InvalidArgument
 from vmapsim.layouts import Layout
 from vmapsim.loader import pipelines
+from vmapsim.loader.costs import CostModel
 from vmapsim.loader.kernel import Kernel
 from vmapsim.loader.load_module import Job, Loader
-from vmapsim.loader.request import SYSCALLS, Request
+from vmapsim.loader.request import Request
 from vmapsim.loader.result import Allocation, Outcome, Result
 from vmapsim.loader.schedule import Timing, retime
 from vmapsim.modules.catalog import Catalog
 from vmapsim.modules.image import ModuleImage
+from vmapsim.modules.shipped import catalog_for
 from vmapsim.profiles import KernelProfile
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE, is_power_of_2
@@ -46,36 +48,44 @@ __all__ = ["DEFAULT_KERNEL", "Run", "simulate"]
 DEFAULT_KERNEL = "6.12"
 
 
+def _catalog(value: Catalog | str | None) -> Catalog | None:
+    """``Run.catalog``'s converter: a shipped catalog's name becomes the catalog, once."""
+    if isinstance(value, str):
+        return Catalog.builtin(value)  # refuses an unknown name, naming the shipped ones
+    if value is not None and not isinstance(value, Catalog):
+        raise InvalidArgument(f"catalog={show(value)}: expected a Catalog or a shipped catalog's name")
+    return value
+
+
 @attrs.frozen
 class Run:
     """Everything about a run except its requests: kernel, pipeline, machine, costs, scheduler, seed.
 
-    ``kernel`` (a release such as ``"6.12"``) picks the load path, the module
-    memory generation, the allocator and the messages of that version
-    (:func:`~vmapsim.loader.pipelines.for_kernel`); ``pipeline`` is then a
-    proposal on top of it (``"kread-dedup"``...) or None.  Without ``kernel``,
-    ``pipeline`` names a path as released (``"v6.3"``, ``"v6.4"``, ``"v6.5"``)
-    or a proposal on the 6.4 path it was posted against; with neither, the
-    kernel is the catalog's own (else :data:`DEFAULT_KERNEL`).
-    :meth:`resolve_pipeline` says which path a run takes.
-    ``catalog`` (a :class:`~vmapsim.modules.Catalog` or a shipped name)
-    resolves module names; ``profile`` overrides the pipeline's allocator;
-    ``module_align`` is ``MODULE_ALIGN`` (32 KiB with generic KASAN);
-    ``load_offset`` the KASLR module offset (default: drawn from ``seed`` when
-    the layout has KASLR, else 0); ``workers`` how many userspace jobs (udev
-    workers running kmod) run at once (None: no limit); ``seed`` drives the
-    KASLR draw and the cost jitter.
+    ``kernel`` (a release such as ``"6.12"``) and ``pipeline`` name the load path together, by the one
+    rule of :func:`~vmapsim.loader.pipelines.load_path`: the kernel's own path, a proposal on top of it
+    (``"kread-dedup"``...), a released path (``"v6.3"`` is 6.3's own: it agrees with ``kernel="6.3"``
+    or none) or a whole :class:`~vmapsim.loader.Pipeline`.  ``catalog`` (a
+    :class:`~vmapsim.modules.Catalog`, or a shipped catalog's name, read once) resolves module names;
+    without one the run takes its kernel's shipped catalog (the nearest release's when none ships;
+    :attr:`notes` says so), and without a kernel the path is the catalog's (else
+    :data:`DEFAULT_KERNEL`'s).  The resolved path is :attr:`path` and the catalog used
+    :attr:`module_catalog`, both resolved once, when the Run is made.
+    ``profile`` overrides the path's allocator; ``module_align`` is ``MODULE_ALIGN`` (32 KiB with
+    generic KASAN); ``load_offset`` the KASLR module offset (default: drawn from ``seed`` when the
+    layout has KASLR, else 0); ``workers`` how many userspace jobs (udev workers running kmod) run at
+    once (None: no limit); ``seed`` drives the KASLR draw and the cost jitter.
 
-    >>> Run(cpus=8, catalog="debian-6.1-amd64").resolve_pipeline().name
+    >>> Run(cpus=8, catalog="debian-6.1-amd64").path.name
     '6.1'
-    >>> Run(kernel="6.3", pipeline="kread-dedup").resolve_pipeline().name
-    '6.3+kread-dedup'
+    >>> r = Run(kernel="6.3", pipeline="kread-dedup")
+    >>> r.path.name, r.module_catalog.kernel, r.notes[0][:25]
+    ('6.3+kread-dedup', '6.1.0-56-amd64', 'no 6.3 catalog ships: run')
     """
 
     pipeline: str | pipelines.Pipeline | None = None
     layout: Layout = _layouts.X86_64
     cpus: int = 1
-    catalog: Catalog | str | None = None
+    catalog: Catalog | None = attrs.field(default=None, converter=_catalog)
     scheduler: Scheduler = attrs.field(factory=Fifo)
     costs: CostModel = attrs.field(factory=CostModel)
     profile: KernelProfile | None = None
@@ -84,17 +94,19 @@ class Run:
     seed: int = 0
     workers: int | None = None
     kernel: str | None = None
+    #: The load path this run takes (resolved once from ``kernel``, ``pipeline`` and the catalog).
+    path: pipelines.Pipeline = attrs.field(init=False, eq=False, repr=False)
+    #: The catalog module names resolve in: ``catalog``, else the kernel's shipped one.
+    module_catalog: Catalog = attrs.field(init=False, eq=False, repr=False)
+    #: What the run chose that its caller did not give (a catalog of another release than the kernel's).
+    notes: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        if self.pipeline is not None and not isinstance(self.pipeline, str | pipelines.Pipeline):
-            raise InvalidArgument(f"pipeline={show(self.pipeline)}: expected a Pipeline or a pipeline's name")
         text("kernel", self.kernel, optional=True)
         if not isinstance(self.layout, Layout):
             raise InvalidArgument(f"layout={show(self.layout)}: expected a Layout")
         # num_online_cpus() cannot pass CONFIG_NR_CPUS, and the kernel's Kconfig caps that at NR_CPUS_MAX.
         integer("cpus", self.cpus, 1, NR_CPUS_MAX)
-        if self.catalog is not None and not isinstance(self.catalog, Catalog | str):
-            raise InvalidArgument(f"catalog={show(self.catalog)}: expected a Catalog or a shipped catalog's name")
         if not callable(getattr(self.scheduler, "chooser", None)):
             raise InvalidArgument(f"scheduler={show(self.scheduler)}: expected a scheduler (Fifo(), Seeded(...)...)")
         if not isinstance(self.costs, CostModel):
@@ -111,28 +123,15 @@ class Run:
         integer("seed", self.seed)
         if self.workers is not None:
             integer("workers", self.workers, 1)
-        self.resolve_pipeline()  # an unknown name, or a kernel with a released path, is refused here
-
-    def resolve_pipeline(self) -> pipelines.Pipeline:
-        """The load path this run takes, from ``kernel``, ``pipeline`` and the catalog.  Runtime: O(stages)."""
-        pipe, kernel = self.pipeline, self.kernel
-        if isinstance(pipe, pipelines.Pipeline):
-            if kernel is not None:
-                raise InvalidArgument(f"kernel={kernel!r} with a Pipeline value: a Pipeline is a whole load path; "
-                                      "give a proposal's name instead")  # fmt: skip
-            return pipe
-        if pipe is not None and pipelines.proposal_named(pipe) is None:
-            released = pipelines.by_name(pipe)  # raises, naming the known ones
-            if kernel is not None:
-                raise InvalidArgument(f"pipeline={pipe!r} is a released load path; with kernel={kernel!r} give a "
-                                      f"proposal ({', '.join(pipelines.PROPOSALS)}) or no pipeline")  # fmt: skip
-            return released
-        if kernel is None:
-            if pipe is not None:
-                return pipelines.by_name(pipe)  # a proposal on the 6.4 path it was posted against
-            cat = Catalog.builtin(self.catalog) if isinstance(self.catalog, str) else self.catalog
-            kernel = cat.kernel if cat is not None else DEFAULT_KERNEL
-        return pipelines.for_kernel(kernel, pipe)
+        default = self.catalog.kernel if self.catalog is not None else DEFAULT_KERNEL
+        path = pipelines.load_path(self.kernel, self.pipeline, default_kernel=default)
+        catalog, notes = self.catalog, tuple[str, ...]()
+        if catalog is None:  # the kernel brings its modules
+            choice = catalog_for(self.kernel or path.kernel, self.layout.arch)
+            catalog, notes = Catalog.builtin(choice.name), tuple(filter(None, [choice.note]))
+        object.__setattr__(self, "path", path)  # frozen: set once, here
+        object.__setattr__(self, "module_catalog", catalog)
+        object.__setattr__(self, "notes", notes)
 
 
 _RUN_FIELDS = frozenset(f.name for f in attrs.fields(Run))
@@ -173,8 +172,7 @@ def simulate(
         raise InvalidArgument(f"space={show(space)}: expected a VmapSpace")
     if until is not None:
         number("until", until, 0)
-    pipe = run.resolve_pipeline()
-    cat = Catalog.builtin(run.catalog) if isinstance(run.catalog, str) else run.catalog
+    pipe, cat = run.path, run.module_catalog
     items = list(requests)
     spread = None
     if schedule is not None:
@@ -269,8 +267,6 @@ def _check_request(i: int, r: Request, cpus: int) -> None:
         integer(f"request {i} cpu", r.cpu, 0, cpus - 1)
     if type(r.time) is not float or not 0 <= r.time < math.inf:
         number(f"request {i} time", r.time, 0)
-    if r.syscall not in SYSCALLS:
-        raise InvalidArgument(f"request {i}: syscall {show(r.syscall)} not allowed; expected one of {SYSCALLS}")
     if not isinstance(r.module, str | ModuleImage):
         raise InvalidArgument(f"request {i}: module={show(r.module)}: expected a name or a ModuleImage")
     text(f"request {i} path", r.path, optional=True)

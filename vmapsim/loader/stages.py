@@ -3,8 +3,9 @@
 A stage is a small frozen value with a ``run(info, kernel)`` generator: it
 allocates and frees against the :class:`~vmapsim.VmapSpace`, changes the module
 list, yields to the engine where the kernel takes time or sleeps, and raises
-:class:`~vmapsim.loader.kernel.LoadFailed` where the kernel returns an error.  A
-stage that needs state for the run keeps it with ``kernel.state(self, ...)``.
+:class:`~vmapsim.loader.kernel.LoadFailed` where the kernel returns an error.  The
+state a stage needs for the run has a typed home on the
+:class:`~vmapsim.loader.kernel.Kernel` (the files being read, a limiter's slots).
 A pipeline (:mod:`vmapsim.loader.pipelines`) is an ordered tuple of stages.
 
 The rules, with the kernel functions they mirror, are in each stage's docstring.
@@ -15,16 +16,21 @@ The rules, with the kernel functions they mirror, are in each stage's docstring.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Generator
 
 import attrs
 
-from vmapsim.engine import Delay, Semaphore, Task
+from vmapsim.checks import show
+from vmapsim.engine import Delay, Task
+from vmapsim.errors import InvalidArgument
+from vmapsim.loader.costs import Cost
 from vmapsim.loader.errno import EBUSY, ETXTBSY
 from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
-from vmapsim.loader.module_list import ModuleRecord
+from vmapsim.loader.module_list import ModuleRecord, ModuleState
+from vmapsim.loader.request import Syscall
 from vmapsim.loader.result import Allocation
-from vmapsim.loader.stats import FAIL_DUP_MOD_BECOMING, FAIL_DUP_MOD_LOAD
+from vmapsim.loader.stats import FAIL_DUP_MOD_BECOMING, FAIL_DUP_MOD_LOAD, FailurePoint
 from vmapsim.units import PAGE_SIZE, KiB, MiB
 
 __all__ = [
@@ -39,6 +45,7 @@ __all__ = [
     "LayoutAndAllocate",
     "MapPages",
     "Read",
+    "ReadDedup",
     "SignatureCheck",
     "Stage",
     "free_module_memory",
@@ -56,15 +63,51 @@ def _patient_check(k: Kernel, name: str, reason: int) -> Task:
     ret = yield from k.modules.patient_check(name)
     if ret:
         k.stats.add_duplicate(name, reason)
-        raise LoadFailed(-ret, "dup")
+        raise LoadFailed(-ret, FailurePoint.DUP)
 
 
-@attrs.define(eq=False)
-class _Reads:
-    """The files being read in this run: paths (kread-dedup) and inodes (exclusive write-deny)."""
+class ReadDedup(enum.StrEnum):
+    """Which second reader :class:`Read` refuses, as the 2023 proposals for ``kernel_read_file()`` did.
 
-    paths: set[str] = attrs.field(factory=set)
-    inodes: set[str] = attrs.field(factory=set)
+    ``PATH``: Luis Chamberlain's RFC 2/2 (LKML, posted against v6.4-rc): a read of a path already being
+    loaded fails with -EBUSY before allocating; ``EXCLUSIVE``: v6.4-rc4's 9828ed3f695a in
+    ``kernel/module/main.c`` (reverted before 6.4): a second reader of a file being read gets -ETXTBSY.
+    Each member equals its name (``ReadDedup.PATH == "path"``).
+
+    >>> ReadDedup.of("exclusive") is ReadDedup.EXCLUSIVE, ReadDedup.of(None)
+    (True, None)
+    """
+
+    PATH = "path"
+    EXCLUSIVE = "exclusive"
+
+    @classmethod
+    def of(cls, value: object) -> ReadDedup | None:
+        """``value`` if it is a ReadDedup or None (no dedup), else the one it names; :class:`InvalidArgument`
+        naming anything else.  Runtime complexity: O(1).
+
+        >>> ReadDedup.of("inode")
+        Traceback (most recent call last):
+        ...
+        vmapsim.errors.InvalidArgument: dedup='inode': expected None, 'path' or 'exclusive'
+        """
+        if value is None or isinstance(value, ReadDedup):
+            return value
+        found = _DEDUPS.get(value) if isinstance(value, str) else None
+        if found is None:
+            raise InvalidArgument(f"dedup={show(value)}: expected None, 'path' or 'exclusive'")
+        return found
+
+
+_DEDUPS = {d.value: d for d in ReadDedup}
+
+
+def _dedup(value: object) -> ReadDedup | None:
+    return ReadDedup.of(value)
+
+
+def _dedup_repr(value: ReadDedup | None) -> str:
+    return repr(None if value is None else value.value)  # Read(dedup='path'), as it is written
 
 
 class Stage:
@@ -92,7 +135,7 @@ class ConcurrencyLimit(Stage):
 
     def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Take a slot, waiting while all are taken; the slot is given back when the load ends."""
-        sem = k.state(self, lambda: Semaphore(self.limit))
+        sem = k.limiter(self, self.limit)
         yield from sem.acquire()
         info.cleanups.append(lambda: sem.release(k.engine))
 
@@ -101,13 +144,17 @@ class ConcurrencyLimit(Stage):
 class Read(Stage):
     """``kernel_read_file()``: vmalloc(file size) and read it (``copy_module_from_user()`` for init_module).
 
-    ``dedup="path"`` is Luis's RFC: a read of a path already being loaded fails
-    with -EBUSY before allocating; ``dedup="exclusive"`` is v6.4-rc4's
+    ``dedup`` (a :class:`ReadDedup`, or its name; None for none):
+    :attr:`ReadDedup.PATH` is Luis's RFC: a read of a path already being loaded
+    fails with -EBUSY before allocating; :attr:`ReadDedup.EXCLUSIVE` is v6.4-rc4's
     exclusive write-deny: a second reader during a read gets -ETXTBSY;
     ``pages=True`` reads into a page list (no vmap area), as Rick Edgecombe proposed.
+
+    >>> Read(dedup="path").dedup is ReadDedup.PATH, Read(dedup=ReadDedup.PATH)
+    (True, Read(dedup='path', pages=False))
     """
 
-    dedup: str = "none"
+    dedup: ReadDedup | None = attrs.field(default=None, converter=_dedup, repr=_dedup_repr)
     pages: bool = False
     name = "read"
 
@@ -116,27 +163,27 @@ class Read(Stage):
         req = info.request
         path = req.path or info.image.path
         inode = req.inode or path
-        if req.syscall == "init_module":
+        if req.syscall is Syscall.INIT_MODULE:
             # The buffer userspace passed (already decompressed) is copied into a vmalloc area.
-            info.copy = k.vmalloc(info, "copy_module_from_user", info.image.decompressed_size, "kread")
-            yield from k.compute("copy", info.image.decompressed_size)
+            info.copy = k.vmalloc(info, "copy_module_from_user", info.image.decompressed_size, FailurePoint.KREAD)
+            yield from k.compute(Cost.COPY, info.image.decompressed_size)
             return
-        reads = k.state(Read, _Reads)
-        if self.dedup == "path":
+        reads = k.reads
+        if self.dedup is ReadDedup.PATH:
             if path in reads.paths:
-                raise LoadFailed(EBUSY, "kread")
+                raise LoadFailed(EBUSY, FailurePoint.KREAD)
             reads.paths.add(path)
             info.cleanups.append(lambda: reads.paths.discard(path))
-        if self.dedup == "exclusive":
+        if self.dedup is ReadDedup.EXCLUSIVE:
             if inode in reads.inodes:
-                raise LoadFailed(ETXTBSY, "kread")
+                raise LoadFailed(ETXTBSY, FailurePoint.KREAD)
             reads.inodes.add(inode)
         try:
             if not self.pages:
-                info.read_buffer = k.vmalloc(info, "kernel_read_file", info.image.file_size, "kread")
+                info.read_buffer = k.vmalloc(info, "kernel_read_file", info.image.file_size, FailurePoint.KREAD)
                 if not info.compressed:
                     info.copy = info.read_buffer
-            yield from k.compute("read", info.image.file_size)
+            yield from k.compute(Cost.READ, info.image.file_size)
         finally:
             reads.inodes.discard(inode)
 
@@ -161,12 +208,12 @@ class Decompress(Stage):
         img = info.image
         if not self.pages:
             scratch = {"xz": _XZ_DICT, "gz": _GZ_WORKSPACE, "zst": img.decompressed_size + _ZSTD_EXTRA}[img.compression]
-            work = k.vmalloc(info, "module_decompress", scratch, "decompress")
-            yield from k.compute("decompress", img.decompressed_size)
+            work = k.vmalloc(info, "module_decompress", scratch, FailurePoint.DECOMPRESS)
+            yield from k.compute(Cost.DECOMPRESS, img.decompressed_size)
             k.free(work)
-            info.copy = k.vmap(info, -(-img.decompressed_size // PAGE_SIZE), "decompress")
+            info.copy = k.vmap(info, -(-img.decompressed_size // PAGE_SIZE), FailurePoint.DECOMPRESS)
         else:
-            yield from k.compute("decompress", img.decompressed_size)
+            yield from k.compute(Cost.DECOMPRESS, img.decompressed_size)
         if info.read_buffer is not None:
             k.free(info.read_buffer)  # "compressed data is no longer needed"
 
@@ -179,7 +226,7 @@ class SignatureCheck(Stage):
 
     def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Spend the hashing time and strip the signature length."""
-        yield from k.compute("signature", info.length)
+        yield from k.compute(Cost.SIGNATURE, info.length)
         info.length -= info.image.signature_size
 
 
@@ -213,7 +260,7 @@ class MapPages(Stage):
     def run(self, info: LoadInfo, k: Kernel) -> None:
         """vmap() the (decompressed) image now that it is known to be unique (init_module has its copy)."""
         if info.copy is None:
-            info.copy = k.vmap(info, -(-info.image.decompressed_size // PAGE_SIZE), "becoming")
+            info.copy = k.vmap(info, -(-info.image.decompressed_size // PAGE_SIZE), FailurePoint.BECOMING)
         return None
 
 
@@ -232,20 +279,21 @@ class LayoutAndAllocate(Stage):
     def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Lay out, allocate every area, copy the sections (the race window of the 6.4 early check)."""
         if k.costs.layout:
-            yield from k.compute("layout", info.image.decompressed_size)
+            yield from k.compute(Cost.LAYOUT, info.image.decompressed_size)
         got = []
         try:
             for kind, size in info.image.allocations(k.generation):
-                got.append((yield from k.module_memory(info, kind, size, "becoming")))
+                got.append((yield from k.module_memory(info, kind, size, FailurePoint.BECOMING)))
                 if k.costs.populate:  # the pages are allocated and mapped before the next area is asked for
-                    yield from k.compute("populate", size)
+                    yield from k.compute(Cost.POPULATE, size)
         except LoadFailed:
             for a in got:
                 k.free(a)
             raise
         info.past_layout = True
-        info.record = ModuleRecord(info.image.name, "", info.index, list(got))
-        yield from k.compute("copy", sum(a.size for a in got))
+        # not on the list yet: add_unformed_module() links it, UNFORMED
+        info.record = ModuleRecord(info.image.name, ModuleState.UNFORMED, info.index, list(got))
+        yield from k.compute(Cost.COPY, sum(a.size for a in got))
 
 
 @attrs.frozen
@@ -258,7 +306,7 @@ class AddUnformed(Stage):
         """Wait out a same-name module being loaded, fail if one exists, else join the list."""
         yield from _patient_check(k, info.image.name, FAIL_DUP_MOD_LOAD)
         assert info.record is not None
-        info.record.state = "UNFORMED"
+        info.record.state = ModuleState.UNFORMED
         k.modules.add(info.record)
 
 
@@ -275,9 +323,9 @@ class CompleteFormation(Stage):
     def run(self, info: LoadInfo, k: Kernel) -> Task | None:
         """State COMING, one ``vm_unmap_aliases()``; the cross-CPU flushes take time if the costs say so."""
         assert info.record is not None
-        k.modules.set_state(info.record, "COMING")
+        k.modules.set_state(info.record, ModuleState.COMING)
         k.space.vm_unmap_aliases()
-        return k.compute("ipi", k.space.cpus) if k.costs.ipi else None
+        return k.compute(Cost.IPI, k.space.cpus) if k.costs.ipi else None
 
 
 @attrs.frozen
@@ -307,13 +355,13 @@ class Init(Stage):
         """Spend the init time; succeed or fail with the request's ``init_errno``."""
         rec = info.record
         assert rec is not None
-        yield from k.compute("init")
+        yield from k.compute(Cost.INIT)
         if info.request.init_errno:
-            k.modules.set_state(rec, "GOING")
+            k.modules.set_state(rec, ModuleState.GOING)
             free_module_memory(k, rec)
             k.modules.remove(rec)
-            raise LoadFailed(info.request.init_errno, "init")
-        k.modules.set_state(rec, "LIVE")
+            raise LoadFailed(info.request.init_errno, FailurePoint.INIT)
+        k.modules.set_state(rec, ModuleState.LIVE)
         img = info.image
         # total_mod_size: every mem[type].size (page-aligned); total_text_size: MOD_TEXT + MOD_INIT_TEXT.
         k.stats.add_loaded(sum(n for _, n in img.allocations(k.generation)), img.memory[0] + img.memory[4])
@@ -329,6 +377,6 @@ def free_module_memory(k: Kernel, rec: ModuleRecord) -> None:
 
 
 def _free_init(k: Kernel, areas: list[Allocation]) -> Generator[Delay, None, None]:
-    yield Delay(k.duration("workqueue") + k.duration("rcu_grace"))
+    yield Delay(k.duration(Cost.WORKQUEUE) + k.duration(Cost.RCU_GRACE))
     for a in areas:
         k.free(a)

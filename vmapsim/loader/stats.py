@@ -24,20 +24,67 @@ Duplicate failed modules:
 
 from __future__ import annotations
 
-from typing import Any
+import enum
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import attrs
 
 from vmapsim.checks import parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
 
-__all__ = ["FAIL_DUP_MOD_BECOMING", "FAIL_DUP_MOD_LOAD", "ModuleStats"]
+__all__ = ["FAIL_DUP_MOD_BECOMING", "FAIL_DUP_MOD_LOAD", "FailurePoint", "ModuleStats"]
 
 #: ``FAIL_DUP_MOD_BECOMING``: a duplicate caught by early_mod_check() (6.4+), before layout.
 FAIL_DUP_MOD_BECOMING = 1
 #: ``FAIL_DUP_MOD_LOAD``: a duplicate caught by add_unformed_module(), after layout.
 FAIL_DUP_MOD_LOAD = 2
 _MAX_FAILED_MOD_PRINT = 112
+
+
+class FailurePoint(enum.StrEnum):
+    """Where a load failed, which picks the counter of ``kernel/module/stats.c`` (6.4+) that counts it.
+
+    ``KREAD``: reading the module failed (``kernel_read_file()`` for ``finit_module()``,
+    ``copy_module_from_user()`` for ``init_module()``): ``failed_kreads``, and ``invalid_kread_bytes``
+    for what init_module(2) was given.  ``DECOMPRESS``: ``module_decompress()`` failed:
+    ``failed_decompress`` and ``invalid_decompress_bytes``.  ``BECOMING``: a failure before
+    ``layout_and_allocate()`` succeeded, ``mod_stat_bump_becoming()``.  ``DUP``: a duplicate found by
+    ``module_patient_check_exists()``, counted by ``enum fail_dup_mod_reason``: ``FAIL_DUP_MOD_BECOMING``
+    (``early_mod_check()``, before layout) as becoming, ``FAIL_DUP_MOD_LOAD`` (``add_unformed_module()``,
+    after layout) by ``mod_stat_bump_invalid()``.  ``INIT``: the module's init failed
+    (``do_init_module()``), which no counter counts.  Each member equals its old name
+    (``FailurePoint.DUP == "dup"``); :meth:`ModuleStats.count_failure` counts by it.
+
+    >>> FailurePoint("becoming") is FailurePoint.BECOMING
+    True
+    """
+
+    KREAD = "kread"
+    DECOMPRESS = "decompress"
+    BECOMING = "becoming"
+    DUP = "dup"
+    INIT = "init"
+
+    @classmethod
+    def of(cls, value: object) -> FailurePoint:
+        """``value`` if it is a FailurePoint, else the one it names; :class:`InvalidArgument` naming anything
+        else.  Runtime complexity: O(1).
+
+        >>> FailurePoint.of("load")
+        Traceback (most recent call last):
+        ...
+        vmapsim.errors.InvalidArgument: point='load': expected one of kread, decompress, becoming, dup, init
+        """
+        if isinstance(value, FailurePoint):
+            return value
+        found = _POINTS.get(value) if isinstance(value, str) else None
+        if found is None:
+            raise InvalidArgument(f"point={show(value)}: expected one of {', '.join(FailurePoint)}")
+        return found
+
+
+_POINTS = {p.value: p for p in FailurePoint}
 
 
 # The counters render() prints, by their label, in its order.
@@ -106,9 +153,30 @@ class ModuleStats:
         self.failed_decompress += 1
         self.invalid_decompress_bytes += compressed_len
 
-    def bump_kread(self) -> None:
-        """A failed ``kernel_read_file()`` (finit_module): counted, no bytes (the latest tree)."""
+    def bump_kread(self, length: int = 0) -> None:
+        """A failed read: counted, with the ``length`` wasted (init_module(2)'s; a failed
+        ``kernel_read_file()`` of finit_module(2) counts no bytes in the latest tree)."""
         self.failed_kreads += 1
+        self.invalid_kread_bytes += length
+
+    def count_failure(
+        self, point: FailurePoint, *, length: int, compressed_len: int = 0, read_bytes: int = 0,
+        past_layout: bool = False,
+    ) -> None:  # fmt: skip
+        """Count a load that failed at ``point`` as ``load_module()``'s error path does.
+
+        ``length`` is ``info->len``; ``compressed_len`` the compressed file's length (0 when the kernel
+        did not decompress it); ``read_bytes`` what a failed read wasted (see :meth:`bump_kread`);
+        ``past_layout`` whether ``layout_and_allocate()`` had succeeded, which makes a duplicate a
+        "load" failure rather than a "becoming" one.  Runtime complexity: O(1).
+
+        >>> s = ModuleStats()
+        >>> s.count_failure(FailurePoint.DUP, length=4096, past_layout=True)
+        >>> s.count_failure(FailurePoint.DUP, length=4096, compressed_len=1000)
+        >>> s.failed_load_modules, s.invalid_mod_bytes, s.failed_becoming, s.invalid_becoming_bytes
+        (1, 8192, 1, 5096)
+        """
+        _COUNT[point](self, _Failed(length, compressed_len, read_bytes, past_layout))
 
     def add_loaded(self, sizes: int, text: int) -> None:
         """A module went LIVE: ``modcount``, ``total_mod_size`` and ``total_text_size`` grow."""
@@ -229,3 +297,44 @@ class ModuleStats:
                     break
                 out.append(f"{name:>25}\t{count:>15}\t{reasons.get(mask, 'Bug-on-stats'):>25}\n")
         return "".join(out)
+
+
+class _Failed(NamedTuple):
+    """What :meth:`ModuleStats.count_failure` knows of a failed load."""
+
+    length: int
+    compressed_len: int
+    read_bytes: int
+    past_layout: bool
+
+
+def _kread(s: ModuleStats, f: _Failed) -> None:
+    s.bump_kread(f.read_bytes)
+
+
+def _decompress(s: ModuleStats, f: _Failed) -> None:
+    s.bump_decompress(f.compressed_len)
+
+
+def _becoming(s: ModuleStats, f: _Failed) -> None:
+    s.bump_becoming(f.length, f.compressed_len)
+
+
+def _dup(s: ModuleStats, f: _Failed) -> None:
+    # FAIL_DUP_MOD_BECOMING before layout, FAIL_DUP_MOD_LOAD after: load_module()'s free_copy label
+    # counts becoming only while no module was allocated.
+    (s.bump_invalid if f.past_layout else s.bump_becoming)(f.length, f.compressed_len)
+
+
+def _init(s: ModuleStats, f: _Failed) -> None:
+    """do_init_module()'s failure path bumps no counter."""
+
+
+# The counter load_module()'s error path bumps for a failure at each point.
+_COUNT: dict[FailurePoint, Callable[[ModuleStats, _Failed], None]] = {
+    FailurePoint.KREAD: _kread,
+    FailurePoint.DECOMPRESS: _decompress,
+    FailurePoint.BECOMING: _becoming,
+    FailurePoint.DUP: _dup,
+    FailurePoint.INIT: _init,
+}

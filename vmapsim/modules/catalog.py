@@ -7,7 +7,7 @@ directory of modules), in parallel, and replays the loader's layout for each;
 
 >>> cat = Catalog.builtin("debian-6.12-amd64")
 >>> cat["kvm_intel"].core_size, cat.generation
-(417792, 'module_memory')
+(417792, <Generation.MODULE_MEMORY: 'module_memory'>)
 >>> [m.name for m in cat.closure("kvm_intel")]
 ['irqbypass', 'kvm', 'kvm_intel']
 """
@@ -32,7 +32,7 @@ from vmapsim.checks import load_json, show, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.modules.alias import AliasIndex, kmod_fnmatch
 from vmapsim.modules.image import ModuleImage
-from vmapsim.modules.layout import MEMORY_TYPES, KernelConfig
+from vmapsim.modules.layout import MEMORY_TYPES, Generation, KernelConfig
 from vmapsim.modules.scan import ScanProblem, kernel_version, scan_tree
 
 __all__ = ["ACPI_PROCESSOR_MODALIASES", "CSV_COLUMNS", "Catalog", "UnknownModule"]
@@ -116,11 +116,14 @@ class Catalog:
         return len(self.modules)
 
     @property
-    def generation(self) -> str:
-        """``"module_memory"`` for 6.4+ kernels, else ``"module_layout"``.  Runtime: O(n) once."""
+    def generation(self) -> Generation:
+        """:attr:`~Generation.MODULE_MEMORY` for 6.4+ kernels, else :attr:`~Generation.MODULE_LAYOUT`.
+
+        Runtime complexity: O(n).
+        """
         versions = {kernel_version(m.vermagic) for m in self.modules.values() if m.vermagic}
         key = max(versions) if versions else kernel_version(self.kernel)
-        return "module_memory" if key >= (6, 4) else "module_layout"
+        return Generation.MODULE_MEMORY if key >= (6, 4) else Generation.MODULE_LAYOUT
 
     def match_alias(self, modalias: str) -> list[str]:
         """Names of modules with an alias matching ``modalias``, as kmod's fnmatch() matches them.
@@ -223,7 +226,7 @@ class Catalog:
         writer.writerow(CSV_COLUMNS)
         gen = self.generation
         for m in self:
-            if gen == "module_layout":
+            if gen is Generation.MODULE_LAYOUT:
                 core, init = m.legacy
                 allocs = f"core:{core};init:{init}"
             else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import attrs
 
 from vmapsim.errors import InvalidArgument
-from vmapsim.modules.layout import MEMORY_TYPES
+from vmapsim.modules.layout import MEMORY_TYPES, Generation
 
 __all__ = ["MEMORY_TYPES", "ModuleImage"]
 
@@ -90,16 +90,17 @@ class ModuleImage:
             raise InvalidArgument(f"name={name!r}: expected a module name")
         return attrs.evolve(self, name=name or self.name, memory=tuple(memory), legacy=legacy)
 
-    def allocations(self, generation: str) -> tuple[tuple[str, int], ...]:
+    def allocations(self, generation: Generation | str) -> tuple[tuple[str, int], ...]:
         """The module-area allocations ``move_module()`` makes, as ``(type, bytes)`` pairs.
 
-        ``generation`` is ``"module_layout"`` (≤ 6.3: core, init) or
-        ``"module_memory"`` (≥ 6.4: each non-empty type, in ``enum mod_mem_type``
-        order).  Runtime complexity: O(1).
+        ``generation`` is :attr:`Generation.MODULE_LAYOUT` (≤ 6.3: core, init) or
+        :attr:`Generation.MODULE_MEMORY` (≥ 6.4: each non-empty type, in ``enum mod_mem_type``
+        order), or its name.  Runtime complexity: O(1).
         """
-        if generation == "module_layout":
+        # A Generation equals its name, so the name takes the same branch.
+        if generation == Generation.MODULE_LAYOUT:
             return tuple((t, n) for t, n in zip(("core", "init"), self.legacy, strict=True) if n)
-        if generation == "module_memory":
+        if generation == Generation.MODULE_MEMORY:
             return tuple((t, n) for t, n in zip(MEMORY_TYPES, self.memory, strict=True) if n)
         raise InvalidArgument(f"generation {generation!r}: expected 'module_layout' or 'module_memory'")
 

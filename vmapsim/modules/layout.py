@@ -15,19 +15,60 @@ table in init data.  Then, for the two loader generations:
 * from 6.4 (``module_memory``): one running size per memory type, and
   ``move_module()`` allocates ``PAGE_ALIGN(size)`` for each non-empty type.
 
->>> KernelConfig().kallsyms_all, MEMORY_TYPES[0]
-(True, 'text')
+>>> KernelConfig().kallsyms_all, MEMORY_TYPES[0], Generation.MODULE_MEMORY == "module_memory"
+(True, 'text', True)
 """
 
 from __future__ import annotations
 
+import enum
+
 import attrs
 
-from vmapsim.errors import ModuleFileError
+from vmapsim.checks import show
+from vmapsim.errors import InvalidArgument, ModuleFileError
 from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
 from vmapsim.units import page_align
 
-__all__ = ["MEMORY_TYPES", "TEXT_TYPES", "KernelConfig", "ModuleLayout", "layout_module"]
+__all__ = ["MEMORY_TYPES", "TEXT_TYPES", "Generation", "KernelConfig", "ModuleLayout", "layout_module"]
+
+
+class Generation(enum.StrEnum):
+    """The loader's module-memory generation: how ``move_module()`` (``kernel/module/main.c``) allocates.
+
+    ``MODULE_LAYOUT`` (up to 6.3): ``struct module_layout`` ``core_layout``/``init_layout``, one
+    ``module_alloc()`` each; ``MODULE_MEMORY`` (6.4+, ac3b43283923 "module: replace module_layout with
+    module_memory"): ``mod->mem[]``, one allocation per non-empty ``enum mod_mem_type``.  Each member
+    equals its old name (``Generation.MODULE_LAYOUT == "module_layout"``).
+
+    >>> Generation.of("module_layout") is Generation.MODULE_LAYOUT
+    True
+    """
+
+    MODULE_LAYOUT = "module_layout"
+    MODULE_MEMORY = "module_memory"
+
+    @classmethod
+    def of(cls, value: object) -> Generation:
+        """``value`` if it is a Generation, else the one it names; :class:`InvalidArgument` naming anything
+        else.  Runtime complexity: O(1).
+
+        >>> Generation.of("module_memory") is Generation.MODULE_MEMORY
+        True
+        >>> Generation.of("core")
+        Traceback (most recent call last):
+        ...
+        vmapsim.errors.InvalidArgument: generation 'core': expected 'module_layout' or 'module_memory'
+        """
+        if isinstance(value, Generation):
+            return value
+        found = _GENERATIONS.get(value) if isinstance(value, str) else None
+        if found is None:
+            raise InvalidArgument(f"generation {show(value)}: expected 'module_layout' or 'module_memory'")
+        return found
+
+
+_GENERATIONS = {g.value: g for g in Generation}
 
 #: ``enum mod_mem_type`` order (include/linux/module.h, 6.4+).
 MEMORY_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")

@@ -43,6 +43,7 @@ from vmapsim.space.area import (
     VmapArea,
 )
 from vmapsim.space.view import VmapState
+from vmapsim.space.vmap_area import VmapAreas
 from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, PMD_SIZE, get_count_order, get_order, page_align
 
 __all__ = ["VmapSpace"]
@@ -68,6 +69,10 @@ class VmapSpace(VmapState):
     >>> VmapSpace(layouts.X86_64, cpus=8).lazy_max_pages
     32768
     """
+
+    # The allocator core VmapState builds, which the users below drive. It is the space package's
+    # own: modules outside it go through the public methods (area(), pinned_per_region()...).
+    _core: VmapAreas = attrs.field(init=False)
 
     # ------------------------------------------------------------ core primitive
 
@@ -97,9 +102,9 @@ class VmapSpace(VmapState):
         >>> hex(s.alloc_vmap_area(0x2000, align=0x4000, vstart=0x10001000, vend=0x20000000).start)
         '0x10004000'
         """
-        self.core.check_request(size, align, vstart, vend, cpu)
+        self._core.check_request(size, align, vstart, vend, cpu)
         text("caller", caller, optional=True)
-        return self.core.alloc(size, align, vstart, vend, cpu=cpu, caller=caller)
+        return self._core.alloc(size, align, vstart, vend, cpu=cpu, caller=caller)
 
     def free_vmap_area(self, addr: int, *, lazy: bool = True) -> None:
         """Free the bare area at ``addr``: lazily (``free_vmap_area_noflush()``) or at once.
@@ -107,7 +112,7 @@ class VmapSpace(VmapState):
         ``lazy=False`` is ``free_vmap_area()``: the range returns to the free tree
         now, without waiting for a purge.  Runtime complexity: O(log n).
         """
-        area = self.core.get(address("addr", addr))
+        area = self._core.get(address("addr", addr))
         flag("lazy", lazy)
         if area is None:
             raise UnknownAddress(f"free_vmap_area({addr:#x}): no busy area starts there (never allocated, or freed)")
@@ -115,11 +120,11 @@ class VmapSpace(VmapState):
             raise InvalidArgument(
                 f"free_vmap_area({addr:#x}): the area belongs to a vmalloc/vmap/vm_map_ram user; free it there"
             )
-        self.core.unlink(addr)
+        self._core.unlink(addr)
         if lazy:
-            self.core.free_lazy(area)
+            self._core.free_lazy(area)
         else:
-            self.core.release(area)
+            self._core.release(area)
 
     # ------------------------------------------------------------ vmalloc family
 
@@ -168,7 +173,7 @@ class VmapSpace(VmapState):
         >>> s = VmapSpace(layouts.X86_64_NOKASLR)
         >>> m = s.layout.modules
         >>> a = s.vmalloc_node_range(3 << 20, start=m.start, end=m.end, huge=True)
-        >>> a % (2 << 20), s.core.get(a).size == (4 << 20) + 4096
+        >>> a % (2 << 20), s.area(a).size == (4 << 20) + 4096
         (0, True)
         """
         size = page_align(integer("size", size, 1, self.layout.kva_end))
@@ -195,11 +200,11 @@ class VmapSpace(VmapState):
                 pages = self._get_vm_area(array_size, 1, w.start, w.end, vm_flags=VM_ALLOC, caller=caller, cpu=cpu,
                                           nr_pages=array_size >> PAGE_SHIFT, nested=True)  # fmt: skip
             except VmapAllocationError:
-                self.core.free_lazy(self.core.unlink(area.start))
+                self._core.free_lazy(self._core.unlink(area.start))
                 raise
-            self.core.vmalloc_pages += pages.nr_pages
-            self.core.relink(attrs.evolve(area, pages_area=pages.start))
-        self.core.vmalloc_pages += nr_pages
+            self._core.vmalloc_pages += pages.nr_pages
+            self._core.relink(attrs.evolve(area, pages_area=pages.start))
+        self._core.vmalloc_pages += nr_pages
         return area.start
 
     def vfree(self, addr: int) -> None:
@@ -208,18 +213,18 @@ class VmapSpace(VmapState):
         With ``VM_FLUSH_RESET_PERMS`` the free ends in ``vm_unmap_aliases()``,
         which purges every lazy area.  Runtime complexity: O(log n).
         """
-        area = self.core.get(address("addr", addr))
-        if area is not None and area.pages_area and self.core.get(area.pages_area) is None:
+        area = self._core.get(address("addr", addr))
+        if area is not None and area.pages_area and self._core.get(area.pages_area) is None:
             raise InvalidArgument(f"vfree({addr:#x}): its page array at {area.pages_area:#x} is not busy")
         area = self._take_vm(addr, VM_ALLOC, "vfree")
-        self.core.free_lazy(area)
+        self._core.free_lazy(area)
         if area.vm_flags & VM_FLUSH_RESET_PERMS:
             self.vm_unmap_aliases()
-        self.core.vmalloc_pages -= area.nr_pages
+        self._core.vmalloc_pages -= area.nr_pages
         if area.pages_area:  # 0: a restored area whose page array was not identified
-            array = self.core.unlink(area.pages_area)
-            self.core.vmalloc_pages -= array.nr_pages
-            self.core.free_lazy(array)
+            array = self._core.unlink(area.pages_area)
+            self._core.vmalloc_pages -= array.nr_pages
+            self._core.free_lazy(array)
 
     def alloc_thread_stack(self, *, thread_size: int = 4 * PAGE_SIZE, cpu: int = 0) -> int:
         """A vmapped thread stack (``alloc_thread_stack_node()``): THREAD_SIZE at THREAD_ALIGN.
@@ -242,7 +247,7 @@ class VmapSpace(VmapState):
 
     def vunmap(self, addr: int) -> None:
         """``vunmap()``: free a vmap'd range lazily.  Runtime complexity: O(log n)."""
-        self.core.free_lazy(self._take_vm(addr, VM_MAP, "vunmap"))
+        self._core.free_lazy(self._take_vm(addr, VM_MAP, "vunmap"))
 
     def ioremap(self, size: int, *, phys: int = 0, caller: str | None = None, cpu: int = 0) -> int:
         """``ioremap()``/``get_vm_area(VM_IOREMAP)``: aligned to the size's power of two.
@@ -266,7 +271,7 @@ class VmapSpace(VmapState):
 
     def iounmap(self, addr: int) -> None:
         """``iounmap()``: free an ioremap'd range lazily.  Runtime complexity: O(log n)."""
-        self.core.free_lazy(self._take_vm(addr, VM_IOREMAP, "iounmap"))
+        self._core.free_lazy(self._take_vm(addr, VM_IOREMAP, "iounmap"))
 
     # -------------------------------------------------------------- vm_map_ram
 
@@ -285,17 +290,17 @@ class VmapSpace(VmapState):
         (16384, 1)
         """
         integer("count", count, 1, self.layout.kva_end >> PAGE_SHIFT)
-        self.core.check_cpu(cpu)
+        self._core.check_cpu(cpu)
         w = self.layout.vmalloc
         if count > self.layout.bits:  # VMAP_MAX_ALLOC = BITS_PER_LONG
-            self.core.check_request(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu)
-            return self.core.alloc(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM).start
+            self._core.check_request(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu)
+            return self._core.alloc(count << PAGE_SHIFT, PAGE_SIZE, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM).start
         pages = 1 << get_order(count << PAGE_SHIFT)
-        addr = self.core.blocks.take(cpu, pages)
+        addr = self._core.blocks.take(cpu, pages)
         if addr is None:  # new_vmap_block(): a whole block, aligned to its size, no guard
             bsize = self.vmap_block_pages << PAGE_SHIFT
-            addr = self.core.alloc(bsize, bsize, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM | VMAP_BLOCK).start
-            self.core.blocks.add(addr, cpu=cpu, pages=pages)
+            addr = self._core.alloc(bsize, bsize, w.start, w.end, cpu=cpu, va_flags=VMAP_RAM | VMAP_BLOCK).start
+            self._core.blocks.add(addr, cpu=cpu, pages=pages)
         return addr
 
     def vm_unmap_ram(self, addr: int, count: int) -> None:
@@ -308,17 +313,17 @@ class VmapSpace(VmapState):
         address("addr", addr)
         integer("count", count, 1, self.layout.kva_end >> PAGE_SHIFT)
         if count > self.layout.bits:
-            area = self.core.get(addr)
+            area = self._core.get(addr)
             if area is None or area.va_flags != VMAP_RAM or area.size != count << PAGE_SHIFT:
                 raise UnknownAddress(f"vm_unmap_ram({addr:#x}, {count}): no vm_map_ram area of that size there")
-            self.core.free_lazy(self.core.unlink(addr))
+            self._core.free_lazy(self._core.unlink(addr))
             return
         pages = 1 << get_order(count << PAGE_SHIFT)
-        if not self.core.blocks.is_live(addr, pages):
+        if not self._core.blocks.is_live(addr, pages):
             raise UnknownAddress(f"vm_unmap_ram({addr:#x}, {count}): not a live vm_map_ram mapping of that size")
-        block = self.core.blocks.give(addr, pages)
+        block = self._core.blocks.give(addr, pages)
         if block is not None:  # free_vmap_block()
-            self.core.free_lazy(self.core.unlink(block))
+            self._core.free_lazy(self._core.unlink(block))
 
     def vm_unmap_aliases(self) -> None:
         """``vm_unmap_aliases()``: release fragmented vmap blocks, then purge every lazy area.
@@ -327,8 +332,8 @@ class VmapSpace(VmapState):
         fewer than ``VMAP_PURGE_THRESHOLD`` free pages.  6.9+ does not decay
         the pools here.  Runtime complexity: O(k log n) for k lazy areas.
         """
-        self.core.purge_fragmented_blocks(force=not self.profile.fragmented_threshold)
-        self.core.purge(full_decay=False)
+        self._core.purge_fragmented_blocks(force=not self.profile.fragmented_threshold)
+        self._core.purge(full_decay=False)
 
     # ----------------------------------------------------------------- percpu
 
@@ -346,12 +351,12 @@ class VmapSpace(VmapState):
         '0xffffe8ffffc00000'
         """
         percpu.check_areas(offsets, sizes, align)
-        self.core.drain_if_pending()
+        self._core.drain_if_pending()
         w = self.layout.vmalloc
-        base = percpu.find_base(self.core.free, w.start, w.end, offsets, sizes, align)
+        base = percpu.find_base(self._core.free, w.start, w.end, offsets, sizes, align)
         if base is None and self.auto_purge:
-            self.core.reclaim()
-            base = percpu.find_base(self.core.free, w.start, w.end, offsets, sizes, align)
+            self._core.reclaim()
+            base = percpu.find_base(self._core.free, w.start, w.end, offsets, sizes, align)
         if base is None:
             raise VmapAllocationError(
                 f"percpu: pcpu_get_vm_areas of {len(offsets)} area(s), sizes {list(sizes)}, align {align} failed",
@@ -361,8 +366,8 @@ class VmapSpace(VmapState):
             )
         addrs = []
         for off, size in zip(offsets, sizes, strict=True):
-            self.core.free.clip(base + off, size)
-            self.core.insert(VmapArea(base + off, base + off + size, "pcpu_get_vm_areas", VM_ALLOC, percpu=True))
+            self._core.free.clip(base + off, size)
+            self._core.insert(VmapArea(base + off, base + off + size, "pcpu_get_vm_areas", VM_ALLOC, percpu=True))
             addrs.append(base + off)
         return addrs
 
@@ -374,11 +379,11 @@ class VmapSpace(VmapState):
         if len(set(addrs)) != len(addrs):
             raise InvalidArgument("pcpu_free_vm_areas(): an area is named twice")
         for a in addrs:
-            area = self.core.get(a)
+            area = self._core.get(a)
             if area is None or not area.percpu:
                 raise UnknownAddress(f"{a:#x} is not a live percpu area")
         for a in addrs:
-            self.core.free_lazy(self.core.unlink(a))
+            self._core.free_lazy(self._core.unlink(a))
 
     # ---------------------------------------------------------------- purging
 
@@ -388,7 +393,7 @@ class VmapSpace(VmapState):
         Fragmented vmap blocks are released and, on 6.9+, every pool is emptied
         back into the free tree.  Runtime complexity: O(k log n).
         """
-        self.core.reclaim()
+        self._core.reclaim()
 
     def _get_vm_area(
         self, size: int, align: int, start: int, end: int, *, vm_flags: int, caller: str | None, cpu: int,
@@ -396,22 +401,22 @@ class VmapSpace(VmapState):
     ) -> VmapArea:  # fmt: skip
         """``__get_vm_area_node()``: the one place a guard page is added, then ``alloc_vmap_area()``."""
         size += PAGE_SIZE  # no VM_NO_GUARD user is modelled
-        self.core.check_request(size, align, start, end, cpu)
+        self._core.check_request(size, align, start, end, cpu)
         text("caller", caller, optional=True)
-        return self.core.alloc(size, align, start, end, cpu=cpu, caller=caller, vm_flags=vm_flags,
+        return self._core.alloc(size, align, start, end, cpu=cpu, caller=caller, vm_flags=vm_flags,
                                 nr_pages=nr_pages, phys=phys, nested=nested)  # fmt: skip
 
     def _take_vm(self, addr: int, flag: int, what: str) -> VmapArea:
-        area = self.core.get(address("addr", addr))
+        area = self._core.get(address("addr", addr))
         if area is None:
             raise UnknownAddress(f"{what}({addr:#x}): no busy area starts there (never allocated, or freed already)")
         if not area.vm_flags & flag or area.nested or area.percpu:
             raise InvalidArgument(f"{what}({addr:#x}): the area there was not made by the matching call")
-        return self.core.unlink(addr)
+        return self._core.unlink(addr)
 
     def _check(self) -> None:
         """Assert every invariant: the ranges tile the KVA, counters match, blocks agree."""
-        core = self.core
+        core = self._core
         core._check()
         for vb in core.blocks.blocks():
             area = core.get(vb.start)
@@ -419,7 +424,7 @@ class VmapSpace(VmapState):
             assert area.size == self.vmap_block_pages << PAGE_SHIFT
         busy = core.busy()
         assert all(a.start in core.blocks for a in busy if a.va_flags & VMAP_BLOCK), "a block area without its block"
-        assert self.core.vmalloc_pages == sum(a.nr_pages for a in busy if a.vm_flags & VM_ALLOC)
+        assert self._core.vmalloc_pages == sum(a.nr_pages for a in busy if a.vm_flags & VM_ALLOC)
         for a in busy:
             if a.pages_area:
                 array = core.get(a.pages_area)

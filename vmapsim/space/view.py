@@ -58,7 +58,9 @@ class VmapState:
 
     ``cpus`` is ``num_online_cpus()``; ``nr_cpus_config`` is ``CONFIG_NR_CPUS``
     (it sizes the vmap blocks); ``auto_purge=False`` turns off the purges the
-    allocator starts by itself.  ``core`` is the allocator core itself.
+    allocator starts by itself.  The allocator core
+    (:class:`~vmapsim.space.vmap_area.VmapAreas`) is private to the space package:
+    other modules read and change a space through these methods.
     Runtime complexity: as each method says.
 
     >>> from vmapsim import layouts
@@ -71,46 +73,46 @@ class VmapState:
     profile: profiles.KernelProfile = attrs.field(default=profiles.DEFAULT, converter=_profile)
     nr_cpus_config: int = 8192
     _auto_purge: bool = attrs.field(default=True, alias="auto_purge")
-    #: The allocator core: free tree, busy and lazy areas, pools, purges.
-    core: VmapAreas = attrs.field(init=False)
+    # The allocator core: free tree, busy and lazy areas, pools, purges.
+    _core: VmapAreas = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         # CONFIG_NR_CPUS is at most NR_CPUS_MAX in Kconfig; a larger one must be asked for explicitly.
         integer("nr_cpus_config", self.nr_cpus_config, 1, CPUS_LIMIT)
         integer("cpus", self.cpus, 1, self.nr_cpus_config)
         flag("auto_purge", self._auto_purge)
-        self.core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self._auto_purge)
+        self._core = VmapAreas(self.layout, self.cpus, self.profile, self.vmap_block_pages, self._auto_purge)
 
     # ------------------------------------------------------------- parameters
 
     @property
     def auto_purge(self) -> bool:
         """Whether the allocator starts purges by itself (lazy drain, purge before a retry).  Runtime: O(1)."""
-        return self.core.auto_purge
+        return self._core.auto_purge
 
     @auto_purge.setter
     def auto_purge(self, value: bool) -> None:
-        self.core.auto_purge = value
+        self._core.auto_purge = value
 
     @property
     def regions(self) -> tuple[Region, ...]:
         """The distinct windows of the layout, vmalloc first (``layout.regions``).  Runtime: O(1)."""
-        return self.core.regions
+        return self._core.regions
 
     @property
     def purges(self) -> int:
         """Number of purges run so far (lazy drains, failure reclaims, explicit purges).  Runtime: O(1)."""
-        return self.core.purges
+        return self._core.purges
 
     @property
     def lazy_max_pages(self) -> int:
         """``lazy_max_pages()``: ``fls(cpus) * 32 MiB / PAGE_SIZE``.  Runtime complexity: O(1)."""
-        return self.core.lazy_max_pages
+        return self._core.lazy_max_pages
 
     @property
     def lazy_pages(self) -> int:
         """``vmap_lazy_nr``: lazily freed pages, guards included.  Runtime complexity: O(1)."""
-        return self.core.lazy_pages
+        return self._core.lazy_pages
 
     @property
     def nr_vmap_nodes(self) -> int:
@@ -118,7 +120,7 @@ class VmapState:
 
         Runtime complexity: O(1).
         """
-        return self.core.nr_vmap_nodes
+        return self._core.nr_vmap_nodes
 
     @property
     def vmap_block_pages(self) -> int:
@@ -137,12 +139,12 @@ class VmapState:
     @property
     def nr_vmalloc_pages(self) -> int:
         """Pages backing ``vmalloc()`` allocations (meminfo ``VmallocUsed``).  Runtime: O(1)."""
-        return self.core.vmalloc_pages
+        return self._core.vmalloc_pages
     # ------------------------------------------------------------ introspection
 
     def area(self, addr: int) -> VmapArea:
         """The busy area starting at ``addr``; :class:`UnknownAddress` if none.  Runtime: O(1)."""
-        area = self.core.get(address("addr", addr))
+        area = self._core.get(address("addr", addr))
         if area is None:
             raise UnknownAddress(f"no busy area starts at {addr:#x}")
         return area
@@ -158,15 +160,15 @@ class VmapState:
         >>> s.find_area(a + 8192).size, s.find_area(a + 12288)      # the guard page; past it
         (12288, None)
         """
-        return self.core.find(address("addr", addr))
+        return self._core.find(address("addr", addr))
 
     def areas(self, region: str | Region | None = None) -> list[VmapArea]:
         """Busy areas (in a window, or all), by address.  Runtime complexity: O(log n + k)."""
-        return self.core.busy(*self._window(region))
+        return self._core.busy(*self._window(region))
 
     def lazy_areas(self, region: str | Region | None = None) -> list[VmapArea]:
         """Lazily freed areas not yet purged, by address.  Runtime complexity: O(log k + m)."""
-        return self.core.lazy(*self._window(region))
+        return self._core.lazy(*self._window(region))
 
     def busy_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
         """``(start, end)`` of busy areas, by address.  Runtime complexity: O(log n + k)."""
@@ -178,16 +180,16 @@ class VmapState:
 
     def pooled_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
         """``(start, end)`` of VAs parked in 6.9+ node pools, by address.  Runtime: O(p log p)."""
-        return self.core.pooled(*self._window(region))
+        return self._core.pooled(*self._window(region))
 
     def free_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
         """Free ranges, clipped to the window when one is given.  Runtime: O(log n + k)."""
         lo, hi = self._window(region)
-        return list(self.core.free.irange(lo, hi))
+        return list(self._core.free.irange(lo, hi))
 
     def vmap_blocks(self) -> list[VmapBlock]:
         """Live vmap blocks, by address (copies).  Runtime complexity: O(b log b)."""
-        return self.core.blocks.blocks()
+        return self._core.blocks.blocks()
 
     def usage(self, region: str | Region) -> RegionUsage:
         """Busy/lazy/pooled/free bytes, largest free range and peak pinned of one window.
@@ -200,7 +202,7 @@ class VmapState:
         1008
         """
         r = region if isinstance(region, Region) else self.layout.region(region)
-        free = list(self.core.free.irange(r.start, r.end))
+        free = list(self._core.free.irange(r.start, r.end))
         names = [w.name for w in self.regions]
         return RegionUsage(
             busy=sum(a.size for a in self.areas(r)),
@@ -208,24 +210,24 @@ class VmapState:
             pooled=sum(e - s for s, e in self.pooled_ranges(r)),
             free=sum(e - s for s, e in free),
             largest_free=max((e - s for s, e in free), default=0),
-            peak_pinned=self.core.peak(names.index(r.name)) if r.name in names else 0,
+            peak_pinned=self._core.peak(names.index(r.name)) if r.name in names else 0,
         )
 
     def pinned(self, region: str) -> int:
         """Busy + lazy + pooled bytes of a window, kept incrementally.  Runtime complexity: O(1)."""
-        return self.core.pinned(self.core.region_index(region))
+        return self._core.pinned(self._core.region_index(region))
 
     def pinned_per_region(self) -> tuple[int, ...]:
         """Pinned bytes of every window, in :attr:`regions` order.  Runtime complexity: O(windows)."""
-        return self.core.pinned_all()
+        return self._core.pinned_all()
 
     def peak_pinned(self, region: str) -> int:
         """Highest pinned bytes of a window since creation or :meth:`reset_peak`.  Runtime: O(1)."""
-        return self.core.peak(self.core.region_index(region))
+        return self._core.peak(self._core.region_index(region))
 
     def reset_peak(self) -> None:
         """Start peak tracking again from the current pinned bytes.  Runtime complexity: O(1)."""
-        self.core.reset_peak()
+        self._core.reset_peak()
 
     def reserve(
         self,
@@ -261,7 +263,7 @@ class VmapState:
         flag("lazy", lazy)
         flag("nested", nested)
         if pages_area:
-            array = self.core.get(address("pages_area", pages_area))
+            array = self._core.get(address("pages_area", pages_area))
             if array is None or not array.nested or lazy:
                 raise InvalidArgument(f"pages_area={pages_area:#x}: not a busy page-array area (reserve it first,"
                                       " with nested=True; a lazy area has none)")  # fmt: skip
@@ -269,17 +271,17 @@ class VmapState:
             integer("pages_area", pages_area, 0, 0)
         if lazy and nr_pages:
             raise InvalidArgument(f"reserve({start:#x}, lazy=True, nr_pages={nr_pages}): a lazy area backs no pages")
-        self.core.free.clip(start, size)
+        self._core.free.clip(start, size)
         # Only vmalloc-window areas carry a node; which CPU allocated one is not known, so the
         # node addr_to_node() gives stands in for it.
-        node = self.core.node_of(start) if start in self.layout.vmalloc else -1
+        node = self._core.node_of(start) if start in self.layout.vmalloc else -1
         area = VmapArea(start, start + size, caller, vm_flags, va_flags, nr_pages, phys, node, pages_area, nested)
-        self.core.insert(area)
+        self._core.insert(area)
         if vm_flags & VM_ALLOC:
-            self.core.vmalloc_pages += nr_pages
+            self._core.vmalloc_pages += nr_pages
         if lazy:
-            self.core.unlink(start)
-            self.core.free_lazy(area)
+            self._core.unlink(start)
+            self._core.free_lazy(area)
         return area
 
     @contextlib.contextmanager
@@ -317,25 +319,25 @@ class VmapState:
         (and no change) if the model holds it neither free nor pooled.
         Runtime complexity: O(log n), O(p) when it comes from a pool.
         """
-        self.core.check_cpu(cpu)
+        self._core.check_cpu(cpu)
         address("addr", addr)
         integer("size", size, 1, 1 << 64)
-        return self.core.take_exactly(addr, size, cpu=cpu)
+        return self._core.take_exactly(addr, size, cpu=cpu)
 
     def replay_free(self, addr: int) -> bool:
         """``free_vmap_area_noflush()`` of whatever busy area starts at ``addr``; False if none.
 
         Runtime complexity: O(log n).
         """
-        area = self.core.get(address("addr", addr))
+        area = self._core.get(address("addr", addr))
         if area is None:
             return False
-        self.core.unlink(addr)
+        self._core.unlink(addr)
         if area.va_flags & VMAP_BLOCK:
-            self.core.blocks.drop(addr)
+            self._core.blocks.drop(addr)
         if area.vm_flags & VM_ALLOC:
-            self.core.vmalloc_pages -= area.nr_pages
-        self.core.free_lazy(area)
+            self._core.vmalloc_pages -= area.nr_pages
+        self._core.free_lazy(area)
         return True
 
     def replay_purge(self, *, full_decay: bool) -> None:
@@ -343,7 +345,7 @@ class VmapState:
 
         Runtime complexity: O(k log n).
         """
-        self.core.purge(full_decay=flag("full_decay", full_decay))
+        self._core.purge(full_decay=flag("full_decay", full_decay))
 
     # --------------------------------------------------------------- internals
 

@@ -8,7 +8,7 @@ Before kmod 31 kmod decompresses modules itself and calls ``init_module(2)``;
 from 31 it passes compressed files to ``finit_module(2)``.
 
 >>> Modprobe(("kvm_intel",), cpu=3).syscall
-'finit_module'
+<Syscall.FINIT_MODULE: 'finit_module'>
 """
 
 from __future__ import annotations
@@ -17,23 +17,35 @@ from collections.abc import Generator
 
 import attrs
 
-from vmapsim.checks import CPUS_LIMIT, errno_pairs, integer, number, show, strings
+from vmapsim.checks import CPUS_LIMIT, errno_pairs, integer, number, strings
 from vmapsim.engine import Delay, Wait
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import Loader, Request
+from vmapsim.loader.costs import Cost
 from vmapsim.loader.errno import EEXIST
-from vmapsim.loader.request import SYSCALLS
+from vmapsim.loader.module_list import ModuleState
+from vmapsim.loader.request import Syscall
 
 __all__ = ["Modprobe", "syscall_for"]
 
 
-def syscall_for(kmod: int, compressed: bool) -> str:
+def syscall_for(kmod: int, compressed: bool) -> Syscall:
     """The syscall kmod ``kmod`` uses for a module file: init_module(2) for compressed ones before 31.
 
-    >>> syscall_for(30, True), syscall_for(34, True), syscall_for(30, False)
-    ('init_module', 'finit_module', 'finit_module')
+    Runtime complexity: O(1).
+
+    >>> [str(syscall_for(k, c)) for k, c in ((30, True), (34, True), (30, False))]
+    ['init_module', 'finit_module', 'finit_module']
     """
-    return "init_module" if compressed and kmod < 31 else "finit_module"
+    return Syscall.INIT_MODULE if compressed and kmod < 31 else Syscall.FINIT_MODULE
+
+
+def _syscall(value: object) -> Syscall:
+    return Syscall.of(value)
+
+
+def _by_name(value: Syscall) -> str:
+    return repr(value.value)  # as a Request prints its syscall
 
 
 @attrs.frozen
@@ -44,6 +56,7 @@ class Modprobe:
     every module the alias resolves to, each after its ``depends=`` closure in
     modprobe order; a module already LIVE is skipped -- a COMING one is not;
     -EEXIST counts as success; another error stops that module's chain.
+    ``syscall`` is a :class:`~vmapsim.loader.request.Syscall` or its name.
     ``fails`` lists modules whose init fails on this machine, with the errno.
     A job runs on one of the run's userspace workers (udev's worker limit).
     """
@@ -51,15 +64,13 @@ class Modprobe:
     modules: tuple[str, ...]
     cpu: int = 0
     time: float = 0.0
-    syscall: str = "finit_module"
+    syscall: Syscall = attrs.field(default=Syscall.FINIT_MODULE, converter=_syscall, repr=_by_name)
     fails: tuple[tuple[str, int], ...] = ()
 
     def __attrs_post_init__(self) -> None:
         strings("modules", self.modules, empty=False)
         integer("cpu", self.cpu, 0, CPUS_LIMIT - 1)
         number("time", self.time, 0)
-        if self.syscall not in SYSCALLS:
-            raise InvalidArgument(f"syscall={show(self.syscall)}: expected one of {', '.join(SYSCALLS)}")
         errno_pairs("fails", self.fails)
 
     def start(self, loader: Loader) -> None:
@@ -84,11 +95,11 @@ class Modprobe:
         try:
             for name in self.modules:
                 for img in loader.catalog.closure(name):
-                    if loader.module_state(img.name) == "LIVE":
+                    if loader.module_state(img.name) is ModuleState.LIVE:
                         continue  # kmod reads /sys/module/<name>/initstate: live means done
-                    if self.syscall == "init_module" and img.compression != "none":
+                    if self.syscall is Syscall.INIT_MODULE and img.compression != "none":
                         # kmod < 31 decompresses the file itself, between that check and the syscall
-                        yield from loader.kernel.compute("decompress", img.decompressed_size)
+                        yield from loader.kernel.compute(Cost.DECOMPRESS, img.decompressed_size)
                     req = Request(img, self.cpu, loader.engine.now, None, None, self.syscall, fails.get(img.name, 0))
                     ret = yield from loader.load(req)
                     if ret < 0 and ret != -EEXIST:  # -EEXIST is success to kmod

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from vmapsim.checks import CPUS_LIMIT, MAX_DIGITS, integer, load_json, number, show, text
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader import Request
-from vmapsim.loader.request import SYSCALLS
+from vmapsim.loader.request import Syscall
 
 __all__ = ["read_requests", "write_requests"]
 
@@ -101,16 +101,14 @@ def _request(row: object, *, csv: bool) -> Request:
     module = row.get("module")
     if not module or not isinstance(module, str):
         raise InvalidArgument(f"module={show(module)}: expected a module name")
-    syscall = row.get("syscall") or "finit_module"
-    if syscall not in SYSCALLS:
-        raise InvalidArgument(f"syscall={show(syscall)}: expected one of {', '.join(SYSCALLS)}")
+    syscall = Syscall.of(row.get("syscall") or Syscall.FINIT_MODULE)  # an empty cell is the default
     path = row.get("path") or None
     return Request(
         module,
         cpu=integer("cpu", cpu, 0, CPUS_LIMIT - 1),
         time=number("time", time, 0),
         path=text("path", path, optional=True),
-        syscall=str(syscall),
+        syscall=syscall,
     )
 
 

@@ -1,6 +1,7 @@
 """Sweeps: a grid of machines × CPU counts × kernels × pipelines × kmod versions × seeds, on any executor.
 
-Each point of a :class:`Grid` is one udev coldplug, run exactly as ``vmapsim boot --seed S`` runs it;
+Each point of a :class:`Grid` is one udev coldplug, a :class:`~vmapsim.Scenario` run exactly as
+``vmapsim boot --seed S`` runs it;
 runs are independent and deterministic, so :func:`sweep` returns the same :class:`Table` whichever
 executor ran it (serial, a process pool, any ``concurrent.futures.Executor``, or a Dask cluster) and in
 whatever order the results came back.
@@ -32,15 +33,14 @@ import attrs
 
 from vmapsim import layouts
 from vmapsim.checks import NR_CPUS_MAX, integer, load_json, number, show
-from vmapsim.engine import CostModel
 from vmapsim.errors import InvalidArgument, ParseError
-from vmapsim.loader import METRICS, Run, simulate
-from vmapsim.modules import Catalog
+from vmapsim.loader import METRICS, selection
 from vmapsim.report import SCHEMA_VERSION, document
+from vmapsim.scenario import Scenario
 from vmapsim.units import PAGE_SIZE
-from vmapsim.workloads import Machine, find_machine, udev_boot, udev_workers
+from vmapsim.workloads import find_machine
 
-__all__ = ["METRICS", "PARAMETERS", "Grid", "Point", "Table", "compare", "exhaustion_cpus", "run_point", "sweep"]
+__all__ = ["PARAMETERS", "Grid", "Point", "Table", "compare", "exhaustion_cpus", "run_point", "sweep"]
 
 #: The columns of a point, in a row's order.
 PARAMETERS = ("machine", "cpus", "kernel", "pipeline", "kmod", "seed")
@@ -54,8 +54,9 @@ _READABLE = ("vmapsim-sweep/1", SCHEMA)
 class Point:
     """One run of a sweep: a machine preset, its CPUs, a kernel, a pipeline, a kmod version and a seed.
 
-    ``kernel`` None with a released ``pipeline`` (``"v6.3"``...) or a proposal on the path it was posted
-    against; ``pipeline`` None with a ``kernel``: that kernel's own path.  ``kmod`` None: the machine's.
+    ``kernel`` and ``pipeline`` name the load path as :func:`~vmapsim.loader.load_path` takes them (None
+    and ``"v6.3"``: 6.3's own path as released; ``"6.12"`` and None: 6.12's own).  ``kmod`` None: the
+    machine's.  :meth:`scenario` is the point as a :class:`~vmapsim.Scenario`.
 
     >>> Point("qemu-kvm", 4, "6.12", None, None, 0).label
     '6.12'
@@ -73,6 +74,15 @@ class Point:
         """The load path this point runs, as ``vmapsim boot`` labels it.  Runtime complexity: O(stages)."""
         return _label(self.machine, self.kernel, self.pipeline)
 
+    def scenario(self, jitter: float | None = None, cost_jitter: float | None = None, module_align: int = PAGE_SIZE,
+                 layout: str | None = None) -> Scenario:  # fmt: skip
+        """This point with the grid's shared settings, as ``vmapsim boot --machine M --cpus N --kernel K
+        --pipeline P --kmod V --seed S`` runs it.  Runtime complexity: O(1) after the first of a machine.
+        """
+        return Scenario(self.machine, cpus=self.cpus, kernel=self.kernel, pipeline=self.pipeline, kmod=self.kmod,
+                        seed=self.seed, jitter=jitter, cost_jitter=cost_jitter, layout=layout,
+                        module_align=module_align)  # fmt: skip
+
 
 def _strings(name: str, values: Sequence[str | None], *, allow_none: bool) -> tuple[str | None, ...]:
     if isinstance(values, str) or not isinstance(values, Sequence) or not values:
@@ -88,22 +98,23 @@ class Grid:
     """The parameters a sweep crosses; every combination is one :class:`Point`.
 
     ``machines``: preset names (``vmapsim info`` lists them) or machine files; ``cpus``: CPU counts;
-    ``kernels`` and ``pipelines`` as :class:`Point` takes them (the default: the released paths v6.3, v6.4,
-    v6.5); ``kmods``: kmod versions (None: the machine's); ``seeds``: how many seeds (0 to n-1) or which;
-    ``jitter``: uevent arrivals spread over this many seconds; ``cost_jitter``: stage durations vary by this
-    fraction (None: each machine's :meth:`~vmapsim.workloads.Machine.timing`, as ``vmapsim boot``);
+    ``kernels`` (None: a machine file's release, else the released paths) and ``pipelines`` (``"all"`` or
+    names) choose the load paths as ``vmapsim boot`` does (:func:`~vmapsim.loader.selection`);
+    ``kmods``: kmod versions (None: the machine's); ``seeds``: how many seeds (0 to n-1) or which;
+    ``jitter``: uevent arrivals spread over this many seconds; ``cost_jitter``: stage durations vary by
+    this fraction (None: each machine's :meth:`~vmapsim.workloads.Machine.timing`, as ``vmapsim boot``);
     ``module_align``: ``MODULE_ALIGN`` (32 KiB with generic KASAN);
     ``layout``: a layout name in place of the machines' own (``vmapsim boot --layout``).
     Runtime complexity: O(points) to enumerate.
 
-    >>> len(Grid(cpus=(8, 16, 32), seeds=10))
-    90
+    >>> len(Grid(cpus=(8, 16, 32), seeds=10))  # 3 CPU counts × 7 load paths (as vmapsim boot) × 10 seeds
+    210
     """
 
     machines: tuple[str, ...] = ("intel-server",)
     cpus: tuple[int, ...] = (255,)
     kernels: tuple[str | None, ...] = (None,)
-    pipelines: tuple[str | None, ...] = ("v6.3", "v6.4", "v6.5")
+    pipelines: str | tuple[str | None, ...] = "all"
     kmods: tuple[int | None, ...] = (None,)
     seeds: int | tuple[int, ...] = 1
     jitter: float | None = None
@@ -122,7 +133,8 @@ class Grid:
         for c in self.cpus:
             integer("cpus", c, 1, NR_CPUS_MAX)
         _strings("kernels", self.kernels, allow_none=True)
-        _strings("pipelines", self.pipelines, allow_none=True)
+        if self.pipelines != "all":
+            _strings("pipelines", self.pipelines, allow_none=True)
         if not isinstance(self.kmods, Sequence) or not self.kmods:
             raise InvalidArgument(f"kmods={show(self.kmods)}: expected a non-empty sequence")
         for k in self.kmods:
@@ -148,8 +160,14 @@ class Grid:
 
     def points(self) -> list[Point]:
         """Every point, machines outermost and seeds innermost.  Runtime complexity: O(points)."""
-        return [Point(*values) for values in itertools.product(self.machines, self.cpus, self.kernels, self.pipelines,
-                                                               self.kmods, self.seed_list())]  # fmt: skip
+        out = []
+        for machine in self.machines:
+            # a machine file's kernel where none is given, for its own rows (as vmapsim boot: scenario.storm())
+            own = find_machine(machine).release if self.pipelines == "all" else None
+            paths = selection([k if k is not None else own for k in self.kernels], self.pipelines)
+            out += [Point(machine, cpus, kernel, pipeline, kmod, seed) for cpus, (kernel, pipeline), kmod, seed
+                    in itertools.product(self.cpus, paths, self.kmods, self.seed_list())]  # fmt: skip
+        return out
 
     def __len__(self) -> int:
         return len(self.points())
@@ -157,13 +175,7 @@ class Grid:
 
 @functools.cache
 def _label(machine: str, kernel: str | None, pipeline: str | None) -> str:
-    return Run(pipeline, kernel=kernel, catalog=_catalog(find_machine(machine).catalog)).resolve_pipeline().name
-
-
-@functools.cache
-def _catalog(name: str) -> Catalog:
-    """A shipped catalog, loaded once per process (a worker loads each catalog once, not per run)."""
-    return Catalog.builtin(name)
+    return Scenario(machine, cpus=1, kernel=kernel, pipeline=pipeline).run.path.name
 
 
 def run_point(
@@ -173,20 +185,15 @@ def run_point(
     module_align: int = PAGE_SIZE,
     layout: str | None = None,
 ) -> dict[str, Any]:
-    """One coldplug, as ``vmapsim boot --machine M --cpus N --kernel K --pipeline P --kmod V --seed S``
-    runs it; the row of its parameters and metrics.  Runtime: one run.
+    """One coldplug, :meth:`Point.scenario` simulated; the row of its parameters and metrics.
+
+    Runtime: one run.
 
     >>> run_point(Point("qemu-kvm", 2, None, "v6.5", None, 0))["ok"] >= 1
     True
     """
-    machine: Machine = find_machine(point.machine)
-    cat = machine.own_files(_catalog(machine.catalog))
-    jitter, cost_jitter = machine.timing(jitter, cost_jitter)
-    jobs = udev_boot(cat, machine, point.cpus, seed=point.seed, jitter=jitter, kmod=point.kmod)
-    run = Run(point.pipeline, layouts.by_name(layout or machine.layout), point.cpus, cat,
-              costs=CostModel(jitter=cost_jitter), module_align=module_align, seed=point.seed,
-              workers=udev_workers(point.cpus, machine.ram), kernel=point.kernel)  # fmt: skip
-    return {**attrs.asdict(point), "pipeline": run.resolve_pipeline().name, **simulate(jobs, run).metrics()}
+    s = point.scenario(jitter, cost_jitter, module_align, layout)
+    return {**attrs.asdict(point), "pipeline": s.run.path.name, **s.simulate().metrics()}
 
 
 def _run_batch(points: Sequence[Point], grid: Grid) -> list[dict[str, Any]]:

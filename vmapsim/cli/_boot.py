@@ -1,0 +1,115 @@
+"""``vmapsim boot``: the udev coldplug storm on a machine, every load path side by side."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from vmapsim import report
+from vmapsim.cli import _options, _storm
+from vmapsim.cli._io import note, read
+from vmapsim.loader import ModuleStats
+from vmapsim.scenario import storm
+
+__all__ = ["add", "run"]
+
+
+def add(sub: Any) -> None:
+    """Register ``vmapsim boot`` and its options."""
+    b = sub.add_parser("boot", help="the udev coldplug storm on a machine, every pipeline side by side",
+                       description="The udev coldplug of a machine (a preset, a machine file from 'vmapsim machine "
+                       "capture', or a modalias list) under each kernel's load path and each proposal, for the "
+                       "machine's kmod and the other generation: calls, returns, reads, peak pinned bytes per "
+                       "window, failed allocations and CONFIG_MODULE_STATS' waste, with a verdict per row.")
+    _options.coldplug(b)
+    b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, tie-breaks")
+    b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
+    b.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
+    b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats, printed "
+                   "beside each simulated run's (boot the same machine: --machine FILE from vmapsim machine capture)")
+    b.add_argument("--plot", help="write the figure to this .png, .svg or .pdf: pinned bytes over time per window and "
+                   "kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
+    fmt = b.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
+    b.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Run the coldplug under every load path asked for; the table, JSON or CSV."""
+    if args.plot:
+        from vmapsim.plot import plot_path
+
+        plot_path(args.plot)  # a bad name is refused before minutes of simulation
+    base = _options.scenario(args)
+    scenarios = storm(base, _options.kernels(args), _options.pipelines(args))
+    machine, cpus, layout = base.machine, base.run.cpus, base.run.layout
+    assert machine is not None  # a coldplug's
+    uevents = len(scenarios[0].jobs())
+    done = _storm.run_all(scenarios, uevents, text=args.vmallocinfo, space=bool(args.plot))
+    parts = _storm.sections(scenarios, done)
+    rows = [r for part in parts for r in part.rows]
+    kmods = [part.kmod for part in parts]
+    extras: list[dict[str, Any]] = []
+    for _, peak in done:
+        extra: dict[str, Any] = {}
+        if args.stats:
+            extra["stats"] = {**peak["stats"].to_dict(), "text": peak["stats"].render()}
+        if args.vmallocinfo:
+            extra["vmallocinfo"] = {k: peak[k] for k in ("window", "time", "text")}
+        extras.append(extra)
+    notes = _storm.notes(scenarios, parts)
+    if args.plot:
+        from vmapsim.plot import pinned_over_time
+
+        curves: dict[str, dict[str, Any]] = {}
+        peaks: dict[str, Any] = {}
+        for s, (_, peak) in zip(scenarios, done, strict=True):
+            curves.setdefault(f"kmod {s.kmod}", {})[s.run.path.name] = peak["result"]
+            peaks[s.run.path.name if len(kmods) == 1 else f"{s.run.path.name}, kmod {s.kmod}"] = peak["space"]
+        title = (f"udev coldplug of {machine.name}: {cpus} CPUs, {_storm.catalogs(scenarios)}, kmod "
+                 f"{' and '.join(map(str, kmods))}, seed {args.seed}")  # fmt: skip
+        pinned_over_time(curves, args.plot, at_peak=peaks, layout=layout, title=title)
+    real = ModuleStats.parse(read(args.real_stats), source=args.real_stats) if args.real_stats else None
+    if args.json or args.csv:
+        params = {"machine": machine.name, "cpus": cpus, "ram": machine.ram, "udev_workers": base.run.workers,
+                  "catalog": args.catalog or scenarios[0].catalog_name, "catalog_kernel": _storm.catalogs(scenarios),
+                  "kernel": args.kernel or base.run.kernel, "pipelines": list(_storm.paths(scenarios)), "kmods": kmods,
+                  "seed": args.seed, "jitter": base.arrivals, "cost_jitter": base.run.costs.jitter,
+                  "layout": layout.name, "module_align": args.module_align, "schedule": args.schedule,
+                  "uevents": uevents, "real_stats": args.real_stats}  # fmt: skip
+        data = [{**row.to_dict(), **extra} for row, extra in zip(rows, extras, strict=True)]
+        if args.json:
+            real_doc = {"real_stats": real.to_dict()} if real else {}
+            return report.json_text("boot", params, {"windows": {r.name: r.size for r in layout.regions},
+                                                     "runs": data, **real_doc}, notes)  # fmt: skip
+        note(*notes)
+        if args.vmallocinfo:
+            note("CSV has no room for /proc/vmallocinfo text: use --json for it")
+        nested = ("pipelines", "kmods", "stats", "vmallocinfo")
+        flat = [{**{k: v for k, v in {**params, **d}.items() if k not in nested}, **_storm.stats_columns(d)}
+                for d in data]  # fmt: skip
+        return report.csv_text(flat)
+    note(*(n for s in scenarios for n in s.notes))
+    size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
+    lines = [
+        f"# udev coldplug of {machine.name}: {cpus} CPUs, {machine.ram >> 30} GiB RAM ({base.run.workers} udev "
+        f"workers), {_storm.catalogs(scenarios)}, {uevents} uevents with modules, seed {args.seed}",
+        f"# {layout.name}: modules window {size(layout.modules.size)}, vmalloc window {size(layout.vmalloc.size)}",
+    ]
+    for part in parts:
+        lines += ["", report.heading(part), *report.table(part.rows, w, size)]
+    if real is not None:
+        first = [(r.pipeline, d[1]["stats"]) for r, d in zip(rows, done, strict=True) if r.kmod == kmods[0]]
+        lines += ["", *report.beside(real, args.real_stats, first, kmods[0])]
+    lines += ["", report.LEGEND, *report.path_lines(_storm.paths(scenarios), w)]
+    lines += [f"note: {n}" for n in notes if n not in {n for s in scenarios for n in s.notes}]
+    for row, extra in zip(rows, extras, strict=True):
+        if "stats" in extra:
+            lines.append(f"\n# /sys/kernel/debug/modules/stats after {row.pipeline}, kmod {row.kmod}\n"
+                         f"{extra['stats']['text']}".rstrip("\n"))  # fmt: skip
+        if "vmallocinfo" in extra:
+            v = extra["vmallocinfo"]
+            lines.append(f"\n# /proc/vmallocinfo of {row.pipeline}, kmod {row.kmod}, at the {v['window']} window's "
+                         f"peak ({v['time'] * 1000:.3f} ms)\n{v['text']}".rstrip("\n"))  # fmt: skip
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,70 @@
+"""The options of a sweep's grid (``sweep`` and ``compare``) and the :class:`~vmapsim.sweeps.Grid` they make."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from vmapsim.cli._io import names
+from vmapsim.cli._parser import finite, integer
+from vmapsim.errors import InvalidArgument
+from vmapsim.loader import METRICS
+from vmapsim.sweeps import Grid
+
+__all__ = ["cpu_list", "grid", "options", "parameters"]
+
+
+def options(p: argparse.ArgumentParser) -> None:
+    """Register the grid's options."""
+    p.add_argument("--machine", default="intel-server", help="machines, comma-separated: presets or machine files")
+    p.add_argument("--cpus", default="255", help="CPU counts: 8,16,32 or ranges 8-64:8, mixed")
+    p.add_argument("--kernel", help="kernel versions, comma-separated (default: a machine file's release, else the "
+                   "released paths)")  # fmt: skip
+    p.add_argument("--pipeline", default="all", help="pipelines, comma-separated, or 'all' (as vmapsim boot: the "
+                   "released paths and the proposals; with --kernel, each kernel's own path and the proposals)")
+    p.add_argument("--kmod", help="kmod versions, comma-separated ('machine': the machine's; default)")
+    p.add_argument("--seeds", type=integer(1, 100_000), default=5, help="seeds per cell (default 5)")
+    p.add_argument("--jitter", type=finite(0), help="uevent arrivals spread over this many seconds (default: each "
+                   "machine's calibrated value, else 0.05)")  # fmt: skip
+    p.add_argument("--cost-jitter", type=finite(0, 0.99), help="stage durations vary by this fraction (default: "
+                   "each machine's calibrated value, else 0.25)")  # fmt: skip
+    p.add_argument("--module-align", type=integer(4096, 1 << 30), default=4096, help="MODULE_ALIGN")
+    p.add_argument("--layout", help="a layout name in place of the machine's own")
+    p.add_argument("--metric", default="peak_modules", help=f"the metric of the cell table: {', '.join(METRICS)}")
+
+
+def cpu_list(text: str) -> tuple[int, ...]:
+    """``8,16,32`` or ranges ``8-64:8`` (start-stop:step, stop included), mixed; each a CPU count."""
+    out: list[int] = []
+    for part in text.split(","):
+        try:
+            if "-" in part:
+                span, _, step = part.partition(":")
+                lo, hi = (int(x) for x in span.split("-", 1))
+                out += range(lo, hi + 1, int(step or 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise InvalidArgument(f"--cpus {text!r}: {part!r} is not a CPU count or a range like 8-64:8") from None
+    if not out:
+        raise InvalidArgument(f"--cpus {text!r}: no CPU counts")
+    return tuple(out)
+
+
+def grid(args: argparse.Namespace) -> Grid:
+    """The Grid the options describe."""
+    if args.metric not in METRICS:
+        raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
+    kmods = tuple(None if k == "machine" else int(k) for k in args.kmod.split(",")) if args.kmod else (None,)
+    return Grid(machines=tuple(args.machine.split(",")), cpus=cpu_list(args.cpus), kernels=names(args.kernel),
+                pipelines="all" if args.pipeline == "all" else names(args.pipeline), kmods=kmods, seeds=args.seeds,
+                jitter=args.jitter, cost_jitter=args.cost_jitter, module_align=args.module_align,
+                layout=args.layout)  # fmt: skip
+
+
+def parameters(g: Grid) -> dict[str, Any]:
+    """A sweep grid's parameters, as the JSON documents record them."""
+    return {"machines": list(g.machines), "cpus": list(g.cpus), "kernels": list(g.kernels),
+            "pipelines": list(dict.fromkeys(p.label for p in g.points())),
+            "kmods": list(g.kmods), "seeds": g.seeds, "jitter": g.jitter, "cost_jitter": g.cost_jitter,
+            "module_align": g.module_align, "layout": g.layout}  # fmt: skip

@@ -1,0 +1,90 @@
+"""``vmapsim load``: modules loaded on every CPU at once under each load path, side by side."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from vmapsim import report
+from vmapsim.cli import _options, _storm
+from vmapsim.cli._io import note, read
+from vmapsim.loader.request import Syscall
+from vmapsim.scenario import Loads, storm
+from vmapsim.workloads import read_requests
+
+__all__ = ["add", "run"]
+
+
+def add(sub: Any) -> None:
+    """Register ``vmapsim load`` and its options."""
+    ld = sub.add_parser("load", help="load modules on every CPU at once under each pipeline; compare")
+    ld.add_argument("module", nargs="*", help="module names or modaliases (every CPU loads each)")
+    ld.add_argument("--requests", help="also run the requests of a JSON-lines or .csv file (time, cpu, module, ...)")
+    _options.simulation(ld, cpus=8)
+    ld.add_argument("--syscall", default="finit_module", choices=[str(s) for s in Syscall],
+                    help="what userspace calls: finit_module (kmod >= 31, the file) or init_module (kmod < 31, the "
+                    "decompressed image)")  # fmt: skip
+    ld.add_argument("--lockstep", action="store_true", help="every heavy stage takes the same time (callers stay in "
+                    "step)")  # fmt: skip
+    ld.add_argument("--no-deps", action="store_true", help="load only the modules named, as insmod does (default: "
+                    "their dependencies first, skipping live modules, as modprobe does)")  # fmt: skip
+    ld.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
+    fmt = ld.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
+    ld.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Load the modules (and requests) under every load path asked for; the table, JSON or CSV."""
+    requests: tuple[Any, ...] = ()
+    if args.requests:
+        fmt = "csv" if args.requests.endswith(".csv") else "jsonl"
+        requests = tuple(read_requests(read(args.requests), fmt=fmt, source=args.requests))
+    workload = Loads(tuple(args.module), requests, args.syscall, deps=not args.no_deps)
+    base = _options.scenario(args, workload=workload)
+    scenarios = storm(base, _options.kernels(args), _options.pipelines(args))
+    catalog, layout, cpus = base.catalog_used, base.run.layout, base.run.cpus
+    modules = workload.names(catalog)
+    missing = workload.missing(catalog)
+    jobs = len(scenarios[0].jobs())
+    done = _storm.run_all(scenarios, jobs)
+    (part,) = _storm.sections(scenarios, done)
+    stats = [d[1]["stats"] for d in done]
+    notes = _storm.notes(scenarios, [part])
+    # simplify_symbols() is not modelled: say what a real kernel would do
+    missing_notes = [f"{m} needs {', '.join(deps)}, which --no-deps does not load; vmapsim does not resolve symbols, "
+                     "where a kernel would fail the load with -ENOENT" for m, deps in missing]  # fmt: skip
+    notes += missing_notes
+    note(*(m for s in scenarios for m in s.notes), *missing_notes)
+    if args.json or args.csv:
+        params = {"modules": modules, "requests": args.requests, "cpus": cpus,
+                  "catalog": args.catalog or scenarios[0].catalog_name,
+                  "catalog_kernel": _storm.catalogs(scenarios), "kernel": args.kernel,
+                  "pipelines": list(_storm.paths(scenarios)), "syscall": args.syscall, "deps": not args.no_deps,
+                  "lockstep": args.lockstep, "seed": args.seed, "layout": layout.name,
+                  "module_align": args.module_align}  # fmt: skip
+        data = [{k: v for k, v in row.to_dict().items() if k != "kmod"} for row in part.rows]
+        if args.stats:
+            for d, st in zip(data, stats, strict=True):
+                d["stats"] = {**st.to_dict(), "text": st.render()}
+        if args.json:
+            return report.json_text("load", params, {"windows": {r.name: r.size for r in layout.regions},
+                                                     "runs": data}, notes)  # fmt: skip
+        flat = {k: v for k, v in params.items() if k not in ("modules", "pipelines")}
+        return report.csv_text([{**flat, "modules": " ".join(modules), **{k: v for k, v in d.items() if k != "stats"},
+                                 **_storm.stats_columns(d)} for d in data])  # fmt: skip
+    what = []
+    if modules:
+        deps = "" if args.no_deps else ", dependencies first (modprobe)"
+        what.append(f"{', '.join(modules)} on each of {cpus} CPUs{deps}")
+    if args.requests:
+        what.append(f"{len(requests)} requests from {args.requests}")
+    size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
+    lines = [f"# {jobs} jobs: {'; '.join(what)}; {_storm.catalogs(scenarios)}, {args.syscall}(2), {layout.name}, "
+             f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}, seed {args.seed}",
+             *report.table(part.rows, w, size)]  # fmt: skip
+    lines += ["", report.LEGEND, *report.path_lines(_storm.paths(scenarios), w)]
+    for row, st in zip(part.rows if args.stats else (), stats, strict=False):
+        lines.append(f"\n# /sys/kernel/debug/modules/stats after {row.pipeline}\n{st.render()}".rstrip("\n"))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,43 @@
+"""``vmapsim machine capture``: a machine file of this machine (or a copied root)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import attrs
+
+from vmapsim.cli._io import note, write
+from vmapsim.cli._parser import integer
+from vmapsim.workloads import capture
+
+__all__ = ["add", "run"]
+
+
+def add(sub: Any) -> None:
+    """Register ``vmapsim machine`` and its actions."""
+    mc = sub.add_parser("machine", help="machine files: capture this machine (or a copied root) for --machine FILE")
+    msub = mc.add_subparsers(dest="action", metavar="ACTION", required=True, help="what to do with a machine file")
+    cap = msub.add_parser("capture", help="write a machine file: CPU and device modaliases, CPUs, RAM, kmod, kernel")
+    cap.add_argument("--root", default="/", help="the system's root: / for this machine, or a copy of its /sys, "
+                     "/proc and /var/lib/dpkg")  # fmt: skip
+    cap.add_argument("-o", "--output", help="write the machine file here (default: standard output)")
+    cap.add_argument("--name", help="the machine's name (default: its hostname)")
+    cap.add_argument("--kmod", type=integer(1, 999), help="kmod's version (default: kmod --version, or dpkg's)")
+    cap.add_argument("--ram", type=integer(1, 1 << 24), help="RAM in GiB (default: /proc/meminfo's MemTotal)")
+    cap.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> str:
+    """Capture the machine; its file, written or printed."""
+    machine, notes = capture(args.root, name=args.name, kmod=args.kmod)
+    if args.ram is not None:
+        machine = attrs.evolve(machine, ram=args.ram << 30)
+    note(*notes)
+    text = machine.to_json()
+    if not args.output:
+        return text
+    write(args.output, text.encode())
+    return (f"{args.output}: {machine.name}, {machine.cpus or '?'} CPUs, {machine.ram >> 30} GiB, kmod {machine.kmod}, "
+            f"kernel {machine.release or '?'}, {len(machine.devices)} devices; simulate its boot with: vmapsim boot "
+            f"--machine {args.output}\n")  # fmt: skip

@@ -1,0 +1,91 @@
+"""The ``vmapsim`` parser, its commands in order, and :func:`main`."""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+from collections.abc import Sequence
+
+from vmapsim.cli import (
+    _boot,
+    _compare,
+    _demo,
+    _info,
+    _load,
+    _lsmod,
+    _machine,
+    _replay,
+    _scan,
+    _sweep,
+    _vmallocinfo,
+    _worst,
+)
+from vmapsim.cli._options import conflict
+from vmapsim.cli._parser import Parser, one_line
+from vmapsim.errors import VmapsimError
+from vmapsim.loader import PathConflict
+from vmapsim.report import version
+
+__all__ = ["commands", "main", "parser"]
+
+#: The commands, in the order ``vmapsim --help`` lists them.
+_COMMANDS = (_demo, _info, _replay, _vmallocinfo, _lsmod, _scan, _load, _boot, _worst, _machine, _sweep, _compare)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``vmapsim`` parser with every command."""
+    p = Parser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space and the module loader: "
+               "start with 'vmapsim boot' (the udev storm of a 255-CPU server under each kernel and fix).")
+    p.add_argument("--version", action="version", version=f"vmapsim {version()}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", help="run 'vmapsim COMMAND --help' for its options")
+    for command in _COMMANDS:
+        command.add(sub)
+    return p
+
+
+def commands() -> list[tuple[str, argparse.ArgumentParser]]:
+    """Every command of ``vmapsim`` as ``(name, parser)``, nested ones included (``vmapsim machine capture``),
+    for references generated from the parser.  Runtime complexity: O(commands).
+
+    >>> [name for name, _ in commands()][-1]
+    'vmapsim compare'
+    """
+    out: list[tuple[str, argparse.ArgumentParser]] = []
+
+    def walk(p: argparse.ArgumentParser, path: str) -> None:
+        out.append((path, p))
+        for name, child in getattr(p, "children", {}).items():
+            walk(child, f"{path} {name}")
+
+    walk(parser(), "vmapsim")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 on bad input, one line on stderr)."""
+    p = parser()
+    args = p.parse_args(argv)
+    if args.command is None:  # bare vmapsim: what it can do
+        p.print_help()
+        return 0
+    status = 0
+    # One command runs several simulations; between them the cyclic collector would only re-scan
+    # the catalog and each run's results (simulate() pauses it during a run).
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        text = args.run(args)
+        if isinstance(text, tuple):
+            text, status = text
+    except PathConflict as e:  # in the options' own words
+        print(f"vmapsim: error: {one_line(str(conflict(e)))}", file=sys.stderr)
+        return 2
+    except (VmapsimError, OSError) as e:
+        print(f"vmapsim: error: {one_line(str(e))}", file=sys.stderr)
+        return 2
+    finally:
+        if enabled:
+            gc.enable()
+    sys.stdout.write(text)
+    return status

@@ -1,0 +1,94 @@
+"""The options the simulating commands share, and the one place they become a :class:`~vmapsim.Scenario`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+import attrs
+
+from vmapsim import checks
+from vmapsim.cli._io import names
+from vmapsim.cli._parser import finite, integer
+from vmapsim.errors import InvalidArgument
+from vmapsim.loader import PathConflict, Schedule
+from vmapsim.scenario import Coldplug, Loads, Scenario
+from vmapsim.workloads import find_machine
+
+__all__ = ["coldplug", "conflict", "kernels", "pipelines", "scenario", "simulation"]
+
+
+def simulation(p: argparse.ArgumentParser, *, cpus: int | None) -> None:
+    """Options every simulating subcommand shares."""
+    p.add_argument("--catalog", help="a shipped catalog name or a saved catalog file (default: the kernel's shipped "
+                   "catalog, the nearest release's if none ships; without --kernel the machine's)")  # fmt: skip
+    mine = "" if cpus else "; default: the machine file's CPUs, else 255"
+    p.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=cpus,
+                   help=f"online CPUs (1 to {checks.NR_CPUS_MAX}){mine}")  # fmt: skip
+    p.add_argument("--kernel", help="kernel version(s), comma-separated: each one's own load path, allocator, "
+                   "messages and shipped modules, with the proposals of --pipeline on top (default: the machine "
+                   "file's release, else the released paths v6.3, v6.4, v6.5 and the proposals as posted)")
+    p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all': a proposal "
+                   "(on each --kernel), v6.3/v6.4/v6.5 (6.3's, 6.4's, 6.5's own path); concurrency-limit:N limits "
+                   "loads to N at once")  # fmt: skip
+    p.add_argument("--layout", help="a layout name (default: the machine's, else x86_64)")
+    p.add_argument("--module-align", type=integer(4096, 1 << 30), default=4096,
+                   help="MODULE_ALIGN (32768 with generic KASAN)")  # fmt: skip
+    p.add_argument("--seed", type=integer(0), default=0,
+                   help="seeds uevent arrival jitter and stage-duration jitter: the same seed, the same answer")
+    p.add_argument("--stats", action="store_true", help="print each pipeline's CONFIG_MODULE_STATS text")
+    p.add_argument("--image", action="append", default=[], metavar="NAME[=BASE]:TYPE=SIZE,...",
+                   help="a module of your own sizes (repeatable): BASE's image (default: NAME's) with the given memory "
+                   "types (text, data, rodata, ro_after_init, init_text, init_data, init_rodata) resized, e.g. a "
+                   "KASAN build: big_kasan=kvm_intel:text=2436K,init_text=304K")  # fmt: skip
+
+
+def coldplug(p: argparse.ArgumentParser) -> None:
+    """The options of a udev coldplug (``boot`` and ``worst``)."""
+    simulation(p, cpus=None)
+    p.add_argument(
+        "--machine",
+        default="intel-server",
+        help="a preset (vmapsim info lists them; kdevops is the guest of the 2023 thread's figures), a machine "
+        "file (vmapsim machine capture), or a file of the machine's modaliases: "
+        "cat /sys/devices/system/cpu/modalias /sys/bus/*/devices/*/modalias > FILE",
+    )
+    p.add_argument("--ram", type=integer(1, 1 << 24), help="the machine's RAM in GiB (sets udev's worker limit)")
+    p.add_argument("--kmod", type=integer(1, 999), help="kmod version (default: the machine's, 30 as in Debian 12)")
+    p.add_argument("--jitter", type=finite(0), help="uevent arrivals spread over this many seconds (default: the "
+                   "machine's calibrated value, else 0.05)")  # fmt: skip
+    p.add_argument("--cost-jitter", type=finite(0, 0.99), help="stage durations vary by this fraction (default: the "
+                   "machine's calibrated value, else 0.25)")  # fmt: skip
+
+
+def scenario(args: argparse.Namespace, *, kernel: str | None = None, pipeline: str | None = None,
+             workload: Loads | None = None) -> Scenario:
+    """The scenario the options describe (before ``--kernel`` and ``--pipeline`` lists pick its load paths:
+    :func:`~vmapsim.scenario.storm`).  Runtime complexity: that of resolving it (a catalog read once)."""
+    machine: Any = None
+    if workload is None:
+        machine = find_machine(args.machine)
+        if args.ram is not None:
+            machine = attrs.evolve(machine, ram=args.ram << 30)
+    schedule = Schedule.load(args.schedule) if getattr(args, "schedule", None) else None
+    return Scenario(machine, cpus=args.cpus, kernel=kernel, pipeline=pipeline, kmod=getattr(args, "kmod", None),
+                    seed=args.seed,
+                    jitter=getattr(args, "jitter", None), cost_jitter=getattr(args, "cost_jitter", None),
+                    lockstep=getattr(args, "lockstep", False), layout=args.layout, module_align=args.module_align,
+                    catalog=args.catalog, images=tuple(args.image), schedule=schedule,
+                    workload=workload or Coldplug())  # fmt: skip
+
+
+def kernels(args: argparse.Namespace) -> list[str | None] | None:
+    """The kernels ``--kernel`` lists (None: the scenario's own, from the machine's release)."""
+    return list(names(args.kernel)) if args.kernel else None
+
+
+def pipelines(args: argparse.Namespace) -> str | tuple[str | None, ...]:
+    """The pipelines ``--pipeline`` lists, or ``"all"``."""
+    return "all" if args.pipeline == "all" else names(args.pipeline)
+
+
+def conflict(e: PathConflict) -> InvalidArgument:
+    """A load-path conflict in the options' own words."""
+    return InvalidArgument(f"--kernel {e.kernel} and --pipeline {e.pipeline} disagree: {e.why}")

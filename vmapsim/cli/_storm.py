@@ -1,0 +1,86 @@
+"""What ``boot`` and ``load`` share: run a storm's scenarios (forked where worth it), group them into
+sections, and lay out the text, JSON and CSV views the report code draws."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+
+from vmapsim import procfs, report
+from vmapsim.cli._io import fork_map, progress_bar
+from vmapsim.report import Section
+from vmapsim.scenario import Scenario
+
+__all__ = ["catalogs", "notes", "paths", "run_all", "sections", "size_of", "stats_columns", "width"]
+
+
+def _evaluate(task: tuple[Scenario, bool, bool]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One scenario's run (and, when asked, its rerun to the peak): its figures, its stats and, for a
+    plot, the Result (without its space) and the space at the peak; the figures alone travel cheaply."""
+    s, want_text, want_space = task
+    r = s.simulate()
+    peak: dict[str, Any] = {"stats": r.stats, "result": attrs.evolve(r, space=None) if want_space else None}
+    if want_text or want_space:
+        # Runs are deterministic: rerun up to the instant the window peaked to see the space then.
+        window = "modules" if "modules" in r.peak_time else "vmalloc"
+        at = r.peak_time.get(window, 0.0)
+        space = s.simulate(until=at).space
+        assert space is not None  # simulate() always returns its space
+        peak |= {"window": window, "time": at, "space": space if want_space else None,
+                 "text": procfs.render_vmallocinfo(space) if want_text else None}  # fmt: skip
+    return report.figures(r), peak
+
+
+def run_all(scenarios: Sequence[Scenario], jobs: int, *, text: bool = False, space: bool = False) -> list[Any]:
+    """Each scenario's (figures, peak) in order; ``jobs`` is one run's job count (whether forking pays)."""
+    return fork_map(_evaluate, [(s, text, space) for s in scenarios], progress_bar("simulating", "run"),
+                    work=jobs * len(scenarios))  # fmt: skip
+
+
+def sections(scenarios: Sequence[Scenario], done: Sequence[Any]) -> list[Section]:
+    """The storm's sections, one per kmod in the scenarios' order, each with its rows and verdicts."""
+    out = []
+    for kmod in dict.fromkeys(s.kmod for s in scenarios):
+        mine = [(s, d) for s, d in zip(scenarios, done, strict=True) if s.kmod == kmod]
+        first = mine[0][0]
+        syscall = first.syscall
+        runs = [(s.run.path.name, s.run.path, d[0]) for s, d in mine]
+        compressed = any(m.compression != "none" for m in first.catalog_used)
+        out.append(Section(kmod, syscall, compressed, tuple(report.storm_rows(kmod, syscall, runs)),
+                           tuple(s.run.path for s, _ in mine)))  # fmt: skip
+    return out
+
+
+def width(scenarios: Sequence[Scenario]) -> int:
+    """The pipeline column's width."""
+    return max(18, *(len(s.run.path.name) for s in scenarios))
+
+
+def paths(scenarios: Sequence[Scenario]) -> dict[str, Any]:
+    """Each distinct load path by its label, in order."""
+    return {s.run.path.name: s.run.path for s in scenarios}
+
+
+def notes(scenarios: Sequence[Scenario], parts: Sequence[Section]) -> list[str]:
+    """The footnotes: kernels run on another release's catalog, init_module(2) sections, equal sections."""
+    said = [n for s in scenarios for n in s.notes]
+    said += [n for s in parts if (n := report.init_module_note(s, parts))]
+    return list(dict.fromkeys(said + report.same_sections(parts)))
+
+
+def stats_columns(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's CONFIG_MODULE_STATS counters as CSV columns (``stats_<counter>``; not the duplicates table)."""
+    stats = run.get("stats", {})
+    return {f"stats_{k}": v for k, v in stats.items() if isinstance(v, int)}
+
+
+def catalogs(scenarios: Sequence[Scenario]) -> str:
+    """The catalogs the scenarios run on, by kernel release."""
+    return " and ".join(dict.fromkeys(s.catalog_used.kernel for s in scenarios))
+
+
+def size_of(raw: bool) -> Callable[[int], str]:
+    """Sizes as bytes (``--bytes``) or in human units."""
+    return str if raw else report.human_bytes

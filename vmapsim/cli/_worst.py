@@ -1,0 +1,91 @@
+"""``vmapsim worst``: search a coldplug's arrival times, stage durations and tie-breaks for its worst case."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+from typing import Any
+
+import attrs
+
+from vmapsim import report
+from vmapsim.cli import _options
+from vmapsim.cli._io import progress_bar, write
+from vmapsim.cli._parser import finite, integer
+from vmapsim.errors import InvalidArgument
+from vmapsim.explore import STRATEGIES, Space, worst_case
+from vmapsim.loader import METRICS, metric
+
+__all__ = ["add", "run"]
+
+
+def add(sub: Any) -> None:
+    """Register ``vmapsim worst`` and its options."""
+    wc = sub.add_parser("worst", help="search arrival times, stage durations and tie-breaks for a storm's worst case")
+    _options.coldplug(wc)
+    wc.add_argument("--metric", default="peak_modules", help=f"what to maximise: {', '.join(METRICS)}")
+    wc.add_argument("--strategy", default="guided", help="guided, random, pct or exhaustive (default guided)")
+    wc.add_argument("--budget", type=integer(1, 10**6), default=100, help="schedules to run (default 100)")
+    wc.add_argument("--goal", type=finite(-1e300), help="stop at the first schedule whose metric reaches this")
+    wc.add_argument("--span", type=finite(0), help="arrivals within this many seconds (default: the uevents' own)")
+    wc.add_argument("--slots", type=integer(1, 1 << 16), help="arrivals on a grid of this many instants")
+    wc.add_argument("--no-ties", action="store_true", help="do not search the tie-breaks (FIFO)")
+    wc.add_argument("--save", help="write the worst schedule to this file (JSON)")
+    wc.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    # One load path: the kernel's own, or without a kernel 6.3's (the storm before the fixes).
+    wc.set_defaults(run=run, pipeline=None)
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if x == int(x) else f"{x:.6g}"
+
+
+def run(args: argparse.Namespace) -> str:
+    """Search the coldplug's schedules; the best-so-far table, JSON, and the schedule saved."""
+    chosen = metric(args.metric)  # an unknown name is refused before the search
+    if args.strategy not in STRATEGIES:
+        raise InvalidArgument(f"unknown strategy {args.strategy!r}: one of {', '.join(STRATEGIES)}")
+    if (args.pipeline is not None and "," in args.pipeline) or (args.kernel is not None and "," in args.kernel):
+        raise InvalidArgument("worst searches one load path: give one --kernel and at most one --pipeline")
+    s = _options.scenario(args, kernel=args.kernel, pipeline=args.pipeline)
+    if args.pipeline is None and s.run.kernel is None:  # no kernel: 6.3's path, the storm before the fixes
+        s = attrs.evolve(s, pipeline="v6.3")
+    machine, jobs, label = s.machine, s.jobs(), s.run.path.name
+    assert machine is not None  # a coldplug's
+    space = Space(span=args.span, slots=args.slots, bound=s.run.costs.jitter, ties=not args.no_ties)
+    bar = progress_bar("searching", "schedule")
+    w = worst_case(jobs, s.run, metric=chosen, budget=args.budget, strategy=args.strategy, space=space,
+                   seed=args.seed, goal=args.goal, progress=(lambda d, t, _: bar(d, t)) if bar else None)  # fmt: skip
+    if args.save:
+        write(args.save, (w.schedule.to_json() + "\n").encode())
+    seeded = w.values[0]  # worst_case() runs the seeded run first
+    best = w.best_so_far()
+    marks = sorted({n for n in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if n < len(best)} | {len(best)})
+    if args.json:
+        v = sorted(w.values)
+        params = {"machine": machine.name, "cpus": s.run.cpus, "catalog": args.catalog or s.catalog_name,
+                  "catalog_kernel": s.catalog_used.kernel, "pipeline": label, "kmod": args.kmod or machine.kmod,
+                  "metric": w.metric, "strategy": w.strategy, "seed": args.seed, "budget": args.budget,
+                  "goal": args.goal, "span": args.span, "slots": args.slots, "ties": not args.no_ties,
+                  "jitter": s.arrivals, "cost_jitter": s.run.costs.jitter, "layout": s.run.layout.name,
+                  "module_align": args.module_align}  # fmt: skip
+        data = {"worst": w.value, "seeded_run": seeded, "evaluations": w.evaluations, "first": w.first,
+                "hits": w.hits, "min": v[0], "median": statistics.median(v),
+                "allocation_failures": len(w.result.failures), "best_so_far": {str(n): best[n - 1] for n in marks},
+                "schedule": json.loads(w.schedule.to_json())}  # fmt: skip
+        return report.json_text("worst", params, data, s.notes)
+    lines = [
+        f"# worst {w.metric} of the udev coldplug of {machine.name} with {s.run.cpus} CPUs, {label}, {len(jobs)} "
+        f"uevents with modules; {w.strategy} search, budget {args.budget}, seed {args.seed}",
+        f"{'evaluations':>11} {'best so far':>14}",
+        *(f"{n:11d} {_number(best[n - 1]):>14}" for n in marks),
+        w.summary(),
+        f"the seeded run (--seed {args.seed}): {_number(seeded)}; the worst: {_number(w.value)}"
+        + (f", {len(w.result.failures)} allocation failures" if w.result.failures else ""),
+    ]
+    if args.save:
+        lines.append(f"saved to {args.save}: replay with vmapsim boot --schedule {args.save} and the same options")
+    if args.stats:
+        lines.append(f"\n# /sys/kernel/debug/modules/stats of the worst schedule\n{w.result.stats.render()}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,90 @@
+"""The figures of a run, in one registry: name, meaning, unit, and how each is measured on a Result.
+
+Every command and every library function that names a figure takes these names and no other spelling:
+:meth:`~vmapsim.loader.Result.metrics`, ``vmapsim boot``'s table, sweeps and their cells, ``compare``,
+and the worst-case search (``vmapsim worst --metric``).
+
+>>> METRICS["wasted_bytes"].meaning
+"CONFIG_MODULE_STATS' Virtual mem wasted bytes: what failed loads allocated"
+>>> metric("peak_modules").unit, list(METRICS)[:3]
+('bytes', ['loads', 'ok', 'eexist'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import attrs
+
+from vmapsim.checks import show
+from vmapsim.errors import InvalidArgument
+from vmapsim.loader.errno import EEXIST
+from vmapsim.loader.result import Result
+
+__all__ = ["METRICS", "Metric", "metric"]
+
+
+@attrs.frozen
+class Metric:
+    """A named number of a :class:`~vmapsim.loader.Result`: what it means, its unit, and ``measure``."""
+
+    name: str
+    meaning: str
+    unit: str
+    measure: Callable[[Result], int | float] = attrs.field(eq=False, repr=False)
+
+
+def _returned(ret: int | None) -> Callable[[Result], int]:
+    def measure(r: Result) -> int:
+        if ret is None:  # anything but 0 and -EEXIST
+            return sum(o.ret not in (0, -EEXIST) for o in r.outcomes)
+        return sum(o.ret == ret for o in r.outcomes)
+
+    return measure
+
+
+def _peak(window: str) -> Callable[[Result], int]:
+    return lambda r: r.peak_pinned.get(window, 0)
+
+
+#: Every metric, by name, in the order a row shows them.
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("loads", "load syscalls that reached the kernel", "calls", lambda r: len(r.outcomes)),
+        Metric("ok", "loads that returned 0", "calls", _returned(0)),
+        Metric("eexist", "loads that returned -EEXIST", "calls", _returned(-EEXIST)),
+        Metric("other_errors", "loads that returned another errno (-EBUSY, -ETXTBSY...)", "calls", _returned(None)),
+        Metric("peak_vmalloc", "the most bytes pinned at once in the vmalloc window (busy, lazily freed, pooled)",
+               "bytes", _peak("vmalloc")),
+        Metric("peak_modules", "the most bytes pinned at once in the module window (busy, lazily freed, pooled)",
+               "bytes", _peak("modules")),
+        Metric("allocation_failures", "allocations that failed after purge and retry: a window ran out",
+               "allocations", lambda r: len(r.failures)),
+        Metric("failed_becoming", "duplicates refused in early_mod_check() (stats: Mods failed on becoming)",
+               "loads", lambda r: r.stats.failed_becoming),
+        Metric("failed_load", "duplicates refused in add_unformed_module() (stats: Mods failed on load)",
+               "loads", lambda r: r.stats.failed_load_modules),
+        Metric("wasted_bytes", "CONFIG_MODULE_STATS' Virtual mem wasted bytes: what failed loads allocated",
+               "bytes", lambda r: r.stats.wasted_bytes),
+    )
+}  # fmt: skip
+
+
+def metric(name: str | Metric | Callable[[Result], float]) -> Metric:
+    """The metric ``name`` names, a :class:`Metric` as it is, or a function of a Result as a custom metric;
+    :class:`InvalidArgument` naming anything else.  Runtime complexity: O(1).
+
+    >>> metric("wasted").name
+    Traceback (most recent call last):
+    vmapsim.errors.InvalidArgument: unknown metric 'wasted': one of loads, ok, eexist, ...
+    """
+    if isinstance(name, Metric):
+        return name
+    if isinstance(name, str):
+        if name not in METRICS:
+            raise InvalidArgument(f"unknown metric {name!r}: one of {', '.join(METRICS)}")
+        return METRICS[name]
+    if callable(name):
+        return Metric(getattr(name, "__name__", "custom"), "a function of the Result", "", name)
+    raise InvalidArgument(f"metric={show(name)}: expected a metric's name, a Metric or a function of a Result")

@@ -1,0 +1,113 @@
+"""The versioned JSON documents, CSV text, and sizes in human units.
+
+Every ``--json`` output is one :func:`document`: the schema name and version, vmapsim's version, every
+parameter of the run, the units and the notes (the table's footnotes), then the command's own data;
+``docs/output.md`` lists each command's fields and ``vmapsim/schema.json`` is their JSON Schema.
+
+>>> human_bytes(745783296), human_bytes(2761617408), human_bytes(1023)
+('711.2 MiB', '2.57 GiB', '1023 B')
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from typing import Any
+
+from vmapsim.units import GiB, KiB, MiB
+
+__all__ = ["SCHEMA_VERSION", "UNITS", "csv_text", "document", "human_bytes", "json_text", "schema", "version"]
+
+#: The version of every ``vmapsim-<command>`` document; bumped when a field changes meaning or goes.
+SCHEMA_VERSION = 2
+#: What each document's numbers are in.
+UNITS = {"bytes": "bytes", "time": "seconds", "addresses": "integers (kernel virtual addresses)"}
+
+
+def human_bytes(n: int) -> str:
+    """``n`` bytes in binary units, as a person reads them (TiB/GiB with two decimals, MiB/KiB with one).
+
+    Runtime complexity: O(1).
+
+    >>> human_bytes(0), human_bytes(3 << 20), human_bytes(1536)
+    ('0 B', '3.0 MiB', '1.5 KiB')
+    """
+    if n >= 1024 * GiB:
+        return f"{n / (1024 * GiB):.2f} TiB"
+    if n >= GiB:
+        return f"{n / GiB:.2f} GiB"
+    for unit, size in (("MiB", MiB), ("KiB", KiB)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
+def document(command: str, parameters: Mapping[str, Any], data: Mapping[str, Any],
+             notes: Sequence[str] = ()) -> dict[str, Any]:  # fmt: skip
+    """The JSON document of ``vmapsim <command> --json``: schema, versions, parameters, units, notes, data.
+
+    Runtime complexity: O(1) beyond ``data``.
+
+    >>> doc = document("demo", {"cpus": 4}, {"vmallocinfo": []})
+    >>> doc["schema"], doc["parameters"], doc["notes"]
+    ('vmapsim-demo/2', {'cpus': 4}, [])
+    """
+    return {"schema": f"vmapsim-{command}/{SCHEMA_VERSION}", "vmapsim": version(), "parameters": dict(parameters),
+            "units": UNITS, "notes": list(notes), **data}  # fmt: skip
+
+
+def json_text(command: str, parameters: Mapping[str, Any], data: Mapping[str, Any], notes: Sequence[str] = ()) -> str:
+    """:func:`document` as the text ``--json`` prints: indented, one trailing newline.  Runtime: O(data).
+
+    >>> json_text("info", {}, {})[:30]
+    '{\\n "schema": "vmapsim-info/2",'
+    """
+    return json.dumps(document(command, parameters, data, notes), indent=1, allow_nan=False) + "\n"
+
+
+@functools.cache
+def version() -> str:
+    """vmapsim's version, as installed (pyproject.toml's, the one source of it).  Runtime complexity: O(1).
+
+    >>> version().count(".") >= 2
+    True
+    """
+    import importlib.metadata  # here, not at import: it costs a tenth of vmapsim's import time
+
+    try:
+        return importlib.metadata.version("vmapsim")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def csv_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Rows as CSV with a header (None as an empty field); :func:`csv.DictReader` reads it back.
+
+    Runtime complexity: O(cells).
+
+    >>> print(csv_text([{"pipeline": "v6.4", "same_as": None}]), end="")
+    pipeline,same_as
+    v6.4,
+    """
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    return out.getvalue()
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of every ``--json`` document, ``$defs`` by command.
+
+    Runtime complexity: O(1) (read once).
+
+    >>> sorted(schema()["$defs"])[:3]
+    ['boot', 'compare', 'demo']
+    """
+    loaded: dict[str, Any] = json.loads((resources.files("vmapsim") / "schema.json").read_text())
+    return loaded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +13,7 @@ from vmapsim.engine import Delay, Engine, Ordered, Seeded, Semaphore
 from vmapsim.loader import Request, Run
 from vmapsim.loader.costs import CostModel
 from vmapsim.loader.kernel import Kernel
+from vmapsim.loader.pipelines import V6_4
 from vmapsim.loader.stages import ConcurrencyLimit
 from vmapsim.modules import Generation
 from vmapsim.workloads import Modprobe
@@ -84,15 +86,15 @@ def test_semaphore_wakes_waiters_in_order() -> None:
 
 
 def test_kernel_state_is_typed_per_stage_and_per_run() -> None:
-    k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
+    k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), V6_4)
     a, b = ConcurrencyLimit(4), ConcurrencyLimit(4)  # equal values, two stages: two limiters
     assert k.limiter(a, 4) is k.limiter(a, 4) and k.limiter(a, 4) is not k.limiter(b, 4)
-    other = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
+    other = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), V6_4)
     assert other.limiter(a, 4) is not k.limiter(a, 4)
     assert other.reads is not k.reads and other.in_flight is not k.in_flight
     assert k.generation is Generation.MODULE_MEMORY  # the name is converted once
     with pytest.raises(InvalidArgument, match="'core'"):
-        Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "core")
+        attrs.evolve(V6_4, generation="core")  # a path's generation is converted once, by name
 
 
 @given(st.lists(st.integers(1, 40), min_size=1, max_size=25), st.data())

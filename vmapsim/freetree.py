@@ -41,15 +41,10 @@ LOAD = 32
 
 
 @attrs.define(eq=False)
-class FreeTree:
-    """Free ``[start, end)`` ranges with lowest-fit search and coalescing insert.
-
-    Runtime complexity: ``alloc``, ``clip``, ``insert`` and ``containing`` are
-    O(log n) plus a scan of at most one chunk; iteration is O(n).
-
-    >>> t = FreeTree.from_ranges([(0, 100), (200, 300)])
-    >>> len(t), t.largest()
-    (2, 100)
+class _Chunks:
+    """The storage under :class:`FreeTree`: ranges in address-sorted chunks, each chunk's bound on its
+    largest range, and the max-tree over those bounds, with the steps that keep them in shape (split,
+    merge, even out, rebuild).  What the ranges mean (lowest fit, clip, coalescing) is :class:`FreeTree`'s.
     """
 
     # Each range as its start and its size (its end is their sum): the search reads sizes, and two
@@ -65,6 +60,160 @@ class FreeTree:
     _cap: int = attrs.field(default=1, init=False)
     _dirty: bool = attrs.field(default=False, init=False)
     _len: int = attrs.field(default=0, init=False)
+
+    def _locate(self, addr: int) -> tuple[int, int] | None:
+        """(chunk, index) of the last range starting at or below ``addr``."""
+        c = bisect_right(self._firsts, addr) - 1
+        if c < 0:
+            return None
+        return c, bisect_right(self._starts[c], addr) - 1
+
+    def _delete_at(self, c: int, j: int) -> None:
+        st, sz = self._starts[c], self._sizes[c]
+        removed = sz[j]
+        del st[j], sz[j]
+        self._len -= 1
+        if not st:
+            for lst in (self._starts, self._sizes, self._firsts, self._cmax):
+                del lst[c]
+            self._dirty = True
+            return
+        if j == 0:
+            self._firsts[c] = st[0]
+        if removed == self._cmax[c]:
+            self._set_max(c, max(sz))
+        if len(st) < LOAD // 4 and len(self._starts) > 1:
+            self._merge(c)
+
+    def _new_chunk(self, c: int, st: list[int], sz: list[int]) -> None:
+        self._starts.insert(c, st)
+        self._sizes.insert(c, sz)
+        self._firsts.insert(c, st[0])
+        self._cmax.insert(c, max(sz))
+        self._dirty = True
+
+    def _split(self, c: int) -> None:
+        """Chunk c overflowed: even it out with a neighbour that has room, else cut it in two.
+
+        Moving ranges between neighbours changes two leaves of the max-tree (O(log n)); only
+        a new chunk shifts the positions after it and costs a rebuild, which this makes rare.
+        """
+        n = len(self._starts[c])
+        for d in (c + 1, c - 1):
+            if 0 <= d < len(self._starts) and len(self._starts[d]) <= 2 * LOAD - LOAD // 2:
+                self._even(min(c, d), max(c, d), (n - len(self._starts[d])) // 2 * (1 if d > c else -1))
+                return
+        st, sz = self._starts[c], self._sizes[c]
+        half = n // 2
+        self._new_chunk(c + 1, st[half:], sz[half:])
+        del st[half:], sz[half:]
+        self._cmax[c] = max(sz)
+
+    def _merge(self, c: int) -> None:
+        """Chunk c ran low: borrow from a neighbour with plenty, else fold it into one."""
+        d = c - 1 if c > 0 else c + 1
+        lo, hi = min(c, d), max(c, d)
+        if len(self._starts[d]) >= LOAD // 2:
+            k = (len(self._starts[d]) - len(self._starts[c])) // 2
+            self._even(lo, hi, k if d == lo else -k)
+            return
+        self._starts[lo] += self._starts[hi]
+        self._sizes[lo] += self._sizes[hi]
+        cmax = self._cmax
+        cmax[lo] = max(cmax[lo], cmax[hi])
+        for lst in (self._starts, self._sizes, self._firsts, cmax):
+            del lst[hi]
+        self._dirty = True
+        if len(self._starts[lo]) > 2 * LOAD:
+            self._split(lo)
+
+    def _even(self, lo: int, hi: int, k: int) -> None:
+        """Move the last k ranges of chunk lo to the front of chunk hi (k < 0: the first -k of hi back)."""
+        for lst in (self._starts, self._sizes):
+            a, b = lst[lo], lst[hi]
+            if k > 0:
+                b[:0] = a[-k:]
+                del a[-k:]
+            else:
+                a += b[:-k]
+                del b[:-k]
+        self._firsts[hi] = self._starts[hi][0]
+        self._set_max(lo, max(self._sizes[lo]))
+        self._set_max(hi, max(self._sizes[hi]))
+
+    def _grew(self, c: int, j: int, size: int) -> None:
+        """Range (c, j) now has ``size`` bytes: record it and raise the chunk bound if needed."""
+        self._sizes[c][j] = size
+        if size > self._cmax[c]:
+            self._cmax[c] = size
+            if not self._dirty:
+                # Raising a leaf: its ancestors only ever rise to it, and stop at the first that is as big.
+                tree = self._tree
+                i = self._cap + c
+                while i and tree[i] < size:
+                    tree[i] = size
+                    i >>= 1
+
+    def _set_max(self, c: int, value: int) -> None:
+        self._cmax[c] = value
+        if self._dirty:
+            return
+        tree = self._tree
+        i = self._cap + c
+        tree[i] = value
+        i >>= 1
+        while i:
+            a, b = tree[2 * i], tree[2 * i + 1]
+            v = a if a > b else b
+            if tree[i] == v:
+                break
+            tree[i] = v
+            i >>= 1
+
+    def _rebuild(self) -> None:
+        cap = 1
+        while cap < len(self._cmax):
+            cap <<= 1
+        tree = [-1] * (2 * cap)
+        tree[cap : cap + len(self._cmax)] = self._cmax
+        lo = cap
+        while lo > 1:
+            hi, lo = lo, lo >> 1
+            tree[lo:hi] = map(max, tree[2 * lo : 2 * hi : 2], tree[2 * lo + 1 : 2 * hi : 2])
+        self._tree, self._cap, self._dirty = tree, cap, False
+
+    def _next_chunk(self, c: int, size: int) -> int:
+        """Smallest chunk index >= c whose largest range is >= size, or -1."""
+        if self._dirty:
+            self._rebuild()
+        tree, cap = self._tree, self._cap
+        if c >= cap:
+            return -1
+        i = cap + c
+        while tree[i] < size:
+            while i & 1:  # a right child: climb until a left child
+                i >>= 1
+            if not i:
+                return -1  # climbed past the root
+            i += 1  # its right sibling covers the next chunks
+        while i < cap:
+            i <<= 1
+            if tree[i] < size:
+                i += 1
+        return i - cap
+
+
+@attrs.define(eq=False)
+class FreeTree(_Chunks):
+    """Free ``[start, end)`` ranges with lowest-fit search and coalescing insert.
+
+    Runtime complexity: ``alloc``, ``clip``, ``insert`` and ``containing`` are
+    O(log n) plus a scan of at most one chunk; iteration is O(n).
+
+    >>> t = FreeTree.from_ranges([(0, 100), (200, 300)])
+    >>> len(t), t.largest()
+    (2, 100)
+    """
 
     @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> FreeTree:
@@ -253,13 +402,6 @@ class FreeTree:
 
     # ----------------------------------------------------------------- internals
 
-    def _locate(self, addr: int) -> tuple[int, int] | None:
-        """(chunk, index) of the last range starting at or below ``addr``."""
-        c = bisect_right(self._firsts, addr) - 1
-        if c < 0:
-            return None
-        return c, bisect_right(self._starts[c], addr) - 1
-
     def _search(self, size: int, align: int, vstart: int, vend: int) -> tuple[int, int, int] | None:
         """(chunk, index, address) of the lowest fit, or None."""
         if not self._starts:
@@ -319,140 +461,6 @@ class FreeTree:
             self._set_max(c, max(sz))
         if len(st) > 2 * LOAD:
             self._split(c)
-
-    def _delete_at(self, c: int, j: int) -> None:
-        st, sz = self._starts[c], self._sizes[c]
-        removed = sz[j]
-        del st[j], sz[j]
-        self._len -= 1
-        if not st:
-            for lst in (self._starts, self._sizes, self._firsts, self._cmax):
-                del lst[c]
-            self._dirty = True
-            return
-        if j == 0:
-            self._firsts[c] = st[0]
-        if removed == self._cmax[c]:
-            self._set_max(c, max(sz))
-        if len(st) < LOAD // 4 and len(self._starts) > 1:
-            self._merge(c)
-
-    def _new_chunk(self, c: int, st: list[int], sz: list[int]) -> None:
-        self._starts.insert(c, st)
-        self._sizes.insert(c, sz)
-        self._firsts.insert(c, st[0])
-        self._cmax.insert(c, max(sz))
-        self._dirty = True
-
-    def _split(self, c: int) -> None:
-        """Chunk c overflowed: even it out with a neighbour that has room, else cut it in two.
-
-        Moving ranges between neighbours changes two leaves of the max-tree (O(log n)); only
-        a new chunk shifts the positions after it and costs a rebuild, which this makes rare.
-        """
-        n = len(self._starts[c])
-        for d in (c + 1, c - 1):
-            if 0 <= d < len(self._starts) and len(self._starts[d]) <= 2 * LOAD - LOAD // 2:
-                self._even(min(c, d), max(c, d), (n - len(self._starts[d])) // 2 * (1 if d > c else -1))
-                return
-        st, sz = self._starts[c], self._sizes[c]
-        half = n // 2
-        self._new_chunk(c + 1, st[half:], sz[half:])
-        del st[half:], sz[half:]
-        self._cmax[c] = max(sz)
-
-    def _merge(self, c: int) -> None:
-        """Chunk c ran low: borrow from a neighbour with plenty, else fold it into one."""
-        d = c - 1 if c > 0 else c + 1
-        lo, hi = min(c, d), max(c, d)
-        if len(self._starts[d]) >= LOAD // 2:
-            k = (len(self._starts[d]) - len(self._starts[c])) // 2
-            self._even(lo, hi, k if d == lo else -k)
-            return
-        self._starts[lo] += self._starts[hi]
-        self._sizes[lo] += self._sizes[hi]
-        cmax = self._cmax
-        cmax[lo] = max(cmax[lo], cmax[hi])
-        for lst in (self._starts, self._sizes, self._firsts, cmax):
-            del lst[hi]
-        self._dirty = True
-        if len(self._starts[lo]) > 2 * LOAD:
-            self._split(lo)
-
-    def _even(self, lo: int, hi: int, k: int) -> None:
-        """Move the last k ranges of chunk lo to the front of chunk hi (k < 0: the first -k of hi back)."""
-        for lst in (self._starts, self._sizes):
-            a, b = lst[lo], lst[hi]
-            if k > 0:
-                b[:0] = a[-k:]
-                del a[-k:]
-            else:
-                a += b[:-k]
-                del b[:-k]
-        self._firsts[hi] = self._starts[hi][0]
-        self._set_max(lo, max(self._sizes[lo]))
-        self._set_max(hi, max(self._sizes[hi]))
-
-    def _grew(self, c: int, j: int, size: int) -> None:
-        """Range (c, j) now has ``size`` bytes: record it and raise the chunk bound if needed."""
-        self._sizes[c][j] = size
-        if size > self._cmax[c]:
-            self._cmax[c] = size
-            if not self._dirty:
-                # Raising a leaf: its ancestors only ever rise to it, and stop at the first that is as big.
-                tree = self._tree
-                i = self._cap + c
-                while i and tree[i] < size:
-                    tree[i] = size
-                    i >>= 1
-
-    def _set_max(self, c: int, value: int) -> None:
-        self._cmax[c] = value
-        if self._dirty:
-            return
-        tree = self._tree
-        i = self._cap + c
-        tree[i] = value
-        i >>= 1
-        while i:
-            a, b = tree[2 * i], tree[2 * i + 1]
-            v = a if a > b else b
-            if tree[i] == v:
-                break
-            tree[i] = v
-            i >>= 1
-
-    def _rebuild(self) -> None:
-        cap = 1
-        while cap < len(self._cmax):
-            cap <<= 1
-        tree = [-1] * (2 * cap)
-        tree[cap : cap + len(self._cmax)] = self._cmax
-        lo = cap
-        while lo > 1:
-            hi, lo = lo, lo >> 1
-            tree[lo:hi] = map(max, tree[2 * lo : 2 * hi : 2], tree[2 * lo + 1 : 2 * hi : 2])
-        self._tree, self._cap, self._dirty = tree, cap, False
-
-    def _next_chunk(self, c: int, size: int) -> int:
-        """Smallest chunk index >= c whose largest range is >= size, or -1."""
-        if self._dirty:
-            self._rebuild()
-        tree, cap = self._tree, self._cap
-        if c >= cap:
-            return -1
-        i = cap + c
-        while tree[i] < size:
-            while i & 1:  # a right child: climb until a left child
-                i >>= 1
-            if not i:
-                return -1  # climbed past the root
-            i += 1  # its right sibling covers the next chunks
-        while i < cap:
-            i <<= 1
-            if tree[i] < size:
-                i += 1
-        return i - cap
 
     def _check(self) -> None:
         """Assert every invariant (for tests): sorted, non-empty, never adjacent, sums right."""

@@ -38,6 +38,9 @@ __all__ = ["DEFAULT_CPUS", "Coldplug", "Loads", "Scenario", "image_spec", "storm
 
 #: CPUs of a coldplug whose machine file does not say (the 255-CPU server of the 2023 thread).
 DEFAULT_CPUS = 255
+#: The jobs of the last few workloads, by what decides them (boot runs one workload under 7 load paths).
+_JOBS: dict[tuple[object, ...], tuple[Catalog, tuple[Request | Job, ...]]] = {}
+_JOBS_KEPT = 8
 
 
 def _syscall(value: Syscall | str) -> Syscall:
@@ -291,8 +294,19 @@ class Scenario:
         return syscall_for(kmod, any(m.compression != "none" for m in self.catalog_used))
 
     def jobs(self) -> list[Request | Job]:
-        """The workload's jobs, in time.  Runtime complexity: O(jobs)."""
-        return self.workload.jobs(self)
+        """The workload's jobs, in time.  Scenarios that differ only in their load path have the same jobs:
+        they are built once and shared (jobs are frozen values).  Runtime complexity: O(jobs) the first
+        time, O(1) after.
+        """
+        key = (id(self.catalog_used), self.machine, self.run.cpus, self.seed, self.arrivals, self.kmod, self.workload)
+        hit = _JOBS.get(key)
+        if hit is not None and hit[0] is self.catalog_used:  # the same catalog object, not a reused id
+            return list(hit[1])
+        jobs = self.workload.jobs(self)
+        if len(_JOBS) >= _JOBS_KEPT:
+            _JOBS.pop(next(iter(_JOBS)))
+        _JOBS[key] = (self.catalog_used, tuple(jobs))
+        return jobs
 
     def simulate(self, *, until: float | None = None) -> Result:
         """Run the jobs (on the schedule, when one is given); the :class:`~vmapsim.loader.Result`.

@@ -12,7 +12,8 @@ holds, its module record, its timeline.
 >>> from vmapsim import VmapSpace, layouts
 >>> from vmapsim.engine import Engine
 >>> from vmapsim.loader.costs import CostModel
->>> k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
+>>> from vmapsim.loader.pipelines import V6_4
+>>> k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), V6_4)
 >>> k.generation is Generation.MODULE_MEMORY, k.reads.paths, k.in_flight
 (True, set(), {})
 """
@@ -20,8 +21,8 @@ holds, its module record, its timeline.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator
-from typing import NoReturn
+from collections.abc import Callable, Generator, Mapping
+from typing import NoReturn, Protocol
 
 import attrs
 
@@ -36,8 +37,14 @@ from vmapsim.loader.result import Allocation, AllocationFailure
 from vmapsim.loader.stats import FailurePoint, ModuleStats
 from vmapsim.modules.image import ModuleImage
 from vmapsim.modules.layout import TEXT_TYPES, Generation
-from vmapsim.space import VmapSpace
+from vmapsim.space import VmapArea, VmapSpace
 from vmapsim.units import PAGE_SIZE
+
+# Enum members bound once: reading one off its Enum class costs about 50 ns on Python 3.11, and these
+# are read for every stage of every load.
+_COST_ROX_FILL = Cost.ROX_FILL
+_COST_WORKQUEUE = Cost.WORKQUEUE
+_FINIT_MODULE = Syscall.FINIT_MODULE
 
 __all__ = [
     "CHUNK_KIND",
@@ -47,6 +54,7 @@ __all__ = [
     "Kernel",
     "LoadFailed",
     "LoadInfo",
+    "LoadPath",
     "PinnedSeries",
 ]
 
@@ -66,7 +74,7 @@ class LoadFailed(Exception):
 
     def __init__(self, errno: int, point: FailurePoint | str) -> None:
         self.errno = errno
-        self.point: FailurePoint = FailurePoint.of(point)
+        self.point: FailurePoint = point if type(point) is FailurePoint else FailurePoint.of(point)
         super().__init__(errno, self.point)
 
 
@@ -102,7 +110,7 @@ class LoadInfo:
 
         Runtime complexity: O(1).
         """
-        compressed = request.syscall is Syscall.FINIT_MODULE and image.compression != "none"
+        compressed = request.syscall is _FINIT_MODULE and image.compression != "none"
         return cls(index, request, image, compressed, image.decompressed_size, image.file_size if compressed else 0)
 
 
@@ -170,21 +178,32 @@ class InFlight:
     ret: int = 0
 
 
-def _generation(value: object) -> Generation:
-    return Generation.of(value)
+class LoadPath(Protocol):
+    """What the kernel keeps of its load path, a :class:`~vmapsim.loader.Pipeline` (which is built on the
+    stages, themselves built on this module)."""
+
+    @property
+    def generation(self) -> Generation:
+        """The module-memory generation."""
+
+    @property
+    def execmem(self) -> bool:
+        """Whether module memory comes from ``execmem_alloc()`` (6.10+)."""
+
+    @property
+    def rox_cache(self) -> bool:
+        """Whether module text comes from execmem's ROX cache (6.15+)."""
 
 
 @attrs.define(eq=False)
 class Kernel:
     """The machine the stages act on: address space, engine, costs, module list, stats, failures.
 
-    ``generation`` is the module-memory :class:`~vmapsim.modules.layout.Generation`
-    (``module_layout`` ≤ 6.3, ``module_memory`` ≥ 6.4; its name is taken too);
-    ``module_align`` is ``MODULE_ALIGN``; ``load_offset`` the KASLR offset into the
-    module window; ``execmem`` (6.10+) that module memory comes from
-    ``execmem_alloc()``; ``rox_cache`` (6.15+ on a layout with ``execmem_rox``)
-    that module text is carved from execmem's ROX cache, ``rox``; ``spread`` a
-    schedule's source of duration factors, which replaces the cost model's jitter.
+    ``path`` is the load path the stages belong to (:class:`~vmapsim.loader.Pipeline`): its module-memory
+    :attr:`generation`, whether module memory comes from ``execmem_alloc()`` (6.10+) and whether module
+    text is carved from execmem's ROX cache, ``rox`` (6.15+, on a layout with ``execmem_rox``).
+    ``module_align`` is ``MODULE_ALIGN``; ``load_offset`` the KASLR offset into the module window;
+    ``spread`` a schedule's source of duration factors, which replaces the cost model's jitter.
 
     The state stages keep for the run: ``reads``, the files being read (the dedup
     proposals); ``in_flight``, 6.5's hash of ``finit_module()`` loads in flight, by
@@ -194,12 +213,10 @@ class Kernel:
     space: VmapSpace
     engine: Engine
     costs: CostModel
-    generation: Generation = attrs.field(converter=_generation)
+    path: LoadPath
     module_align: int = PAGE_SIZE
     load_offset: int = 0
     rng: random.Random = attrs.field(factory=random.Random)
-    execmem: bool = False
-    rox_cache: bool = False
     spread: Callable[[], float] | None = None
     stats: ModuleStats = attrs.field(factory=ModuleStats)
     rox: RoxCache | None = attrs.field(init=False)
@@ -213,14 +230,28 @@ class Kernel:
     _processors: Processors | None = attrs.field(init=False)
     _clean_queued: bool = attrs.field(default=False, init=False)
     _chunks: dict[int, Allocation] = attrs.field(factory=dict, init=False)
+    _pinned: Callable[[], tuple[int, ...]] = attrs.field(init=False)  # sampled after every change
+    _timers: Mapping[str, Callable[[int], float]] = attrs.field(init=False)  # every stage of every load
+    _area_at: Callable[[int], VmapArea | None] = attrs.field(init=False)  # after every allocation
 
     def __attrs_post_init__(self) -> None:
         self.modules = ModuleList(self.engine)
-        self.rox = RoxCache(self.space) if self.rox_cache else None
+        self.rox = RoxCache(self.space) if self.path.rox_cache and self.space.layout.execmem_rox else None
+        self._pinned = self.space.pinned_reader()
+        self._timers = self.costs.timers
+        self._area_at = self.space.area_reader()
         self._processors = Processors(self.costs.processors) if self.costs.processors else None
         names = tuple(r.name for r in self.space.regions)
         self.series = PinnedSeries(names)
         self._module_region = "modules" if "modules" in names else "vmalloc"
+
+    @property
+    def generation(self) -> Generation:
+        """The module-memory generation of :attr:`path` (``module_layout`` ≤ 6.3, ``module_memory`` ≥ 6.4).
+
+        Runtime complexity: O(1).
+        """
+        return self.path.generation
 
     def limiter(self, stage: object, limit: int) -> Semaphore:
         """The semaphore of ``limit`` slots that ``stage`` (a concurrency limiter) holds loads back with in
@@ -228,7 +259,8 @@ class Kernel:
 
         >>> from vmapsim import VmapSpace, layouts
         >>> from vmapsim.engine import Engine
-        >>> k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), "module_memory")
+        >>> from vmapsim.loader.pipelines import V6_4
+        >>> k = Kernel(VmapSpace(layouts.X86_64), Engine(), CostModel(), V6_4)
         >>> a, b = object(), object()
         >>> k.limiter(a, 4) is k.limiter(a, 4), k.limiter(a, 4) is k.limiter(b, 4)
         (True, False)
@@ -243,12 +275,13 @@ class Kernel:
 
         Runtime complexity: O(windows).
         """
-        self.series.sample(self.engine.now, self.space.pinned_per_region())
+        self.series.sample(self.engine.now, self._pinned())
 
     def duration(self, cost: Cost, nbytes: int = 0) -> float:
         """The cost model's duration of ``cost``, times the schedule's next factor (``spread``) or spread by
         its ``jitter`` with this run's random generator.  Runtime complexity: O(1)."""
-        d = self.costs.duration(cost, nbytes)
+        timer = self._timers.get(cost)
+        d = timer(nbytes) if timer is not None else self.costs.duration(cost, nbytes)  # that one refuses it
         if d:
             if self.spread is not None:
                 d *= self.spread()
@@ -283,7 +316,7 @@ class Kernel:
                 addr = self.space.vmalloc(size, caller=kind, cpu=info.request.cpu)
         except VmapAllocationError as e:
             # __execmem_alloc() (6.10+) asks with __GFP_NOWARN, so vmalloc stays silent and execmem speaks
-            self._failed(info, e.size, kind, EXECMEM_FAILURE if module and self.execmem else e.message, point)
+            self._failed(info, e.size, kind, EXECMEM_FAILURE if module and self.path.execmem else e.message, point)
         region = self._module_region if module else "vmalloc"
         return self._held(info, Allocation(kind, addr, self._size_of(addr), region, self.engine.now))
 
@@ -313,7 +346,7 @@ class Kernel:
             self._chunks[chunk] = self._held(
                 info, Allocation(CHUNK_KIND, chunk, area, self._module_region, self.engine.now))
             if self.costs.rox_fill:
-                yield from self.compute(Cost.ROX_FILL, area - PAGE_SIZE)
+                yield from self.compute(_COST_ROX_FILL, area - PAGE_SIZE)
             self.rox.add(chunk)
             addr = self.rox.alloc(size, start, m.end)
             assert addr is not None, "a chunk just added holds the carve it was populated for"
@@ -355,7 +388,7 @@ class Kernel:
 
     def _clean(self) -> Generator[Command, None, None]:
         """``execmem_cache_clean_work``: after the workqueue's latency, wholly free chunks go back to vmalloc."""
-        yield Delay(self.duration(Cost.WORKQUEUE))
+        yield Delay(self.duration(_COST_WORKQUEUE))
         self._clean_queued = False
         assert self.rox is not None
         gone = self.rox.clean()
@@ -366,7 +399,9 @@ class Kernel:
 
     def _size_of(self, addr: int) -> int:
         """Guard-inclusive size of the area just allocated at ``addr``."""
-        return self.space.area(addr).size
+        area = self._area_at(addr)
+        assert area is not None  # just allocated
+        return area.size
 
     def _held(self, info: LoadInfo, a: Allocation) -> Allocation:
         info.allocations.append(a)

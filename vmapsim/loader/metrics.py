@@ -12,6 +12,8 @@ and the worst-case search (``vmapsim worst --metric``).
 
 from __future__ import annotations
 
+import collections
+import operator
 from collections.abc import Callable
 
 import attrs
@@ -36,11 +38,15 @@ class Metric:
 
 def _returned(ret: int | None) -> Callable[[Result], int]:
     def measure(r: Result) -> int:
+        counts = collections.Counter(map(_RET, r.outcomes))
         if ret is None:  # anything but 0 and -EEXIST
-            return sum(o.ret not in (0, -EEXIST) for o in r.outcomes)
-        return sum(o.ret == ret for o in r.outcomes)
+            return len(r.outcomes) - counts[0] - counts[-EEXIST]
+        return counts[ret]
 
     return measure
+
+
+_RET = operator.attrgetter("ret")
 
 
 def _peak(window: str) -> Callable[[Result], int]:

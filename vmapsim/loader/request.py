@@ -64,7 +64,7 @@ SYSCALLS = tuple(s.value for s in Syscall)
 
 
 def _syscall(value: object) -> Syscall:
-    return Syscall.of(value)
+    return value if type(value) is Syscall else Syscall.of(value)  # every load makes a Request
 
 
 def _by_name(value: Syscall) -> str:

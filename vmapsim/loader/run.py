@@ -198,8 +198,7 @@ def simulate(
     if load_offset is None:
         load_offset = random.Random(run.seed).randint(1, 1024) * PAGE_SIZE if space.layout.kaslr else 0
     engine = Engine(run.scheduler)
-    kernel = Kernel(space, engine, run.costs, pipe.generation, run.module_align, load_offset, random.Random(run.seed),
-                    execmem=pipe.execmem, rox_cache=pipe.rox_cache and space.layout.execmem_rox,
+    kernel = Kernel(space, engine, run.costs, pipe, run.module_align, load_offset, random.Random(run.seed),
                     spread=spread)  # fmt: skip
     loader = Loader(kernel, pipe, cat, Semaphore(run.workers) if run.workers else None)
     for r, img in zip(reqs, [loader.resolve(r.module) for r in reqs], strict=True):

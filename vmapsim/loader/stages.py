@@ -63,7 +63,7 @@ def _patient_check(k: Kernel, name: str, reason: int) -> Task:
     ret = yield from k.modules.patient_check(name)
     if ret:
         k.stats.add_duplicate(name, reason)
-        raise LoadFailed(-ret, FailurePoint.DUP)
+        raise LoadFailed(-ret, _AT_DUP)
 
 
 class ReadDedup(enum.StrEnum):
@@ -97,6 +97,31 @@ class ReadDedup(enum.StrEnum):
         if found is None:
             raise InvalidArgument(f"dedup={show(value)}: expected None, 'path' or 'exclusive'")
         return found
+
+# Enum members bound once: reading one off its Enum class costs about 50 ns on Python 3.11, and these
+# are read for every stage of every load.
+_AT_BECOMING = FailurePoint.BECOMING
+_AT_DECOMPRESS = FailurePoint.DECOMPRESS
+_AT_DUP = FailurePoint.DUP
+_AT_INIT = FailurePoint.INIT
+_AT_KREAD = FailurePoint.KREAD
+_COST_COPY = Cost.COPY
+_COST_DECOMPRESS = Cost.DECOMPRESS
+_COST_INIT = Cost.INIT
+_COST_IPI = Cost.IPI
+_COST_LAYOUT = Cost.LAYOUT
+_COST_POPULATE = Cost.POPULATE
+_COST_RCU_GRACE = Cost.RCU_GRACE
+_COST_READ = Cost.READ
+_COST_SIGNATURE = Cost.SIGNATURE
+_COST_WORKQUEUE = Cost.WORKQUEUE
+_DEDUP_EXCLUSIVE = ReadDedup.EXCLUSIVE
+_DEDUP_PATH = ReadDedup.PATH
+_INIT_MODULE = Syscall.INIT_MODULE
+_STATE_COMING = ModuleState.COMING
+_STATE_GOING = ModuleState.GOING
+_STATE_LIVE = ModuleState.LIVE
+_STATE_UNFORMED = ModuleState.UNFORMED
 
 
 _DEDUPS = {d.value: d for d in ReadDedup}
@@ -163,27 +188,27 @@ class Read(Stage):
         req = info.request
         path = req.path or info.image.path
         inode = req.inode or path
-        if req.syscall is Syscall.INIT_MODULE:
+        if req.syscall is _INIT_MODULE:
             # The buffer userspace passed (already decompressed) is copied into a vmalloc area.
-            info.copy = k.vmalloc(info, "copy_module_from_user", info.image.decompressed_size, FailurePoint.KREAD)
-            yield from k.compute(Cost.COPY, info.image.decompressed_size)
+            info.copy = k.vmalloc(info, "copy_module_from_user", info.image.decompressed_size, _AT_KREAD)
+            yield from k.compute(_COST_COPY, info.image.decompressed_size)
             return
         reads = k.reads
-        if self.dedup is ReadDedup.PATH:
+        if self.dedup is _DEDUP_PATH:
             if path in reads.paths:
-                raise LoadFailed(EBUSY, FailurePoint.KREAD)
+                raise LoadFailed(EBUSY, _AT_KREAD)
             reads.paths.add(path)
             info.cleanups.append(lambda: reads.paths.discard(path))
-        if self.dedup is ReadDedup.EXCLUSIVE:
+        if self.dedup is _DEDUP_EXCLUSIVE:
             if inode in reads.inodes:
-                raise LoadFailed(ETXTBSY, FailurePoint.KREAD)
+                raise LoadFailed(ETXTBSY, _AT_KREAD)
             reads.inodes.add(inode)
         try:
             if not self.pages:
-                info.read_buffer = k.vmalloc(info, "kernel_read_file", info.image.file_size, FailurePoint.KREAD)
+                info.read_buffer = k.vmalloc(info, "kernel_read_file", info.image.file_size, _AT_KREAD)
                 if not info.compressed:
                     info.copy = info.read_buffer
-            yield from k.compute(Cost.READ, info.image.file_size)
+            yield from k.compute(_COST_READ, info.image.file_size)
         finally:
             reads.inodes.discard(inode)
 
@@ -208,12 +233,12 @@ class Decompress(Stage):
         img = info.image
         if not self.pages:
             scratch = {"xz": _XZ_DICT, "gz": _GZ_WORKSPACE, "zst": img.decompressed_size + _ZSTD_EXTRA}[img.compression]
-            work = k.vmalloc(info, "module_decompress", scratch, FailurePoint.DECOMPRESS)
-            yield from k.compute(Cost.DECOMPRESS, img.decompressed_size)
+            work = k.vmalloc(info, "module_decompress", scratch, _AT_DECOMPRESS)
+            yield from k.compute(_COST_DECOMPRESS, img.decompressed_size)
             k.free(work)
-            info.copy = k.vmap(info, -(-img.decompressed_size // PAGE_SIZE), FailurePoint.DECOMPRESS)
+            info.copy = k.vmap(info, -(-img.decompressed_size // PAGE_SIZE), _AT_DECOMPRESS)
         else:
-            yield from k.compute(Cost.DECOMPRESS, img.decompressed_size)
+            yield from k.compute(_COST_DECOMPRESS, img.decompressed_size)
         if info.read_buffer is not None:
             k.free(info.read_buffer)  # "compressed data is no longer needed"
 
@@ -226,7 +251,7 @@ class SignatureCheck(Stage):
 
     def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Spend the hashing time and strip the signature length."""
-        yield from k.compute(Cost.SIGNATURE, info.length)
+        yield from k.compute(_COST_SIGNATURE, info.length)
         info.length -= info.image.signature_size
 
 
@@ -260,7 +285,7 @@ class MapPages(Stage):
     def run(self, info: LoadInfo, k: Kernel) -> None:
         """vmap() the (decompressed) image now that it is known to be unique (init_module has its copy)."""
         if info.copy is None:
-            info.copy = k.vmap(info, -(-info.image.decompressed_size // PAGE_SIZE), FailurePoint.BECOMING)
+            info.copy = k.vmap(info, -(-info.image.decompressed_size // PAGE_SIZE), _AT_BECOMING)
         return None
 
 
@@ -279,21 +304,21 @@ class LayoutAndAllocate(Stage):
     def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Lay out, allocate every area, copy the sections (the race window of the 6.4 early check)."""
         if k.costs.layout:
-            yield from k.compute(Cost.LAYOUT, info.image.decompressed_size)
+            yield from k.compute(_COST_LAYOUT, info.image.decompressed_size)
         got = []
         try:
             for kind, size in info.image.allocations(k.generation):
-                got.append((yield from k.module_memory(info, kind, size, FailurePoint.BECOMING)))
+                got.append((yield from k.module_memory(info, kind, size, _AT_BECOMING)))
                 if k.costs.populate:  # the pages are allocated and mapped before the next area is asked for
-                    yield from k.compute(Cost.POPULATE, size)
+                    yield from k.compute(_COST_POPULATE, size)
         except LoadFailed:
             for a in got:
                 k.free(a)
             raise
         info.past_layout = True
         # not on the list yet: add_unformed_module() links it, UNFORMED
-        info.record = ModuleRecord(info.image.name, ModuleState.UNFORMED, info.index, list(got))
-        yield from k.compute(Cost.COPY, sum(a.size for a in got))
+        info.record = ModuleRecord(info.image.name, _STATE_UNFORMED, info.index, list(got))
+        yield from k.compute(_COST_COPY, sum(a.size for a in got))
 
 
 @attrs.frozen
@@ -306,7 +331,7 @@ class AddUnformed(Stage):
         """Wait out a same-name module being loaded, fail if one exists, else join the list."""
         yield from _patient_check(k, info.image.name, FAIL_DUP_MOD_LOAD)
         assert info.record is not None
-        info.record.state = ModuleState.UNFORMED
+        info.record.state = _STATE_UNFORMED
         k.modules.add(info.record)
 
 
@@ -323,9 +348,9 @@ class CompleteFormation(Stage):
     def run(self, info: LoadInfo, k: Kernel) -> Task | None:
         """State COMING, one ``vm_unmap_aliases()``; the cross-CPU flushes take time if the costs say so."""
         assert info.record is not None
-        k.modules.set_state(info.record, ModuleState.COMING)
+        k.modules.set_state(info.record, _STATE_COMING)
         k.space.vm_unmap_aliases()
-        return k.compute(Cost.IPI, k.space.cpus) if k.costs.ipi else None
+        return k.compute(_COST_IPI, k.space.cpus) if k.costs.ipi else None
 
 
 @attrs.frozen
@@ -355,13 +380,13 @@ class Init(Stage):
         """Spend the init time; succeed or fail with the request's ``init_errno``."""
         rec = info.record
         assert rec is not None
-        yield from k.compute(Cost.INIT)
+        yield from k.compute(_COST_INIT)
         if info.request.init_errno:
-            k.modules.set_state(rec, ModuleState.GOING)
+            k.modules.set_state(rec, _STATE_GOING)
             free_module_memory(k, rec)
             k.modules.remove(rec)
-            raise LoadFailed(info.request.init_errno, FailurePoint.INIT)
-        k.modules.set_state(rec, ModuleState.LIVE)
+            raise LoadFailed(info.request.init_errno, _AT_INIT)
+        k.modules.set_state(rec, _STATE_LIVE)
         img = info.image
         # total_mod_size: every mem[type].size (page-aligned); total_text_size: MOD_TEXT + MOD_INIT_TEXT.
         k.stats.add_loaded(sum(n for _, n in img.allocations(k.generation)), img.memory[0] + img.memory[4])
@@ -377,6 +402,6 @@ def free_module_memory(k: Kernel, rec: ModuleRecord) -> None:
 
 
 def _free_init(k: Kernel, areas: list[Allocation]) -> Generator[Delay, None, None]:
-    yield Delay(k.duration(Cost.WORKQUEUE) + k.duration(Cost.RCU_GRACE))
+    yield Delay(k.duration(_COST_WORKQUEUE) + k.duration(_COST_RCU_GRACE))
     for a in areas:
         k.free(a)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import attrs
 
@@ -176,7 +176,7 @@ class ModuleStats:
         >>> s.failed_load_modules, s.invalid_mod_bytes, s.failed_becoming, s.invalid_becoming_bytes
         (1, 8192, 1, 5096)
         """
-        _COUNT[point](self, _Failed(length, compressed_len, read_bytes, past_layout))
+        _COUNT[point](self, length, compressed_len, read_bytes, past_layout)
 
     def add_loaded(self, sizes: int, text: int) -> None:
         """A module went LIVE: ``modcount``, ``total_mod_size`` and ``total_text_size`` grow."""
@@ -299,39 +299,32 @@ class ModuleStats:
         return "".join(out)
 
 
-class _Failed(NamedTuple):
-    """What :meth:`ModuleStats.count_failure` knows of a failed load."""
-
-    length: int
-    compressed_len: int
-    read_bytes: int
-    past_layout: bool
+# Each failure point's counter, as load_module()'s error path bumps it: (stats, length, compressed length,
+# bytes a failed read wasted, whether layout_and_allocate() had succeeded).
+def _kread(s: ModuleStats, length: int, compressed_len: int, read_bytes: int, past_layout: bool) -> None:
+    s.bump_kread(read_bytes)
 
 
-def _kread(s: ModuleStats, f: _Failed) -> None:
-    s.bump_kread(f.read_bytes)
+def _decompress(s: ModuleStats, length: int, compressed_len: int, read_bytes: int, past_layout: bool) -> None:
+    s.bump_decompress(compressed_len)
 
 
-def _decompress(s: ModuleStats, f: _Failed) -> None:
-    s.bump_decompress(f.compressed_len)
+def _becoming(s: ModuleStats, length: int, compressed_len: int, read_bytes: int, past_layout: bool) -> None:
+    s.bump_becoming(length, compressed_len)
 
 
-def _becoming(s: ModuleStats, f: _Failed) -> None:
-    s.bump_becoming(f.length, f.compressed_len)
-
-
-def _dup(s: ModuleStats, f: _Failed) -> None:
+def _dup(s: ModuleStats, length: int, compressed_len: int, read_bytes: int, past_layout: bool) -> None:
     # FAIL_DUP_MOD_BECOMING before layout, FAIL_DUP_MOD_LOAD after: load_module()'s free_copy label
     # counts becoming only while no module was allocated.
-    (s.bump_invalid if f.past_layout else s.bump_becoming)(f.length, f.compressed_len)
+    (s.bump_invalid if past_layout else s.bump_becoming)(length, compressed_len)
 
 
-def _init(s: ModuleStats, f: _Failed) -> None:
+def _init(s: ModuleStats, length: int, compressed_len: int, read_bytes: int, past_layout: bool) -> None:
     """do_init_module()'s failure path bumps no counter."""
 
 
 # The counter load_module()'s error path bumps for a failure at each point.
-_COUNT: dict[FailurePoint, Callable[[ModuleStats, _Failed], None]] = {
+_COUNT: dict[FailurePoint, Callable[[ModuleStats, int, int, int, bool], None]] = {
     FailurePoint.KREAD: _kread,
     FailurePoint.DECOMPRESS: _decompress,
     FailurePoint.BECOMING: _becoming,

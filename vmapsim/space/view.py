@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import attrs
 
@@ -220,6 +220,26 @@ class VmapState:
     def pinned_per_region(self) -> tuple[int, ...]:
         """Pinned bytes of every window, in :attr:`regions` order.  Runtime complexity: O(windows)."""
         return self._core.pinned_all()
+
+    def area_reader(self) -> Callable[[int], VmapArea | None]:
+        """A function of an address giving the busy area that starts there, or None: :meth:`area` without
+        its check, for a caller that looks up each area it has just allocated.  Runtime complexity: O(1).
+
+        >>> from vmapsim import layouts
+        >>> VmapState(layouts.X86_64).area_reader()(0x1000) is None
+        True
+        """
+        return self._core.get
+
+    def pinned_reader(self) -> Callable[[], tuple[int, ...]]:
+        """The function :meth:`pinned_per_region` calls, for a caller that samples after every change (a
+        run samples after each allocation and free).  Runtime complexity: O(1).
+
+        >>> from vmapsim import layouts
+        >>> VmapState(layouts.X86_64).pinned_reader()()
+        (0, 0)
+        """
+        return self._core.pinned_all
 
     def peak_pinned(self, region: str) -> int:
         """Highest pinned bytes of a window since creation or :meth:`reset_peak`.  Runtime: O(1)."""

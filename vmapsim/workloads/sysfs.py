@@ -33,7 +33,8 @@ from pathlib import Path
 
 from vmapsim.checks import show
 from vmapsim.errors import InvalidArgument, ParseError
-from vmapsim.modules.catalog import Catalog
+from vmapsim.loader.run import DEFAULT_KERNEL
+from vmapsim.modules.shipped import catalog_for
 from vmapsim.workloads.udev import MAX_MODALIAS, Machine
 
 __all__ = ["capture"]
@@ -77,24 +78,15 @@ def _kmod(root: Path) -> int | None:
 
 
 def _catalog(release: str | None, arch: str) -> tuple[str, str | None]:
-    """The shipped catalog for this kernel: its own, else the nearest version of the same architecture."""
-    shipped = {name: Catalog.builtin(name) for name in Catalog.builtins()}
-    same_arch = {n: c for n, c in shipped.items() if c.config.arch == arch} or shipped
-    for name, cat in same_arch.items():
-        if cat.kernel == release:
-            return name, None
-
-    def version(kernel: str) -> tuple[int, int]:
-        m = re.match(r"(\d+)\.(\d+)", kernel)
-        return (int(m[1]), int(m[2])) if m else (0, 0)
-
-    want = version(release or "")
-    name = min(same_arch, key=lambda n: (abs(version(shipped[n].kernel)[0] * 100 + version(shipped[n].kernel)[1]
-                                             - want[0] * 100 - want[1]), -version(shipped[n].kernel)[1]))  # fmt: skip
-    note = (f"no shipped catalog of {release or 'this kernel'}: the machine file names {name} "
-            f"({shipped[name].kernel}); scan this kernel's modules (vmapsim scan /lib/modules/$(uname -r) --save "
+    """The shipped catalog for this kernel, by :func:`~vmapsim.modules.shipped.catalog_for` (its release's,
+    else the nearest of the same architecture), and a note unless it is this very build's."""
+    choice = catalog_for(release or DEFAULT_KERNEL, arch)
+    if choice.kernel == release:
+        return choice.name, None
+    note = (f"no shipped catalog of {release or 'this kernel'}: the machine file names {choice.name} "
+            f"({choice.kernel}); scan this kernel's modules (vmapsim scan /lib/modules/$(uname -r) --save "
             "FILE) and pass --catalog FILE for its own")  # fmt: skip
-    return name, note
+    return choice.name, note
 
 
 def capture(root: str | Path = "/", *, name: str | None = None, kmod: int | None = None) -> tuple[Machine, list[str]]:

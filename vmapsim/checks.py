@@ -195,6 +195,32 @@ def by_value_or_name(name: str, value: object, table: Mapping[str, T], kind: typ
     return value
 
 
+E = TypeVar("E", bound=enum.StrEnum)
+
+
+def member(name: str, value: object, kind: type[E]) -> E:
+    """``value`` if it is a member of the kernel enum ``kind``, else the member its name names;
+    :class:`InvalidArgument` naming anything else.  Runtime complexity: O(members).
+
+    >>> import enum
+    >>> class Mode(enum.StrEnum):
+    ...     ON = "on"
+    >>> member("mode", "on", Mode) is Mode.ON
+    True
+    >>> member("mode", "off", Mode)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: mode='off': expected one of on
+    """
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        for m in kind:
+            if m.value == value:
+                return m
+    raise InvalidArgument(f"{name}={show(value)}: expected one of {', '.join(m.value for m in kind)}")
+
+
 def errno_pairs(name: str, value: object) -> tuple[tuple[str, int], ...]:
     """``value`` if it is a tuple of ``(module, errno)`` pairs, errno in 1..4095 (``MAX_ERRNO``).
 

@@ -21,9 +21,8 @@ from collections.abc import Generator
 
 import attrs
 
-from vmapsim.checks import show
+from vmapsim.checks import member
 from vmapsim.engine import Delay, Task
-from vmapsim.errors import InvalidArgument
 from vmapsim.loader.costs import Cost
 from vmapsim.loader.errno import EBUSY, ETXTBSY
 from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
@@ -89,14 +88,9 @@ class ReadDedup(enum.StrEnum):
         >>> ReadDedup.of("inode")
         Traceback (most recent call last):
         ...
-        vmapsim.errors.InvalidArgument: dedup='inode': expected None, 'path' or 'exclusive'
+        vmapsim.errors.InvalidArgument: dedup='inode': expected one of path, exclusive
         """
-        if value is None or isinstance(value, ReadDedup):
-            return value
-        found = _DEDUPS.get(value) if isinstance(value, str) else None
-        if found is None:
-            raise InvalidArgument(f"dedup={show(value)}: expected None, 'path' or 'exclusive'")
-        return found
+        return None if value is None else member("dedup", value, cls)
 
 # Enum members bound once: reading one off its Enum class costs about 50 ns on Python 3.11, and these
 # are read for every stage of every load.
@@ -124,7 +118,6 @@ _STATE_LIVE = ModuleState.LIVE
 _STATE_UNFORMED = ModuleState.UNFORMED
 
 
-_DEDUPS = {d.value: d for d in ReadDedup}
 
 
 def _dedup(value: object) -> ReadDedup | None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from vmapsim.checks import parse_number, show
+from vmapsim.checks import member, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
 
 __all__ = ["FAIL_DUP_MOD_BECOMING", "FAIL_DUP_MOD_LOAD", "FailurePoint", "ModuleStats"]
@@ -76,15 +76,9 @@ class FailurePoint(enum.StrEnum):
         ...
         vmapsim.errors.InvalidArgument: point='load': expected one of kread, decompress, becoming, dup, init
         """
-        if isinstance(value, FailurePoint):
-            return value
-        found = _POINTS.get(value) if isinstance(value, str) else None
-        if found is None:
-            raise InvalidArgument(f"point={show(value)}: expected one of {', '.join(FailurePoint)}")
-        return found
+        return member("point", value, cls)
 
 
-_POINTS = {p.value: p for p in FailurePoint}
 
 
 # The counters render() prints, by their label, in its order.

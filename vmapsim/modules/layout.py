@@ -25,8 +25,8 @@ import enum
 
 import attrs
 
-from vmapsim.checks import show
-from vmapsim.errors import InvalidArgument, ModuleFileError
+from vmapsim.checks import member
+from vmapsim.errors import ModuleFileError
 from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
 from vmapsim.units import page_align
 
@@ -58,17 +58,11 @@ class Generation(enum.StrEnum):
         >>> Generation.of("core")
         Traceback (most recent call last):
         ...
-        vmapsim.errors.InvalidArgument: generation 'core': expected 'module_layout' or 'module_memory'
+        vmapsim.errors.InvalidArgument: generation='core': expected one of module_layout, module_memory
         """
-        if isinstance(value, Generation):
-            return value
-        found = _GENERATIONS.get(value) if isinstance(value, str) else None
-        if found is None:
-            raise InvalidArgument(f"generation {show(value)}: expected 'module_layout' or 'module_memory'")
-        return found
+        return member("generation", value, cls)
 
 
-_GENERATIONS = {g.value: g for g in Generation}
 
 #: ``enum mod_mem_type`` order (include/linux/module.h, 6.4+).
 MEMORY_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")

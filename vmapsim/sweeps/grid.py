@@ -1,53 +1,27 @@
-"""Sweeps: a grid of machines × CPU counts × kernels × pipelines × kmod versions × seeds, on any executor.
-
-Each point of a :class:`Grid` is one udev coldplug, a :class:`~vmapsim.Scenario` run exactly as
-``vmapsim boot --seed S`` runs it;
-runs are independent and deterministic, so :func:`sweep` returns the same :class:`Table` whichever
-executor ran it (serial, a process pool, any ``concurrent.futures.Executor``, or a Dask cluster) and in
-whatever order the results came back.
-
->>> grid = Grid(machines=("qemu-kvm",), cpus=(2, 4), pipelines=("v6.3", "v6.4"), seeds=2)
->>> table = sweep(grid, executor="serial")
->>> len(table.rows), [c["pipeline"] for c in table.cells()][:2]
-(8, ['v6.3', 'v6.4'])
->>> table == sweep(grid, executor="serial")
-True
-"""
+"""A grid of coldplugs and its points, and :func:`sweep`, which runs them on any executor."""
 
 from __future__ import annotations
 
 import concurrent.futures
-import csv
 import functools
-import io
 import itertools
-import json
 import math
 import os
-import statistics
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
 from vmapsim import layouts
-from vmapsim.checks import NR_CPUS_MAX, integer, load_json, number, show
-from vmapsim.errors import InvalidArgument, ParseError
-from vmapsim.loader import METRICS, selection
-from vmapsim.report import SCHEMA_VERSION, document
+from vmapsim.checks import NR_CPUS_MAX, integer, number, show
+from vmapsim.errors import InvalidArgument
+from vmapsim.loader import selection
 from vmapsim.scenario import Scenario
+from vmapsim.sweeps.table import Table
 from vmapsim.units import PAGE_SIZE
 from vmapsim.workloads import find_machine
 
-__all__ = ["PARAMETERS", "Grid", "Point", "Table", "compare", "exhaustion_cpus", "run_point", "sweep"]
-
-#: The columns of a point, in a row's order.
-PARAMETERS = ("machine", "cpus", "kernel", "pipeline", "kmod", "seed")
-#: The metrics of each run, after the parameters.
-SCHEMA = f"vmapsim-sweep/{SCHEMA_VERSION}"
-#: Earlier versions :meth:`Table.from_json` still reads (``--resume`` of an older file).
-_READABLE = ("vmapsim-sweep/1", SCHEMA)
+__all__ = ["Grid", "Point", "run_point", "sweep"]
 
 
 @attrs.frozen
@@ -200,84 +174,6 @@ def _run_batch(points: Sequence[Point], grid: Grid) -> list[dict[str, Any]]:
     return [run_point(p, grid.jitter, grid.cost_jitter, grid.module_align, grid.layout) for p in points]
 
 
-# Student's t quantiles for a two-sided 95% interval, by degrees of freedom (then the normal's 1.96).
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
-        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
-        2.045, 2.042)  # fmt: skip
-
-
-@attrs.frozen
-class Table:
-    """A sweep's result: one row per run (parameters, then metrics), in the grid's order.
-
-    :meth:`cells` gives the seed spread of each cell (every parameter but the seed): min, median, max,
-    mean and a 95% confidence interval of the mean (Student's t).
-    """
-
-    rows: tuple[dict[str, Any], ...]
-
-    def cells(self, metric: str = "peak_modules") -> list[dict[str, Any]]:
-        """One dict per cell: its parameters, ``n`` and the spread of ``metric``.  Runtime: O(rows log rows).
-
-        >>> rows = [{"machine": "m", "cpus": 1, "kernel": None, "pipeline": "v6.3", "kmod": None, "seed": s,
-        ...          "peak_modules": v} for s, v in enumerate([1, 2, 3])]
-        >>> Table(tuple(rows)).cells()[0]["median"]
-        2
-        """
-        if metric not in METRICS:
-            raise InvalidArgument(f"metric={metric!r}: expected one of {', '.join(METRICS)}")
-        groups: dict[tuple[Any, ...], list[Any]] = {}
-        for row in self.rows:
-            groups.setdefault(tuple(row[k] for k in PARAMETERS if k != "seed"), []).append(row[metric])
-        out = []
-        for key, values in groups.items():
-            n, mean = len(values), statistics.fmean(values)
-            half = 0.0
-            if n > 1:
-                half = (_T95[n - 2] if n - 2 < len(_T95) else 1.96) * statistics.stdev(values) / math.sqrt(n)
-            out.append({**dict(zip([k for k in PARAMETERS if k != "seed"], key, strict=True)), "metric": metric,
-                        "n": n, "min": min(values), "median": statistics.median(values), "max": max(values),
-                        "mean": mean, "ci95": (mean - half, mean + half)})  # fmt: skip
-        return out
-
-    def to_csv(self) -> str:
-        """The rows as CSV (a header of parameters and metrics; empty for None).  Runtime: O(rows)."""
-        out = io.StringIO()
-        writer = csv.DictWriter(out, [*PARAMETERS, *METRICS], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        return out.getvalue()
-
-    def to_json(self, parameters: Mapping[str, Any] | None = None) -> str:
-        """The rows as a ``vmapsim-sweep`` document (:func:`vmapsim.report.document`: the schema, the
-        grid's ``parameters``, units; ``null`` for None).  Runtime complexity: O(rows)."""
-        return json.dumps(document("sweep", parameters or {}, {"rows": list(self.rows)}), indent=1) + "\n"
-
-    @classmethod
-    def from_json(cls, data: str | bytes, *, source: str = "sweep") -> Table:
-        """Read :meth:`to_json`'s text (for ``--resume``); :class:`ParseError` when it is not one.
-
-        Runtime complexity: O(rows).
-        """
-        doc = load_json(data, source=source, max_bytes=1 << 30)
-        if not isinstance(doc, dict) or doc.get("schema") not in _READABLE or not isinstance(doc.get("rows"), list):
-            raise ParseError(f"{source}: not a vmapsim sweep ({SCHEMA}) JSON file")
-        keys = {*PARAMETERS, *METRICS}
-        for i, row in enumerate(doc["rows"]):
-            if not isinstance(row, dict) or set(row) != keys:
-                raise ParseError(f"{source}: row {i} does not have the columns {', '.join(sorted(keys))}")
-        return cls(tuple(doc["rows"]))
-
-    def to_parquet(self, path: str | Path) -> None:
-        """Write the rows to a Parquet file (needs ``pip install 'vmapsim[sweep]'``: pyarrow).  O(rows)."""
-        try:
-            import pyarrow as pa  # type: ignore[import-untyped, import-not-found, unused-ignore]
-            import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found, unused-ignore]
-        except ImportError:
-            raise InvalidArgument("Parquet output needs pyarrow: pip install 'vmapsim[sweep]'") from None
-        columns = {k: [row[k] for row in self.rows] for k in (*PARAMETERS, *METRICS)}
-        pq.write_table(pa.table(columns), str(path))
-
 
 def _executor(executor: Any) -> tuple[Any, int, bool]:
     """(executor, workers, whether we own it) for ``sweep``'s ``executor`` argument."""
@@ -363,70 +259,3 @@ def _key(p: Point) -> tuple[Any, ...]:
 def _row_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return (row["machine"], row["cpus"], row["kernel"], row["kmod"], row["seed"], row["pipeline"])
 
-
-def compare(table: Table, metric: str = "peak_modules") -> list[dict[str, Any]]:
-    """Per cell, each load path's median beside the first one's: the difference and the ratio.
-
-    Cells are grouped by machine, CPUs and kmod; the first load path of the grid in each group is the
-    baseline.  Runtime complexity: O(rows log rows).
-
-    >>> t = sweep(Grid(machines=("qemu-kvm",), cpus=(4,), pipelines=("v6.3", "v6.4")), executor="serial")
-    >>> [(c["pipeline"], c["baseline"]) for c in compare(t, "loads")]
-    [('v6.4', 'v6.3')]
-    """
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for cell in table.cells(metric):
-        groups.setdefault((cell["machine"], cell["cpus"], cell["kmod"]), []).append(cell)
-    out = []
-    for (machine, cpus, kmod), cells in groups.items():
-        base = cells[0]
-        for c in cells[1:]:
-            ratio = c["median"] / base["median"] if base["median"] else math.inf if c["median"] else 1.0
-            out.append({"machine": machine, "cpus": cpus, "kmod": kmod, "metric": metric, "baseline": base["pipeline"],
-                        "pipeline": c["pipeline"], "baseline_median": base["median"], "median": c["median"],
-                        "difference": c["median"] - base["median"], "ratio": ratio})  # fmt: skip
-    return out
-
-
-def exhaustion_cpus(
-    machine: str,
-    *,
-    kernel: str | None = None,
-    pipeline: str | None = None,
-    kmod: int | None = None,
-    seeds: int = 1,
-    lo: int = 1,
-    hi: int = 4096,
-    jitter: float | None = None,
-    cost_jitter: float | None = None,
-    module_align: int = PAGE_SIZE,
-    layout: str | None = None,
-) -> int | None:
-    """Where a coldplug of ``machine`` starts to run out of a window: a CPU count in ``[lo, hi]`` whose run
-    has an allocation failure (in any of ``seeds`` seeds) while one CPU fewer has none (or it is ``lo``);
-    None when ``hi`` CPUs have none.  Found by bisection.  Failure is not monotone in the CPU count (each
-    count times its loads differently: intel-server in i386's window fails at 35 CPUs, not at 36 to 41, and
-    from 42 on almost always), so this is the boundary bisection lands on, not always the fewest failing
-    count; more ``seeds`` smooth it.  Runtime: O(seeds · log(hi - lo)) runs, the largest of ``hi`` CPUs.
-
-    >>> exhaustion_cpus("qemu-kvm", pipeline="v6.3", hi=8) is None
-    True
-    """
-    Grid(machines=(machine,), cpus=(lo,), kernels=(kernel,), pipelines=(pipeline,), kmods=(kmod,), seeds=seeds,
-         jitter=jitter, cost_jitter=cost_jitter, module_align=module_align, layout=layout)  # every argument checked
-    integer("hi", hi, lo, NR_CPUS_MAX)
-
-    def fails(cpus: int) -> bool:
-        rows = (run_point(Point(machine, cpus, kernel, pipeline, kmod, s), jitter, cost_jitter, module_align, layout)
-                for s in range(seeds))  # fmt: skip
-        return any(row["allocation_failures"] for row in rows)
-
-    if not fails(hi):
-        return None
-    while lo < hi:  # invariant: hi fails; every count below lo does not
-        mid = (lo + hi) // 2
-        if fails(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return hi

@@ -1,0 +1,135 @@
+"""A sweep's result: one row per run, each cell's seed spread, the rows as CSV, JSON and Parquet, and
+load paths compared cell by cell."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from vmapsim.checks import load_json
+from vmapsim.errors import InvalidArgument, ParseError
+from vmapsim.loader import METRICS
+from vmapsim.report import SCHEMA_VERSION, document
+
+__all__ = ["PARAMETERS", "SCHEMA", "Table", "compare"]
+
+#: The columns of a point, in a row's order.
+PARAMETERS = ("machine", "cpus", "kernel", "pipeline", "kmod", "seed")
+#: The metrics of each run, after the parameters.
+SCHEMA = f"vmapsim-sweep/{SCHEMA_VERSION}"
+#: Earlier versions :meth:`Table.from_json` still reads (``--resume`` of an older file).
+_READABLE = ("vmapsim-sweep/1", SCHEMA)
+
+
+# Student's t quantiles for a two-sided 95% interval, by degrees of freedom (then the normal's 1.96).
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
+        2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048,
+        2.045, 2.042)  # fmt: skip
+
+
+@attrs.frozen
+class Table:
+    """A sweep's result: one row per run (parameters, then metrics), in the grid's order.
+
+    :meth:`cells` gives the seed spread of each cell (every parameter but the seed): min, median, max,
+    mean and a 95% confidence interval of the mean (Student's t).
+    """
+
+    rows: tuple[dict[str, Any], ...]
+
+    def cells(self, metric: str = "peak_modules") -> list[dict[str, Any]]:
+        """One dict per cell: its parameters, ``n`` and the spread of ``metric``.  Runtime: O(rows log rows).
+
+        >>> rows = [{"machine": "m", "cpus": 1, "kernel": None, "pipeline": "v6.3", "kmod": None, "seed": s,
+        ...          "peak_modules": v} for s, v in enumerate([1, 2, 3])]
+        >>> Table(tuple(rows)).cells()[0]["median"]
+        2
+        """
+        if metric not in METRICS:
+            raise InvalidArgument(f"metric={metric!r}: expected one of {', '.join(METRICS)}")
+        groups: dict[tuple[Any, ...], list[Any]] = {}
+        for row in self.rows:
+            groups.setdefault(tuple(row[k] for k in PARAMETERS if k != "seed"), []).append(row[metric])
+        out = []
+        for key, values in groups.items():
+            n, mean = len(values), statistics.fmean(values)
+            half = 0.0
+            if n > 1:
+                half = (_T95[n - 2] if n - 2 < len(_T95) else 1.96) * statistics.stdev(values) / math.sqrt(n)
+            out.append({**dict(zip([k for k in PARAMETERS if k != "seed"], key, strict=True)), "metric": metric,
+                        "n": n, "min": min(values), "median": statistics.median(values), "max": max(values),
+                        "mean": mean, "ci95": (mean - half, mean + half)})  # fmt: skip
+        return out
+
+    def to_csv(self) -> str:
+        """The rows as CSV (a header of parameters and metrics; empty for None).  Runtime: O(rows)."""
+        out = io.StringIO()
+        writer = csv.DictWriter(out, [*PARAMETERS, *METRICS], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        return out.getvalue()
+
+    def to_json(self, parameters: Mapping[str, Any] | None = None) -> str:
+        """The rows as a ``vmapsim-sweep`` document (:func:`vmapsim.report.document`: the schema, the
+        grid's ``parameters``, units; ``null`` for None).  Runtime complexity: O(rows)."""
+        return json.dumps(document("sweep", parameters or {}, {"rows": list(self.rows)}), indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, data: str | bytes, *, source: str = "sweep") -> Table:
+        """Read :meth:`to_json`'s text (for ``--resume``); :class:`ParseError` when it is not one.
+
+        Runtime complexity: O(rows).
+        """
+        doc = load_json(data, source=source, max_bytes=1 << 30)
+        if not isinstance(doc, dict) or doc.get("schema") not in _READABLE or not isinstance(doc.get("rows"), list):
+            raise ParseError(f"{source}: not a vmapsim sweep ({SCHEMA}) JSON file")
+        keys = {*PARAMETERS, *METRICS}
+        for i, row in enumerate(doc["rows"]):
+            if not isinstance(row, dict) or set(row) != keys:
+                raise ParseError(f"{source}: row {i} does not have the columns {', '.join(sorted(keys))}")
+        return cls(tuple(doc["rows"]))
+
+    def to_parquet(self, path: str | Path) -> None:
+        """Write the rows to a Parquet file (needs ``pip install 'vmapsim[sweep]'``: pyarrow).  O(rows)."""
+        try:
+            import pyarrow as pa  # type: ignore[import-untyped, import-not-found, unused-ignore]
+            import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        except ImportError:
+            raise InvalidArgument("Parquet output needs pyarrow: pip install 'vmapsim[sweep]'") from None
+        columns = {k: [row[k] for row in self.rows] for k in (*PARAMETERS, *METRICS)}
+        pq.write_table(pa.table(columns), str(path))
+
+
+
+def compare(table: Table, metric: str = "peak_modules") -> list[dict[str, Any]]:
+    """Per cell, each load path's median beside the first one's: the difference and the ratio.
+
+    Cells are grouped by machine, CPUs and kmod; the first load path of the grid in each group is the
+    baseline.  Runtime complexity: O(rows log rows).
+
+    >>> from vmapsim.sweeps import Grid, sweep
+    >>> t = sweep(Grid(machines=("qemu-kvm",), cpus=(4,), pipelines=("v6.3", "v6.4")), executor="serial")
+    >>> [(c["pipeline"], c["baseline"]) for c in compare(t, "loads")]
+    [('v6.4', 'v6.3')]
+    """
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for cell in table.cells(metric):
+        groups.setdefault((cell["machine"], cell["cpus"], cell["kmod"]), []).append(cell)
+    out = []
+    for (machine, cpus, kmod), cells in groups.items():
+        base = cells[0]
+        for c in cells[1:]:
+            ratio = c["median"] / base["median"] if base["median"] else math.inf if c["median"] else 1.0
+            out.append({"machine": machine, "cpus": cpus, "kmod": kmod, "metric": metric, "baseline": base["pipeline"],
+                        "pipeline": c["pipeline"], "baseline_median": base["median"], "median": c["median"],
+                        "difference": c["median"] - base["median"], "ratio": ratio})  # fmt: skip
+    return out
+

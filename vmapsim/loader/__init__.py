@@ -37,7 +37,7 @@ from vmapsim.loader.pipelines import (
     selection,
 )
 from vmapsim.loader.request import Request, Syscall
-from vmapsim.loader.result import AllocationFailure, AllocationRecord, Outcome, Result
+from vmapsim.loader.result import AllocationFailure, AllocationKind, AllocationRecord, Outcome, Result
 from vmapsim.loader.run import DEFAULT_KERNEL, Run, simulate
 from vmapsim.loader.schedule import Schedule
 from vmapsim.loader.stages import ReadDedup
@@ -52,6 +52,7 @@ __all__ = [
     "QEMU_TCG_SHARED",
     "RELEASED",
     "AllocationFailure",
+    "AllocationKind",
     "AllocationRecord",
     "Change",
     "Cost",

@@ -33,7 +33,7 @@ from vmapsim.loader.costs import Cost, CostModel
 from vmapsim.loader.errno import ENOMEM
 from vmapsim.loader.module_list import ModuleList, ModuleRecord
 from vmapsim.loader.request import Request, Syscall
-from vmapsim.loader.result import Allocation, AllocationFailure
+from vmapsim.loader.result import Allocation, AllocationFailure, AllocationKind
 from vmapsim.loader.stats import FailurePoint, ModuleStats
 from vmapsim.modules.image import ModuleImage
 from vmapsim.modules.layout import TEXT_TYPES, Generation
@@ -42,6 +42,7 @@ from vmapsim.units import PAGE_SIZE
 
 # Enum members bound once: reading one off its Enum class costs about 50 ns on Python 3.11, and these
 # are read for every stage of every load.
+_VMAP = AllocationKind.VMAP
 _COST_ROX_FILL = Cost.ROX_FILL
 _COST_WORKQUEUE = Cost.WORKQUEUE
 _FINIT_MODULE = Syscall.FINIT_MODULE
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 #: The kind of the :class:`Allocation` recording a ROX cache chunk, on the load whose miss populated it.
-CHUNK_KIND = "execmem_chunk"
+CHUNK_KIND = AllocationKind.EXECMEM_CHUNK
 #: What ``__execmem_alloc()`` prints (ratelimited) when module memory cannot be had (``mm/execmem.c``, 6.10+).
 EXECMEM_FAILURE = "execmem: unable to allocate memory"
 
@@ -300,7 +301,8 @@ class Kernel:
         else:
             yield from self._processors.compute(self.engine, d)
 
-    def vmalloc(self, info: LoadInfo, kind: str, size: int, point: FailurePoint, *, module: bool = False) -> Allocation:
+    def vmalloc(self, info: LoadInfo, kind: AllocationKind, size: int, point: FailurePoint, *,
+                module: bool = False) -> Allocation:  # fmt: skip
         """Allocate for a load (``vmalloc()`` or, for module memory, ``module_alloc()``); ENOMEM on failure,
         counted at ``point``.  Runtime complexity: the allocator's, O(log n)."""
         try:
@@ -321,7 +323,7 @@ class Kernel:
         return self._held(info, Allocation(kind, addr, self._size_of(addr), region, self.engine.now))
 
     def module_memory(
-        self, info: LoadInfo, kind: str, size: int, point: FailurePoint
+        self, info: LoadInfo, kind: AllocationKind, size: int, point: FailurePoint
     ) -> Generator[Command, None, Allocation]:
         """``module_memory_alloc()``: one memory type's area, text carved from the ROX cache when there is one.
 
@@ -354,7 +356,7 @@ class Kernel:
         assert carve is not None
         return self._held(info, Allocation(kind, addr, carve, self._module_region, self.engine.now))
 
-    def _failed(self, info: LoadInfo, size: int, kind: str, message: str, point: FailurePoint) -> NoReturn:
+    def _failed(self, info: LoadInfo, size: int, kind: AllocationKind, message: str, point: FailurePoint) -> NoReturn:
         self.failures.append(AllocationFailure(self.engine.now, info.index, size, kind, message))
         raise LoadFailed(ENOMEM, point) from None
 
@@ -366,8 +368,8 @@ class Kernel:
         try:
             addr = self.space.vmap(pages, caller="module_decompress", cpu=info.request.cpu)
         except VmapAllocationError as e:
-            self._failed(info, e.size, "vmap", e.message, point)
-        return self._held(info, Allocation("vmap", addr, self._size_of(addr), "vmalloc", self.engine.now))
+            self._failed(info, e.size, _VMAP, e.message, point)
+        return self._held(info, Allocation(_VMAP, addr, self._size_of(addr), "vmalloc", self.engine.now))
 
     def free(self, a: Allocation) -> None:
         """Free one allocation (``vfree()``/``vunmap()``; module memory purges, VM_FLUSH_RESET_PERMS).
@@ -375,7 +377,7 @@ class Kernel:
         Runtime complexity: the allocator's, O(log n), plus a purge's when there is one.
         """
         if a.freed is None:
-            if a.kind == "vmap":
+            if a.kind is _VMAP:
                 self.space.vunmap(a.addr)
             elif self.rox is not None and self.rox.free(a.addr):  # execmem_free(): a carve goes back
                 if not self._clean_queued:  # schedule_work() queues a pending work item once

@@ -6,12 +6,13 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import attrs
 import cattrs
 
-from vmapsim.checks import conversion_error, show, strict_converter
+from vmapsim.checks import conversion_error, member, show, strict_converter
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.request import Request
 from vmapsim.loader.stats import ModuleStats
@@ -19,11 +20,53 @@ from vmapsim.modules.image import ModuleImage
 from vmapsim.space import VmapSpace
 from vmapsim.units import hex_repr
 
-__all__ = ["Allocation", "AllocationFailure", "AllocationRecord", "Outcome", "Result"]
+__all__ = ["CORE_KINDS", "INIT_KINDS", "Allocation", "AllocationFailure", "AllocationKind", "AllocationRecord",
+           "Outcome", "Result"]  # fmt: skip
 
 
-# Memory types (both loader generations) that stay allocated while the module is loaded.
-_CORE_KINDS = ("text", "data", "rodata", "ro_after_init", "core")
+class AllocationKind(enum.StrEnum):
+    """What one of a load's vmap areas is for (``kernel/module/main.c``, ``mm/execmem.c``).
+
+    ``kernel_read_file()``'s buffer of the module file (``finit_module(2)``); ``init_module(2)``'s copy of
+    the image userspace passed (``copy_module_from_user()``); the decompressor's scratch
+    (``module_decompress()``: xz's dictionary, zlib's workspace); the ``vmap()`` of the decompressed pages;
+    each module memory type (``enum mod_mem_type``, 6.4+, ac3b43283923), or before 6.4 the core and init
+    layouts (``struct module_layout``); and a 2 MiB ROX chunk of execmem's cache (6.15+, 64f6a4e10c05).
+
+    >>> AllocationKind.of("init_text") in INIT_KINDS, AllocationKind.TEXT == "text"
+    (True, True)
+    """
+
+    KERNEL_READ_FILE = "kernel_read_file"
+    COPY_MODULE_FROM_USER = "copy_module_from_user"
+    MODULE_DECOMPRESS = "module_decompress"
+    VMAP = "vmap"
+    TEXT = "text"
+    DATA = "data"
+    RODATA = "rodata"
+    RO_AFTER_INIT = "ro_after_init"
+    INIT_TEXT = "init_text"
+    INIT_DATA = "init_data"
+    INIT_RODATA = "init_rodata"
+    CORE = "core"
+    INIT = "init"
+    EXECMEM_CHUNK = "execmem_chunk"
+
+    @classmethod
+    def of(cls, value: object) -> AllocationKind:
+        """``value`` if it is an AllocationKind, else the one it names.  Runtime complexity: O(1)."""
+        return member("kind", value, cls)
+
+    def __repr__(self) -> str:
+        return repr(self.value)  # a kind prints as the kernel's name for it, as areas and tables show it
+
+
+#: Module memory that stays allocated while the module is loaded (both loader generations).
+CORE_KINDS = frozenset({AllocationKind.TEXT, AllocationKind.DATA, AllocationKind.RODATA,
+                        AllocationKind.RO_AFTER_INIT, AllocationKind.CORE})  # fmt: skip
+#: Module memory ``do_free_init()`` frees once the module's init has run.
+INIT_KINDS = frozenset({AllocationKind.INIT_TEXT, AllocationKind.INIT_DATA, AllocationKind.INIT_RODATA,
+                        AllocationKind.INIT})  # fmt: skip
 
 
 @attrs.define
@@ -33,7 +76,7 @@ class Allocation:
     ``freed`` is set when the area goes; :meth:`record` is its frozen form for the result.
     """
 
-    kind: str
+    kind: AllocationKind
     addr: int = attrs.field(repr=hex_repr)
     size: int
     region: str
@@ -53,7 +96,7 @@ class AllocationRecord:
     'modules'
     """
 
-    kind: str
+    kind: AllocationKind
     addr: int = attrs.field(repr=hex_repr)
     size: int
     region: str
@@ -68,7 +111,7 @@ class AllocationFailure:
     time: float
     request: int
     size: int
-    kind: str
+    kind: AllocationKind
     message: str
 
 
@@ -109,7 +152,8 @@ class Result:
     @property
     def reads(self) -> int:
         """How many requests made a read buffer (``kernel_read_file``).  Runtime complexity: O(n)."""
-        return sum(any(a.kind == "kernel_read_file" for a in o.allocations) for o in self.outcomes)
+        read = AllocationKind.KERNEL_READ_FILE
+        return sum(any(a.kind == read for a in o.allocations) for o in self.outcomes)
 
     def metrics(self) -> dict[str, int]:
         """The run's figures under the names of :data:`~vmapsim.loader.metrics.METRICS` (each metric's
@@ -147,8 +191,9 @@ class Result:
         out = []
         for o in self.outcomes:
             for a in o.allocations:
-                owned = a.region == "modules" or a.kind in _CORE_KINDS
-                cache = a.kind == "execmem_chunk"  # a ROX chunk is execmem's cache's, whichever load populated it
+                owned = a.region == "modules" or a.kind in CORE_KINDS
+                # a ROX chunk is execmem's cache's, whichever load populated it
+                cache = a.kind == AllocationKind.EXECMEM_CHUNK
                 if a.freed is None and not cache and not (o.ret == 0 and o.module in self.live and owned):
                     out.append(a)
         return out

@@ -28,7 +28,7 @@ from vmapsim.loader.errno import EBUSY, ETXTBSY
 from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
 from vmapsim.loader.module_list import ModuleRecord, ModuleState
 from vmapsim.loader.request import Syscall
-from vmapsim.loader.result import Allocation
+from vmapsim.loader.result import INIT_KINDS, Allocation, AllocationKind
 from vmapsim.loader.stats import FAIL_DUP_MOD_BECOMING, FAIL_DUP_MOD_LOAD, FailurePoint
 from vmapsim.units import PAGE_SIZE, KiB, MiB
 
@@ -94,6 +94,11 @@ class ReadDedup(enum.StrEnum):
 
 # Enum members bound once: reading one off its Enum class costs about 50 ns on Python 3.11, and these
 # are read for every stage of every load.
+_COPY = AllocationKind.COPY_MODULE_FROM_USER
+_READ_BUFFER = AllocationKind.KERNEL_READ_FILE
+_SCRATCH = AllocationKind.MODULE_DECOMPRESS
+# A module memory type's name (ModuleImage.allocations()) -> its kind.
+_KIND_OF = {k.value: k for k in AllocationKind}
 _AT_BECOMING = FailurePoint.BECOMING
 _AT_DECOMPRESS = FailurePoint.DECOMPRESS
 _AT_DUP = FailurePoint.DUP
@@ -183,7 +188,7 @@ class Read(Stage):
         inode = req.inode or path
         if req.syscall is _INIT_MODULE:
             # The buffer userspace passed (already decompressed) is copied into a vmalloc area.
-            info.copy = k.vmalloc(info, "copy_module_from_user", info.image.decompressed_size, _AT_KREAD)
+            info.copy = k.vmalloc(info, _COPY, info.image.decompressed_size, _AT_KREAD)
             yield from k.compute(_COST_COPY, info.image.decompressed_size)
             return
         reads = k.reads
@@ -198,7 +203,7 @@ class Read(Stage):
             reads.inodes.add(inode)
         try:
             if not self.pages:
-                info.read_buffer = k.vmalloc(info, "kernel_read_file", info.image.file_size, _AT_KREAD)
+                info.read_buffer = k.vmalloc(info, _READ_BUFFER, info.image.file_size, _AT_KREAD)
                 if not info.compressed:
                     info.copy = info.read_buffer
             yield from k.compute(_COST_READ, info.image.file_size)
@@ -226,7 +231,7 @@ class Decompress(Stage):
         img = info.image
         if not self.pages:
             scratch = {"xz": _XZ_DICT, "gz": _GZ_WORKSPACE, "zst": img.decompressed_size + _ZSTD_EXTRA}[img.compression]
-            work = k.vmalloc(info, "module_decompress", scratch, _AT_DECOMPRESS)
+            work = k.vmalloc(info, _SCRATCH, scratch, _AT_DECOMPRESS)
             yield from k.compute(_COST_DECOMPRESS, img.decompressed_size)
             k.free(work)
             info.copy = k.vmap(info, -(-img.decompressed_size // PAGE_SIZE), _AT_DECOMPRESS)
@@ -301,7 +306,7 @@ class LayoutAndAllocate(Stage):
         got = []
         try:
             for kind, size in info.image.allocations(k.generation):
-                got.append((yield from k.module_memory(info, kind, size, _AT_BECOMING)))
+                got.append((yield from k.module_memory(info, _KIND_OF[kind], size, _AT_BECOMING)))
                 if k.costs.populate:  # the pages are allocated and mapped before the next area is asked for
                     yield from k.compute(_COST_POPULATE, size)
         except LoadFailed:
@@ -383,7 +388,7 @@ class Init(Stage):
         img = info.image
         # total_mod_size: every mem[type].size (page-aligned); total_text_size: MOD_TEXT + MOD_INIT_TEXT.
         k.stats.add_loaded(sum(n for _, n in img.allocations(k.generation)), img.memory[0] + img.memory[4])
-        init_areas = [a for a in rec.areas if a.kind.startswith("init")]
+        init_areas = [a for a in rec.areas if a.kind in INIT_KINDS]
         if init_areas:
             k.engine.spawn(_free_init(k, init_areas))
 

@@ -35,6 +35,8 @@ def _evaluate(task: tuple[Scenario, bool, bool]) -> tuple[dict[str, Any], dict[s
 
 def run_all(scenarios: Sequence[Scenario], jobs: int, *, text: bool = False, space: bool = False) -> list[Any]:
     """Each scenario's (figures, peak) in order; ``jobs`` is one run's job count (whether forking pays)."""
+    for s in scenarios:  # each workload's jobs built once, here: forked workers inherit them
+        s.jobs()
     return fork_map(_evaluate, [(s, text, space) for s in scenarios], progress_bar("simulating", "run"),
                     work=jobs * len(scenarios))  # fmt: skip
 

@@ -14,16 +14,38 @@ from __future__ import annotations
 
 import collections
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 import attrs
 
 from vmapsim.checks import show
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.errno import EEXIST
-from vmapsim.loader.result import Result
+from vmapsim.loader.stats import ModuleStats
 
-__all__ = ["METRICS", "Metric", "metric"]
+__all__ = ["METRICS", "Measured", "Metric", "metric"]
+
+
+class Measured(Protocol):
+    """What the registry's metrics read of a run: a :class:`~vmapsim.loader.Result` is one (the registry
+    sits below it, so that :meth:`~vmapsim.loader.Result.metrics` can use it)."""
+
+    @property
+    def outcomes(self) -> Sequence[Any]:
+        """Each load's outcome (its ``ret``)."""
+
+    @property
+    def failures(self) -> Sequence[Any]:
+        """The allocations that failed."""
+
+    @property
+    def stats(self) -> ModuleStats:
+        """``CONFIG_MODULE_STATS``."""
+
+    @property
+    def peak_pinned(self) -> Mapping[str, int]:
+        """Peak pinned bytes per window."""
 
 
 @attrs.frozen
@@ -33,11 +55,11 @@ class Metric:
     name: str
     meaning: str
     unit: str
-    measure: Callable[[Result], int | float] = attrs.field(eq=False, repr=False)
+    measure: Callable[[Any], int | float] = attrs.field(eq=False, repr=False)
 
 
-def _returned(ret: int | None) -> Callable[[Result], int]:
-    def measure(r: Result) -> int:
+def _returned(ret: int | None) -> Callable[[Measured], int]:
+    def measure(r: Measured) -> int:
         counts = collections.Counter(map(_RET, r.outcomes))
         if ret is None:  # anything but 0 and -EEXIST
             return len(r.outcomes) - counts[0] - counts[-EEXIST]
@@ -49,7 +71,7 @@ def _returned(ret: int | None) -> Callable[[Result], int]:
 _RET = operator.attrgetter("ret")
 
 
-def _peak(window: str) -> Callable[[Result], int]:
+def _peak(window: str) -> Callable[[Measured], int]:
     return lambda r: r.peak_pinned.get(window, 0)
 
 
@@ -77,7 +99,7 @@ METRICS: dict[str, Metric] = {
 }  # fmt: skip
 
 
-def metric(name: str | Metric | Callable[[Result], float]) -> Metric:
+def metric(name: str | Metric | Callable[[Any], float]) -> Metric:
     """The metric ``name`` names, a :class:`Metric` as it is, or a function of a Result as a custom metric;
     :class:`InvalidArgument` naming anything else.  Runtime complexity: O(1).
 

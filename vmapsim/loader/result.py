@@ -14,6 +14,7 @@ import cattrs
 
 from vmapsim.checks import conversion_error, member, show, strict_converter
 from vmapsim.errors import InvalidArgument
+from vmapsim.loader.metrics import METRICS
 from vmapsim.loader.request import Request
 from vmapsim.loader.stats import ModuleStats
 from vmapsim.modules.image import ModuleImage
@@ -159,8 +160,6 @@ class Result:
         """The run's figures under the names of :data:`~vmapsim.loader.metrics.METRICS` (each metric's
         ``meaning`` and ``unit`` say what it is).  Runtime complexity: O(n).
         """
-        from vmapsim.loader.metrics import METRICS  # the registry measures Results: imported when used
-
         return {name: int(m.measure(self)) for name, m in METRICS.items()}
 
     def to_dict(self) -> dict[str, Any]:

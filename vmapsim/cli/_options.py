@@ -18,19 +18,25 @@ from vmapsim.workloads import find_machine
 __all__ = ["coldplug", "conflict", "kernels", "pipelines", "scenario", "simulation"]
 
 
-def simulation(p: argparse.ArgumentParser, *, cpus: int | None) -> None:
-    """Options every simulating subcommand shares."""
+def simulation(p: argparse.ArgumentParser, *, cpus: int | None, one_path: bool = False) -> None:
+    """Options every simulating subcommand shares (``one_path``: the command runs one load path)."""
     p.add_argument("--catalog", help="a shipped catalog name or a saved catalog file (default: the kernel's shipped "
                    "catalog, the nearest release's if none ships; without --kernel the machine's)")  # fmt: skip
     mine = "" if cpus else "; default: the machine file's CPUs, else 255"
     p.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=cpus,
                    help=f"online CPUs (1 to {checks.NR_CPUS_MAX}){mine}")  # fmt: skip
-    p.add_argument("--kernel", help="kernel version(s), comma-separated: each one's own load path, allocator, "
-                   "messages and shipped modules, with the proposals of --pipeline on top (default: the machine "
-                   "file's release, else the released paths v6.3, v6.4, v6.5 and the proposals as posted)")
-    p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all': a proposal "
-                   "(on each --kernel), v6.3/v6.4/v6.5 (6.3's, 6.4's, 6.5's own path); concurrency-limit:N limits "
-                   "loads to N at once")  # fmt: skip
+    if one_path:
+        p.add_argument("--kernel", help="a kernel version: its own load path, allocator, messages and shipped modules "
+                       "(default: the machine file's release, else 6.3's path)")  # fmt: skip
+        p.add_argument("--pipeline", help="a proposal on the kernel's path, or v6.3/v6.4/v6.5 (6.3's, 6.4's, 6.5's "
+                       "own path); concurrency-limit:N limits loads to N at once (default: the kernel's own path)")
+    else:
+        p.add_argument("--kernel", help="kernel version(s), comma-separated: each one's own load path, allocator, "
+                       "messages and shipped modules, with the proposals of --pipeline on top (default: the machine "
+                       "file's release, else the released paths v6.3, v6.4, v6.5 and the proposals as posted)")
+        p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all': a "
+                       "proposal (on each --kernel), v6.3/v6.4/v6.5 (6.3's, 6.4's, 6.5's own path); "
+                       "concurrency-limit:N limits loads to N at once")  # fmt: skip
     p.add_argument("--layout", help="a layout name (default: the machine's, else x86_64)")
     p.add_argument("--module-align", type=integer(4096, 1 << 30), default=4096,
                    help="MODULE_ALIGN (32768 with generic KASAN)")  # fmt: skip
@@ -43,9 +49,9 @@ def simulation(p: argparse.ArgumentParser, *, cpus: int | None) -> None:
                    "KASAN build: big_kasan=kvm_intel:text=2436K,init_text=304K")  # fmt: skip
 
 
-def coldplug(p: argparse.ArgumentParser) -> None:
-    """The options of a udev coldplug (``boot`` and ``worst``)."""
-    simulation(p, cpus=None)
+def coldplug(p: argparse.ArgumentParser, *, one_path: bool = False) -> None:
+    """The options of a udev coldplug (``boot``, and ``worst`` with ``one_path``)."""
+    simulation(p, cpus=None, one_path=one_path)
     p.add_argument(
         "--machine",
         default="intel-server",

@@ -23,7 +23,7 @@ __all__ = ["add", "run"]
 def add(sub: Any) -> None:
     """Register ``vmapsim worst`` and its options."""
     wc = sub.add_parser("worst", help="search arrival times, stage durations and tie-breaks for a storm's worst case")
-    _options.coldplug(wc)
+    _options.coldplug(wc, one_path=True)
     wc.add_argument("--metric", default="peak_modules", help=f"what to maximise: {', '.join(METRICS)}")
     wc.add_argument("--strategy", default="guided", help="guided, random, pct or exhaustive (default guided)")
     wc.add_argument("--budget", type=integer(1, 10**6), default=100, help="schedules to run (default 100)")
@@ -33,8 +33,7 @@ def add(sub: Any) -> None:
     wc.add_argument("--no-ties", action="store_true", help="do not search the tie-breaks (FIFO)")
     wc.add_argument("--save", help="write the worst schedule to this file (JSON)")
     wc.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
-    # One load path: the kernel's own, or without a kernel 6.3's (the storm before the fixes).
-    wc.set_defaults(run=run, pipeline=None)
+    wc.set_defaults(run=run)
 
 
 def _number(x: float) -> str:

@@ -240,3 +240,26 @@ def test_a_scenario_is_a_value(cpus: int, seed: int, kmod: int, pipeline: str | 
 def test_bad_fields_name_the_bad_value(fields: dict[str, object], needle: str) -> None:
     with pytest.raises(InvalidArgument, match=needle.replace("(", r"\(")):
         Scenario(**{"machine": "qemu-kvm", **fields})  # type: ignore[arg-type]
+
+
+# --- found in review: options that replace a machine's release, kernels on catalogs of their own ---------------
+
+
+def test_options_replace_a_release_the_model_cannot_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    box = tmp_path / "m75.json"
+    box.write_text(attrs.evolve(PRESETS["qemu-kvm"], name="m75", release="7.5.0-1-amd64", cpus=2).to_json())
+    assert main(["boot", "--machine", str(box)]) == 2  # its own release is newer than the model
+    assert "newer than 7.3" in capsys.readouterr().err
+    for argv in (["--kernel", "6.12"], ["--pipeline", "v6.3,v6.5"]):
+        assert main(["boot", "--machine", str(box), "--kmod", "34", *argv]) == 0, argv
+        capsys.readouterr()
+
+
+def test_each_kernels_files_decide_its_section(capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _json(capsys, ["boot", "--machine", "qemu-kvm", "--cpus", "2", "--kernel", "6.1,6.12", "--kmod", "30",
+                         "--json"])  # fmt: skip
+    calls = {(r["pipeline"], r["syscall"]) for r in doc["runs"]}  # type: ignore[attr-defined]
+    assert ("6.1", "finit_module") in calls and ("6.12", "init_module") in calls  # 6.1's files are not compressed
+    assert main(["load", "airo", "--kernel", "6.1", "--cpus", "2"]) == 0  # a module of 6.1's catalog alone
+    assert main(["worst", "--kernel", "6.3", "--cpus", "2", "--budget", "1"]) == 0
+    assert "no 6.3 catalog ships" in capsys.readouterr().err

@@ -283,6 +283,14 @@ class Scenario:
         return self.run.module_catalog
 
     @property
+    def compressed(self) -> bool:
+        """Whether the catalog's module files are compressed (kmod < 31 then decompresses them itself).
+
+        Runtime complexity: O(modules).
+        """
+        return any(m.compression != "none" for m in self.catalog_used.modules.values())
+
+    @property
     def syscall(self) -> Syscall:
         """The syscall userspace makes: the workload's, or for a coldplug kmod's (:func:`syscall_for`).
 
@@ -291,7 +299,7 @@ class Scenario:
         if isinstance(self.workload, Loads):
             return self.workload.syscall
         kmod = self.kmod if self.kmod is not None else self.machine.kmod if self.machine else 34
-        return syscall_for(kmod, any(m.compression != "none" for m in self.catalog_used))
+        return syscall_for(kmod, self.compressed)
 
     def jobs(self) -> list[Request | Job]:
         """The workload's jobs, in time.  Scenarios that differ only in their load path have the same jobs:

@@ -41,15 +41,16 @@ def run(args: argparse.Namespace) -> str:
         from vmapsim.plot import plot_path
 
         plot_path(args.plot)  # a bad name is refused before minutes of simulation
-    base = _options.scenario(args)
+    base = _options.base(args)
     scenarios = storm(base, _options.kernels(args), _options.pipelines(args))
     machine, cpus, layout = base.machine, base.run.cpus, base.run.layout
     assert machine is not None  # a coldplug's
-    uevents = len(scenarios[0].jobs())
+    counts = sorted({len(s.jobs()) for s in scenarios})  # each kernel's own catalog may match other devices
+    uevents = counts[-1]
     done = _storm.run_all(scenarios, uevents, text=args.vmallocinfo, space=bool(args.plot))
     parts = _storm.sections(scenarios, done)
     rows = [r for part in parts for r in part.rows]
-    kmods = [part.kmod for part in parts]
+    kmods = list(dict.fromkeys(part.kmod for part in parts))
     extras: list[dict[str, Any]] = []
     for _, peak in done:
         extra: dict[str, Any] = {}
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> str:
     size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
     lines = [
         f"# udev coldplug of {machine.name}: {cpus} CPUs, {machine.ram >> 30} GiB RAM ({base.run.workers} udev "
-        f"workers), {_storm.catalogs(scenarios)}, {uevents} uevents with modules, seed {args.seed}",
+        f"workers), {_storm.catalogs(scenarios)}, {'–'.join(map(str, counts[::len(counts) - 1 or 1]))} uevents with "
+        f"modules, seed {args.seed}",
         f"# {layout.name}: modules window {size(layout.modules.size)}, vmalloc window {size(layout.vmalloc.size)}",
     ]
     for part in parts:

@@ -8,7 +8,7 @@ from typing import Any
 
 from vmapsim import checks, report
 from vmapsim.cli import _grid
-from vmapsim.cli._io import progress_bar
+from vmapsim.cli._io import note, progress_bar
 from vmapsim.cli._parser import integer
 from vmapsim.errors import InvalidArgument
 from vmapsim.sweeps import compare, exhaustion_cpus, sweep
@@ -32,6 +32,7 @@ def add(sub: Any) -> None:
 def run(args: argparse.Namespace) -> str:
     """Sweep the grid, compare each load path with the first; the table, JSON or CSV."""
     grid = _grid.grid(args)
+    notes = grid.notes()
     points = {(p.machine, p.kernel, p.pipeline, p.kmod): p for p in grid.points()}  # one per path and kmod
     if len({p.label for p in points.values()}) < 2:
         raise InvalidArgument("compare needs two or more load paths: give several --kernel or --pipeline values")
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> str:
         finite = [{**c, "ratio": c["ratio"] if math.isfinite(c["ratio"]) else None} for c in rows]  # JSON has no inf
         return report.json_text("compare", {**_grid.parameters(grid), "metric": args.metric,
                                             "exhaustion": args.exhaustion}, {"rows": finite, "exhaustion": exhausted},
-                                ["ratio null: the baseline's median is 0"])  # fmt: skip
+                                [*notes, "ratio null: the baseline's median is 0"])  # fmt: skip
+    note(*notes)
     if args.csv:  # one row per cell and load path; with --exhaustion, each path's CPU count in its own column
         at = {(e["machine"], e["kmod"], e["label"]): e["cpus"] for e in exhausted}
         return report.csv_text([{**c, **({"exhaustion_cpus": at.get((c["machine"], c["kmod"], c["pipeline"]))}

@@ -9,7 +9,7 @@ import multiprocessing
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,7 +17,7 @@ import tqdm
 
 from vmapsim.errors import InvalidArgument
 
-__all__ = ["FORK_WORK", "fork_map", "joined", "names", "note", "optional", "progress_bar", "read", "write"]
+__all__ = ["FORK_WORK", "fork_map", "names", "note", "optional", "progress_bar", "read", "write"]
 
 
 def read(path: str) -> str:
@@ -124,9 +124,3 @@ def fork_map(fn: Callable[[Any], Any], tasks: Sequence[Any], bar: Callable[[int,
 def names(text: str | None) -> tuple[str | None, ...]:
     """A comma-separated option as a tuple (``(None,)`` when not given)."""
     return (None,) if not text else tuple(text.split(","))
-
-
-def joined(items: Iterable[str]) -> str:
-    """``a``, ``a and b``, ``a, b and c``."""
-    xs = list(dict.fromkeys(items))
-    return ", ".join(xs[:-1]) + f" and {xs[-1]}" if len(xs) > 1 else "".join(xs)

@@ -42,14 +42,14 @@ def run(args: argparse.Namespace) -> str:
         fmt = "csv" if args.requests.endswith(".csv") else "jsonl"
         requests = tuple(read_requests(read(args.requests), fmt=fmt, source=args.requests))
     workload = Loads(tuple(args.module), requests, args.syscall, deps=not args.no_deps)
-    base = _options.scenario(args, workload=workload)
+    base = _options.base(args, workload)
     scenarios = storm(base, _options.kernels(args), _options.pipelines(args))
     catalog, layout, cpus = base.catalog_used, base.run.layout, base.run.cpus
     modules = workload.names(catalog)
     missing = workload.missing(catalog)
     jobs = len(scenarios[0].jobs())
     done = _storm.run_all(scenarios, jobs)
-    (part,) = _storm.sections(scenarios, done)
+    (part,) = _storm.sections(scenarios, done, by_files=False)
     stats = [d[1]["stats"] for d in done]
     notes = _storm.notes(scenarios, [part])
     # simplify_symbols() is not modelled: say what a real kernel would do

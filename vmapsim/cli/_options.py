@@ -85,6 +85,13 @@ def scenario(args: argparse.Namespace, *, kernel: str | None = None, pipeline: s
                     workload=workload or Coldplug())  # fmt: skip
 
 
+def base(args: argparse.Namespace, workload: Loads | None = None) -> Scenario:
+    """The scenario ``boot``/``load`` build their storm from: the first ``--kernel`` and the first named
+    ``--pipeline`` (so a machine file's release is not resolved where the options replace it)."""
+    first_pipeline = None if args.pipeline == "all" else names(args.pipeline)[0]
+    return scenario(args, kernel=names(args.kernel)[0], pipeline=first_pipeline, workload=workload)
+
+
 def kernels(args: argparse.Namespace) -> list[str | None] | None:
     """The kernels ``--kernel`` lists (None: the scenario's own, from the machine's release)."""
     return list(names(args.kernel)) if args.kernel else None

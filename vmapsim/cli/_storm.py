@@ -41,15 +41,17 @@ def run_all(scenarios: Sequence[Scenario], jobs: int, *, text: bool = False, spa
                     work=jobs * len(scenarios))  # fmt: skip
 
 
-def sections(scenarios: Sequence[Scenario], done: Sequence[Any]) -> list[Section]:
-    """The storm's sections, one per kmod in the scenarios' order, each with its rows and verdicts."""
+def sections(scenarios: Sequence[Scenario], done: Sequence[Any], *, by_files: bool = True) -> list[Section]:
+    """The storm's sections, in the scenarios' order: one per kmod and what it did with the files (the
+    syscall, and whether they were compressed: kernels on catalogs of their own may differ), each with its
+    rows and verdicts.  Without ``by_files`` (``load``: the syscall is the user's) one section per kmod."""
+    keys = [(s.kmod, s.syscall, s.compressed if by_files else None) for s in scenarios]
     out = []
-    for kmod in dict.fromkeys(s.kmod for s in scenarios):
-        mine = [(s, d) for s, d in zip(scenarios, done, strict=True) if s.kmod == kmod]
-        first = mine[0][0]
-        syscall = first.syscall
+    for key in dict.fromkeys(keys):
+        kmod, syscall = key[0], key[1]
+        mine = [(s, d) for s, d, k in zip(scenarios, done, keys, strict=True) if k == key]
+        compressed = mine[0][0].compressed
         runs = [(s.run.path.name, s.run.path, d[0]) for s, d in mine]
-        compressed = any(m.compression != "none" for m in first.catalog_used)
         out.append(Section(kmod, syscall, compressed, tuple(report.storm_rows(kmod, syscall, runs)),
                            tuple(s.run.path for s, _ in mine)))  # fmt: skip
     return out

@@ -9,7 +9,7 @@ from typing import Any
 
 from vmapsim import layouts
 from vmapsim.cli import _grid
-from vmapsim.cli._io import optional, progress_bar, read, write
+from vmapsim.cli._io import note, optional, progress_bar, read, write
 from vmapsim.cli._parser import integer
 from vmapsim.errors import InvalidArgument
 from vmapsim.sweeps import Table, sweep
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> str:
 
         plot_path(args.plot)  # a bad name is refused before the runs
     grid = _grid.grid(args)
+    note(*grid.notes())
     resuming = args.resume and Path(args.resume).exists()
     done = Table.from_json(read(args.resume), source=args.resume) if resuming else None
     executor: Any = args.executor

@@ -11,7 +11,7 @@ import attrs
 
 from vmapsim import report
 from vmapsim.cli import _options
-from vmapsim.cli._io import progress_bar, write
+from vmapsim.cli._io import note, progress_bar, write
 from vmapsim.cli._parser import finite, integer
 from vmapsim.errors import InvalidArgument
 from vmapsim.explore import STRATEGIES, Space, worst_case
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> str:
     s = _options.scenario(args, kernel=args.kernel, pipeline=args.pipeline)
     if args.pipeline is None and s.run.kernel is None:  # no kernel: 6.3's path, the storm before the fixes
         s = attrs.evolve(s, pipeline="v6.3")
+    note(*s.notes)
     machine, jobs, label = s.machine, s.jobs(), s.run.path.name
     assert machine is not None  # a coldplug's
     space = Space(span=args.span, slots=args.slots, bound=s.run.costs.jitter, ties=not args.no_ties)

@@ -245,7 +245,8 @@ def exclusive_deny() -> Pipeline:
 def concurrency_limit(n: int = 50) -> Pipeline:
     """v6.4 with at most ``n`` loads past the limiter at once (Linus's 50-slot sketch by default)."""
     integer("n", n, 1)
-    return _limit(n).apply(V6_4, f"concurrency-limit-{n}" if n != 50 else "concurrency-limit")
+    name = "concurrency-limit" if n == 50 else f"concurrency-limit:{n}"  # as proposal_named() spells it
+    return _limit(n, name).apply(V6_4, name)
 
 
 #: Every named pipeline, by name: the three kernel paths as released, and the proposals on 6.4.

@@ -67,8 +67,9 @@ class Run:
     or none) or a whole :class:`~vmapsim.loader.Pipeline`.  ``catalog`` (a
     :class:`~vmapsim.modules.Catalog`, or a shipped catalog's name, read once) resolves module names;
     without one the run takes its kernel's shipped catalog (the nearest release's when none ships;
-    :attr:`notes` says so), and without a kernel the path is the catalog's (else
-    :data:`DEFAULT_KERNEL`'s).  The resolved path is :attr:`path` and the catalog used
+    :attr:`notes` says so; without a kernel, :data:`DEFAULT_KERNEL`'s, as a
+    :class:`~vmapsim.Scenario` without a machine does), and without a kernel the path is the catalog's
+    (else :data:`DEFAULT_KERNEL`'s).  The resolved path is :attr:`path` and the catalog used
     :attr:`module_catalog`, both resolved once, when the Run is made.
     ``profile`` overrides the path's allocator; ``module_align`` is ``MODULE_ALIGN`` (32 KiB with
     generic KASAN); ``load_offset`` the KASLR module offset (default: drawn from ``seed`` when the
@@ -127,7 +128,7 @@ class Run:
         path = pipelines.load_path(self.kernel, self.pipeline, default_kernel=default)
         catalog, notes = self.catalog, tuple[str, ...]()
         if catalog is None:  # the kernel brings its modules
-            choice = catalog_for(self.kernel or path.kernel, self.layout.arch)
+            choice = catalog_for(self.kernel or DEFAULT_KERNEL, self.layout.arch)
             catalog, notes = Catalog.builtin(choice.name), tuple(filter(None, [choice.note]))
         object.__setattr__(self, "path", path)  # frozen: set once, here
         object.__setattr__(self, "module_catalog", catalog)

@@ -143,6 +143,12 @@ class Grid:
                     in itertools.product(self.cpus, paths, self.kmods, self.seed_list())]  # fmt: skip
         return out
 
+    def notes(self) -> list[str]:
+        """What the grid's scenarios chose that it did not give (a kernel on another release's catalog),
+        once each.  Runtime complexity: O(points).
+        """
+        return list(dict.fromkeys(n for p in self.points() for n in _notes(p.machine, p.kernel, p.pipeline)))
+
     def __len__(self) -> int:
         return len(self.points())
 
@@ -150,6 +156,11 @@ class Grid:
 @functools.cache
 def _label(machine: str, kernel: str | None, pipeline: str | None) -> str:
     return Scenario(machine, cpus=1, kernel=kernel, pipeline=pipeline).run.path.name
+
+
+@functools.cache
+def _notes(machine: str, kernel: str | None, pipeline: str | None) -> tuple[str, ...]:
+    return Scenario(machine, cpus=1, kernel=kernel, pipeline=pipeline).notes
 
 
 def run_point(

@@ -216,6 +216,8 @@ def test_every_command_takes_the_one_spelling(capsys: pytest.CaptureFixture[str]
     for argv in (["worst", "--metric", "peak-modules"], ["sweep", "--metric", "peak-modules"]):
         assert main(argv) == 2
         assert "unknown metric 'peak-modules'" in capsys.readouterr().err
+    assert main(["sweep", "--kmod", "x"]) == 2  # one line, not a traceback
+    assert capsys.readouterr().err.startswith("vmapsim: error: --kmod 'x'")
 
 
 # --- a scenario is a value ---------------------------------------------------------------------------------------

@@ -55,7 +55,12 @@ def grid(args: argparse.Namespace) -> Grid:
     """The Grid the options describe."""
     if args.metric not in METRICS:
         raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
-    kmods = tuple(None if k == "machine" else int(k) for k in args.kmod.split(",")) if args.kmod else (None,)
+    kmods: tuple[int | None, ...] = (None,)
+    if args.kmod:
+        bad = [k for k in args.kmod.split(",") if k != "machine" and not (k.isdigit() and len(k) <= 3)]
+        if bad:
+            raise InvalidArgument(f"--kmod {args.kmod!r}: {bad[0]!r} is not a kmod version or 'machine'")
+        kmods = tuple(None if k == "machine" else int(k) for k in args.kmod.split(","))
     return Grid(machines=tuple(args.machine.split(",")), cpus=cpu_list(args.cpus), kernels=names(args.kernel),
                 pipelines="all" if args.pipeline == "all" else names(args.pipeline), kmods=kmods, seeds=args.seeds,
                 jitter=args.jitter, cost_jitter=args.cost_jitter, module_align=args.module_align,

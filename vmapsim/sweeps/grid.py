@@ -51,7 +51,8 @@ class Point:
     def scenario(self, jitter: float | None = None, cost_jitter: float | None = None, module_align: int = PAGE_SIZE,
                  layout: str | None = None) -> Scenario:  # fmt: skip
         """This point with the grid's shared settings, as ``vmapsim boot --machine M --cpus N --kernel K
-        --pipeline P --kmod V --seed S`` runs it.  Runtime complexity: O(1) after the first of a machine.
+        --pipeline P --kmod V --seed S`` runs it.  Runtime complexity: a scenario's resolution (a machine file is read,
+        a shipped catalog only the first time).
         """
         return Scenario(self.machine, cpus=self.cpus, kernel=self.kernel, pipeline=self.pipeline, kmod=self.kmod,
                         seed=self.seed, jitter=jitter, cost_jitter=cost_jitter, layout=layout,

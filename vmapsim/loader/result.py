@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 import cattrs
 
-from vmapsim.checks import conversion_error, member, show, strict_converter
+from vmapsim.checks import conversion_error, show, strict_converter
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.metrics import METRICS
 from vmapsim.loader.request import Request
@@ -34,7 +34,7 @@ class AllocationKind(enum.StrEnum):
     each module memory type (``enum mod_mem_type``, 6.4+, ac3b43283923), or before 6.4 the core and init
     layouts (``struct module_layout``); and a 2 MiB ROX chunk of execmem's cache (6.15+, 64f6a4e10c05).
 
-    >>> AllocationKind.of("init_text") in INIT_KINDS, AllocationKind.TEXT == "text"
+    >>> AllocationKind("init_text") in INIT_KINDS, AllocationKind.TEXT == "text"
     (True, True)
     """
 
@@ -52,11 +52,6 @@ class AllocationKind(enum.StrEnum):
     CORE = "core"
     INIT = "init"
     EXECMEM_CHUNK = "execmem_chunk"
-
-    @classmethod
-    def of(cls, value: object) -> AllocationKind:
-        """``value`` if it is an AllocationKind, else the one it names.  Runtime complexity: O(1)."""
-        return member("kind", value, cls)
 
     def __repr__(self) -> str:
         return repr(self.value)  # a kind prints as the kernel's name for it, as areas and tables show it

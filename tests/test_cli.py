@@ -66,7 +66,7 @@ def test_replay_reports_agreement_and_lists_disagreements(tmp_path: Path, capsys
     assert main(["replay", snap, trace, "--kernel", "6.3", "--cpus", "4"]) == 1  # 1: some disagree
     out = capsys.readouterr().out.splitlines()
     assert out[-1] == "# 2 allocations disagree" and out[1].startswith("66/68")
-    assert out[2].startswith("line 50: cpu 0 size 20480 align 16384")
+    assert out[2].startswith("line 50: cpu 0 size 20.0 KiB align 16.0 KiB")
 
 
 def test_replay_finds_a_trace_from_boot_and_the_layout_of_an_empty_snapshot(
@@ -107,8 +107,10 @@ def test_replay_bad_files_are_one_line_errors(tmp_path: Path) -> None:
 
 def test_scan_writes_csv_and_catalog(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out_csv, out_cat = tmp_path / "m.csv", tmp_path / "m.json.xz"
-    assert main(["scan", str(DATA / "modules"), "--csv", str(out_csv), "--save", str(out_cat), "--jobs", "1"]) == 0
+    assert main(["scan", str(DATA / "modules"), "--save", str(out_cat), "--workers", "1"]) == 0
     assert capsys.readouterr().out.startswith("5 modules of 6.12.117+deb12-amd64 (module_memory loader), 0 skipped")
+    assert main(["scan", str(DATA / "modules"), "--csv", "-o", str(out_csv), "--workers", "1"]) == 0
+    assert capsys.readouterr().out == ""
     lines = out_csv.read_text().splitlines()
     assert lines[0].startswith("name,path,compression,file_size,decompressed_size,text,") and len(lines) == 6
     from vmapsim.modules import Catalog
@@ -119,9 +121,10 @@ def test_scan_writes_csv_and_catalog(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_scan_errors_write_nothing(tmp_path: Path) -> None:
     target = tmp_path / "out.csv"
     for argv, needle in (
-        (["scan", str(tmp_path / "nope"), "--csv", str(target)], "no such directory"),
-        (["scan", str(tmp_path), "--csv", str(target)], "no module files"),
-        (["scan", str(DATA / "modules"), "--csv", str(tmp_path / "no" / "dir.csv")], "cannot write"),
+        (["scan", str(tmp_path / "nope"), "--csv", "-o", str(target)], "no such directory"),
+        (["scan", str(tmp_path), "--csv", "-o", str(target)], "no module files"),
+        (["scan", str(DATA / "modules"), "--csv", "-o", str(tmp_path / "no" / "dir.csv")], "cannot write"),
+        (["scan", str(DATA / "modules"), "--save", str(tmp_path / "no" / "cat.json.xz")], "cannot write"),
     ):
         r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
         assert r.returncode == 2 and r.stderr.count("\n") == 1 and needle in r.stderr, r.stderr
@@ -129,7 +132,7 @@ def test_scan_errors_write_nothing(tmp_path: Path) -> None:
 
 
 def test_load_compares_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["load", "msr", "--cpus", "4", "--lockstep", "--pipeline", "v6.3,v6.5", "--stats"]) == 0
+    assert main(["load", "msr", "--cpus", "4", "--lockstep", "--pipeline", "v6.3,v6.5", "--stats", "--wide"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("# 4 jobs: msr on each of 4 CPUs, dependencies first (modprobe); ")
     assert out[0].endswith(", finit_module(2), x86_64, MODULE_ALIGN 4096, lockstep, seed 0")
@@ -160,7 +163,7 @@ def test_load_takes_aliases_and_request_files(tmp_path: Path, capsys: pytest.Cap
     assert "# 2 jobs: e1000e on each of 2 CPUs, dependencies first (modprobe); " in capsys.readouterr().out
     reqs = tmp_path / "reqs.csv"
     reqs.write_text("time,cpu,module,path,syscall\n0,0,loop,,finit_module\n0.001,1,loop,,finit_module\n")
-    assert main(["load", "--requests", str(reqs), "--cpus", "2", "--pipeline", "v6.4"]) == 0
+    assert main(["load", "--requests", str(reqs), "--cpus", "2", "--pipeline", "v6.4", "--wide"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith(f"# 2 jobs: 2 requests from {reqs}; ")
     assert out[2].split()[:4] == ["v6.4", "2", "1", "1"]

@@ -73,7 +73,7 @@ COMMANDS: dict[str, list[str]] = {
     "replay-6.12-4cpu-as-6.3": [
         "replay", "{tmp}/qemu-6.12-4cpu.snap", "{tmp}/qemu-6.12-4cpu.trace", "--kernel", "6.3", "--cpus", "4",
     ],
-    "scan-modules-csv": ["scan", "{data}/modules", "--csv", "{tmp}/scan.csv", "--jobs", "1"],
+    "scan-modules-csv": ["scan", "{data}/modules", "--csv", "-o", "{tmp}/scan.csv", "--workers", "1"],
 }  # fmt: skip
 
 

@@ -266,7 +266,7 @@ def test_replay_refuses_a_trace_without_allocations(tmp_path: Path) -> None:
         ["boot", "--jitter", "nan"],
         ["boot", "--cost-jitter", "nan"],
         ["boot", "--plot", "."],
-        ["scan", "tests/data/modules", "--jobs", "-1"],
+        ["scan", "tests/data/modules", "--workers", "-1"],
         ["replay", "a", "b", "--show", "-1"],
         ["load", "--cpus", "9" * 5000, "loop"],
     ],

@@ -102,7 +102,7 @@ def test_cli_kernel_rows_are_each_kernels_path_and_proposals() -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     lines = out.splitlines()
-    rows = [line.split()[0] for line in lines[2:lines.index("")]]  # the table, up to the legend
+    rows = [line.split()[0] for line in lines[3:lines.index("verdicts:")]]  # the table, under the 2-line header
     # page-list needs 6.4's existence check, so 6.1 has no such row
     proposals = ["kread-dedup", "page-list", "exclusive-deny", "concurrency-limit"]
     on_61 = [f"6.1+{p}" for p in proposals if p != "page-list"]

@@ -52,7 +52,7 @@ def _commands(replay: tuple[str, str]) -> dict[str, list[str]]:
         "demo": ["demo"],
         "info": ["info"],
         "replay": ["replay", *replay, "--kernel", "6.12"],
-        "scan": ["scan", str(DATA / "modules"), "--jobs", "1"],
+        "scan": ["scan", str(DATA / "modules"), "--workers", "1"],
         "worst": ["worst", "--cpus", "8", "--budget", "3"],
         "compare": ["compare", "--cpus", "4", "--seeds", "1", "--executor", "serial", "--exhaustion", "8"],
         "vmallocinfo": ["vmallocinfo", replay[0], "--cpus", "1"],
@@ -80,7 +80,7 @@ def test_a_document_that_breaks_the_schema_is_refused() -> None:
 def test_the_sweep_file_is_a_document_too(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     r = _run("sweep", "--cpus", "2", "--seeds", "2", "--pipeline", "v6.3,v6.4,v6.5", "--executor", "serial", "--json",
-             str(out))
+             "-o", str(out))  # fmt: skip
     assert r.returncode == 0, r.stderr
     doc = json.loads(out.read_text())
     _validate(doc, "sweep")
@@ -141,7 +141,7 @@ def test_boot_prints_human_units_and_raw_bytes_on_request() -> None:
     doc = json.loads(_run("boot", "--cpus", "8", "--pipeline", "v6.3", "--kmod", "34", "--json").stdout)
     peak = doc["runs"][0]["peak_vmalloc"]
     assert report.human_bytes(peak) in human and f" {peak} " in raw and f" {peak} " not in human
-    assert "columns: calls" in human and "pipelines:" in human
+    assert "columns: loads" in human and "pipelines:" in human
 
 
 @pytest.mark.parametrize("n", [0, 1023, 1024, 1536, 3 << 20, 5 << 30, 32 << 40])

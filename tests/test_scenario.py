@@ -74,7 +74,7 @@ def test_sweep_rows_are_the_boot_rows(capsys: pytest.CaptureFixture[str], tmp_pa
     table = sweep(Grid(machines=("qemu-kvm",), cpus=(4,), kernels=("6.12",), seeds=1), executor="serial")
     out = tmp_path / "rows.json"
     assert main(["sweep", "--machine", "qemu-kvm", "--cpus", "4", "--kernel", "6.12", "--seeds", "1",
-                 "--executor", "serial", "--json", str(out)]) == 0  # fmt: skip
+                 "--executor", "serial", "--json", "-o", str(out)]) == 0  # fmt: skip
     capsys.readouterr()
     assert json.loads(out.read_text())["rows"] == [dict(r) for r in table.rows]
     boot = _json(capsys, ["boot", "--machine", "qemu-kvm", "--cpus", "4", "--kernel", "6.12", "--kmod", "30",
@@ -200,7 +200,7 @@ def test_equal_rows_say_the_true_reason(capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_section_headings_follow_the_files_and_equal_sections_say_why(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["boot", "--machine", "kdevops", "--cpus", "2"]) == 0
+    assert main(["boot", "--machine", "kdevops", "--cpus", "2", "--wide"]) == 0
     out = capsys.readouterr().out
     assert "kmod 30 (Debian 12): modprobe passes the module file to finit_module(2) (these modules are not " \
            "compressed)" in out  # fmt: skip

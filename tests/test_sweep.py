@@ -141,10 +141,11 @@ def test_vmapsim_sweep_writes_the_rows_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     argv = ["sweep", "--machine", "qemu-kvm", "--cpus", "2-6:2", "--seeds", "2", "--pipeline", "v6.3,v6.4,v6.5",
             "--executor", "serial"]
-    first = run_cli(*argv, "--resume", str(out), "--csv", str(tmp_path / "rows.csv"))
+    first = run_cli(*argv, "--resume", str(out))
     rows = Table.from_json(out.read_text())
     assert len(rows.rows) == 3 * 3 * 2 and "sweep of 18 runs" in first.stdout
-    assert len((tmp_path / "rows.csv").read_text().splitlines()) == 19
+    assert run_cli(*argv, "--resume", str(out), "--csv").stdout == rows.to_csv()  # every row kept, none rerun
+    assert len(rows.to_csv().splitlines()) == 19
     again = run_cli(*argv, "--resume", str(out), "--executor", "local", "--workers", "2")
     assert again.stdout == first.stdout and Table.from_json(out.read_text()) == rows
 
@@ -193,9 +194,11 @@ def test_compare_sets_each_path_beside_the_first(serial: Table) -> None:
 def test_vmapsim_compare_prints_differences_and_exhaustion() -> None:
     out = run_cli("compare", "--cpus", "16", "--seeds", "1", "--layout", "i386", "--metric", "peak_vmalloc",
                "--exhaustion", "64", "--executor", "serial").stdout  # fmt: skip
-    assert "v6.4                   v6.3" in out and "found by bisection" in out
+    table = [line for line in out[: out.index("\n\n")].splitlines() if line.startswith("intel-server")]
+    assert table[0].split()[3:5] == ["v6.3", "(baseline)"] and table[1].split()[3] == "v6.4"
     first = exhaustion_cpus("intel-server", pipeline="v6.3", layout="i386", hi=64)
-    assert f"v6.3                   {first:6d}" in out.replace(f"{first:>6}", f"{first:6d}")
+    found = out[out.index("found by bisection"):].splitlines()[1].split()
+    assert found[1:4] == ["kmod", "30", "v6.3"] and found[4] == str(first or "none")
     r = subprocess.run([sys.executable, "-m", "vmapsim", "compare", "--pipeline", "v6.3"], capture_output=True,
                        text=True)  # fmt: skip
     assert r.returncode == 2 and "two or more load paths" in r.stderr

@@ -107,7 +107,7 @@ def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_boot_cli_table_json_and_csv() -> None:
-    r = _cli("boot", "--cpus", "8", "--pipeline", "v6.3,v6.5", "--kmod", "34")
+    r = _cli("boot", "--cpus", "8", "--pipeline", "v6.3,v6.5", "--kmod", "34", "--wide")
     lines = r.stdout.splitlines()
     assert r.returncode == 0 and lines[0].startswith("# udev coldplug of intel-server: 8 CPUs, 512 GiB RAM")
     assert lines[3] == "kmod 34 (Debian 13): modprobe passes the compressed file to finit_module(2)"

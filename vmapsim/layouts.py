@@ -102,13 +102,19 @@ class Layout:
         return (1 << self.bits) - 1
 
     @property
+    def shared_modules(self) -> bool:
+        """Whether modules load inside the vmalloc window (i386: ``MODULES_VADDR`` is ``VMALLOC_START``), so
+        there is no module window whose peak means anything of its own.
+
+        >>> i386().shared_modules, X86_64.shared_modules
+        (True, False)
+        """
+        return self.modules.start >= self.vmalloc.start and self.modules.end <= self.vmalloc.end
+
+    @property
     def regions(self) -> tuple[Region, ...]:
         """The distinct windows, vmalloc first (one window when they coincide)."""
-        if self.modules == self.vmalloc or (
-            self.modules.start >= self.vmalloc.start and self.modules.end <= self.vmalloc.end
-        ):
-            return (self.vmalloc,)
-        return (self.vmalloc, self.modules)
+        return (self.vmalloc,) if self.shared_modules else (self.vmalloc, self.modules)
 
     def region(self, name: str) -> Region:
         """The window called ``name`` (``"vmalloc"`` or ``"modules"``)."""

@@ -32,7 +32,7 @@ from vmapsim.modules import Catalog, ModuleImage
 from vmapsim.modules.shipped import catalog_for
 from vmapsim.units import PAGE_SIZE
 from vmapsim.workloads import Machine, Modprobe, find_machine, udev_boot, udev_workers
-from vmapsim.workloads.kmod import syscall_for
+from vmapsim.workloads.kmod import kmod_version, syscall_for
 
 __all__ = ["DEFAULT_CPUS", "Coldplug", "Loads", "Scenario", "image_spec", "storm"]
 
@@ -53,10 +53,16 @@ class Coldplug:
     (:func:`~vmapsim.workloads.udev_boot`), under udev's worker limit."""
 
     def jobs(self, s: Scenario) -> list[Request | Job]:
-        """The coldplug's jobs.  Runtime complexity: O(cpus + devices)."""
+        """The coldplug's jobs; :class:`InvalidArgument` when no uevent loads a module (every figure would be
+        0, which says nothing about the machine).  Runtime complexity: O(cpus + devices)."""
         if s.machine is None:
             raise InvalidArgument("a coldplug needs a machine (a preset, a machine file or a modalias list)")
-        return list(udev_boot(s.catalog_used, s.machine, s.run.cpus, seed=s.seed, jitter=s.arrivals, kmod=s.kmod))
+        jobs = list(udev_boot(s.catalog_used, s.machine, s.run.cpus, seed=s.seed, jitter=s.arrivals, kmod=s.kmod))
+        if not jobs:
+            raise InvalidArgument(f"no device of {s.machine.name} matches a module of the {s.catalog_used.kernel} "
+                                  "catalog: nothing to load (scan the machine's own modules: vmapsim scan "
+                                  "/lib/modules/$(uname -r) --save FILE, then --catalog FILE)")  # fmt: skip
+        return jobs
 
 
 @attrs.frozen
@@ -228,7 +234,7 @@ class Scenario:
             kernel = m.release  # a machine file's kernel, unless the pipeline names a whole path (v6.3...)
         text("kernel", kernel, optional=True)
         if self.kmod is not None:
-            integer("kmod", self.kmod, 1, 999)
+            kmod_version(self.kmod)
         integer("seed", self.seed)
         flag("lockstep", self.lockstep)
         if not isinstance(self.workload, Coldplug | Loads):

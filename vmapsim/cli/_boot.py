@@ -24,14 +24,11 @@ def add(sub: Any) -> None:
     _options.coldplug(b)
     b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, tie-breaks")
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
-    b.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
     b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats, printed "
                    "beside each simulated run's (boot the same machine: --machine FILE from vmapsim machine capture)")
     b.add_argument("--plot", help="write the figure to this .png, .svg or .pdf: pinned bytes over time per window and "
                    "kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
-    fmt = b.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
-    fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
+    _options.output(b, csv="one row per run", wide=True)
     b.set_defaults(run=run)
 
 
@@ -59,7 +56,7 @@ def run(args: argparse.Namespace) -> str:
         if args.vmallocinfo:
             extra["vmallocinfo"] = {k: peak[k] for k in ("window", "time", "text")}
         extras.append(extra)
-    notes = _storm.notes(scenarios, parts)
+    notes = _storm.notes(scenarios, parts, stats=args.stats, schedule=args.schedule)
     if args.plot:
         from vmapsim.plot import pinned_over_time
 
@@ -93,19 +90,21 @@ def run(args: argparse.Namespace) -> str:
         return report.csv_text(flat)
     note(*(n for s in scenarios for n in s.notes))
     size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
-    lines = [
-        f"# udev coldplug of {machine.name}: {cpus} CPUs, {machine.ram >> 30} GiB RAM ({base.run.workers} udev "
-        f"workers), {_storm.catalogs(scenarios)}, {'–'.join(map(str, counts[::len(counts) - 1 or 1]))} uevents with "
-        f"modules, seed {args.seed}",
-        f"# {layout.name}: modules window {size(layout.modules.size)}, vmalloc window {size(layout.vmalloc.size)}",
-    ]
+    timing = f"schedule {args.schedule}" if args.schedule else f"seed {args.seed}"
+    header = (f"udev coldplug of {machine.name}: {cpus} CPUs, {machine.ram >> 30} GiB RAM ({base.run.workers} udev "
+              f"workers), {_storm.catalogs(scenarios)}, {'–'.join(map(str, counts[::len(counts) - 1 or 1]))} "
+              f"uevents with modules, {timing}")  # fmt: skip
+    lines = [*_storm.lines(header, args.wide, "# ", "#   "),
+             f"# {layout.name}: modules window {size(layout.modules.size)}, vmalloc window "
+             f"{size(layout.vmalloc.size)}"]  # fmt: skip
     for part in parts:
-        lines += ["", report.heading(part), *report.table(part.rows, w, size)]
+        lines += ["", *_storm.lines(report.heading(part), args.wide, "", "  "),
+                  *report.table(part.rows, w, size, wide=args.wide, shared=layout.shared_modules)]
     if real is not None:
         first = [(r.pipeline, d[1]["stats"]) for r, d in zip(rows, done, strict=True) if r.kmod == kmods[0]]
         lines += ["", *report.beside(real, args.real_stats, first, kmods[0])]
-    lines += ["", report.LEGEND, *report.path_lines(_storm.paths(scenarios), w)]
-    lines += [f"note: {n}" for n in notes if n not in {n for s in scenarios for n in s.notes}]
+    lines += ["", report.LEGEND, *report.path_lines(_storm.paths(scenarios), w, wide=args.wide)]
+    lines += _storm.footnotes(scenarios, notes, args.wide)
     for row, extra in zip(rows, extras, strict=True):
         if "stats" in extra:
             lines.append(f"\n# /sys/kernel/debug/modules/stats after {row.pipeline}, kmod {row.kmod}\n"

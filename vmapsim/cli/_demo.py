@@ -8,6 +8,7 @@ from typing import Any
 import attrs
 
 from vmapsim import checks, layouts, procfs, profiles, report
+from vmapsim.cli import _options
 from vmapsim.cli._parser import integer
 from vmapsim.space import VmapSpace
 from vmapsim.units import MiB
@@ -21,7 +22,7 @@ def add(sub: Any) -> None:
     d.add_argument("--layout", default="x86_64", help=f"one of: {', '.join(sorted(layouts.LAYOUTS))}")
     d.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=4, help="online CPUs (default 4)")
     d.add_argument("--kernel", default="6.3", help="kernel version whose allocator to model (default 6.3)")
-    d.add_argument("--json", action="store_true", help="machine-readable JSON instead of the text")
+    _options.output(d)
     d.set_defaults(run=run)
 
 
@@ -54,9 +55,11 @@ def run(args: argparse.Namespace) -> str:
     out.append(vmallocinfo.rstrip("\n"))
     out.append("\n# /proc/meminfo (Vmalloc lines)")
     out.append(procfs.render_meminfo(space).rstrip("\n"))
-    out.append("\n# usage per window (bytes)")
-    out.append(f"{'window':8} {'busy':>10} {'lazy':>10} {'pooled':>8} {'peak pinned':>12} {'largest free':>18}")
+    size = str if args.bytes else report.human_bytes
+    out.append("\n# usage per window")
+    out.append(f"{'window':8} {'busy':>10} {'lazy':>10} {'pooled':>10} {'peak pinned':>12} {'largest free':>18}")
     for r in space.layout.regions:
         u = space.usage(r)
-        out.append(f"{r.name:8} {u.busy:10d} {u.lazy:10d} {u.pooled:8d} {u.peak_pinned:12d} {u.largest_free:18d}")
+        out.append(f"{r.name:8} {size(u.busy):>10} {size(u.lazy):>10} {size(u.pooled):>10} "
+                   f"{size(u.peak_pinned):>12} {size(u.largest_free):>18}")  # fmt: skip
     return "\n".join(out) + "\n"

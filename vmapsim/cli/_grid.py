@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 from typing import Any
 
-from vmapsim.cli._io import names
+from vmapsim import layouts
+from vmapsim.cli._io import names, optional, progress_bar
 from vmapsim.cli._parser import finite, integer
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import METRICS
-from vmapsim.sweeps import Grid
+from vmapsim.sweeps import Grid, Table, sweep
+from vmapsim.workloads import find_machine
+from vmapsim.workloads.kmod import KMOD_NEWEST
 
-__all__ = ["cpu_list", "grid", "options", "parameters"]
+__all__ = ["cpu_list", "grid", "options", "parameters", "run"]
 
 
 def options(p: argparse.ArgumentParser) -> None:
@@ -31,6 +35,9 @@ def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--module-align", type=integer(4096, 1 << 30), default=4096, help="MODULE_ALIGN")
     p.add_argument("--layout", help="a layout name in place of the machine's own")
     p.add_argument("--metric", default="peak_modules", help=f"the metric of the cell table: {', '.join(METRICS)}")
+    p.add_argument("--executor", default="local", help="local (a process pool), serial, or dask")
+    p.add_argument("--scheduler", help="with --executor dask: a scheduler's address (default: a local cluster)")
+    p.add_argument("--workers", type=integer(1, 4096), help="worker processes (default: every CPU; dask: 2)")
 
 
 def cpu_list(text: str) -> tuple[int, ...]:
@@ -55,16 +62,53 @@ def grid(args: argparse.Namespace) -> Grid:
     """The Grid the options describe."""
     if args.metric not in METRICS:
         raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
+    if args.executor not in ("local", "serial", "dask"):
+        raise InvalidArgument(f"--executor {args.executor!r}: one of local, serial, dask")
     kmods: tuple[int | None, ...] = (None,)
     if args.kmod:
-        bad = [k for k in args.kmod.split(",") if k != "machine" and not (k.isdigit() and len(k) <= 3)]
+        bad = [k for k in args.kmod.split(",") if k != "machine" and not (k.isdigit() and 1 <= int(k) <= KMOD_NEWEST)]
         if bad:
-            raise InvalidArgument(f"--kmod {args.kmod!r}: {bad[0]!r} is not a kmod version or 'machine'")
+            raise InvalidArgument(f"--kmod {args.kmod!r}: {bad[0]!r} is not a kmod release (1 to {KMOD_NEWEST}) or "
+                                  "'machine'")  # fmt: skip
         kmods = tuple(None if k == "machine" else int(k) for k in args.kmod.split(","))
-    return Grid(machines=tuple(args.machine.split(",")), cpus=cpu_list(args.cpus), kernels=names(args.kernel),
+    g = Grid(machines=tuple(args.machine.split(",")), cpus=cpu_list(args.cpus), kernels=names(args.kernel),
                 pipelines="all" if args.pipeline == "all" else names(args.pipeline), kmods=kmods, seeds=args.seeds,
                 jitter=args.jitter, cost_jitter=args.cost_jitter, module_align=args.module_align,
                 layout=args.layout)  # fmt: skip
+    if args.metric == "peak_modules":
+        for machine in g.machines:
+            layout = layouts.by_name(g.layout or find_machine(machine).layout)
+            if layout.shared_modules:
+                raise InvalidArgument(f"--metric peak_modules means nothing on {layout.name}: modules share the "
+                                      "vmalloc window there (use --metric peak_vmalloc)")  # fmt: skip
+    return g
+
+
+def run(args: argparse.Namespace, g: Grid, done: Table | None = None) -> Table:
+    """Sweep ``g`` on the executor the options ask for (``done``: rows kept from an earlier sweep), with a
+    progress bar on a terminal; a Dask cluster of our own, or a pool, is shut down after."""
+    executor: Any = args.executor
+    client = cluster = None
+    if args.executor == "dask":
+        dask = optional("distributed", "--executor dask needs Dask: pip install '.[sweep]'")
+        if args.scheduler:
+            client = dask.Client(args.scheduler)
+        else:
+            cluster = dask.LocalCluster(n_workers=args.workers or 2, threads_per_worker=1, processes=True,
+                                        dashboard_address=None)  # fmt: skip
+            client = dask.Client(cluster)
+        executor = client
+    elif args.executor == "local" and args.workers:
+        executor = concurrent.futures.ProcessPoolExecutor(args.workers)
+    try:
+        return sweep(g, executor=executor, done=done, progress=progress_bar("sweeping", "run"))
+    finally:
+        if client is not None:
+            client.close()  # a remote scheduler and its workers stay up; a local cluster of ours goes
+            if cluster is not None:
+                cluster.close()
+        elif isinstance(executor, concurrent.futures.Executor):
+            executor.shutdown()
 
 
 def parameters(g: Grid) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from vmapsim import layouts, profiles, report
+from vmapsim.cli import _options
 from vmapsim.loader import PIPELINES, for_kernel
 from vmapsim.loader.pipelines import NEWEST
 from vmapsim.modules.shipped import shipped
@@ -17,7 +18,7 @@ __all__ = ["add", "run"]
 def add(sub: Any) -> None:
     """Register ``vmapsim info``."""
     i = sub.add_parser("info", help="what ships: catalogs, layouts, kernel profiles, pipelines, machines")
-    i.add_argument("--json", action="store_true", help="machine-readable JSON instead of the text")
+    _options.output(i, sizes=False)
     i.set_defaults(run=run)
 
 

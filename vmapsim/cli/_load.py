@@ -28,10 +28,7 @@ def add(sub: Any) -> None:
                     "step)")  # fmt: skip
     ld.add_argument("--no-deps", action="store_true", help="load only the modules named, as insmod does (default: "
                     "their dependencies first, skipping live modules, as modprobe does)")  # fmt: skip
-    ld.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
-    fmt = ld.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
-    fmt.add_argument("--csv", action="store_true", help="machine-readable CSV instead of the table")
+    _options.output(ld, csv="one row per load path", wide=True)
     ld.set_defaults(run=run)
 
 
@@ -51,11 +48,11 @@ def run(args: argparse.Namespace) -> str:
     done = _storm.run_all(scenarios, jobs)
     (part,) = _storm.sections(scenarios, done, by_files=False)
     stats = [d[1]["stats"] for d in done]
-    notes = _storm.notes(scenarios, [part])
+    table_notes = _storm.notes(scenarios, [part], stats=args.stats)
     # simplify_symbols() is not modelled: say what a real kernel would do
     missing_notes = [f"{m} needs {', '.join(deps)}, which --no-deps does not load; vmapsim does not resolve symbols, "
                      "where a kernel would fail the load with -ENOENT" for m, deps in missing]  # fmt: skip
-    notes += missing_notes
+    notes = table_notes + missing_notes
     note(*(m for s in scenarios for m in s.notes), *missing_notes)
     if args.json or args.csv:
         params = {"modules": modules, "requests": args.requests, "cpus": cpus,
@@ -71,6 +68,7 @@ def run(args: argparse.Namespace) -> str:
         if args.json:
             return report.json_text("load", params, {"windows": {r.name: r.size for r in layout.regions},
                                                      "runs": data}, notes)  # fmt: skip
+        note(*table_notes)
         flat = {k: v for k, v in params.items() if k not in ("modules", "pipelines")}
         return report.csv_text([{**flat, "modules": " ".join(modules), **{k: v for k, v in d.items() if k != "stats"},
                                  **_storm.stats_columns(d)} for d in data])  # fmt: skip
@@ -81,10 +79,12 @@ def run(args: argparse.Namespace) -> str:
     if args.requests:
         what.append(f"{len(requests)} requests from {args.requests}")
     size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
-    lines = [f"# {jobs} jobs: {'; '.join(what)}; {_storm.catalogs(scenarios)}, {args.syscall}(2), {layout.name}, "
-             f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}, seed {args.seed}",
-             *report.table(part.rows, w, size)]  # fmt: skip
-    lines += ["", report.LEGEND, *report.path_lines(_storm.paths(scenarios), w)]
+    header = (f"{jobs} jobs: {'; '.join(what)}; {_storm.catalogs(scenarios)}, {args.syscall}(2), {layout.name}, "
+              f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}, seed {args.seed}")
+    lines = [*_storm.lines(header, args.wide, "# ", "#   "),
+             *report.table(part.rows, w, size, wide=args.wide, shared=layout.shared_modules)]
+    lines += ["", report.LEGEND, *report.path_lines(_storm.paths(scenarios), w, wide=args.wide)]
+    lines += _storm.footnotes(scenarios, table_notes, args.wide)
     for row, st in zip(part.rows if args.stats else (), stats, strict=False):
         lines.append(f"\n# /sys/kernel/debug/modules/stats after {row.pipeline}\n{st.render()}".rstrip("\n"))
     return "\n".join(lines) + "\n"

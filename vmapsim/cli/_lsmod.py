@@ -8,7 +8,9 @@ from typing import Any
 import attrs
 
 from vmapsim import report
+from vmapsim.cli import _options
 from vmapsim.cli._io import read
+from vmapsim.errors import InvalidArgument
 from vmapsim.modules import Catalog, check_sizes, parse_proc_modules
 
 __all__ = ["add", "run"]
@@ -19,7 +21,7 @@ def add(sub: Any) -> None:
     lm = sub.add_parser("lsmod", help="check a catalog's module sizes against a live system's /proc/modules or lsmod")
     lm.add_argument("file", help="a copy of /proc/modules, or lsmod's output")
     lm.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file")
-    lm.add_argument("--json", action="store_true", help="machine-readable JSON instead of the text")
+    _options.output(lm, csv="one row per module")
     lm.set_defaults(run=run)
 
 
@@ -27,24 +29,32 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
     """Each module's live size beside the catalog's (exit 1 on a difference)."""
     catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
     checks_ = check_sizes(catalog, parse_proc_modules(read(args.file), source=args.file))
+    if not checks_:
+        raise InvalidArgument(f"{args.file} lists no modules: nothing to check")
     known = [c for c in checks_ if c.catalog is not None]
     agree = sum(c.agrees for c in known)
     unknown = [c.name for c in checks_ if c.catalog is None]
     status = 0 if agree == len(known) else 1
+    modules = [attrs.asdict(c) | {"agrees": c.agrees} for c in checks_]
     if args.json:
         return report.json_text("lsmod", {"file": args.file, "catalog": args.catalog, "catalog_kernel": catalog.kernel},
-                     {"modules": [attrs.asdict(c) | {"agrees": c.agrees} for c in checks_], "agree": agree,
-                      "compared": len(known), "not_in_catalog": unknown}), status  # fmt: skip
+                     {"modules": modules, "agree": agree, "compared": len(known), "not_in_catalog": unknown}), status
+    if args.csv:
+        return report.csv_text(modules), status
     lines = [f"# {args.file} against the {catalog.kernel} catalog ({catalog.generation} sizes): {agree} of "
              f"{len(known)} modules' sizes agree" + (f"; {len(unknown)} not in the catalog" if unknown else "")]
     wrong = [c for c in known if not c.agrees]
     if wrong:
+        size = str if args.bytes else report.human_bytes
         lines.append(f"{'module':24} {'live':>10} {'catalog':>10} {'difference':>11}")
-        lines += [f"{c.name:24} {c.live:10d} {c.catalog:10d} {c.live - (c.catalog or 0):+11d}" for c in wrong]
+        for c in wrong:
+            d = c.live - (c.catalog or 0)
+            difference = ("+" if d > 0 else "") + size(d)
+            lines.append(f"{c.name:24} {size(c.live):>10} {size(c.catalog or 0):>10} {difference:>11}")
     if unknown:
         lines.append(f"not in the catalog: {' '.join(unknown)}")
     if wrong:
-        lines.append("sizes differ where the file comes from another build than the catalog's (scan its modules: "
-                     "vmapsim scan /lib/modules/$(uname -r) --save FILE, then --catalog FILE), or where vmapsim's "
-                     "section layout departs from the kernel's (docs/fidelity.md)")
+        lines += report.wrap("sizes differ where the file comes from another build than the catalog's (scan its "
+                             "modules: vmapsim scan /lib/modules/$(uname -r) --save FILE, then --catalog FILE), or "
+                             "where vmapsim's section layout departs from the kernel's (docs/fidelity.md)")
     return "\n".join(lines) + "\n", status

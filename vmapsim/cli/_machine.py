@@ -7,7 +7,8 @@ from typing import Any
 
 import attrs
 
-from vmapsim.cli._io import note, write
+from vmapsim.cli import _options
+from vmapsim.cli._io import note
 from vmapsim.cli._parser import integer
 from vmapsim.workloads import capture
 
@@ -21,10 +22,10 @@ def add(sub: Any) -> None:
     cap = msub.add_parser("capture", help="write a machine file: CPU and device modaliases, CPUs, RAM, kmod, kernel")
     cap.add_argument("--root", default="/", help="the system's root: / for this machine, or a copy of its /sys, "
                      "/proc and /var/lib/dpkg")  # fmt: skip
-    cap.add_argument("-o", "--output", help="write the machine file here (default: standard output)")
     cap.add_argument("--name", help="the machine's name (default: its hostname)")
     cap.add_argument("--kmod", type=integer(1, 999), help="kmod's version (default: kmod --version, or dpkg's)")
     cap.add_argument("--ram", type=integer(1, 1 << 24), help="RAM in GiB (default: /proc/meminfo's MemTotal)")
+    _options.output(cap, json=False, sizes=False)
     cap.set_defaults(run=run)
 
 
@@ -34,10 +35,8 @@ def run(args: argparse.Namespace) -> str:
     if args.ram is not None:
         machine = attrs.evolve(machine, ram=args.ram << 30)
     note(*notes)
-    text = machine.to_json()
-    if not args.output:
-        return text
-    write(args.output, text.encode())
-    return (f"{args.output}: {machine.name}, {machine.cpus or '?'} CPUs, {machine.ram >> 30} GiB, kmod {machine.kmod}, "
-            f"kernel {machine.release or '?'}, {len(machine.devices)} devices; simulate its boot with: vmapsim boot "
-            f"--machine {args.output}\n")  # fmt: skip
+    if args.output not in (None, "-"):  # the file is written by vmapsim.cli.main; say what it holds
+        note(f"{args.output}: {machine.name}, {machine.cpus or '?'} CPUs, {machine.ram >> 30} GiB, kmod "
+             f"{machine.kmod}, kernel {machine.release or '?'}, {len(machine.devices)} devices; simulate its boot "
+             f"with: vmapsim boot --machine {args.output}")  # fmt: skip
+    return machine.to_json()

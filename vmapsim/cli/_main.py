@@ -21,6 +21,7 @@ from vmapsim.cli import (
     _vmallocinfo,
     _worst,
 )
+from vmapsim.cli._io import writable, write
 from vmapsim.cli._options import conflict
 from vmapsim.cli._parser import Parser, one_line
 from vmapsim.errors import VmapsimError
@@ -70,11 +71,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.print_help()
         return 0
     status = 0
+    target = getattr(args, "output", None)
     # One command runs several simulations; between them the cyclic collector would only re-scan
     # the catalog and each run's results (simulate() pauses it during a run).
     enabled = gc.isenabled()
     gc.disable()
     try:
+        if target not in (None, "-"):
+            writable(target)  # a bad name is refused before minutes of simulation
         text = args.run(args)
         if isinstance(text, tuple):
             text, status = text
@@ -87,5 +91,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if enabled:
             gc.enable()
-    sys.stdout.write(text)
+    if target in (None, "-"):
+        sys.stdout.write(text)
+        return status
+    try:
+        write(target, text.encode())
+    except VmapsimError as e:
+        print(f"vmapsim: error: {one_line(str(e))}", file=sys.stderr)
+        return 2
     return status

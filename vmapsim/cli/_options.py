@@ -14,8 +14,9 @@ from vmapsim.errors import InvalidArgument
 from vmapsim.loader import PathConflict, Schedule
 from vmapsim.scenario import Coldplug, Loads, Scenario
 from vmapsim.workloads import find_machine
+from vmapsim.workloads.kmod import KMOD_NEWEST
 
-__all__ = ["coldplug", "conflict", "kernels", "pipelines", "scenario", "simulation"]
+__all__ = ["coldplug", "conflict", "kernels", "output", "pipelines", "scenario", "simulation"]
 
 
 def simulation(p: argparse.ArgumentParser, *, cpus: int | None, one_path: bool = False) -> None:
@@ -49,6 +50,28 @@ def simulation(p: argparse.ArgumentParser, *, cpus: int | None, one_path: bool =
                    "KASAN build: big_kasan=kvm_intel:text=2436K,init_text=304K")  # fmt: skip
 
 
+def output(p: argparse.ArgumentParser, *, json: bool = True, csv: str | None = None, sizes: bool = True,
+           wide: bool = False) -> None:  # fmt: skip
+    """The output options every command shares: ``--json`` (and, where the command has rows, ``--csv``,
+    which ``csv`` describes) print a document on standard output instead of the text; ``-o FILE`` puts
+    whatever would be printed in a file, atomically; ``--bytes`` prints sizes as byte counts; ``--wide``
+    lays a table out one line per row, however long.  ``json`` False: the output is a JSON file already
+    (``machine capture``)."""
+    fmt = p.add_mutually_exclusive_group()
+    if json:
+        fmt.add_argument("--json", action="store_true", help="print the JSON document (docs/output.md) instead of "
+                         "the text")  # fmt: skip
+    if csv:
+        fmt.add_argument("--csv", action="store_true", help=f"print CSV instead of the text: {csv}")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the output to FILE (all or nothing) instead of "
+                   "standard output; - is standard output")  # fmt: skip
+    if sizes:
+        p.add_argument("--bytes", action="store_true", help="print sizes as byte counts, not in KiB/MiB/GiB")
+    if wide:
+        p.add_argument("--wide", action="store_true", help="one line per row, verdicts inline (wider than 100 "
+                       "columns)")  # fmt: skip
+
+
 def coldplug(p: argparse.ArgumentParser, *, one_path: bool = False) -> None:
     """The options of a udev coldplug (``boot``, and ``worst`` with ``one_path``)."""
     simulation(p, cpus=None, one_path=one_path)
@@ -60,7 +83,8 @@ def coldplug(p: argparse.ArgumentParser, *, one_path: bool = False) -> None:
         "cat /sys/devices/system/cpu/modalias /sys/bus/*/devices/*/modalias > FILE",
     )
     p.add_argument("--ram", type=integer(1, 1 << 24), help="the machine's RAM in GiB (sets udev's worker limit)")
-    p.add_argument("--kmod", type=integer(1, 999), help="kmod version (default: the machine's, 30 as in Debian 12)")
+    p.add_argument("--kmod", type=integer(1, KMOD_NEWEST), help="kmod's release (default: the machine's, 30 as in "
+                   "Debian 12)")  # fmt: skip
     p.add_argument("--jitter", type=finite(0), help="uevent arrivals spread over this many seconds (default: the "
                    "machine's calibrated value, else 0.05)")  # fmt: skip
     p.add_argument("--cost-jitter", type=finite(0, 0.99), help="stage durations vary by this fraction (default: the "

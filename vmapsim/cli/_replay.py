@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from vmapsim import checks, layouts, procfs, profiles, report, trace
+from vmapsim.cli import _options
 from vmapsim.cli._io import read
 from vmapsim.cli._parser import integer
 from vmapsim.errors import InvalidArgument
@@ -32,7 +33,7 @@ def add(sub: Any) -> None:
         "trace allocates areas the snapshot holds)",
     )
     r.add_argument("--show", type=integer(0), default=20, help="disagreements to list (default 20)")
-    r.add_argument("--json", action="store_true", help="machine-readable JSON (every disagreement) instead of the text")
+    _options.output(r)
     r.set_defaults(run=run)
 
 
@@ -95,12 +96,13 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
         return report.json_text("replay", params, data, [n.removeprefix("# ") for n in notes]), status
     out = [f"# replay on {layout.name}, {cpus} CPUs, kernel profile {space.profile.name}"
            f"{', from boot' if from_boot else ''}", *notes, found.summary()]  # fmt: skip
+    size = str if args.bytes else report.human_bytes
     for d in found.disagreements[: args.show]:
         e = d.event
         kernel = "failed" if e.addr is None else f"{e.addr:#x}"
         model = "fails" if d.model is None else f"{d.model:#x}"
         out.append(
-            f"line {e.line}: cpu {e.cpu} size {e.size} align {e.align} window {e.vstart:#x}-{e.vend:#x}: "
+            f"line {e.line}: cpu {e.cpu} size {size(e.size)} align {size(e.align)} window {e.vstart:#x}-{e.vend:#x}: "
             f"kernel {kernel}, vmapsim {model}"
         )
     for e in found.unknown_frees[: args.show]:

@@ -6,7 +6,8 @@ import argparse
 from typing import Any
 
 from vmapsim import report
-from vmapsim.cli._io import progress_bar, read, write
+from vmapsim.cli import _options
+from vmapsim.cli._io import note, progress_bar, read, writable
 from vmapsim.cli._parser import integer
 from vmapsim.modules import Catalog, KernelConfig
 
@@ -17,46 +18,51 @@ def add(sub: Any) -> None:
     """Register ``vmapsim scan``."""
     c = sub.add_parser("scan", help="read a module tree into a catalog (sizes, allocations, deps, aliases)")
     c.add_argument("path", help="lib/modules/<kver>, an extracted package root, or any directory of modules")
-    c.add_argument("--csv", help="write one row per module to this CSV file")
     c.add_argument("--save", help="write the catalog (xz-compressed JSON) to this file")
-    c.add_argument("--jobs", type=integer(1, 1024), help="worker processes (default: all CPUs)")
+    c.add_argument("--workers", type=integer(1, 1024), help="worker processes (default: all CPUs)")
     c.add_argument(
         "--config", help="the kernel's .config, when the tree has no boot/config-* (default: Debian amd64 options)"
     )
     c.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="architecture without a config")
-    c.add_argument("--json", action="store_true", help="machine-readable JSON summary instead of the text")
+    _options.output(c, csv="one row per module (the columns of docs/modules.md)")
     c.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> str:
-    """Scan the tree; write the CSV and catalog asked for; a summary."""
+    """Scan the tree; save the catalog if asked; a summary, the JSON summary, or one CSV row per module."""
+    if args.save:
+        writable(args.save)
     config = None
     if args.config:
         config = KernelConfig.from_text(read(args.config), args.arch)
     elif args.arch != "x86_64":
         config = KernelConfig(arch=args.arch)
-    catalog = Catalog.scan(args.path, config=config, jobs=args.jobs, progress=progress_bar("scanning", "file"))
-    if args.csv:
-        write(args.csv, catalog.to_csv().encode())
+    catalog = Catalog.scan(args.path, config=config, jobs=args.workers, progress=progress_bar("scanning", "file"))
     if args.save:
         catalog.save(args.save)
     gen = catalog.generation
     total = sum(sum(n for _, n in m.allocations(gen)) for m in catalog)
+    notes = []
+    releases = sorted({m.vermagic.split()[0] for m in catalog if m.vermagic.split()} - {catalog.kernel})
+    if releases:
+        notes.append(f"modules of other kernels too ({', '.join(releases)}): a catalog is one kernel build's")
     if args.json:
-        params = {"path": args.path, "config": args.config, "arch": args.arch, "csv": args.csv, "save": args.save}
+        params = {"path": args.path, "config": args.config, "arch": args.arch, "save": args.save}
         data = {"kernel": catalog.kernel, "generation": gen, "config_source": catalog.config_source,
                 "modules": len(catalog), "file_bytes": sum(m.file_size for m in catalog),
                 "decompressed_bytes": sum(m.decompressed_size for m in catalog), "module_area_bytes": total,
                 "problems": [{"path": p.path, "reason": p.reason} for p in catalog.problems]}  # fmt: skip
-        return report.json_text("scan", params, data)
+        return report.json_text("scan", params, data, notes)
+    note(*notes)
+    if args.csv:
+        return catalog.to_csv()
+    size = str if args.bytes else report.human_bytes
     out = [
-        f"{len(catalog)} modules of {catalog.kernel} ({gen} loader), {len(catalog.problems)} skipped; "
-        f"{sum(m.file_size for m in catalog)} file bytes, {sum(m.decompressed_size for m in catalog)} decompressed, "
-        f"{total} bytes of module-area allocations if all were loaded",
+        *report.wrap(f"{len(catalog)} modules of {catalog.kernel} ({gen} loader), {len(catalog.problems)} skipped; "
+                     f"files {size(sum(m.file_size for m in catalog))}, decompressed "
+                     f"{size(sum(m.decompressed_size for m in catalog))}, module-area allocations "
+                     f"{size(total)} if all were loaded", "", "  "),
         f"kernel config: {catalog.config_source}",
     ]
-    releases = sorted({m.vermagic.split()[0] for m in catalog if m.vermagic.split()} - {catalog.kernel})
-    if releases:
-        out.append(f"note: modules of other kernels too ({', '.join(releases)}): a catalog is one kernel build's")
     out += [f"skipped {p.path}: {p.reason}" for p in catalog.problems]
     return "\n".join(out) + "\n"

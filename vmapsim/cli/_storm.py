@@ -13,7 +13,8 @@ from vmapsim.cli._io import fork_map, progress_bar
 from vmapsim.report import Section
 from vmapsim.scenario import Scenario
 
-__all__ = ["catalogs", "notes", "paths", "run_all", "sections", "size_of", "stats_columns", "width"]
+__all__ = ["catalogs", "footnotes", "lines", "notes", "paths", "run_all", "sections", "size_of", "stats_columns",
+           "width"]
 
 
 def _evaluate(task: tuple[Scenario, bool, bool]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -67,11 +68,31 @@ def paths(scenarios: Sequence[Scenario]) -> dict[str, Any]:
     return {s.run.path.name: s.run.path for s in scenarios}
 
 
-def notes(scenarios: Sequence[Scenario], parts: Sequence[Section]) -> list[str]:
-    """The footnotes: kernels run on another release's catalog, init_module(2) sections, equal sections."""
+def notes(scenarios: Sequence[Scenario], parts: Sequence[Section], *, stats: bool = False,
+          schedule: str | None = None) -> list[str]:  # fmt: skip
+    """The footnotes: kernels run on another release's catalog, init_module(2) sections, equal sections,
+    a layout whose modules share the vmalloc window, ``stats`` of kernels without CONFIG_MODULE_STATS,
+    and what a replayed ``schedule`` (its file) fixes."""
     said = [n for s in scenarios for n in s.notes]
+    if schedule:
+        said.append(f"replaying the schedule {schedule} (vmapsim worst --save): its arrivals, stage durations and "
+                    f"tie-breaks replace the seed's; a schedule fixes one storm's jobs, so only kmod "
+                    f"{scenarios[0].kmod} runs (give worst's own options, --kmod included)")  # fmt: skip
+    layout = scenarios[0].run.layout
+    if layout.shared_modules:
+        said.append(f"modules load in the vmalloc window on {layout.name} (MODULES_VADDR is VMALLOC_START): "
+                    "their peak is part of peak vmalloc, and peak_modules is 0")  # fmt: skip
+    if stats and (n := report.stats_note([s.run.path for s in scenarios])):
+        said.append(n)
     said += [n for s in parts if (n := report.init_module_note(s, parts))]
     return list(dict.fromkeys(said + report.same_sections(parts)))
+
+
+def footnotes(scenarios: Sequence[Scenario], notes: Sequence[str], wide: bool) -> list[str]:
+    """The table's last lines: each of ``notes`` but the scenarios' own (which went to stderr, when they were
+    resolved), wrapped unless ``wide``."""
+    own = {n for s in scenarios for n in s.notes}
+    return [line for n in notes if n not in own for line in lines(n, wide, "note: ", "      ")]
 
 
 def stats_columns(run: dict[str, Any]) -> dict[str, Any]:
@@ -83,6 +104,11 @@ def stats_columns(run: dict[str, Any]) -> dict[str, Any]:
 def catalogs(scenarios: Sequence[Scenario]) -> str:
     """The catalogs the scenarios run on, by kernel release."""
     return " and ".join(dict.fromkeys(s.catalog_used.kernel for s in scenarios))
+
+
+def lines(text: str, wide: bool, first: str, indent: str) -> list[str]:
+    """``text`` after ``first`` on one line (``--wide``) or wrapped to :data:`~vmapsim.report.WIDTH`."""
+    return [first + text] if wide else report.wrap(text, first, indent)
 
 
 def size_of(raw: bool) -> Callable[[int], str]:

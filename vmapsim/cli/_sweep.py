@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 from pathlib import Path
 from typing import Any
 
-from vmapsim import layouts
-from vmapsim.cli import _grid
-from vmapsim.cli._io import note, optional, progress_bar, read, write
-from vmapsim.cli._parser import integer
-from vmapsim.errors import InvalidArgument
-from vmapsim.sweeps import Table, sweep
+from vmapsim import layouts, report
+from vmapsim.cli import _grid, _options
+from vmapsim.cli._io import note, read, writable, write
+from vmapsim.loader import metric
+from vmapsim.sweeps import Table
 from vmapsim.workloads import find_machine
 
 __all__ = ["add", "run"]
@@ -22,56 +20,32 @@ def add(sub: Any) -> None:
     """Register ``vmapsim sweep`` and its options."""
     sw = sub.add_parser("sweep", help="a grid of machines × CPUs × kernels × pipelines × kmods × seeds; the spread")
     _grid.options(sw)
-    sw.add_argument("--executor", default="local", help="local (a process pool), serial, or dask")
-    sw.add_argument("--scheduler", help="with --executor dask: a scheduler's address (default: a local cluster)")
-    sw.add_argument("--workers", type=integer(1, 4096), help="worker processes (default: every CPU; dask: 2)")
-    sw.add_argument("--csv", help="write every run's row to this CSV file")
-    sw.add_argument("--json", help="write every run's row to this JSON file")
-    sw.add_argument("--parquet", help="write every run's row to this Parquet file (needs pyarrow)")
+    _options.output(sw, csv="one row per run")
+    sw.add_argument("--parquet", metavar="FILE", help="also write every run's row to this Parquet file (needs "
+                    "pyarrow)")  # fmt: skip
     sw.add_argument("--plot", help="write peak and wasted bytes against CPUs to this image (needs matplotlib)")
-    sw.add_argument("--resume", help="a JSON file of rows: runs already in it are kept, and it is rewritten at the end")
+    sw.add_argument("--resume", metavar="FILE", help="a JSON file of rows (sweep --json -o FILE): runs already in it "
+                    "are kept, and it is rewritten at the end")  # fmt: skip
     sw.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> str:
-    """Run the grid on the executor asked for; write the files; the cell table."""
+    """Run the grid on the executor asked for; write the files; the cell table, or the rows."""
     if args.plot:
         from vmapsim.plot import plot_path
 
         plot_path(args.plot)  # a bad name is refused before the runs
+    for path in (args.parquet, args.resume):
+        if path:
+            writable(path)
     grid = _grid.grid(args)
-    note(*grid.notes())
+    notes = grid.notes()
     resuming = args.resume and Path(args.resume).exists()
     done = Table.from_json(read(args.resume), source=args.resume) if resuming else None
-    executor: Any = args.executor
-    client = cluster = None
-    if args.executor == "dask":
-        dask = optional("distributed", "--executor dask needs Dask: pip install 'vmapsim[sweep]'")
-        if args.scheduler:
-            client = dask.Client(args.scheduler)
-        else:
-            cluster = dask.LocalCluster(n_workers=args.workers or 2, threads_per_worker=1, processes=True,
-                                        dashboard_address=None)  # fmt: skip
-            client = dask.Client(cluster)
-        executor = client
-    elif args.executor not in ("local", "serial"):
-        raise InvalidArgument(f"--executor {args.executor!r}: one of local, serial, dask")
-    elif args.executor == "local" and args.workers:
-        executor = concurrent.futures.ProcessPoolExecutor(args.workers)
-    try:
-        table = sweep(grid, executor=executor, done=done, progress=progress_bar("sweeping", "run"))
-    finally:
-        if client is not None:
-            client.close()  # a remote scheduler and its workers stay up; a local cluster of ours goes
-            if cluster is not None:
-                cluster.close()
-        elif isinstance(executor, concurrent.futures.Executor):
-            executor.shutdown()
-    for path in (args.json, args.resume):
-        if path:
-            write(path, table.to_json({**_grid.parameters(grid), "executor": args.executor}).encode())
-    if args.csv:
-        write(args.csv, table.to_csv().encode())
+    table = _grid.run(args, grid, done)
+    params = {**_grid.parameters(grid), "executor": args.executor}
+    if args.resume:
+        write(args.resume, table.to_json(params, notes).encode())
     if args.parquet:
         table.to_parquet(args.parquet)
     if args.plot:
@@ -80,14 +54,31 @@ def run(args: argparse.Namespace) -> str:
         window = layouts.by_name(grid.layout or find_machine(grid.machines[0]).layout).modules.size
         sweep_curves(table.rows, args.plot, window=window, title=f"udev coldplug of {', '.join(grid.machines)}: "
                      f"{len(table.rows)} runs, {len(grid.seed_list())} seeds per point (median, min–max)")  # fmt: skip
+    if args.json:
+        return table.to_json(params, notes)
+    note(*notes)
+    if args.csv:
+        return table.to_csv()
+    unit = metric(args.metric).unit
+
+    def value(x: float) -> str:
+        return report.amount(x, unit, raw=args.bytes)
+
+    cells = table.cells(args.metric)
+    shown = [(c, [value(c["min"]), value(c["median"]), value(c["max"]),
+                  f"{value(c['mean'])} ± {value((c['ci95'][1] - c['ci95'][0]) / 2)}"]) for c in cells]  # fmt: skip
+    wm = max(7, *(len(c["machine"]) for c in cells))
+    wp = max(8, *(len(c["pipeline"]) for c in cells))
+    wv = max(6, *(len(v) for _, vs in shown for v in vs[:3]))
+    ws = max(10, *(len(vs[3]) for _, vs in shown))
     lines = [
-        f"# sweep of {len(grid)} runs ({', '.join(grid.machines)}; CPUs {', '.join(map(str, grid.cpus))}; "
-        f"{len(grid.seed_list())} seeds each), {args.metric} per cell: min / median / max, mean and its 95% interval",
-        f"{'machine':16} {'cpus':>5} {'pipeline':22} {'kmod':>5} {'min':>13} {'median':>13} {'max':>13} "
-        f"{'mean ± 95%':>24}",
-    ]
-    for c in table.cells(args.metric):
-        lo, hi = c["ci95"]
-        lines.append(f"{c['machine']:16} {c['cpus']:5d} {c['pipeline']:22} {c['kmod'] or '-':>5} {c['min']:13d} "
-                     f"{c['median']:13.0f} {c['max']:13d} {c['mean']:13.0f} ± {(hi - lo) / 2:8.0f}")  # fmt: skip
+        *report.wrap(f"sweep of {len(grid)} runs ({', '.join(grid.machines)}; CPUs {', '.join(map(str, grid.cpus))}; "
+                     f"{len(grid.seed_list())} seeds each), {args.metric} per cell: min / median / max, mean and "
+                     "its 95% interval", "# ", "#   "),
+        f"{'machine':{wm}} {'cpus':>4} {'kmod':>4} {'pipeline':{wp}} {'min':>{wv}} {'median':>{wv}} {'max':>{wv}} "
+        f"{'mean ± 95%':>{ws}}",
+    ]  # fmt: skip
+    for c, (lo, mid, hi, mean) in shown:
+        lines.append(f"{c['machine']:{wm}} {c['cpus']:4d} {grid.kmod_of(c['machine'], c['kmod']):4d} "
+                     f"{c['pipeline']:{wp}} {lo:>{wv}} {mid:>{wv}} {hi:>{wv}} {mean:>{ws}}")  # fmt: skip
     return "\n".join(lines) + "\n"

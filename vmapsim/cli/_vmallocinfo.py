@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from vmapsim import checks, layouts, procfs, report
+from vmapsim.cli import _options
 from vmapsim.cli._io import read
 from vmapsim.cli._parser import integer
 from vmapsim.cli._replay import guess_layout
@@ -23,8 +24,7 @@ def add(sub: Any) -> None:
     vi.add_argument("--layout", default="auto", help="a layout name, or 'auto' (from the addresses)")
     vi.add_argument("--largest", type=integer(0, 1000), default=5, help="free ranges to list per window")
     vi.add_argument("--callers", type=integer(0), default=20, help="callers to list")
-    vi.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
-    vi.add_argument("--json", action="store_true", help="machine-readable JSON instead of the text")
+    _options.output(vi)
     vi.set_defaults(run=run)
 
 

@@ -32,12 +32,8 @@ def add(sub: Any) -> None:
     wc.add_argument("--slots", type=integer(1, 1 << 16), help="arrivals on a grid of this many instants")
     wc.add_argument("--no-ties", action="store_true", help="do not search the tie-breaks (FIFO)")
     wc.add_argument("--save", help="write the worst schedule to this file (JSON)")
-    wc.add_argument("--json", action="store_true", help="machine-readable JSON instead of the table")
+    _options.output(wc, csv="the best value after each of the marked evaluations")
     wc.set_defaults(run=run)
-
-
-def _number(x: float) -> str:
-    return str(int(x)) if x == int(x) else f"{x:.6g}"
 
 
 def run(args: argparse.Namespace) -> str:
@@ -57,6 +53,9 @@ def run(args: argparse.Namespace) -> str:
     bar = progress_bar("searching", "schedule")
     w = worst_case(jobs, s.run, metric=chosen, budget=args.budget, strategy=args.strategy, space=space,
                    seed=args.seed, goal=args.goal, progress=(lambda d, t, _: bar(d, t)) if bar else None)  # fmt: skip
+    def value(x: float) -> str:
+        return report.amount(x, chosen.unit, raw=args.bytes)
+
     if args.save:
         write(args.save, (w.schedule.to_json() + "\n").encode())
     seeded = w.values[0]  # worst_case() runs the seeded run first
@@ -75,13 +74,17 @@ def run(args: argparse.Namespace) -> str:
                 "allocation_failures": len(w.result.failures), "best_so_far": {str(n): best[n - 1] for n in marks},
                 "schedule": json.loads(w.schedule.to_json())}  # fmt: skip
         return report.json_text("worst", params, data, s.notes)
+    if args.csv:
+        return report.csv_text([{"evaluations": n, "metric": w.metric,
+                                 "best_so_far": report.amount(best[n - 1], chosen.unit, raw=True)} for n in marks])
     lines = [
-        f"# worst {w.metric} of the udev coldplug of {machine.name} with {s.run.cpus} CPUs, {label}, {len(jobs)} "
-        f"uevents with modules; {w.strategy} search, budget {args.budget}, seed {args.seed}",
+        *report.wrap(f"worst {w.metric} of the udev coldplug of {machine.name} with {s.run.cpus} CPUs, {label}, "
+                     f"{len(jobs)} uevents with modules; {w.strategy} search, budget {args.budget}, seed {args.seed}",
+                     "# ", "#   "),
         f"{'evaluations':>11} {'best so far':>14}",
-        *(f"{n:11d} {_number(best[n - 1]):>14}" for n in marks),
-        w.summary(),
-        f"the seeded run (--seed {args.seed}): {_number(seeded)}; the worst: {_number(w.value)}"
+        *(f"{n:11d} {value(best[n - 1]):>14}" for n in marks),
+        w.summary(value),
+        f"the seeded run (--seed {args.seed}): {value(seeded)}; the worst: {value(w.value)}"
         + (f", {len(w.result.failures)} allocation failures" if w.result.failures else ""),
     ]
     if args.save:

@@ -66,15 +66,17 @@ class Worst:
         """The schedule run again: equal to :attr:`result`.  Runtime: one run."""
         return simulate(self.items, self.run, schedule=self.schedule)
 
-    def summary(self) -> str:
-        """One line: the worst value, the distribution over the search, and when the worst was first found.
+    def summary(self, as_text: Callable[[float], str] | None = None) -> str:
+        """One line: the worst value, the distribution over the search, and when the worst was first found
+        (each value as ``as_text`` writes it: the commands give sizes in human units).
 
         Runtime complexity: O(evaluations log evaluations).
         """
+        fmt = as_text or _fmt
         v = sorted(self.values)
         return (
-            f"{self.metric}: worst {_fmt(self.value)} after {self.first} of {self.evaluations} evaluations "
-            f"({self.strategy}; reached {self.hits}×); min {_fmt(v[0])}, median {_fmt(statistics.median(v))}"
+            f"{self.metric}: worst {fmt(self.value)} after {self.first} of {self.evaluations} evaluations "
+            f"({self.strategy}; reached {self.hits}×); min {fmt(v[0])}, median {fmt(statistics.median(v))}"
         )
 
 

@@ -32,8 +32,25 @@ import attrs
 
 from vmapsim.checks import member, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
+from vmapsim.profiles import release
 
-__all__ = ["FAIL_DUP_MOD_BECOMING", "FAIL_DUP_MOD_LOAD", "FailurePoint", "ModuleStats"]
+__all__ = ["FAIL_DUP_MOD_BECOMING", "FAIL_DUP_MOD_LOAD", "STATS_FIRST", "FailurePoint", "ModuleStats", "has_stats"]
+
+#: The first release with ``CONFIG_MODULE_STATS`` (df3e764d8e5c, "module: add debug stats to help identify
+#: memory pressure", merged for 6.4).
+STATS_FIRST = (6, 4)
+
+
+def has_stats(kernel: str) -> bool:
+    """Whether ``kernel`` has ``CONFIG_MODULE_STATS`` (its /sys/kernel/debug/modules/stats): 6.4 and later.
+    Before it, the counters vmapsim keeps are what 6.4's would count on the same run.
+
+    Runtime complexity: O(1).
+
+    >>> has_stats("6.3"), has_stats("6.12.117+deb12-amd64")
+    (False, True)
+    """
+    return release(kernel) >= STATS_FIRST
 
 #: ``FAIL_DUP_MOD_BECOMING``: a duplicate caught by early_mod_check() (6.4+), before layout.
 FAIL_DUP_MOD_BECOMING = 1

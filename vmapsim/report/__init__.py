@@ -12,12 +12,15 @@
 from vmapsim.report.documents import (
     SCHEMA_VERSION,
     UNITS,
+    WIDTH,
+    amount,
     csv_text,
     document,
     human_bytes,
     json_text,
     schema,
     version,
+    wrap,
 )
 from vmapsim.report.storm import (
     LEGEND,
@@ -30,6 +33,7 @@ from vmapsim.report.storm import (
     init_module_note,
     path_lines,
     same_sections,
+    stats_note,
     storm_rows,
     table,
 )
@@ -38,9 +42,11 @@ __all__ = [
     "LEGEND",
     "SCHEMA_VERSION",
     "UNITS",
+    "WIDTH",
     "Section",
     "StormRow",
     "about",
+    "amount",
     "beside",
     "csv_text",
     "document",
@@ -52,7 +58,9 @@ __all__ = [
     "path_lines",
     "same_sections",
     "schema",
+    "stats_note",
     "storm_rows",
     "table",
     "version",
+    "wrap",
 ]

@@ -14,13 +14,15 @@ import csv
 import functools
 import io
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
 from vmapsim.units import GiB, KiB, MiB
 
-__all__ = ["SCHEMA_VERSION", "UNITS", "csv_text", "document", "human_bytes", "json_text", "schema", "version"]
+__all__ = ["SCHEMA_VERSION", "UNITS", "WIDTH", "amount", "csv_text", "document", "human_bytes", "json_text", "schema",
+           "version", "wrap"]
 
 #: The version of every ``vmapsim-<command>`` document; bumped when a field changes meaning or goes.
 SCHEMA_VERSION = 2
@@ -28,14 +30,22 @@ SCHEMA_VERSION = 2
 UNITS = {"bytes": "bytes", "time": "seconds", "addresses": "integers (kernel virtual addresses)"}
 
 
+#: The columns a command's text fits in by default: a terminal's, and a mail's to a kernel list.
+WIDTH = 100
+
+
 def human_bytes(n: int) -> str:
-    """``n`` bytes in binary units, as a person reads them (TiB/GiB with two decimals, MiB/KiB with one).
+    """``n`` bytes in binary units, as a person reads them (PiB/TiB/GiB with two decimals, MiB/KiB with one).
 
     Runtime complexity: O(1).
 
-    >>> human_bytes(0), human_bytes(3 << 20), human_bytes(1536)
-    ('0 B', '3.0 MiB', '1.5 KiB')
+    >>> human_bytes(0), human_bytes(3 << 20), human_bytes(1536), human_bytes(25 << 49)
+    ('0 B', '3.0 MiB', '1.5 KiB', '12.50 PiB')
     """
+    if n < 0:
+        return f"-{human_bytes(-n)}"
+    if n >= 1 << 50:
+        return f"{n / (1 << 50):.2f} PiB"
     if n >= 1024 * GiB:
         return f"{n / (1024 * GiB):.2f} TiB"
     if n >= GiB:
@@ -44,6 +54,31 @@ def human_bytes(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"
+
+
+def amount(value: float, unit: str, *, raw: bool = False) -> str:
+    """A figure in its unit as text: bytes in :func:`human_bytes` (as a byte count when ``raw``: the
+    commands' ``--bytes``), whole numbers without decimals, others to six significant digits.
+
+    Runtime complexity: O(1).
+
+    >>> amount(14372864, "bytes"), amount(14372864, "bytes", raw=True), amount(2.5, "calls")
+    ('13.7 MiB', '14372864', '2.5')
+    """
+    if unit == "bytes" and not raw:
+        return human_bytes(round(value))
+    return str(int(value)) if value == int(value) else f"{value:.6g}"
+
+
+def wrap(text: str, first: str = "", indent: str = "", width: int = WIDTH) -> list[str]:
+    """``text`` as lines of at most ``width`` columns: the first after ``first``, the rest after ``indent``
+    (a word longer than a line stays whole).  Runtime complexity: O(len(text)).
+
+    >>> wrap("note: " + "word " * 30, indent="  ", width=40)[:2]
+    ['note: word word word word word word word', '  word word word word word word word']
+    """
+    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False) or [first.rstrip()]
 
 
 def document(command: str, parameters: Mapping[str, Any], data: Mapping[str, Any],

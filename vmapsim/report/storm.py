@@ -18,24 +18,29 @@ import attrs
 
 from vmapsim.loader import METRICS, ModuleStats, Pipeline, Result
 from vmapsim.loader.request import Syscall
-from vmapsim.report.documents import human_bytes
+from vmapsim.loader.stats import has_stats
+from vmapsim.report.documents import human_bytes, wrap
 
 __all__ = ["LEGEND", "Section", "StormRow", "about", "beside", "figures", "heading", "init_module_note", "path_lines",
-           "same_sections", "storm_rows", "table"]  # fmt: skip
+           "same_sections", "stats_note", "storm_rows", "table"]  # fmt: skip
 
 #: The distribution each kmod version shipped in, for the section headings.
 _KMOD_RELEASES = {30: "Debian 12", 34: "Debian 13"}
 
-#: What each column of :func:`table` means.
+#: What each column of :func:`table` means (the JSON and CSV name beside a column named otherwise).
 LEGEND = """\
-columns: calls  load syscalls that reached the kernel (modprobe skips a module already live, so a path whose
-                loads finish sooner makes fewer; kread-dedup's -EBUSY stops a device's modprobe chain)
-         ok, EEXIST, other  what they returned (6.5's waiters return the first load's 0; -EBUSY and -ETXTBSY
-                are "other")
+columns: loads  load syscalls that reached the kernel (modprobe skips a module already live, so a
+                path whose loads finish sooner makes fewer; kread-dedup's -EBUSY stops a device's
+                modprobe chain)
+         ok, EEXIST, other (other_errors)  what they returned: 6.5's waiters return the first load's
+                0; other is -EBUSY, -ETXTBSY or, where an allocation failed, -ENOMEM
          reads  kernel_read_file() buffers: none with init_module(2), where userspace read the file
-         peak vmalloc, peak modules  the most bytes pinned at once in each window (busy + lazily freed)
-         fails  allocations that failed after purge and retry: the window ran out
-         wasted  CONFIG_MODULE_STATS' "Virtual mem wasted bytes": what failed loads allocated, over the boot
+         peak vmalloc, peak modules (peak_vmalloc, peak_modules)  the most bytes pinned at once in
+                each window (busy + lazily freed)
+         fails (allocation_failures)  allocations that failed after purge and retry: the window
+                ran out
+         wasted (wasted_bytes)  CONFIG_MODULE_STATS' "Virtual mem wasted bytes": what failed loads
+                allocated, over the boot
          verdict  against the section's first row"""
 
 
@@ -151,6 +156,8 @@ def _against(metrics: Mapping[str, int], base: StormRow) -> str:
         parts.append(f"runs out ({metrics['allocation_failures']} failed allocations)")
     for key, name in (("wasted_bytes", "waste"), ("peak_modules", "peak modules"), ("peak_vmalloc", "vmalloc")):
         was = base.metrics[key]
+        if not was and not metrics[key] and key != "wasted_bytes":  # no module window of its own (i386)
+            continue
         parts.append(f"{name} {_percent(metrics[key] / was)}" if was else f"{name} {human_bytes(metrics[key])}")
     return ", ".join(parts) + f" of {base.pipeline}"
 
@@ -187,26 +194,51 @@ def heading(section: Section) -> str:
     return f"kmod {section.kmod}{where}: modprobe {how}"
 
 
-def table(rows: Sequence[StormRow], width: int, size: Callable[[int], str]) -> list[str]:
-    """The lines of a storm's table: a header, then a row (and its first failure) per load path.
-
-    Runtime complexity: O(rows).
+def table(rows: Sequence[StormRow], width: int, size: Callable[[int], str], *, wide: bool = False,
+          shared: bool = False) -> list[str]:  # fmt: skip
+    """The lines of a storm's table: a header, then a row (and its first failure) per load path, each
+    row's verdict inline when ``wide``, else beneath the table, so that no line is wider than
+    :data:`~vmapsim.report.WIDTH` (a verdict wraps).  ``shared``: modules load in the vmalloc window
+    (:attr:`~vmapsim.layouts.Layout.shared_modules`), so their column says so.  Runtime complexity: O(rows).
     """
-    lines = [f"{'pipeline':{width}} {'calls':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>5} "
-             f"{'peak vmalloc':>12} {'peak modules':>12} {'fails':>5} {'wasted':>11}  verdict"]  # fmt: skip
+    lines = [f"{'pipeline':{width}} {'loads':>6} {'ok':>5} {'EEXIST':>6} {'other':>5} {'reads':>5} "
+             f"{'peak vmalloc':>12} {'peak modules':>12} {'fails':>5} {'wasted':>10}"
+             + ("  verdict" if wide else "")]  # fmt: skip
     for row in rows:
         m = row.metrics
+        modules = "in vmalloc" if shared else size(m["peak_modules"])
         lines.append(f"{row.pipeline:{width}} {m['loads']:6d} {m['ok']:5d} {m['eexist']:6d} {m['other_errors']:5d} "
-                     f"{row.reads:5d} {size(m['peak_vmalloc']):>12} {size(m['peak_modules']):>12} "
-                     f"{m['allocation_failures']:5d} {size(m['wasted_bytes']):>11}  {row.verdict}")  # fmt: skip
+                     f"{row.reads:5d} {size(m['peak_vmalloc']):>12} {modules:>12} "
+                     f"{m['allocation_failures']:5d} {size(m['wasted_bytes']):>10}"
+                     + (f"  {row.verdict}" if wide else ""))  # fmt: skip
         if row.first_failure:
-            lines.append(f"{'':{width}} first failure: {row.first_failure}")
+            text = f"first failure: {row.first_failure}"
+            lines += [f"{'':{width}} {text}"] if wide else wrap(text, " " * (width + 1), " " * (width + 3))
+    if not wide:
+        lines.append("verdicts:")
+        for row in rows:
+            lines += wrap(row.verdict, f"  {row.pipeline:{width}} ", " " * (width + 3))
     return lines
 
 
-def path_lines(paths: Mapping[str, Pipeline], width: int) -> list[str]:
-    """The legend's ``pipelines:`` block: each load path's label and :func:`about`.  Runtime: O(paths)."""
-    return ["pipelines:", *(f"         {n:{width}} {about(p)}" for n, p in paths.items())]
+def path_lines(paths: Mapping[str, Pipeline], width: int, *, wide: bool = False) -> list[str]:
+    """The legend's ``pipelines:`` block: each load path's label and :func:`about` (wrapped to
+    :data:`~vmapsim.report.WIDTH` unless ``wide``).  Runtime complexity: O(paths)."""
+    out = ["pipelines:"]
+    for name, path in paths.items():
+        first = f"         {name:{width}} "
+        out += [first + about(path)] if wide else wrap(about(path), first, " " * (width + 10))
+    return out
+
+
+def stats_note(paths: Sequence[Pipeline]) -> str | None:
+    """For load paths of kernels before 6.4, which have no ``CONFIG_MODULE_STATS``: what their counters
+    are (what 6.4's would count on the same run).  Runtime complexity: O(paths)."""
+    old = list(dict.fromkeys(p.name for p in paths if not has_stats(p.kernel)))
+    if not old:
+        return None
+    return (f"CONFIG_MODULE_STATS came with 6.4 (df3e764d8e5c): {', '.join(old)} had no "
+            "/sys/kernel/debug/modules/stats; their stats and wasted bytes are what 6.4's counters would count")
 
 
 def init_module_note(section: Section, others: Sequence[Section]) -> str | None:

@@ -20,6 +20,7 @@ from vmapsim.scenario import Scenario
 from vmapsim.sweeps.table import Table
 from vmapsim.units import PAGE_SIZE
 from vmapsim.workloads import find_machine
+from vmapsim.workloads.kmod import kmod_version
 
 __all__ = ["Grid", "Point", "run_point", "sweep"]
 
@@ -114,7 +115,7 @@ class Grid:
             raise InvalidArgument(f"kmods={show(self.kmods)}: expected a non-empty sequence")
         for k in self.kmods:
             if k is not None:
-                integer("kmods", k, 1, 999)
+                kmod_version(k)
         if isinstance(self.seeds, int):
             integer("seeds", self.seeds, 1)
         else:
@@ -149,6 +150,16 @@ class Grid:
         once each.  Runtime complexity: O(points).
         """
         return list(dict.fromkeys(n for p in self.points() for n in _notes(p.machine, p.kernel, p.pipeline)))
+
+    def kmod_of(self, machine: str, kmod: int | None) -> int:
+        """The kmod version a cell of ``machine`` ran (``kmod`` None: the machine's own).
+
+        Runtime complexity: O(1) for a preset; a machine file is read.
+
+        >>> Grid(machines=("qemu-kvm",)).kmod_of("qemu-kvm", None)
+        30
+        """
+        return kmod if kmod is not None else find_machine(machine).kmod
 
     def __len__(self) -> int:
         return len(self.points())

@@ -8,7 +8,7 @@ import io
 import json
 import math
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +77,10 @@ class Table:
         writer.writerows(self.rows)
         return out.getvalue()
 
-    def to_json(self, parameters: Mapping[str, Any] | None = None) -> str:
+    def to_json(self, parameters: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> str:
         """The rows as a ``vmapsim-sweep`` document (:func:`vmapsim.report.document`: the schema, the
-        grid's ``parameters``, units; ``null`` for None).  Runtime complexity: O(rows)."""
-        return json.dumps(document("sweep", parameters or {}, {"rows": list(self.rows)}), indent=1) + "\n"
+        grid's ``parameters``, units, ``notes``; ``null`` for None).  Runtime complexity: O(rows)."""
+        return json.dumps(document("sweep", parameters or {}, {"rows": list(self.rows)}, notes), indent=1) + "\n"
 
     @classmethod
     def from_json(cls, data: str | bytes, *, source: str = "sweep") -> Table:
@@ -113,7 +113,8 @@ def compare(table: Table, metric: str = "peak_modules") -> list[dict[str, Any]]:
     """Per cell, each load path's median beside the first one's: the difference and the ratio.
 
     Cells are grouped by machine, CPUs and kmod; the first load path of the grid in each group is the
-    baseline.  Runtime complexity: O(rows log rows).
+    baseline.  The ratio is None where the baseline's median is 0 (no ratio means anything there: a
+    layout without a module window of its own, a metric no path moves).  Runtime complexity: O(rows log rows).
 
     >>> from vmapsim.sweeps import Grid, sweep
     >>> t = sweep(Grid(machines=("qemu-kvm",), cpus=(4,), pipelines=("v6.3", "v6.4")), executor="serial")
@@ -127,7 +128,7 @@ def compare(table: Table, metric: str = "peak_modules") -> list[dict[str, Any]]:
     for (machine, cpus, kmod), cells in groups.items():
         base = cells[0]
         for c in cells[1:]:
-            ratio = c["median"] / base["median"] if base["median"] else math.inf if c["median"] else 1.0
+            ratio = c["median"] / base["median"] if base["median"] else None
             out.append({"machine": machine, "cpus": cpus, "kmod": kmod, "metric": metric, "baseline": base["pipeline"],
                         "pipeline": c["pipeline"], "baseline_median": base["median"], "median": c["median"],
                         "difference": c["median"] - base["median"], "ratio": ratio})  # fmt: skip

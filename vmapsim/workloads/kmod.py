@@ -17,7 +17,7 @@ from collections.abc import Generator
 
 import attrs
 
-from vmapsim.checks import CPUS_LIMIT, errno_pairs, integer, number, strings
+from vmapsim.checks import CPUS_LIMIT, errno_pairs, integer, number, show, strings
 from vmapsim.engine import Delay, Wait
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import Loader, Request
@@ -33,7 +33,23 @@ _FINIT_MODULE = Syscall.FINIT_MODULE
 _INIT_MODULE = Syscall.INIT_MODULE
 _STATE_LIVE = ModuleState.LIVE
 
-__all__ = ["Modprobe", "syscall_for"]
+__all__ = ["KMOD_NEWEST", "Modprobe", "kmod_version", "syscall_for"]
+
+#: The newest kmod release vmapsim knows (34, Debian 13's); kmod's releases are numbered from 1.
+KMOD_NEWEST = 34
+
+
+def kmod_version(value: object) -> int:
+    """``value`` as a kmod release number; :class:`InvalidArgument` naming it unless 1 to :data:`KMOD_NEWEST`
+    (a kmod that does not exist yet has no known behaviour to model).  Runtime complexity: O(1).
+
+    >>> kmod_version(99)
+    Traceback (most recent call last):
+    vmapsim.errors.InvalidArgument: kmod=99: no such kmod release (vmapsim knows kmod 1 to 34)
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= KMOD_NEWEST:
+        raise InvalidArgument(f"kmod={show(value)}: no such kmod release (vmapsim knows kmod 1 to {KMOD_NEWEST})")
+    return value
 
 
 def syscall_for(kmod: int, compressed: bool) -> Syscall:

@@ -57,7 +57,9 @@ class Coldplug:
         0, which says nothing about the machine).  Runtime complexity: O(cpus + devices)."""
         if s.machine is None:
             raise InvalidArgument("a coldplug needs a machine (a preset, a machine file or a modalias list)")
-        jobs = list(udev_boot(s.catalog_used, s.machine, s.run.cpus, seed=s.seed, jitter=s.arrivals, kmod=s.kmod))
+        jobs: list[Request | Job] = list(
+            udev_boot(s.catalog_used, s.machine, s.run.cpus, seed=s.seed, jitter=s.arrivals, kmod=s.kmod)
+        )
         if not jobs:
             raise InvalidArgument(f"no device of {s.machine.name} matches a module of the {s.catalog_used.kernel} "
                                   "catalog: nothing to load (scan the machine's own modules: vmapsim scan "

@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> str:
     wp = max(8, *(len(c["pipeline"]) for c in rows), *(len(c["baseline"]) + 11 for c in rows))
     wv = max(10, *(len(v) for _, *vs in shown for v in vs))
     lines = [
-        *report.wrap(f"{args.metric}: each load path's median over {len(grid.seed_list())} seeds beside the "
-                     "baseline's (each cell's first load path)", "# ", "#   "),
+        *report.wrap(f"{args.metric}: each load path's median over {report.plural(len(grid.seed_list()), 'seed')} "
+                     "beside the baseline's (each cell's first load path)", "# ", "#   "),
         f"{'machine':{wm}} {'cpus':>4} {'kmod':>4} {'pipeline':{wp}} {'median':>{wv}} {'difference':>{wv}} "
         f"{'ratio':>6}",
     ]  # fmt: skip

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> str:
         duplicates = "idempotent finit_module" if path.idempotent else "early_mod_check" if path.early_check else (
             "add_unformed_module only")  # fmt: skip
         memory = f"{path.generation} via {'execmem_alloc' if path.execmem else 'module_alloc'}"
-        memory += " (x86-64 text: ROX cache)" if path.rox_cache else ""
+        memory += " + ROX cache" if path.rox_cache else ""
         kernels.append({"version": version, "duplicates": duplicates, "memory": memory,
                         "allocator": path.profile.name})  # fmt: skip
     newest = ".".join(map(str, NEWEST))
@@ -61,14 +61,18 @@ def run(args: argparse.Namespace) -> str:
     lines += [f"profile {p.name:{w - 8}} {first} and later, before {later}" if later else
               f"profile {p.name:{w - 8}} {first} to {newest}"
               for p, first, later in zip(profiles.PROFILES, firsts, [*firsts[1:], None], strict=True)]  # fmt: skip
-    lines.append("\n# kernel versions (--kernel): load path, module memory, allocator profile")
-    lines += [f"{k['version']:{w}} {k['duplicates']:26} {k['memory']:61} allocator {k['allocator']}" for k in kernels]
-    lines.append(f"{'newer than ' + newest:{w}} refused: not read from a kernel's sources yet")
+    lines += ["", *report.wrap("kernel versions (--kernel): load path, module memory (ROX cache: x86-64 text from "
+                               "execmem's cache of 2 MiB chunks), allocator profile", "# ", "#   ")]  # fmt: skip
+    wv = max(len(f"newer than {newest}"), *(len(k["version"]) for k in kernels))
+    wm = max(len(k["memory"]) for k in kernels)
+    lines += [f"{k['version']:{wv}} {k['duplicates']:24} {k['memory']:{wm}} allocator {k['allocator']}"
+              for k in kernels]  # fmt: skip
+    lines.append(f"{'newer than ' + newest:{wv}} refused: not read from a kernel's sources yet")
     lines.append("\n# pipelines")
-    lines += [
-        f"{p.name:{w}} {'idempotent finit_module: ' if p.idempotent else ''}{' -> '.join(st.name for st in p.stages)}"
-        for p in PIPELINES.values()
-    ]
+    for p in PIPELINES.values():
+        stages = f"{'idempotent finit_module: ' if p.idempotent else ''}{' -> '.join(st.name for st in p.stages)}"
+        lines += report.wrap(stages, f"{p.name:{w}} ", " " * (w + 3))
     lines.append("\n# machines (vmapsim boot --machine)")
-    lines += [f"{m.name:{w}} {m.catalog}, kmod {m.kmod}, {len(m.devices)} devices" for m in PRESETS.values()]
+    lines += [f"{m.name:{w}} {m.catalog}, kmod {m.kmod}, {report.plural(len(m.devices), 'device')}"
+              for m in PRESETS.values()]  # fmt: skip
     return "\n".join(lines) + "\n"

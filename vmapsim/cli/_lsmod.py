@@ -41,8 +41,9 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
                      {"modules": modules, "agree": agree, "compared": len(known), "not_in_catalog": unknown}), status
     if args.csv:
         return report.csv_text(modules), status
-    lines = [f"# {args.file} against the {catalog.kernel} catalog ({catalog.generation} sizes): {agree} of "
-             f"{len(known)} modules' sizes agree" + (f"; {len(unknown)} not in the catalog" if unknown else "")]
+    extra = f"; {len(unknown)} not in the catalog" if unknown else ""
+    lines = report.wrap(f"{args.file} against the {catalog.kernel} catalog ({catalog.generation} sizes): {agree} of "
+                        f"{len(known)} modules' sizes agree{extra}", "# ", "#   ")  # fmt: skip
     wrong = [c for c in known if not c.agrees]
     if wrong:
         size = str if args.bytes else report.human_bytes
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
             difference = ("+" if d > 0 else "") + size(d)
             lines.append(f"{c.name:24} {size(c.live):>10} {size(c.catalog or 0):>10} {difference:>11}")
     if unknown:
-        lines.append(f"not in the catalog: {' '.join(unknown)}")
+        lines += report.wrap(" ".join(unknown), "not in the catalog: ", "  ")
     if wrong:
         lines += report.wrap("sizes differ where the file comes from another build than the catalog's (scan its "
                              "modules: vmapsim scan /lib/modules/$(uname -r) --save FILE, then --catalog FILE), or "

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from vmapsim import report
 from vmapsim.cli import _options
 from vmapsim.cli._io import note
 from vmapsim.cli._parser import integer
@@ -37,6 +38,6 @@ def run(args: argparse.Namespace) -> str:
     note(*notes)
     if args.output not in (None, "-"):  # the file is written by vmapsim.cli.main; say what it holds
         note(f"{args.output}: {machine.name}, {machine.cpus or '?'} CPUs, {machine.ram >> 30} GiB, kmod "
-             f"{machine.kmod}, kernel {machine.release or '?'}, {len(machine.devices)} devices; simulate its boot "
-             f"with: vmapsim boot --machine {args.output}")  # fmt: skip
+             f"{machine.kmod}, kernel {machine.release or '?'}, {report.plural(len(machine.devices), 'device')}; "
+             f"simulate its boot with: vmapsim boot --machine {args.output}")  # fmt: skip
     return machine.to_json()

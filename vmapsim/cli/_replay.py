@@ -94,19 +94,18 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
                 "disagreements": [{**where(d.event), "vmapsim": d.model} for d in found.disagreements],
                 "unknown_frees": [where(e) for e in found.unknown_frees]}  # fmt: skip
         return report.json_text("replay", params, data, [n.removeprefix("# ") for n in notes]), status
-    out = [f"# replay on {layout.name}, {cpus} CPUs, kernel profile {space.profile.name}"
-           f"{', from boot' if from_boot else ''}", *notes, found.summary()]  # fmt: skip
+    out = [f"# replay on {layout.name}, {report.plural(cpus, 'CPU')}, kernel profile {space.profile.name}"
+           f"{', from boot' if from_boot else ''}", *(line for n in notes for line in report.wrap(n, "", "#   ")),
+           found.summary()]  # fmt: skip
     size = str if args.bytes else report.human_bytes
     for d in found.disagreements[: args.show]:
         e = d.event
         kernel = "failed" if e.addr is None else f"{e.addr:#x}"
         model = "fails" if d.model is None else f"{d.model:#x}"
-        out.append(
-            f"line {e.line}: cpu {e.cpu} size {size(e.size)} align {size(e.align)} window {e.vstart:#x}-{e.vend:#x}: "
-            f"kernel {kernel}, vmapsim {model}"
-        )
+        out += [f"line {e.line}: cpu {e.cpu} size {size(e.size)} align {size(e.align)} window "
+                f"{e.vstart:#x}-{e.vend:#x}:", f"  kernel {kernel}, vmapsim {model}"]  # fmt: skip
     for e in found.unknown_frees[: args.show]:
         out.append(f"line {e.line}: free of {e.addr or 0:#x}, which the model does not hold")
     if found.disagreements:
-        out.append(f"# {len(found.disagreements)} allocations disagree")
+        out.append(f"# {report.plural(len(found.disagreements), 'allocation')} disagree")
     return "\n".join(out) + "\n", status

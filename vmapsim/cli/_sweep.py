@@ -53,7 +53,8 @@ def run(args: argparse.Namespace) -> str:
 
         window = layouts.by_name(grid.layout or find_machine(grid.machines[0]).layout).modules.size
         sweep_curves(table.rows, args.plot, window=window, title=f"udev coldplug of {', '.join(grid.machines)}: "
-                     f"{len(table.rows)} runs, {len(grid.seed_list())} seeds per point (median, min–max)")  # fmt: skip
+                     f"{report.plural(len(table.rows), 'run')}, {report.plural(len(grid.seed_list()), 'seed')} per "
+                     "point (median, min–max)")  # fmt: skip
     if args.json:
         return table.to_json(params, notes)
     note(*notes)
@@ -72,9 +73,9 @@ def run(args: argparse.Namespace) -> str:
     wv = max(6, *(len(v) for _, vs in shown for v in vs[:3]))
     ws = max(10, *(len(vs[3]) for _, vs in shown))
     lines = [
-        *report.wrap(f"sweep of {len(grid)} runs ({', '.join(grid.machines)}; CPUs {', '.join(map(str, grid.cpus))}; "
-                     f"{len(grid.seed_list())} seeds each), {args.metric} per cell: min / median / max, mean and "
-                     "its 95% interval", "# ", "#   "),
+        *report.wrap(f"sweep of {report.plural(len(grid), 'run')} ({', '.join(grid.machines)}; CPUs "
+                     f"{', '.join(map(str, grid.cpus))}; {report.plural(len(grid.seed_list()), 'seed')} each), "
+                     f"{args.metric} per cell: min / median / max, mean and its 95% interval", "# ", "#   "),
         f"{'machine':{wm}} {'cpus':>4} {'kmod':>4} {'pipeline':{wp}} {'min':>{wv}} {'median':>{wv}} {'max':>{wv}} "
         f"{'mean ± 95%':>{ws}}",
     ]  # fmt: skip

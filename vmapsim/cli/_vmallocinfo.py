@@ -51,10 +51,11 @@ def run(args: argparse.Namespace) -> str:
         return report.json_text("vmallocinfo", {"file": args.file, "layout": layout.name, "cpus": args.cpus,
                                      "largest": args.largest}, data, notes)  # fmt: skip
     size = str if args.bytes else report.human_bytes
-    lines = [f"# {args.file}: {s.areas} areas, {size(s.total_bytes)} (sizes as the file counts them, guard pages "
-             "included)",
-             f"lazily freed, not yet purged: {size(s.lazy_bytes)} of the {size(s.lazy_max_bytes)} at which the "
-             f"kernel purges (lazy_max_pages() with {args.cpus} CPUs{'' if args.cpus > 1 else '; pass --cpus'})",
+    lines = [*report.wrap(f"{args.file}: {report.plural(s.areas, 'area')}, {size(s.total_bytes)} (sizes as the file "
+                          "counts them, guard pages included)", "# ", "#   "),
+             *report.wrap(f"lazily freed, not yet purged: {size(s.lazy_bytes)} of the {size(s.lazy_max_bytes)} at "
+                          f"which the kernel purges (lazy_max_pages() with {report.plural(args.cpus, 'CPU')}"
+                          f"{'' if args.cpus > 1 else '; pass --cpus'})", "", "  "),
              "", f"{'by kind':24} {'areas':>7} {'bytes':>12}"]  # fmt: skip
     lines += [f"{k:24} {n:7d} {size(b):>12}" for k, n, b in s.kinds]
     lines += ["", f"{'by caller':40} {'areas':>7} {'bytes':>12}"]
@@ -67,5 +68,5 @@ def run(args: argparse.Namespace) -> str:
     if s.next:
         lines.append("\nthe next allocations would get (as vmapsim's allocator places them):")
         lines += [f"  {w}: {size(n)} at {'a failure' if a is None else f'{a:#x}'}" for w, n, a in s.next]
-    lines += [f"note: {n}" for n in notes]
+    lines += [line for n in notes for line in report.wrap(n, "note: ", "      ")]
     return "\n".join(lines) + "\n"

@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> str:
                      "# ", "#   "),
         f"{'evaluations':>11} {'best so far':>14}",
         *(f"{n:11d} {value(best[n - 1]):>14}" for n in marks),
-        w.summary(value),
+        *report.wrap(w.summary(value), "", "  "),
         f"the seeded run (--seed {args.seed}): {value(seeded)}; the worst: {value(w.value)}"
         + (f", {len(w.result.failures)} allocation failures" if w.result.failures else ""),
     ]

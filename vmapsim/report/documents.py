@@ -21,8 +21,8 @@ from typing import Any
 
 from vmapsim.units import GiB, KiB, MiB
 
-__all__ = ["SCHEMA_VERSION", "UNITS", "WIDTH", "amount", "csv_text", "document", "human_bytes", "json_text", "schema",
-           "version", "wrap"]
+__all__ = ["SCHEMA_VERSION", "UNITS", "WIDTH", "amount", "csv_text", "document", "human_bytes", "json_text", "plural",
+           "schema", "version", "wrap"]
 
 #: The version of every ``vmapsim-<command>`` document; bumped when a field changes meaning or goes.
 SCHEMA_VERSION = 2
@@ -68,6 +68,15 @@ def amount(value: float, unit: str, *, raw: bool = False) -> str:
     if unit == "bytes" and not raw:
         return human_bytes(round(value))
     return str(int(value)) if value == int(value) else f"{value:.6g}"
+
+
+def plural(n: int, noun: str) -> str:
+    """``n`` and ``noun``, in the plural unless ``n`` is 1 (nouns that add an ``s``).  Runtime: O(1).
+
+    >>> plural(1, "device"), plural(4, "seed"), plural(0, "CPU")
+    ('1 device', '4 seeds', '0 CPUs')
+    """
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def wrap(text: str, first: str = "", indent: str = "", width: int = WIDTH) -> list[str]:

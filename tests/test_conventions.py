@@ -1,0 +1,163 @@
+"""One command-line language: every command, one table, the same conventions.
+
+Each row names a command's smallest real invocation and what it offers; every test below runs over
+all of them: ``--json`` prints a versioned document on stdout, ``--csv`` rows, ``-o FILE`` writes
+exactly what would be printed (``-`` is stdout) and refuses a file it cannot write before any work,
+``--bytes`` turns every size into a byte count, and the default text fits 100 columns with no bare
+byte count.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import attrs
+import pytest
+
+from tests.helpers import console_section
+from vmapsim.cli import commands, main
+
+DATA = Path(__file__).parent / "data"
+
+
+@attrs.frozen
+class Command:
+    """A command's smallest real invocation and what its output offers."""
+
+    argv: tuple[str, ...]
+    json: bool = True
+    csv: bool = False
+    sizes: bool = True  # prints sizes, so --bytes exists
+    statuses: frozenset[int] = frozenset({0})  # replay and lsmod report differences with 1
+
+
+def _inputs(tmp: Path) -> dict[str, str]:
+    """The files the commands read, made in ``tmp``: a probe's snapshot and trace, /proc/modules, a root."""
+    text = (DATA / "qemu-6.12-4cpu.txt").read_text()
+    (tmp / "snap").write_text(console_section(text, "vmallocinfo-start"))
+    (tmp / "trace").write_text(console_section(text, "trace"))
+    (tmp / "modules").write_text("Module                  Size  Used by\nloop                   36864  0\n")
+    from tests.test_machines import _fake_root
+
+    _fake_root(tmp / "root")
+    return {"tmp": str(tmp), "data": str(DATA)}
+
+
+#: Every command of ``vmapsim`` (``test_every_command_is_in_the_table`` holds the table to the parser).
+COMMANDS = {
+    "demo": Command(("demo",)),
+    "info": Command(("info",), sizes=False),
+    "replay": Command(("replay", "{tmp}/snap", "{tmp}/trace", "--kernel", "6.3", "--cpus", "4"),
+                      statuses=frozenset({0, 1})),
+    "vmallocinfo": Command(("vmallocinfo", "{tmp}/snap", "--cpus", "4")),
+    "lsmod": Command(("lsmod", "{tmp}/modules"), csv=True, statuses=frozenset({0, 1})),
+    "scan": Command(("scan", "{data}/modules", "--workers", "1"), csv=True),
+    "load": Command(("load", "loop", "--cpus", "2", "--pipeline", "v6.3,v6.4"), csv=True),
+    "boot": Command(("boot", "--machine", "qemu-kvm", "--cpus", "4", "--pipeline", "v6.3,v6.5"), csv=True),
+    "worst": Command(("worst", "--machine", "qemu-kvm", "--cpus", "2", "--budget", "2"), csv=True),
+    "machine capture": Command(("machine", "capture", "--root", "{tmp}/root"), json=False, sizes=False),
+    "sweep": Command(("sweep", "--machine", "qemu-kvm", "--cpus", "2", "--seeds", "1", "--pipeline", "v6.3",
+                      "--executor", "serial"), csv=True),
+    "compare": Command(("compare", "--machine", "qemu-kvm", "--cpus", "2", "--seeds", "1", "--pipeline", "v6.3,v6.4",
+                        "--executor", "serial"), csv=True),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return _inputs(tmp_path_factory.mktemp("inputs"))
+
+
+def _run(capsys: pytest.CaptureFixture[str], c: Command, files: dict[str, str], *extra: str) -> tuple[int, str, str]:
+    argv = [a.format(**files) for a in c.argv]
+    status = main([*argv, *extra])
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_every_command_is_in_the_table() -> None:
+    named = {name.removeprefix("vmapsim ") for name, p in commands() if name != "vmapsim" and not _has_children(p)}
+    assert named == set(COMMANDS)
+
+
+def _has_children(p: object) -> bool:
+    return bool(getattr(p, "children", {}))
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_the_same_options_mean_the_same_in_every_command(name: str) -> None:
+    c = COMMANDS[name]
+    parser = dict(commands())[f"vmapsim {name}"]
+    options = {s for a in parser._actions for s in a.option_strings}
+    assert {"-o", "--output"} <= options
+    assert ("--json" in options) == c.json and ("--csv" in options) == c.csv and ("--bytes" in options) == c.sizes
+    assert "--jobs" not in options  # worker processes are --workers wherever a command has them
+
+
+#: A kernel file's lines, which vmapsim prints as the kernel does (its sizes are byte counts by format).
+_KERNEL_FORMAT = re.compile(r"^(0x[0-9a-f]+-0x[0-9a-f]+ |\w+:\s+\d+ kB$|\s*[\w -]+\t)")
+#: A bare number of five or more digits: a byte count written without a unit (not part of an address).
+_BARE = re.compile(r"(?<![\w.+/-])\d{5,}(?![\w.])")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_the_default_text_fits_100_columns_and_has_no_bare_byte_count(
+    name: str, capsys: pytest.CaptureFixture[str], files: dict[str, str]
+) -> None:
+    c = COMMANDS[name]
+    status, out, _ = _run(capsys, c, files)
+    assert status in c.statuses and out
+    if not c.json:  # the output is a machine file: JSON by definition
+        json.loads(out)
+        return
+    lines = [line for line in out.splitlines() if not _KERNEL_FORMAT.match(line)]
+    assert [line for line in lines if len(line) > 100] == []
+    if c.sizes:
+        assert [line for line in lines if _BARE.search(line)] == []
+
+
+@pytest.mark.parametrize("name", [n for n, c in COMMANDS.items() if c.json])
+def test_json_is_a_versioned_document_on_stdout(
+    name: str, capsys: pytest.CaptureFixture[str], files: dict[str, str]
+) -> None:
+    c = COMMANDS[name]
+    status, out, _ = _run(capsys, c, files, "--json")
+    doc = json.loads(out)
+    assert status in c.statuses and doc["schema"] == f"vmapsim-{name}/2" and isinstance(doc["notes"], list)
+
+
+@pytest.mark.parametrize("name", [n for n, c in COMMANDS.items() if c.csv])
+def test_csv_is_rows_on_stdout(name: str, capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:
+    c = COMMANDS[name]
+    status, out, _ = _run(capsys, c, files, "--csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert status in c.statuses and rows and all(len(r) == len(rows[0]) for r in rows)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_output_file_holds_exactly_what_would_be_printed(
+    name: str, capsys: pytest.CaptureFixture[str], files: dict[str, str], tmp_path: Path
+) -> None:
+    c = COMMANDS[name]
+    form = ("--json",) if c.json else ()
+    _, printed, _ = _run(capsys, c, files, *form)
+    target = tmp_path / "out.txt"
+    status, out, _ = _run(capsys, c, files, *form, "-o", str(target))
+    assert status in c.statuses and out == "" and target.read_text() == printed
+    assert _run(capsys, c, files, *form, "-o", "-")[1] == printed
+    status, out, err = _run(capsys, c, files, *form, "-o", str(tmp_path / "missing" / "out.txt"))
+    assert (status, out) == (2, "") and err.count("\n") == 1 and "cannot write" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]  # no partial file left
+
+
+@pytest.mark.parametrize("name", [n for n, c in COMMANDS.items() if c.sizes])
+def test_bytes_prints_byte_counts(name: str, capsys: pytest.CaptureFixture[str], files: dict[str, str]) -> None:
+    c = COMMANDS[name]
+    human = _run(capsys, c, files)[1]
+    raw = _run(capsys, c, files, "--bytes")[1]
+    units = re.compile(r"\d (B|KiB|MiB|GiB|TiB|PiB)\b")
+    assert units.search(human) and len(units.findall(raw)) < len(units.findall(human))

@@ -6,8 +6,8 @@ Each line of a shell code block (```sh, ```shell, ```bash, ```console, or a fenc
 README.md and docs/*.md that invokes ``vmapsim`` is one test case, with the id ``PAGE:LINE``.  It runs in this
 process as ``vmapsim.cli.main(shlex.split(line)[1:])``, in a temporary folder of its own, and must exit 0 (or
 1 for ``replay`` and ``lsmod``, whose documented answer to a disagreement is status 1), print something, and
-write each file it names with -o/--output, --save, --csv FILE, --json FILE, --parquet, --plot or --resume;
-with the ``--json`` or ``--csv`` switch, what it prints must be JSON or CSV.  A ``$ `` prompt, backslash
+write each file it names with -o/--output, --save, --parquet, --plot or --resume; with the ``--json`` or
+``--csv`` switch, what it prints (or writes to ``-o FILE``) must be JSON or CSV.  A ``$ `` prompt, backslash
 continuations, the comment and the other commands of a pipeline or an ``&&`` chain are taken off; in a
 ```console block only ``$ `` lines are commands, and ```text blocks (output) are not read.  A line that reads a
 file an earlier line of the same page writes (``vmapsim worst --save worst.json``, then ``vmapsim boot
@@ -59,8 +59,8 @@ FENCE = re.compile(r"^\s*(?P<fence>`{3,}|~{3,})\s*(?P<info>\S*)")
 NOT_AS_TYPED = re.compile(r"[$`<*~\[\]]|\.\.\.|…|(?<![\w=:,.-])[A-Z][A-Z_]+(?![\w-])")
 #: The options a ``# test:`` comment may change: counts, which set a run's size and nothing else.
 COUNT_OPTIONS = {"--cpus", "--seeds", "--budget", "--exhaustion"}
-#: Options whose value, where the command takes one (not boot's --json and --csv switches), is a file it writes.
-FILE_OPTIONS = ("output", "save", "csv", "json", "parquet", "plot", "resume")
+#: Options whose value is a file the command writes.
+FILE_OPTIONS = ("output", "save", "parquet", "plot", "resume")
 #: Commands that exit 1 to report a difference (docs/output.md, docs/usage.md, docs/machines.md).
 REPORTS_DIFFERENCES = {"replay", "lsmod"}
 
@@ -79,8 +79,8 @@ class CannotRun:
 #: machine supplies.
 SUBSTITUTES: dict[str, str | CannotRun] = {
     # The reader's own module tree; tests/data/modules is a tree of real modules (each compression, unsigned).
-    "vmapsim scan /lib/modules/$(uname -r) --csv modules.csv --save my-kernel.json.xz":
-        "vmapsim scan {data}/modules --csv modules.csv --save my-kernel.json.xz",
+    "vmapsim scan /lib/modules/$(uname -r) --save my-kernel.json.xz --csv -o modules.csv":
+        "vmapsim scan {data}/modules --save my-kernel.json.xz --csv -o modules.csv",
     # Trees the block's apt-get download and dpkg-deb lines extract from Debian's packages (the network and
     # ~100 MB each; tests/test_modules.py rebuilds the real catalogs where it can fetch them): the same scan
     # and --save of a shipped tree, amd64's and arm64's.
@@ -385,15 +385,17 @@ def test_documented_command_runs(case: Documented, runner: Runner) -> None:
     expected = {0, 1} if outcome.argv[0] in REPORTS_DIFFERENCES else {0}
     if outcome.status not in expected:
         pytest.fail(f"{shown}: exit status {outcome.status}: {last_line(outcome.stderr)}", pytrace=False)
-    assert outcome.stdout.strip(), f"{shown} printed nothing"
     for name in written_files(outcome.argv):
         path = outcome.cwd / name
         assert path.is_file() and path.stat().st_size > 0, f"{shown} did not write {name}"
     options = parsed(outcome.argv)
+    target = getattr(options, "output", None)
+    printed = outcome.stdout if target in (None, "-") else (outcome.cwd / target).read_text()
+    assert printed.strip(), f"{shown} printed nothing"
     if getattr(options, "json", None) is True:  # the --json switch: one JSON document
-        assert isinstance(json.loads(outcome.stdout), dict), f"{shown}: not a JSON document"
+        assert isinstance(json.loads(printed), dict), f"{shown}: not a JSON document"
     if getattr(options, "csv", None) is True:  # the --csv switch: a header and rows of the same width
-        rows = list(csv.reader(io.StringIO(outcome.stdout)))
+        rows = list(csv.reader(io.StringIO(printed)))
         assert len(rows) > 1 and all(len(r) == len(rows[0]) > 1 for r in rows), f"{shown}: not CSV"
 
 
@@ -407,7 +409,7 @@ SAMPLE = r"""
 ```sh
 pip install . && vmapsim boot   # the quick start
 vmapsim sweep --cpus 8-64:8 --seeds 10 \
-    --csv rows.csv  # slow # test: --cpus 8 --seeds 2
+    --csv -o rows.csv  # slow # test: --cpus 8 --seeds 2
 vmapsim boot --json | jq '.data.runs[0]'
 vmapsim info > info.txt 2>&1; vmapsim demo --cpus 2
 echo "vmapsim boot"
@@ -439,7 +441,7 @@ def test_the_collector_reads_shell_blocks_only() -> None:
     got = [(c.line, c.command, c.test_options) for c in commands_in(SAMPLE, "sample.md")]
     assert got == [
         (3, "vmapsim boot", ""),
-        (4, "vmapsim sweep --cpus 8-64:8 --seeds 10 --csv rows.csv", "--cpus 8 --seeds 2"),
+        (4, "vmapsim sweep --cpus 8-64:8 --seeds 10 --csv -o rows.csv", "--cpus 8 --seeds 2"),
         (6, "vmapsim boot --json", ""),
         (7, "vmapsim info", ""),
         (7, "vmapsim demo --cpus 2", ""),

@@ -197,7 +197,8 @@ def test_vmapsim_compare_prints_differences_and_exhaustion() -> None:
     table = [line for line in out[: out.index("\n\n")].splitlines() if line.startswith("intel-server")]
     assert table[0].split()[3:5] == ["v6.3", "(baseline)"] and table[1].split()[3] == "v6.4"
     first = exhaustion_cpus("intel-server", pipeline="v6.3", layout="i386", hi=64)
-    found = out[out.index("found by bisection"):].splitlines()[1].split()
+    found = next(line for line in out[out.index("found by bisection"):].splitlines() if line.startswith("intel"))
+    found = found.split()
     assert found[1:4] == ["kmod", "30", "v6.3"] and found[4] == str(first or "none")
     r = subprocess.run([sys.executable, "-m", "vmapsim", "compare", "--pipeline", "v6.3"], capture_output=True,
                        text=True)  # fmt: skip

@@ -57,7 +57,7 @@ def output(p: argparse.ArgumentParser, *, json: bool = True, csv: str | None = N
     whatever would be printed in a file, atomically; ``--bytes`` prints sizes as byte counts; ``--wide``
     lays a table out one line per row, however long.  ``json`` False: the output is a JSON file already
     (``machine capture``)."""
-    fmt = p.add_mutually_exclusive_group()
+    fmt = p.add_mutually_exclusive_group() if json or csv else p  # argparse cannot show an empty group
     if json:
         fmt.add_argument("--json", action="store_true", help="print the JSON document (docs/output.md) instead of "
                          "the text")  # fmt: skip

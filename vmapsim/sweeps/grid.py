@@ -115,7 +115,7 @@ class Grid:
             raise InvalidArgument(f"kmods={show(self.kmods)}: expected a non-empty sequence")
         for k in self.kmods:
             if k is not None:
-                kmod_version(k)
+                kmod_version(k, "kmods")
         if isinstance(self.seeds, int):
             integer("seeds", self.seeds, 1)
         else:

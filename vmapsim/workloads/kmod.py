@@ -39,16 +39,18 @@ __all__ = ["KMOD_NEWEST", "Modprobe", "kmod_version", "syscall_for"]
 KMOD_NEWEST = 34
 
 
-def kmod_version(value: object) -> int:
-    """``value`` as a kmod release number; :class:`InvalidArgument` naming it unless 1 to :data:`KMOD_NEWEST`
-    (a kmod that does not exist yet has no known behaviour to model).  Runtime complexity: O(1).
+def kmod_version(value: object, name: str = "kmod") -> int:
+    """``value`` (the argument ``name``) as a kmod release number; :class:`InvalidArgument` naming it unless 1
+    to :data:`KMOD_NEWEST` (a kmod that does not exist yet has no known behaviour to model).
+
+    Runtime complexity: O(1).
 
     >>> kmod_version(99)
     Traceback (most recent call last):
     vmapsim.errors.InvalidArgument: kmod=99: no such kmod release (vmapsim knows kmod 1 to 34)
     """
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= KMOD_NEWEST:
-        raise InvalidArgument(f"kmod={show(value)}: no such kmod release (vmapsim knows kmod 1 to {KMOD_NEWEST})")
+        raise InvalidArgument(f"{name}={show(value)}: no such kmod release (vmapsim knows kmod 1 to {KMOD_NEWEST})")
     return value
 
 

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> str:
     executor: Any = args.executor
     client = cluster = None
     if args.executor == "dask":
-        dask = optional("distributed", "--executor dask needs Dask: pip install 'vmapsim[sweep]'")
+        dask = optional("distributed", "--executor dask needs Dask: pip install '.[sweep]'")
         if args.scheduler:
             client = dask.Client(args.scheduler)
         else:

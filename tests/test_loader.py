@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import attrs
 import pytest
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from tests.helpers import console_section
 from vmapsim import InvalidArgument, layouts, procfs, profiles, simulate, trace
 from vmapsim.engine import Drawn, Seeded
 from vmapsim.loader import PIPELINES, Request, concurrency_limit
+from vmapsim.loader import run as loader_run
 from vmapsim.loader.costs import CostModel
 from vmapsim.modules import Catalog
 from vmapsim.units import KiB
@@ -218,6 +221,15 @@ def test_bad_requests_are_typed_errors() -> None:
     assert simulate([Request("msr")]).outcomes[0].module == "msr"  # no catalog: the default kernel's
     with pytest.raises(InvalidArgument, match="syscall"):
         simulate([Request("msr", syscall="insmod")], catalog=CAT)
+
+
+def test_simulate_takes_the_keywords_its_docstring_lists() -> None:
+    doc = simulate.__doc__ or ""
+    listed = set(re.findall(r"^    \* ``(\w+)`` \(", doc, re.MULTILINE))
+    assert listed == {f.name for f in attrs.fields(loader_run.Run) if f.init}
+    for resolved in ("path", "module_catalog", "notes"):  # a Run resolves these itself: no keywords
+        with pytest.raises(InvalidArgument, match=f"no option '{resolved}'.*a Run has catalog, costs, cpus, kernel,"):
+            simulate([], **{resolved: None})
 
 
 def test_rerunning_until_the_peak_instant_shows_the_peak() -> None:

@@ -1,4 +1,4 @@
-"""Plots of simulation results (needs the ``plot`` extra: ``pip install 'vmapsim[plot]'``).
+"""Plots of simulation results (needs the ``plot`` extra: ``pip install '.[plot]'``).
 
 >>> import importlib.util
 >>> importlib.util.find_spec("vmapsim.plot") is not None
@@ -44,7 +44,7 @@ def _pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise InvalidArgument("plotting needs matplotlib: pip install 'vmapsim[plot]'") from None
+        raise InvalidArgument("plotting needs matplotlib: pip install '.[plot]'") from None
     return plt
 
 

@@ -135,7 +135,9 @@ class Run:
         object.__setattr__(self, "notes", notes)
 
 
-_RUN_FIELDS = frozenset(f.name for f in attrs.fields(Run))
+#: The keywords :func:`simulate` takes for a :class:`Run`: its fields given when one is made (not ``path``,
+#: ``module_catalog`` or ``notes``, which a Run resolves itself).
+_RUN_FIELDS = frozenset(f.name for f in attrs.fields(Run) if f.init)
 
 
 def simulate(
@@ -158,8 +160,40 @@ def simulate(
     sets each item's arrival time, every stage's duration factor and every
     tie-break, in place of the items' times, the run's jitter and its scheduler
     (give no scheduler with it).  Keywords named after :class:`Run`'s fields (``cpus=4``,
-    ``pipeline="v6.3"``...) override ``run``'s, for short calls.
+    ``pipeline="v6.3"``...) override ``run``'s, for short calls; any other keyword is an
+    :class:`~vmapsim.errors.InvalidArgument`.
     Runtime complexity: O(r · (s + log n)) for r requests of s stages.
+
+    Keywords (each a :class:`Run` field; unset, ``run``'s value, else the default shown):
+
+    * ``kernel`` (``str | None`` = None): the kernel release whose load path, allocator and modules the
+      run takes, e.g. ``"6.1"``, ``"6.12"``, ``"7.3"``; None: the catalog's kernel, else
+      :data:`DEFAULT_KERNEL`.
+    * ``pipeline`` (``str | Pipeline | None`` = None): the load path with ``kernel``: None for the
+      kernel's own, a proposal on top of it (``"kread-dedup"``, ``"page-list"``, ``"exclusive-deny"``,
+      ``"concurrency-limit"`` or ``"concurrency-limit:8"``), a released path (``"v6.3"``, ``"v6.4"``, ``"v6.5"``) or a
+      :class:`~vmapsim.loader.pipelines.Pipeline`.
+    * ``cpus`` (``int`` = 1): online CPUs, 1 to ``NR_CPUS_MAX``; every request's ``cpu`` is below it.
+    * ``catalog`` (``Catalog | str | None`` = None): where module names resolve, or a shipped catalog's
+      name (``"debian-6.1-amd64"``); None: the kernel's shipped catalog, or the nearest release's.
+    * ``layout`` (``Layout`` = ``layouts.X86_64``): the machine's windows (``vmapsim.layouts``).
+    * ``workers`` (``int | None`` = None): how many userspace jobs (udev workers running kmod) run at
+      once; None: no limit.
+    * ``seed`` (``int`` = 0): draws the KASLR module offset and the cost jitter.
+    * ``costs`` (``CostModel`` = ``CostModel()``): what each step of a load takes in time
+      (:mod:`vmapsim.loader.costs`).
+    * ``scheduler`` (``Scheduler`` = ``Fifo()``): which runnable task goes first at one instant
+      (``Seeded(7)``, ``Ordered([...])``, :mod:`vmapsim.engine`); none with ``schedule``.
+    * ``profile`` (``KernelProfile | None`` = None): an allocator in place of the load path's
+      (:mod:`vmapsim.profiles`).
+    * ``module_align`` (``int`` = ``PAGE_SIZE``): ``MODULE_ALIGN``, a power of two (32 KiB with generic
+      KASAN).
+    * ``load_offset`` (``int | None`` = None): the KASLR offset inside the module window, a multiple of
+      ``PAGE_SIZE``; None: drawn from ``seed`` when the layout has KASLR, else 0.
+
+    >>> from vmapsim.loader import Request
+    >>> simulate([Request("loop", cpu=c) for c in range(2)], kernel="6.1", cpus=2).pipeline
+    '6.1'
     """
     unknown = sorted(set(fields) - _RUN_FIELDS)
     if unknown:

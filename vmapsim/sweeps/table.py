@@ -98,12 +98,12 @@ class Table:
         return cls(tuple(doc["rows"]))
 
     def to_parquet(self, path: str | Path) -> None:
-        """Write the rows to a Parquet file (needs ``pip install 'vmapsim[sweep]'``: pyarrow).  O(rows)."""
+        """Write the rows to a Parquet file (needs ``pip install '.[sweep]'``: pyarrow).  O(rows)."""
         try:
             import pyarrow as pa  # type: ignore[import-untyped, import-not-found, unused-ignore]
             import pyarrow.parquet as pq  # type: ignore[import-untyped, import-not-found, unused-ignore]
         except ImportError:
-            raise InvalidArgument("Parquet output needs pyarrow: pip install 'vmapsim[sweep]'") from None
+            raise InvalidArgument("Parquet output needs pyarrow: pip install '.[sweep]'") from None
         columns = {k: [row[k] for row in self.rows] for k in (*PARAMETERS, *METRICS)}
         pq.write_table(pa.table(columns), str(path))
 

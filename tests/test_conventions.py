@@ -17,8 +17,11 @@ from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.helpers import console_section
+from vmapsim import report
 from vmapsim.cli import commands, main
 
 DATA = Path(__file__).parent / "data"
@@ -161,3 +164,102 @@ def test_bytes_prints_byte_counts(name: str, capsys: pytest.CaptureFixture[str],
     raw = _run(capsys, c, files, "--bytes")[1]
     units = re.compile(r"\d (B|KiB|MiB|GiB|TiB|PiB)\b")
     assert units.search(human) and len(units.findall(raw)) < len(units.findall(human))
+
+
+# --- a command says what it did, and refuses an answer that means nothing -------------------------------------
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as e:  # argparse's own refusals
+        status = int(e.code or 0)
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "argv,needle",
+    [
+        (["boot", "--machine", "{tmp}/nomatch", "--catalog", "debian-6.12-arm64", "--cpus", "2"], "nothing to load"),
+        (["boot", "--kmod", "99"], "from 1 to 34"),
+        (["sweep", "--kmod", "35"], "not a kmod release"),
+        (["lsmod", "/dev/null"], "lists no modules"),
+        (["worst", "--layout", "i386", "--cpus", "2", "--budget", "1"], "peak_modules means nothing on i386"),
+        (["compare", "--layout", "i386", "--cpus", "2", "--seeds", "1", "--pipeline", "v6.3,v6.4"],
+         "modules share the vmalloc window"),
+    ],
+)
+def test_a_meaningless_answer_is_refused(
+    argv: list[str], needle: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    (tmp_path / "nomatch").write_text("cpu:type:x86,ven0000fam0006mod0055:feature:,0000\n")
+    status, out, err = _cli(capsys, *(a.format(tmp=tmp_path) for a in argv))
+    errors = [line for line in err.splitlines() if line.startswith("vmapsim: error:")]  # after any notes
+    assert (status, out) == (2, "") and len(errors) == 1 and needle in errors[0], err
+
+
+def test_the_library_refuses_what_the_commands_refuse() -> None:
+    from vmapsim import InvalidArgument, Scenario
+    from vmapsim.layouts import i386
+    from vmapsim.loader import metric_on
+    from vmapsim.sweeps import Grid
+
+    for make in (lambda: Scenario("qemu-kvm", kmod=99), lambda: Grid(kmods=(35,)),
+                 lambda: metric_on("peak_modules", i386())):  # fmt: skip
+        with pytest.raises(InvalidArgument):
+            make()
+    assert metric_on("peak_vmalloc", i386()).name == "peak_vmalloc"
+
+
+def test_a_zero_baseline_has_no_ratio_in_text_csv_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["compare", "--machine", "qemu-kvm", "--cpus", "4", "--seeds", "1", "--pipeline", "v6.3,v6.4",
+            "--metric", "failed_becoming", "--executor", "serial"]  # fmt: skip
+    doc = json.loads(_cli(capsys, *argv, "--json")[1])
+    (row,) = doc["rows"]
+    assert row["baseline_median"] == 0 < row["median"] and row["ratio"] is None  # 6.3 has no early_mod_check()
+    assert any("ratio n/a" in n for n in doc["notes"])
+    status, text, err = _cli(capsys, *argv)
+    assert status == 0 and text.splitlines()[-1].endswith(" n/a") and "ratio n/a" in err
+    (csv_row,) = csv.DictReader(io.StringIO(_cli(capsys, *argv, "--csv")[1]))
+    assert csv_row["ratio"] == ""
+    ratios = json.loads(_cli(capsys, *argv[:-4], "--executor", "serial", "--json")[1])
+    assert not any("ratio n/a" in n for n in ratios["notes"])  # peak_modules: every ratio exists, no note
+
+
+def test_stats_before_6_4_and_shared_windows_and_schedules_are_said(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    base = ["boot", "--machine", "qemu-kvm", "--cpus", "2", "--pipeline", "v6.3,v6.4"]
+    out = _cli(capsys, *base, "--stats", "--kmod", "34", "--wide")[1]
+    assert "note: CONFIG_MODULE_STATS came with 6.4 (df3e764d8e5c): v6.3 had no" in out
+    assert "CONFIG_MODULE_STATS came with" not in _cli(capsys, *base, "--kmod", "34", "--wide")[1]
+    doc = json.loads(_cli(capsys, *base, "--layout", "i386", "--kmod", "34", "--json")[1])
+    assert any("modules load in the vmalloc window on i386" in n for n in doc["notes"])
+    text = _cli(capsys, *base, "--layout", "i386", "--kmod", "34")[1]
+    assert text.count("in vmalloc") == 2 and "peak modules" not in text.split("verdicts:")[1].split("\n\n")[0]
+    saved = tmp_path / "worst.json"
+    assert _cli(capsys, "worst", "--machine", "qemu-kvm", "--cpus", "2", "--budget", "2", "--kmod", "34",
+                "--save", str(saved))[0] == 0  # fmt: skip
+    status, out, _ = _cli(capsys, "boot", "--machine", "qemu-kvm", "--cpus", "2", "--pipeline", "v6.3",
+                            "--schedule", str(saved), "--wide")  # fmt: skip
+    assert status == 0 and f"schedule {saved}" in out.splitlines()[0] and "seed" not in out.splitlines()[0]
+    assert "only kmod 30 runs" in out and "kmod 34 (" not in out  # the machine's kmod; worst's was 34: said
+
+
+# --- the text helpers every command uses -------------------------------------------------------------------------
+
+_WORDS = st.lists(st.text(alphabet="abcdefghij(),:;-%0123456789", min_size=1, max_size=30), min_size=1, max_size=60)
+
+
+@given(_WORDS, st.integers(40, 120))
+def test_wrap_fits_the_width_and_keeps_every_word(words: list[str], width: int) -> None:
+    lines = report.wrap(" ".join(words), "note: ", "      ", width=width)
+    assert all(len(line) <= width for line in lines)  # no word is longer than a line here
+    assert " ".join(lines).split()[1:] == words and lines[0].startswith("note: ")
+
+
+@given(st.integers(0, 1 << 62))
+def test_amount_prints_bytes_in_units_or_raw(n: int) -> None:
+    assert report.amount(n, "bytes") == report.human_bytes(n) and report.amount(n, "bytes", raw=True) == str(n)
+    assert not _BARE.search(report.amount(n, "bytes"))  # never a bare byte count

@@ -10,7 +10,7 @@ from vmapsim import layouts
 from vmapsim.cli._io import names, optional, progress_bar
 from vmapsim.cli._parser import finite, integer
 from vmapsim.errors import InvalidArgument
-from vmapsim.loader import METRICS
+from vmapsim.loader import METRICS, metric_on
 from vmapsim.sweeps import Grid, Table, sweep
 from vmapsim.workloads import find_machine
 from vmapsim.workloads.kmod import KMOD_NEWEST
@@ -75,12 +75,8 @@ def grid(args: argparse.Namespace) -> Grid:
                 pipelines="all" if args.pipeline == "all" else names(args.pipeline), kmods=kmods, seeds=args.seeds,
                 jitter=args.jitter, cost_jitter=args.cost_jitter, module_align=args.module_align,
                 layout=args.layout)  # fmt: skip
-    if args.metric == "peak_modules":
-        for machine in g.machines:
-            layout = layouts.by_name(g.layout or find_machine(machine).layout)
-            if layout.shared_modules:
-                raise InvalidArgument(f"--metric peak_modules means nothing on {layout.name}: modules share the "
-                                      "vmalloc window there (use --metric peak_vmalloc)")  # fmt: skip
+    for machine in g.machines:
+        metric_on(args.metric, layouts.by_name(g.layout or find_machine(machine).layout))
     return g
 
 

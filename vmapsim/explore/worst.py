@@ -16,8 +16,7 @@ from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.explore.problem import Found, Probe, Problem, Space
 from vmapsim.explore.search import STRATEGIES, Exhaustive, Strategy
 from vmapsim.loader.load_module import Job
-from vmapsim.loader.metrics import Metric
-from vmapsim.loader.metrics import metric as _metric
+from vmapsim.loader.metrics import Metric, metric_on
 from vmapsim.loader.request import Request
 from vmapsim.loader.result import Result
 from vmapsim.loader.run import Run, simulate
@@ -122,7 +121,7 @@ def worst_case(
     integer("seed", seed)
     if goal is not None:
         number("goal", goal)
-    m = _metric(metric)
+    m = metric_on(metric, run.layout)
     if isinstance(strategy, str) and strategy not in STRATEGIES:
         raise InvalidArgument(f"strategy={strategy!r}: expected one of {', '.join(STRATEGIES)}")
     chosen: Strategy = STRATEGIES[strategy] if isinstance(strategy, str) else strategy

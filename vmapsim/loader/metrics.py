@@ -21,10 +21,11 @@ import attrs
 
 from vmapsim.checks import show
 from vmapsim.errors import InvalidArgument
+from vmapsim.layouts import Layout
 from vmapsim.loader.errno import EEXIST
 from vmapsim.loader.stats import ModuleStats
 
-__all__ = ["METRICS", "Measured", "Metric", "metric"]
+__all__ = ["METRICS", "Measured", "Metric", "metric", "metric_on"]
 
 
 class Measured(Protocol):
@@ -116,3 +117,20 @@ def metric(name: str | Metric | Callable[[Any], float]) -> Metric:
     if callable(name):
         return Metric(getattr(name, "__name__", "custom"), "a function of the Result", "", name)
     raise InvalidArgument(f"metric={show(name)}: expected a metric's name, a Metric or a function of a Result")
+
+
+def metric_on(name: str | Metric | Callable[[Any], float], layout: Layout) -> Metric:
+    """:func:`metric`, refused (:class:`InvalidArgument`) where it means nothing on ``layout``:
+    ``peak_modules`` where modules load in the vmalloc window (i386: no module window of its own, so
+    it is 0 in every run).  Runtime complexity: O(1).
+
+    >>> from vmapsim.layouts import i386
+    >>> metric_on("peak_modules", i386()).name
+    Traceback (most recent call last):
+    vmapsim.errors.InvalidArgument: metric peak_modules means nothing on i386(vmalloc=125829120): modules ...
+    """
+    chosen = metric(name)
+    if chosen.name == "peak_modules" and layout.shared_modules:
+        raise InvalidArgument(f"metric peak_modules means nothing on {layout.name}: modules share the vmalloc "
+                              "window there (use peak_vmalloc)")  # fmt: skip
+    return chosen

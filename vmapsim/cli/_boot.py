@@ -7,7 +7,7 @@ from typing import Any
 
 from vmapsim import report
 from vmapsim.cli import _options, _storm
-from vmapsim.cli._io import note, read
+from vmapsim.cli._io import label, note, read
 from vmapsim.loader import ModuleStats
 from vmapsim.scenario import storm
 
@@ -22,11 +22,13 @@ def add(sub: Any) -> None:
                        "machine's kmod and the other generation: calls, returns, reads, peak pinned bytes per "
                        "window, failed allocations and CONFIG_MODULE_STATS' waste, with a verdict per row.")
     _options.coldplug(b)
-    b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, tie-breaks")
+    b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, "
+                   "tie-breaks ('-': standard input)")  # fmt: skip
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
     b.add_argument("--bytes", action="store_true", help="print sizes in bytes, not KiB/MiB/GiB")
-    b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats, printed "
-                   "beside each simulated run's (boot the same machine: --machine FILE from vmapsim machine capture)")
+    b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats ('-': "
+                   "standard input), printed beside each simulated run's (boot the same machine: --machine FILE from "
+                   "vmapsim machine capture)")
     b.add_argument("--plot", help="write the figure to this .png, .svg or .pdf: pinned bytes over time per window and "
                    "kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
     fmt = b.add_mutually_exclusive_group()
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> str:
         from vmapsim.plot import plot_path
 
         plot_path(args.plot)  # a bad name is refused before minutes of simulation
+    # read before the runs, as the other inputs are: a bad file (or a second '-') fails at once
+    real = ModuleStats.parse(read(args.real_stats), source=label(args.real_stats)) if args.real_stats else None
     base = _options.base(args)
     scenarios = storm(base, _options.kernels(args), _options.pipelines(args))
     machine, cpus, layout = base.machine, base.run.cpus, base.run.layout
@@ -71,7 +75,6 @@ def run(args: argparse.Namespace) -> str:
         title = (f"udev coldplug of {machine.name}: {cpus} CPUs, {_storm.catalogs(scenarios)}, kmod "
                  f"{' and '.join(map(str, kmods))}, seed {args.seed}")  # fmt: skip
         pinned_over_time(curves, args.plot, at_peak=peaks, layout=layout, title=title)
-    real = ModuleStats.parse(read(args.real_stats), source=args.real_stats) if args.real_stats else None
     if args.json or args.csv:
         params = {"machine": machine.name, "cpus": cpus, "ram": machine.ram, "udev_workers": base.run.workers,
                   "catalog": args.catalog or scenarios[0].catalog_name, "catalog_kernel": _storm.catalogs(scenarios),

@@ -21,7 +21,9 @@ def add(sub: Any) -> None:
     c.add_argument("--save", help="write the catalog (xz-compressed JSON) to this file")
     c.add_argument("--jobs", type=integer(1, 1024), help="worker processes (default: all CPUs)")
     c.add_argument(
-        "--config", help="the kernel's .config, when the tree has no boot/config-* (default: Debian amd64 options)"
+        "--config",
+        help="the kernel's .config, when the tree has no boot/config-* ('-': standard input; default: Debian amd64 "
+        "options)",
     )
     c.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="architecture without a config")
     c.add_argument("--json", action="store_true", help="machine-readable JSON summary instead of the text")

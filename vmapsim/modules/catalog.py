@@ -280,10 +280,20 @@ class Catalog:
             raw = Path(path).read_bytes()
         except OSError as e:
             raise InvalidArgument(f"cannot read catalog {path}: {e.strerror}") from None
-        return cls._from_bytes(raw, str(path))
+        return cls.from_bytes(raw, source=str(path))
 
     @classmethod
-    def _from_bytes(cls, raw: bytes, source: str) -> Catalog:
+    def from_bytes(cls, raw: bytes, *, source: str = "catalog") -> Catalog:
+        """A catalog from the bytes of a file :meth:`save` wrote (what :meth:`load` reads from a path);
+        :class:`InvalidArgument` naming ``source`` if they are not one.  Runtime complexity: O(n).
+
+        >>> Catalog.from_bytes(b"not xz", source="<stdin>")
+        Traceback (most recent call last):
+        ...
+        vmapsim.errors.InvalidArgument: <stdin>: not a readable vmapsim catalog (Input format not supported by decoder)
+        """
+        if not isinstance(raw, bytes):
+            raise InvalidArgument(f"raw={show(raw)}: expected a catalog file's bytes")
         try:
             xz = lzma.LZMADecompressor()
             data = xz.decompress(raw, max_length=MAX_CATALOG_BYTES + 1)
@@ -382,4 +392,4 @@ def _percpu_kinds(aliases: tuple[str, ...]) -> str:
 
 @cache
 def _builtin(name: str) -> Catalog:
-    return Catalog._from_bytes((resources.files("vmapsim") / "data" / f"{name}.json.xz").read_bytes(), name)
+    return Catalog.from_bytes((resources.files("vmapsim") / "data" / f"{name}.json.xz").read_bytes(), source=name)

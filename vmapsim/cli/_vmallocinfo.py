@@ -35,11 +35,15 @@ def add(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> str:
     """Sum up the file by caller and kind, window fill and free ranges."""
-    records = procfs.parse_vmallocinfo(read(args.file, procfs.MAX_VMALLOCINFO_BYTES), source=label(args.file))
+    text = read(args.file, procfs.MAX_VMALLOCINFO_BYTES)
+    records = procfs.parse_vmallocinfo(text, source=label(args.file))
     starts = [r.start for r in records if r.start is not None]
     layout = guess_layout(starts) if args.layout == "auto" else layouts.by_name(args.layout)
     s = procfs.summarize_vmallocinfo(records, layout, cpus=args.cpus, largest=args.largest)
     notes = []
+    if procfs.is_crash_kmem_v(text):
+        notes.append("crash's kmem -v lists the areas that have a vm_struct, without callers or flags: vm_map_ram"
+                     " blocks and lazily freed areas are not in it, so the free ranges include them")  # fmt: skip
     if s.hashed:
         notes.append("pointers are hashed or zeroed (kptr_restrict): no window fill or free ranges; read the file "
                      "as root with kptr_restrict=1 (or with drgn's contrib/vmallocinfo.py) for them")  # fmt: skip

@@ -6,9 +6,9 @@ import argparse
 from typing import Any
 
 from vmapsim import report
-from vmapsim.cli._io import progress_bar, read, write
+from vmapsim.cli._io import note, progress_bar, read, write
 from vmapsim.cli._parser import integer
-from vmapsim.modules import Catalog, KernelConfig
+from vmapsim.modules import ARCHES, Catalog, KernelConfig
 
 __all__ = ["add", "run"]
 
@@ -22,43 +22,43 @@ def add(sub: Any) -> None:
     c.add_argument("--jobs", type=integer(1, 1024), help="worker processes (default: all CPUs)")
     c.add_argument(
         "--config",
-        help="the kernel's .config, when the tree has no boot/config-* ('-': standard input; default: Debian amd64 "
-        "options)",
+        help="the kernel's .config, when the tree has no boot/config-* ('-': standard input; default: Debian's "
+        "options for the modules' architecture)",
     )
-    c.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="architecture without a config")
+    c.add_argument("--arch", choices=ARCHES, help="the architecture the modules must be built for (default: their "
+                   "ELF header's; another is refused)")  # fmt: skip
     c.add_argument("--json", action="store_true", help="machine-readable JSON summary instead of the text")
     c.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> str:
     """Scan the tree; write the CSV and catalog asked for; a summary."""
-    config = None
-    if args.config:
-        config = KernelConfig.from_text(read(args.config), args.arch)
-    elif args.arch != "x86_64":
-        config = KernelConfig(arch=args.arch)
-    catalog = Catalog.scan(args.path, config=config, jobs=args.jobs, progress=progress_bar("scanning", "file"))
+    config = KernelConfig.from_text(read(args.config), args.arch) if args.config else None
+    catalog = Catalog.scan(args.path, config=config, arch=args.arch, jobs=args.jobs,
+                           progress=progress_bar("scanning", "file"))  # fmt: skip
     if args.csv:
         write(args.csv, catalog.to_csv().encode())
     if args.save:
         catalog.save(args.save)
     gen = catalog.generation
     total = sum(sum(n for _, n in m.allocations(gen)) for m in catalog)
+    releases = sorted({m.vermagic.split()[0] for m in catalog if m.vermagic.split()} - {catalog.kernel})
+    notes = []
+    if releases:
+        notes.append(f"modules of other kernels too ({', '.join(releases)}): a catalog is one kernel build's")
+    note(*notes)
     if args.json:
         params = {"path": args.path, "config": args.config, "arch": args.arch, "csv": args.csv, "save": args.save}
         data = {"kernel": catalog.kernel, "generation": gen, "config_source": catalog.config_source,
                 "modules": len(catalog), "file_bytes": sum(m.file_size for m in catalog),
                 "decompressed_bytes": sum(m.decompressed_size for m in catalog), "module_area_bytes": total,
                 "problems": [{"path": p.path, "reason": p.reason} for p in catalog.problems]}  # fmt: skip
-        return report.json_text("scan", params, data)
+        return report.json_text("scan", params, data, notes)
     out = [
         f"{len(catalog)} modules of {catalog.kernel} ({gen} loader), {len(catalog.problems)} skipped; "
         f"{sum(m.file_size for m in catalog)} file bytes, {sum(m.decompressed_size for m in catalog)} decompressed, "
         f"{total} bytes of module-area allocations if all were loaded",
         f"kernel config: {catalog.config_source}",
     ]
-    releases = sorted({m.vermagic.split()[0] for m in catalog if m.vermagic.split()} - {catalog.kernel})
-    if releases:
-        out.append(f"note: modules of other kernels too ({', '.join(releases)}): a catalog is one kernel build's")
     out += [f"skipped {p.path}: {p.reason}" for p in catalog.problems]
     return "\n".join(out) + "\n"

@@ -94,6 +94,9 @@ SUBSTITUTES: dict[str, str | CannotRun] = {
     # list stands in, and $(nproc) and the kernel's version from uname -r take fixed values.
     'vmapsim boot --machine mymachine.txt --cpus "$(nproc)" --ram 64 --kernel "$(uname -r | cut -d. -f1,2)"':
         "vmapsim boot --machine {data}/qemu-tcg-max-modaliases.txt --cpus 4 --ram 64 --kernel 6.12",
+    # kmem-v.txt is crash's 'kmem -v' of the reader's vmcore (the line before it): a sample in crash's layout
+    # stands in.
+    "vmapsim vmallocinfo kmem-v.txt --cpus 8": "vmapsim vmallocinfo {data}/crash-kmem-v.txt --cpus 8",
     # host:8786 is the reader's Dask scheduler: one started for the test takes its place, and fewer CPUs and
     # seeds keep it quick.
     "vmapsim sweep --cpus 255,448 --kernel 6.3,6.12 --kmod 30,34 --executor dask --scheduler tcp://host:8786":

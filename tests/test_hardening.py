@@ -138,6 +138,11 @@ def test_a_vfree_of_an_area_whose_page_array_is_gone_changes_nothing() -> None:
         lambda: Catalog.load(None),  # type: ignore[arg-type]
         lambda: Catalog.scan(None),  # type: ignore[arg-type]
         lambda: Catalog.scan("tests/data/modules", jobs=-1),
+        lambda: Catalog.scan("tests/data/modules", arch="riscv"),
+        lambda: Catalog.scan("tests/data/modules", arch="arm64"),  # the modules are x86-64's
+        lambda: Catalog.from_bytes("not bytes"),  # type: ignore[arg-type]
+        lambda: Machine.from_text(None),  # type: ignore[arg-type]
+        lambda: procfs.is_crash_kmem_v(b"crash> kmem -v"),  # type: ignore[arg-type]
         lambda: Modprobe(("loop",), time=math.nan),
         lambda: Modprobe(("loop",), syscall="ioctl"),
         lambda: Modprobe("loop"),  # type: ignore[arg-type]  # a lone name, once read as its letters
@@ -179,6 +184,9 @@ def test_names_are_accepted_where_users_pass_them() -> None:
         lambda: read_requests('{"module": 3}'),
         lambda: read_requests("[]"),
         lambda: read_requests("time,cpu,module\n1,x,loop\n", fmt="csv"),
+        lambda: read_requests("when,where\n", fmt="auto"),
+        lambda: procfs.parse_vmallocinfo(f"0 0 ffffc90000000000 - ffffc90000002000 {BIG}"),
+        lambda: procfs.parse_vmallocinfo("0 0 ffffc90000000000 - ffffc90000002000 4096"),
     ],
 )
 def test_parsers_raise_only_parse_error(parse: Callable[[], object]) -> None:

@@ -223,6 +223,84 @@ def test_kernel_config_from_a_package_tree(tmp_path: Path) -> None:
     assert cat["msr"].ksym_core < full["msr"].ksym_core
 
 
+def _machine(data: bytes, e_machine: int) -> bytes:
+    """A plain little-endian .ko with another ``e_machine`` in its ELF header (offset 18)."""
+    return data[:18] + e_machine.to_bytes(2, "little") + data[20:]
+
+
+def test_scan_takes_the_architecture_from_the_modules() -> None:
+    arm = Catalog.scan(DATA / "modules-arm64", jobs=1)
+    assert arm.config == KernelConfig(arch="arm64")
+    assert arm.config_source == "Debian arm64 defaults (no .config given or found)"
+    assert (arm["act_simple"].plt_core, arm["act_simple"].plt_init) == (312, 36)  # laid out with arm64's PLTs
+    assert arm["act_simple"].memory == Catalog.builtin("debian-6.12-arm64")["act_simple"].memory
+    amd = Catalog.scan(FIXTURES, jobs=1, arch="x86_64")
+    assert amd.config.arch == "x86_64" and amd.config_source == "Debian amd64 defaults (no .config given or found)"
+
+
+@pytest.mark.parametrize(
+    "tree,options,config,needle",
+    [
+        ("modules", {"arch": "arm64"}, None,
+         "arch arm64 was asked for, but the modules are x86-64 ELF (e.g. ansi-cprng-unsigned.ko)"),
+        ("modules-arm64", {"arch": "x86_64"}, None,
+         "arch x86_64 was asked for, but the modules are AArch64 ELF (e.g. act_simple.ko.xz)"),
+        ("modules-arm64", {"config": KernelConfig()}, None,
+         "the given config is an x86_64 config, but the modules are AArch64 ELF"),
+        ("modules", {}, "CONFIG_ARM64=y\n", "boot/config-6.12.0 is an arm64 config, but the modules are x86-64 ELF"),
+        ("modules", {"arch": "riscv"}, None, "arch='riscv': expected one of x86_64, arm64"),
+    ],
+)  # fmt: skip
+def test_scan_refuses_another_architecture_than_the_modules(
+    tmp_path: Path, tree: str, options: dict[str, object], config: str | None, needle: str
+) -> None:
+    root = DATA / tree
+    if config is not None:  # a package tree whose boot/config is another architecture's
+        root = tmp_path
+        shutil.copytree(DATA / tree, tmp_path / "lib" / "modules" / "6.12.0")
+        (tmp_path / "boot").mkdir()
+        (tmp_path / "boot" / "config-6.12.0").write_text(config)
+    with pytest.raises(InvalidArgument) as e:
+        Catalog.scan(root, jobs=1, **options)  # type: ignore[arg-type]
+    assert needle in str(e.value)
+
+
+def test_scan_refuses_modules_it_cannot_lay_out_and_skips_strangers(tmp_path: Path) -> None:
+    plain = (FIXTURES / "irqbypass.ko").read_bytes()
+    (tmp_path / "riscv.ko").write_bytes(_machine(plain, 243))  # EM_RISCV
+    with pytest.raises(InvalidArgument, match=r"the modules are RISC-V ELF \(e\.g\. riscv\.ko\): vmapsim lays out "
+                       "x86_64 and arm64 modules only"):  # fmt: skip
+        Catalog.scan(tmp_path, jobs=1)
+    # the first module decides; one of another architecture in the tree is skipped, as the kernel refuses it
+    (tmp_path / "riscv.ko").rename(tmp_path / "z-riscv.ko")
+    (tmp_path / "irqbypass.ko").write_bytes(plain)
+    shutil.copy(DATA / "modules-arm64" / "act_simple.ko.xz", tmp_path)
+    cat = Catalog.scan(tmp_path, jobs=1)
+    assert cat.config.arch == "arm64" and list(cat.modules) == ["act_simple"]  # act_simple.ko.xz sorts first
+    assert {p.path: p.reason for p in cat.problems} == {
+        "irqbypass.ko": "x86-64 ELF, not arm64 (elf_check_arch())",
+        "z-riscv.ko": "RISC-V ELF, not arm64 (elf_check_arch())",
+    }
+
+
+def test_scan_cli_takes_the_arch_from_the_modules_and_notes_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+    from vmapsim.cli import main
+
+    assert main(["scan", str(DATA / "modules-arm64"), "--jobs", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "kernel config: Debian arm64 defaults (no .config given or found)" in out and err == ""
+    assert main(["scan", str(FIXTURES), "--jobs", "1", "--json"]) == 0
+    out, err = capsys.readouterr()
+    other = "modules of other kernels too (6.1.0-56-amd64): a catalog is one kernel build's"
+    assert json.loads(out)["notes"] == [other] and err == f"vmapsim: note: {other}\n"
+    assert main(["scan", str(FIXTURES), "--jobs", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "note" not in out and err == f"vmapsim: note: {other}\n"
+    assert main(["scan", str(FIXTURES), "--jobs", "1", "--arch", "arm64"]) == 2
+    assert capsys.readouterr().err == ("vmapsim: error: arch arm64 was asked for, but the modules are x86-64 ELF "
+                                       "(e.g. ansi-cprng-unsigned.ko)\n")  # fmt: skip
+
+
 def _package_tree(package: str) -> Path:
     cache = Path("/tmp/vmapsim-kernels")
     root = cache / package
@@ -294,8 +372,8 @@ def test_arm64_plt_sizes_match_an_independent_count() -> None:
     fixture = DATA / "modules-arm64" / "act_simple.ko.xz"
     mod = read_module(fixture.read_bytes(), "act_simple.ko.xz", KernelConfig(arch="arm64"))
     assert (mod.plt_core, mod.plt_init) == _readelf_plts(fixture) == (312, 36)
-    x86_view = read_module(fixture.read_bytes(), "act_simple.ko.xz", KernelConfig())
-    assert (x86_view.plt_core, x86_view.plt_init) == (0, 0)
+    with pytest.raises(ModuleFileError, match=r"AArch64 ELF, not x86_64 \(elf_check_arch\(\)\)"):
+        read_module(fixture.read_bytes(), "act_simple.ko.xz", KernelConfig())  # never laid out as x86-64's
     shipped = Catalog.builtin("debian-6.12-arm64")["act_simple"]
     assert shipped.path == "kernel/net/sched/act_simple.ko.xz" and shipped.memory == mod.memory
     assert (shipped.plt_core, shipped.plt_init) == (312, 36)

@@ -195,3 +195,77 @@ def test_vmallocinfo_command(tmp_path: Path) -> None:
     f.write_text("garbage\n")
     r = subprocess.run([sys.executable, "-m", "vmapsim", "vmallocinfo", str(f)], capture_output=True, text=True)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "not a vmallocinfo line" in r.stderr
+
+
+# ------------------------------------------------------------------ crash's kmem -v
+
+CRASH = Path(__file__).parent / "data" / "crash-kmem-v.txt"
+CRASH_HEADER = "   VMAP_AREA         VM_STRUCT                 ADDRESS RANGE                SIZE"
+
+
+def test_crash_kmem_v_reads_as_vm_areas_with_real_pointers() -> None:
+    text = CRASH.read_text()
+    assert text.startswith("crash> kmem -v\n") and procfs.is_crash_kmem_v(text)
+    records = procfs.parse_vmallocinfo(text, source="crash.txt")
+    assert len(records) == 25 and {(r.kind, r.caller, r.flags, r.pages) for r in records} == {("vm", None, (), 0)}
+    assert records[0] == procfs.VmallocInfoRecord(0xFFA0000000000000, 0xFFA0000000005000, 20480)
+    assert all(r.start is not None and r.end is not None and r.end - r.start == r.size for r in records)
+    # the header may be left off, and so may the prompt: rows alone are crash's too
+    rows = [line for line in text.splitlines() if line[:1] == "f"]
+    assert procfs.parse_vmallocinfo("\n".join(rows)) == records
+    assert not procfs.is_crash_kmem_v(_qemu_snapshot()) and not procfs.is_crash_kmem_v("crash> kmem -v\n")
+
+
+def test_a_summary_of_crash_kmem_v_is_the_procfs_one_of_the_same_areas() -> None:
+    crash = procfs.parse_vmallocinfo(CRASH.read_text())
+    starts = {r.start for r in crash}
+    same = [r for r in procfs.parse_vmallocinfo(_qemu_snapshot()) if r.start in starts]  # the sample's source
+    assert len(same) == len(crash)
+    from_crash = procfs.summarize_vmallocinfo(crash, layouts.X86_64_LA57, cpus=4)
+    from_proc = procfs.summarize_vmallocinfo(same, layouts.X86_64_LA57, cpus=4)
+    assert not from_crash.hashed and (from_crash.windows, from_crash.next) == (from_proc.windows, from_proc.next)
+    assert from_crash.kinds == (("vm", 25, from_proc.total_bytes),) and from_crash.callers[0][0] == "(none)"
+    modules = next(w for w in from_crash.windows if w[0] == "modules")
+    assert modules[2] == 2101248  # bpf_prog_pack_alloc's 2 MiB + guard page, as in the snapshot
+
+
+def test_the_vmallocinfo_command_reads_crash_kmem_v() -> None:
+    import json
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "vmapsim", "vmallocinfo", str(CRASH), "--cpus", "4"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "modules window: 2.0 MiB pinned of 1008.0 MiB" in r.stdout and "largest free:" in r.stdout
+    assert "note: crash's kmem -v lists the areas that have a vm_struct" in r.stdout
+    assert "layout x86_64_la57" in r.stdout
+    doc = json.loads(subprocess.run([sys.executable, "-m", "vmapsim", "vmallocinfo", str(CRASH), "--json"],
+                                    capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert any(n.startswith("crash's kmem -v") for n in doc["notes"]) and doc["windows"]
+
+
+@pytest.mark.parametrize(
+    "lines,lineno,needle",
+    [
+        ([CRASH_HEADER, "ff11000003a1c000  ff11000003b27200  ffa0000000000000 - ffa0000000005000"], 3,
+         "not a row of crash's kmem -v"),
+        ([CRASH_HEADER, "ff11000003a1c000  ff11000003b27200  ffa0000000000000 - ffa0000000005000    4096"], 3,
+         "range 0xffa0000000000000-0xffa0000000005000 is not SIZE 4096 bytes"),
+        ([CRASH_HEADER, "ff11000003a1c000  ff11000003b27200  ffa0000000000000 - ffa0000000005000    20480",
+          CRASH_HEADER], 4, "header after its rows"),
+        (["crash> kmem -v", CRASH_HEADER, "PAGE  PHYSICAL  MAPPING"], 4, "not a row of crash's kmem -v: 'PAGE"),
+        ([CRASH_HEADER, "0  0  " + "f" * 41 + " - ffa0000000005000    20480"], 3, "start"),
+    ],
+)  # fmt: skip
+def test_a_bad_crash_line_is_a_parse_error_naming_it(lines: list[str], lineno: int, needle: str) -> None:
+    text = "\n" + "\n".join(lines) + "\n"
+    with pytest.raises(ParseError, match=needle) as e:
+        procfs.parse_vmallocinfo(text, source="crash.txt")
+    assert str(e.value).startswith(f"crash.txt:{lineno}:")
+
+
+@given(st.text(max_size=200))
+def test_crash_parser_raises_only_parse_errors(text: str) -> None:
+    with contextlib.suppress(ParseError):
+        procfs.parse_vmallocinfo(CRASH_HEADER + "\n" + text)

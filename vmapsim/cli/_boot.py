@@ -7,7 +7,7 @@ from typing import Any
 
 from vmapsim import report
 from vmapsim.cli import _options, _storm
-from vmapsim.cli._io import note, read
+from vmapsim.cli._io import label, note, read
 from vmapsim.loader import ModuleStats
 from vmapsim.scenario import storm
 
@@ -22,10 +22,12 @@ def add(sub: Any) -> None:
                        "machine's kmod and the other generation: calls, returns, reads, peak pinned bytes per "
                        "window, failed allocations and CONFIG_MODULE_STATS' waste, with a verdict per row.")
     _options.coldplug(b)
-    b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, tie-breaks")
+    b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, "
+                   "tie-breaks ('-': standard input)")  # fmt: skip
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
-    b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats, printed "
-                   "beside each simulated run's (boot the same machine: --machine FILE from vmapsim machine capture)")
+    b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats ('-': "
+                   "standard input), printed beside each simulated run's (boot the same machine: --machine FILE from "
+                   "vmapsim machine capture)")
     b.add_argument("--plot", help="write the figure to this .png, .svg or .pdf: pinned bytes over time per window and "
                    "kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
     _options.output(b, csv="one row per run", wide=True)
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> str:
         from vmapsim.plot import plot_path
 
         plot_path(args.plot)  # a bad name is refused before minutes of simulation
+    # read before the runs, as the other inputs are: a bad file (or a second '-') fails at once
+    real = ModuleStats.parse(read(args.real_stats), source=label(args.real_stats)) if args.real_stats else None
     base = _options.base(args)
     scenarios = storm(base, _options.kernels(args), _options.pipelines(args))
     machine, cpus, layout = base.machine, base.run.cpus, base.run.layout
@@ -57,6 +61,7 @@ def run(args: argparse.Namespace) -> str:
             extra["vmallocinfo"] = {k: peak[k] for k in ("window", "time", "text")}
         extras.append(extra)
     notes = _storm.notes(scenarios, parts, stats=args.stats, schedule=args.schedule)
+    note(*(n for s in scenarios for n in s.notes))  # what resolving chose (another release's catalog): always said
     if args.plot:
         from vmapsim.plot import pinned_over_time
 
@@ -68,7 +73,6 @@ def run(args: argparse.Namespace) -> str:
         title = (f"udev coldplug of {machine.name}: {cpus} CPUs, {_storm.catalogs(scenarios)}, kmod "
                  f"{' and '.join(map(str, kmods))}, seed {args.seed}")  # fmt: skip
         pinned_over_time(curves, args.plot, at_peak=peaks, layout=layout, title=title)
-    real = ModuleStats.parse(read(args.real_stats), source=args.real_stats) if args.real_stats else None
     if args.json or args.csv:
         params = {"machine": machine.name, "cpus": cpus, "ram": machine.ram, "udev_workers": base.run.workers,
                   "catalog": args.catalog or scenarios[0].catalog_name, "catalog_kernel": _storm.catalogs(scenarios),
@@ -88,7 +92,6 @@ def run(args: argparse.Namespace) -> str:
         flat = [{**{k: v for k, v in {**params, **d}.items() if k not in nested}, **_storm.stats_columns(d)}
                 for d in data]  # fmt: skip
         return report.csv_text(flat)
-    note(*(n for s in scenarios for n in s.notes))
     size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
     timing = f"schedule {args.schedule}" if args.schedule else f"seed {args.seed}"
     header = (f"udev coldplug of {machine.name}: {cpus} CPUs, {machine.ram >> 30} GiB RAM ({base.run.workers} udev "

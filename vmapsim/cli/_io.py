@@ -17,15 +17,68 @@ import tqdm
 
 from vmapsim.errors import InvalidArgument
 
-__all__ = ["FORK_WORK", "fork_map", "names", "note", "optional", "progress_bar", "read", "writable", "write"]
+__all__ = [
+    "FORK_WORK",
+    "MAX_INPUT_BYTES",
+    "STDIN",
+    "fork_map",
+    "label",
+    "names",
+    "note",
+    "optional",
+    "progress_bar",
+    "read",
+    "read_bytes",
+    "writable",
+    "write",
+]
+
+#: The file name that stands for standard input, wherever a command reads a file.
+STDIN = "-"
+#: The most a command reads of one input (1 GiB, what sweep's row tables may hold): the bound of those
+#: whose parser sets none (a trace, a stats file, a .config); a parser's lower limit is passed instead.
+MAX_INPUT_BYTES = 1 << 30
 
 
-def read(path: str) -> str:
-    """A text file's contents; :class:`InvalidArgument` naming it when it cannot be read."""
-    try:
-        return Path(path).read_text(errors="replace")
-    except OSError as e:
-        raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
+def label(path: str) -> str:
+    """How errors name an input: ``<stdin>`` for ``-``, else the path."""
+    return "<stdin>" if path == STDIN else path
+
+
+def read(path: str, limit: int = MAX_INPUT_BYTES) -> str:
+    """A text file's contents (``-``: standard input), undecodable bytes replaced.
+
+    See :func:`read_bytes` for the limit and the errors.  Runtime complexity: O(min(size, limit)).
+    """
+    return read_bytes(path, limit).decode(errors="replace")
+
+
+def read_bytes(path: str, limit: int = MAX_INPUT_BYTES) -> bytes:
+    """A file's bytes (``-``: standard input, which can be read once), at most ``limit`` of them.
+
+    At most ``limit + 1`` bytes are read, whatever the file's size says (/proc files say 0) and however
+    long a pipe runs, and more than ``limit`` is refused: :class:`InvalidArgument` naming the input, as
+    when it cannot be read.  Runtime complexity: O(min(size, limit)).
+    """
+    if path == STDIN:
+        stream = sys.stdin
+        # A pipe gives its bytes once: a second '-' would read nothing and pass for an empty file.
+        if stream is None or stream.closed:
+            raise InvalidArgument("standard input ('-') is closed or was read already: only one input can be '-'")
+        try:
+            data = stream.buffer.read(limit + 1)
+        except OSError as e:
+            raise InvalidArgument(f"cannot read standard input: {e.strerror or e}") from None
+        stream.close()
+    else:
+        try:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)
+        except OSError as e:
+            raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
+    if len(data) > limit:
+        raise InvalidArgument(f"{label(path)}: more than {limit} bytes, the most this input may hold")
+    return data
 
 
 def write(path: str, data: bytes) -> None:

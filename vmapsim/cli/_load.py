@@ -7,10 +7,11 @@ from typing import Any
 
 from vmapsim import report
 from vmapsim.cli import _options, _storm
-from vmapsim.cli._io import note, read
+from vmapsim.cli._io import STDIN, label, note, read
 from vmapsim.loader.request import Syscall
 from vmapsim.scenario import Loads, storm
 from vmapsim.workloads import read_requests
+from vmapsim.workloads.requests import MAX_REQUEST_BYTES
 
 __all__ = ["add", "run"]
 
@@ -19,7 +20,8 @@ def add(sub: Any) -> None:
     """Register ``vmapsim load`` and its options."""
     ld = sub.add_parser("load", help="load modules on every CPU at once under each pipeline; compare")
     ld.add_argument("module", nargs="*", help="module names or modaliases (every CPU loads each)")
-    ld.add_argument("--requests", help="also run the requests of a JSON-lines or .csv file (time, cpu, module, ...)")
+    ld.add_argument("--requests", help="also run the requests of a JSON-lines or .csv file (time, cpu, module, ...); "
+                    "'-' reads standard input, JSON lines if its first line starts with '{', else CSV")  # fmt: skip
     _options.simulation(ld, cpus=8)
     ld.add_argument("--syscall", default="finit_module", choices=[str(s) for s in Syscall],
                     help="what userspace calls: finit_module (kmod >= 31, the file) or init_module (kmod < 31, the "
@@ -36,8 +38,9 @@ def run(args: argparse.Namespace) -> str:
     """Load the modules (and requests) under every load path asked for; the table, JSON or CSV."""
     requests: tuple[Any, ...] = ()
     if args.requests:
-        fmt = "csv" if args.requests.endswith(".csv") else "jsonl"
-        requests = tuple(read_requests(read(args.requests), fmt=fmt, source=args.requests))
+        fmt = "auto" if args.requests == STDIN else "csv" if args.requests.endswith(".csv") else "jsonl"
+        text = read(args.requests, MAX_REQUEST_BYTES)
+        requests = tuple(read_requests(text, fmt=fmt, source=label(args.requests)))
     workload = Loads(tuple(args.module), requests, args.syscall, deps=not args.no_deps)
     base = _options.base(args, workload)
     scenarios = storm(base, _options.kernels(args), _options.pipelines(args))

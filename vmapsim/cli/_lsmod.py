@@ -9,28 +9,39 @@ import attrs
 
 from vmapsim import report
 from vmapsim.cli import _options
-from vmapsim.cli._io import read
+from vmapsim.cli._io import label, read
 from vmapsim.errors import InvalidArgument
 from vmapsim.modules import Catalog, check_sizes, parse_proc_modules
+from vmapsim.modules.proc_modules import MAX_PROC_MODULES_BYTES
 
-__all__ = ["add", "run"]
+__all__ = ["PROC_MODULES", "add", "run"]
+
+#: The live file read when no FILE is given.
+PROC_MODULES = "/proc/modules"
 
 
 def add(sub: Any) -> None:
     """Register ``vmapsim lsmod``."""
     lm = sub.add_parser("lsmod", help="check a catalog's module sizes against a live system's /proc/modules or lsmod")
-    lm.add_argument("file", help="a copy of /proc/modules, or lsmod's output")
-    lm.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file")
+    lm.add_argument("file", nargs="?", default=PROC_MODULES, help="a copy of /proc/modules, or lsmod's output; "
+                    "'-' reads standard input (default: this machine's /proc/modules)")  # fmt: skip
+    lm.add_argument("--catalog", default="debian-6.12-amd64", help="a shipped catalog name or a saved catalog file "
+                    "('-': standard input)")  # fmt: skip
     _options.output(lm, csv="one row per module")
     lm.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> tuple[str, int]:
     """Each module's live size beside the catalog's (exit 1 on a difference)."""
-    catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
-    checks_ = check_sizes(catalog, parse_proc_modules(read(args.file), source=args.file))
+    given = _options.catalog(args.catalog)
+    if isinstance(given, Catalog):
+        catalog = given
+    else:
+        catalog = Catalog.builtin(args.catalog) if args.catalog in Catalog.builtins() else Catalog.load(args.catalog)
+    live = parse_proc_modules(read(args.file, MAX_PROC_MODULES_BYTES), source=label(args.file))
+    checks_ = check_sizes(catalog, live)
     if not checks_:
-        raise InvalidArgument(f"{args.file} lists no modules: nothing to check")
+        raise InvalidArgument(f"{label(args.file)} lists no modules: nothing to check")
     known = [c for c in checks_ if c.catalog is not None]
     agree = sum(c.agrees for c in known)
     unknown = [c.name for c in checks_ if c.catalog is None]

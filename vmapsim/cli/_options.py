@@ -8,21 +8,26 @@ from typing import Any
 import attrs
 
 from vmapsim import checks
-from vmapsim.cli._io import names
+from vmapsim.cli._io import STDIN, label, names, read_bytes
 from vmapsim.cli._parser import finite, integer
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import PathConflict, Schedule
+from vmapsim.modules import Catalog
+from vmapsim.modules.catalog import MAX_CATALOG_BYTES
 from vmapsim.scenario import Coldplug, Loads, Scenario
-from vmapsim.workloads import find_machine
+from vmapsim.workloads import Machine, find_machine
 from vmapsim.workloads.kmod import KMOD_NEWEST
+from vmapsim.workloads.udev import MAX_MACHINE_BYTES
 
-__all__ = ["coldplug", "conflict", "kernels", "output", "pipelines", "scenario", "simulation"]
+__all__ = ["catalog", "coldplug", "conflict", "kernels", "machine", "output", "pipelines", "scenario", "schedule",
+           "simulation"]
 
 
 def simulation(p: argparse.ArgumentParser, *, cpus: int | None, one_path: bool = False) -> None:
     """Options every simulating subcommand shares (``one_path``: the command runs one load path)."""
-    p.add_argument("--catalog", help="a shipped catalog name or a saved catalog file (default: the kernel's shipped "
-                   "catalog, the nearest release's if none ships; without --kernel the machine's)")  # fmt: skip
+    p.add_argument("--catalog", help="a shipped catalog name or a saved catalog file, '-' for standard input "
+                   "(default: the kernel's shipped catalog, the nearest release's if none ships; without --kernel the "
+                   "machine's)")  # fmt: skip
     mine = "" if cpus else "; default: the machine file's CPUs, else 255"
     p.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=cpus,
                    help=f"online CPUs (1 to {checks.NR_CPUS_MAX}){mine}")  # fmt: skip
@@ -80,7 +85,8 @@ def coldplug(p: argparse.ArgumentParser, *, one_path: bool = False) -> None:
         default="intel-server",
         help="a preset (vmapsim info lists them; kdevops is the guest of the 2023 thread's figures), a machine "
         "file (vmapsim machine capture), or a file of the machine's modaliases: "
-        "cat /sys/devices/system/cpu/modalias /sys/bus/*/devices/*/modalias > FILE",
+        "cat /sys/devices/system/cpu/modalias /sys/bus/*/devices/*/modalias > FILE ('-': either, on standard "
+        "input)",
     )
     p.add_argument("--ram", type=integer(1, 1 << 24), help="the machine's RAM in GiB (sets udev's worker limit)")
     p.add_argument("--kmod", type=integer(1, KMOD_NEWEST), help="kmod's release (default: the machine's, 30 as in "
@@ -95,18 +101,39 @@ def scenario(args: argparse.Namespace, *, kernel: str | None = None, pipeline: s
              workload: Loads | None = None) -> Scenario:
     """The scenario the options describe (before ``--kernel`` and ``--pipeline`` lists pick its load paths:
     :func:`~vmapsim.scenario.storm`).  Runtime complexity: that of resolving it (a catalog read once)."""
-    machine: Any = None
+    found: Any = None
     if workload is None:
-        machine = find_machine(args.machine)
+        found = machine(args.machine)
         if args.ram is not None:
-            machine = attrs.evolve(machine, ram=args.ram << 30)
-    schedule = Schedule.load(args.schedule) if getattr(args, "schedule", None) else None
-    return Scenario(machine, cpus=args.cpus, kernel=kernel, pipeline=pipeline, kmod=getattr(args, "kmod", None),
+            found = attrs.evolve(found, ram=args.ram << 30)
+    return Scenario(found, cpus=args.cpus, kernel=kernel, pipeline=pipeline, kmod=getattr(args, "kmod", None),
                     seed=args.seed,
                     jitter=getattr(args, "jitter", None), cost_jitter=getattr(args, "cost_jitter", None),
                     lockstep=getattr(args, "lockstep", False), layout=args.layout, module_align=args.module_align,
-                    catalog=args.catalog, images=tuple(args.image), schedule=schedule,
-                    workload=workload or Coldplug())  # fmt: skip
+                    catalog=catalog(args.catalog), images=tuple(args.image),
+                    schedule=schedule(getattr(args, "schedule", None)), workload=workload or Coldplug())  # fmt: skip
+
+
+def machine(spec: str) -> Machine:
+    """``--machine``: a preset, a file, or ``-``: a machine file or modalias list on standard input."""
+    if spec == STDIN:
+        return Machine.from_text(read_bytes(spec, MAX_MACHINE_BYTES), name="stdin", source=label(spec))
+    return find_machine(spec)
+
+
+def catalog(spec: str | None) -> Catalog | str | None:
+    """``--catalog``: ``-`` read from standard input (a saved catalog), else the name or file as given (which
+    the library resolves, keeping a shipped catalog's name)."""
+    if spec == STDIN:
+        return Catalog.from_bytes(read_bytes(spec, MAX_CATALOG_BYTES), source=label(spec))
+    return spec
+
+
+def schedule(spec: str | None) -> Schedule | None:
+    """``--schedule``: a schedule file, or ``-``: one on standard input (its parser bounds its size)."""
+    if spec == STDIN:
+        return Schedule.from_json(read_bytes(spec), source=label(spec))
+    return Schedule.load(spec) if spec else None
 
 
 def base(args: argparse.Namespace, workload: Loads | None = None) -> Scenario:

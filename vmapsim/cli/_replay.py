@@ -7,7 +7,7 @@ from typing import Any
 
 from vmapsim import checks, layouts, procfs, profiles, report, trace
 from vmapsim.cli import _options
-from vmapsim.cli._io import read
+from vmapsim.cli._io import STDIN, label, read
 from vmapsim.cli._parser import integer
 from vmapsim.errors import InvalidArgument
 
@@ -17,8 +17,10 @@ __all__ = ["add", "guess_layout", "run"]
 def add(sub: Any) -> None:
     """Register ``vmapsim replay``."""
     r = sub.add_parser("replay", help="replay a real kernel's vmalloc trace on its /proc/vmallocinfo snapshot")
-    r.add_argument("snapshot", help="/proc/vmallocinfo read when tracing began (root, kptr_restrict=1)")
-    r.add_argument("trace", help="the ftrace text: events/vmalloc, or the kprobes of docs/usage.md")
+    r.add_argument("snapshot", help="/proc/vmallocinfo read when tracing began (root, kptr_restrict=1); '-' reads "
+                   "standard input")  # fmt: skip
+    r.add_argument("trace", help="the ftrace text: events/vmalloc, or the kprobes of docs/usage.md; '-' reads "
+                   "standard input (one of the two at most)")  # fmt: skip
     r.add_argument(
         "--layout", default="auto", help="a layout name, or 'auto' (from the snapshot's and the trace's addresses)"
     )
@@ -57,10 +59,13 @@ def _traced_from_boot(records: list[procfs.VmallocInfoRecord], events: list[trac
 
 def run(args: argparse.Namespace) -> tuple[str, int]:
     """Replay the trace on the snapshot; the disagreements (exit 1 when any)."""
-    records = procfs.parse_vmallocinfo(read(args.snapshot), source=args.snapshot)
-    events = trace.parse_trace(read(args.trace), source=args.trace)
+    if args.snapshot == args.trace == STDIN:
+        raise InvalidArgument("SNAPSHOT and TRACE are both '-': standard input can hold only one of them")
+    records = procfs.parse_vmallocinfo(read(args.snapshot, procfs.MAX_VMALLOCINFO_BYTES),
+                                       source=label(args.snapshot))
+    events = trace.parse_trace(read(args.trace), source=label(args.trace))
     if not any(e.kind == "alloc" for e in events):
-        raise InvalidArgument(f"{args.trace}: no vmalloc allocation events (events/vmalloc or the kprobes of "
+        raise InvalidArgument(f"{label(args.trace)}: no vmalloc allocation events (events/vmalloc or the kprobes of "
                               "docs/usage.md) to compare")  # fmt: skip
     traced = [e.addr for e in events if e.kind == "alloc" and e.addr is not None]
     starts = [r.start for r in records if r.start is not None]

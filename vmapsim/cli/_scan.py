@@ -9,7 +9,7 @@ from vmapsim import report
 from vmapsim.cli import _options
 from vmapsim.cli._io import note, progress_bar, read, writable
 from vmapsim.cli._parser import integer
-from vmapsim.modules import Catalog, KernelConfig
+from vmapsim.modules import ARCHES, Catalog, KernelConfig
 
 __all__ = ["add", "run"]
 
@@ -21,9 +21,12 @@ def add(sub: Any) -> None:
     c.add_argument("--save", help="write the catalog (xz-compressed JSON) to this file")
     c.add_argument("--workers", type=integer(1, 1024), help="worker processes (default: all CPUs)")
     c.add_argument(
-        "--config", help="the kernel's .config, when the tree has no boot/config-* (default: Debian amd64 options)"
+        "--config",
+        help="the kernel's .config, when the tree has no boot/config-* ('-': standard input; default: Debian's "
+        "options for the modules' architecture)",
     )
-    c.add_argument("--arch", default="x86_64", choices=["x86_64", "arm64"], help="architecture without a config")
+    c.add_argument("--arch", choices=ARCHES, help="the architecture the modules must be built for (default: their "
+                   "ELF header's; another is refused)")  # fmt: skip
     _options.output(c, csv="one row per module (the columns of docs/modules.md)")
     c.set_defaults(run=run)
 
@@ -32,12 +35,9 @@ def run(args: argparse.Namespace) -> str:
     """Scan the tree; save the catalog if asked; a summary, the JSON summary, or one CSV row per module."""
     if args.save:
         writable(args.save)
-    config = None
-    if args.config:
-        config = KernelConfig.from_text(read(args.config), args.arch)
-    elif args.arch != "x86_64":
-        config = KernelConfig(arch=args.arch)
-    catalog = Catalog.scan(args.path, config=config, jobs=args.workers, progress=progress_bar("scanning", "file"))
+    config = KernelConfig.from_text(read(args.config), args.arch) if args.config else None
+    catalog = Catalog.scan(args.path, config=config, arch=args.arch, jobs=args.workers,
+                           progress=progress_bar("scanning", "file"))  # fmt: skip
     if args.save:
         catalog.save(args.save)
     gen = catalog.generation
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> str:
     releases = sorted({m.vermagic.split()[0] for m in catalog if m.vermagic.split()} - {catalog.kernel})
     if releases:
         notes.append(f"modules of other kernels too ({', '.join(releases)}): a catalog is one kernel build's")
+    note(*notes)  # a warning about the tree: on stderr whatever the output
     if args.json:
         params = {"path": args.path, "config": args.config, "arch": args.arch, "save": args.save}
         data = {"kernel": catalog.kernel, "generation": gen, "config_source": catalog.config_source,
@@ -53,7 +54,6 @@ def run(args: argparse.Namespace) -> str:
                 "decompressed_bytes": sum(m.decompressed_size for m in catalog), "module_area_bytes": total,
                 "problems": [{"path": p.path, "reason": p.reason} for p in catalog.problems]}  # fmt: skip
         return report.json_text("scan", params, data, notes)
-    note(*notes)
     if args.csv:
         return catalog.to_csv()
     size = str if args.bytes else report.human_bytes

@@ -7,18 +7,23 @@ from typing import Any
 
 from vmapsim import checks, layouts, procfs, report
 from vmapsim.cli import _options
-from vmapsim.cli._io import read
+from vmapsim.cli._io import label, read
 from vmapsim.cli._parser import integer
 from vmapsim.cli._replay import guess_layout
 
-__all__ = ["add", "run"]
+__all__ = ["PROC_VMALLOCINFO", "add", "run"]
+
+#: The live file read when no FILE is given (root only: the kernel creates it with mode 0400).
+PROC_VMALLOCINFO = "/proc/vmallocinfo"
 
 
 def add(sub: Any) -> None:
     """Register ``vmapsim vmallocinfo``."""
     vi = sub.add_parser("vmallocinfo", help="sum up a machine's /proc/vmallocinfo: by caller and kind, lazily "
                         "freed bytes, window fill, largest free ranges")  # fmt: skip
-    vi.add_argument("file", help="a copy of /proc/vmallocinfo (any kptr_restrict; real pointers give more)")
+    vi.add_argument("file", nargs="?", default=PROC_VMALLOCINFO, help="a copy of /proc/vmallocinfo (any "
+                    "kptr_restrict; real pointers give more) or crash's 'kmem -v' output; '-' reads standard input "
+                    "(default: this machine's /proc/vmallocinfo, as root)")  # fmt: skip
     vi.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=1,
                     help="the machine's online CPUs (lazy_max_pages() depends on them)")  # fmt: skip
     vi.add_argument("--layout", default="auto", help="a layout name, or 'auto' (from the addresses)")
@@ -30,11 +35,15 @@ def add(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> str:
     """Sum up the file by caller and kind, window fill and free ranges."""
-    records = procfs.parse_vmallocinfo(read(args.file), source=args.file)
+    text = read(args.file, procfs.MAX_VMALLOCINFO_BYTES)
+    records = procfs.parse_vmallocinfo(text, source=label(args.file))
     starts = [r.start for r in records if r.start is not None]
     layout = guess_layout(starts) if args.layout == "auto" else layouts.by_name(args.layout)
     s = procfs.summarize_vmallocinfo(records, layout, cpus=args.cpus, largest=args.largest)
     notes = []
+    if procfs.is_crash_kmem_v(text):
+        notes.append("crash's kmem -v lists the areas that have a vm_struct, without callers or flags: vm_map_ram"
+                     " blocks and lazily freed areas are not in it, so the free ranges include them")  # fmt: skip
     if s.hashed:
         notes.append("pointers are hashed or zeroed (kptr_restrict): no window fill or free ranges; read the file "
                      "as root with kptr_restrict=1 (or with drgn's contrib/vmallocinfo.py) for them")  # fmt: skip

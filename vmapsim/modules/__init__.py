@@ -16,11 +16,12 @@ read in a process pool), :mod:`~vmapsim.modules.alias` (kmod's alias matching, i
 from vmapsim.modules.alias import AliasIndex, kmod_fnmatch
 from vmapsim.modules.catalog import CSV_COLUMNS, Catalog, UnknownModule
 from vmapsim.modules.image import ModuleImage
-from vmapsim.modules.layout import MEMORY_TYPES, Generation, KernelConfig, ModuleLayout
+from vmapsim.modules.layout import ARCHES, MEMORY_TYPES, Generation, KernelConfig, ModuleLayout
 from vmapsim.modules.proc_modules import LoadedModule, SizeCheck, check_sizes, parse_proc_modules
 from vmapsim.modules.scan import ScanProblem, read_module
 
 __all__ = [
+    "ARCHES",
     "CSV_COLUMNS",
     "MEMORY_TYPES",
     "AliasIndex",

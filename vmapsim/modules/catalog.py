@@ -194,23 +194,30 @@ class Catalog:
         path: str | os.PathLike[str],
         *,
         config: KernelConfig | None = None,
+        arch: str | None = None,
         jobs: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Catalog:
         """Read every module file under ``path``, in ``jobs`` processes (default: all CPUs).
 
         ``path`` is a ``lib/modules/<kver>`` directory, a package root holding
-        one, or any directory of module files.  The kernel configuration comes
-        from the tree's ``boot/config-*`` (Debian 12) or
-        ``usr/lib/modules/<kver>/config`` (Debian 13's backports) when there is
-        one, else ``config`` or Debian amd64 defaults; ``config_source`` says
-        which.  The kernel is the tree's ``<kver>``, else (a bare directory) the
-        release the modules' vermagic names most often.  Bad files are skipped and listed in
+        one, or any directory of module files.  The architecture is the
+        modules' own, from their ELF header's machine (one of :data:`ARCHES
+        <vmapsim.modules.layout.ARCHES>`, else :class:`InvalidArgument`); ``arch``
+        checks it.  The kernel configuration comes from the tree's
+        ``boot/config-*`` (Debian 12) or ``usr/lib/modules/<kver>/config``
+        (Debian 13's backports) when there is one, else ``config``, else
+        Debian's defaults for that architecture; ``config_source`` says which
+        (``arch``, or a config, of another architecture than the modules' is
+        :class:`InvalidArgument`).  The kernel is the tree's ``<kver>``, else (a
+        bare directory) the release the modules' vermagic names most often.  Bad
+        files, and modules of another architecture, are skipped and listed in
         ``problems``; a missing path, or one with no module file, raises
         :class:`InvalidArgument`.  ``progress(done, total)`` is called as files
         finish.  Runtime complexity: O(total bytes / jobs).
         """
-        images, problems, kernel, found, order, source = scan_tree(path, config=config, jobs=jobs, progress=progress)
+        images, problems, kernel, found, order, source = scan_tree(path, config=config, arch=arch, jobs=jobs,
+                                                                   progress=progress)  # fmt: skip
         if not kernel:  # a bare directory: the release the modules' vermagic names most often
             releases = Counter(m.vermagic.split()[0] for m in images if m.vermagic.split())
             kernel = min(releases, key=lambda r: (-releases[r], r)) if releases else ""
@@ -280,10 +287,20 @@ class Catalog:
             raw = Path(path).read_bytes()
         except OSError as e:
             raise InvalidArgument(f"cannot read catalog {path}: {e.strerror}") from None
-        return cls._from_bytes(raw, str(path))
+        return cls.from_bytes(raw, source=str(path))
 
     @classmethod
-    def _from_bytes(cls, raw: bytes, source: str) -> Catalog:
+    def from_bytes(cls, raw: bytes, *, source: str = "catalog") -> Catalog:
+        """A catalog from the bytes of a file :meth:`save` wrote (what :meth:`load` reads from a path);
+        :class:`InvalidArgument` naming ``source`` if they are not one.  Runtime complexity: O(n).
+
+        >>> Catalog.from_bytes(b"not xz", source="<stdin>")
+        Traceback (most recent call last):
+        ...
+        vmapsim.errors.InvalidArgument: <stdin>: not a readable vmapsim catalog (Input format not supported by decoder)
+        """
+        if not isinstance(raw, bytes):
+            raise InvalidArgument(f"raw={show(raw)}: expected a catalog file's bytes")
         try:
             xz = lzma.LZMADecompressor()
             data = xz.decompress(raw, max_length=MAX_CATALOG_BYTES + 1)
@@ -382,4 +399,4 @@ def _percpu_kinds(aliases: tuple[str, ...]) -> str:
 
 @cache
 def _builtin(name: str) -> Catalog:
-    return Catalog._from_bytes((resources.files("vmapsim") / "data" / f"{name}.json.xz").read_bytes(), name)
+    return Catalog.from_bytes((resources.files("vmapsim") / "data" / f"{name}.json.xz").read_bytes(), source=name)

@@ -30,7 +30,7 @@ from vmapsim.errors import ModuleFileError
 from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
 from vmapsim.units import page_align
 
-__all__ = ["MEMORY_TYPES", "TEXT_TYPES", "Generation", "KernelConfig", "ModuleLayout", "layout_module"]
+__all__ = ["ARCHES", "MEMORY_TYPES", "TEXT_TYPES", "Generation", "KernelConfig", "ModuleLayout", "layout_module"]
 
 
 class Generation(enum.StrEnum):
@@ -63,7 +63,10 @@ class Generation(enum.StrEnum):
         return member("generation", value, cls)
 
 
-
+#: The architectures whose module layout :func:`layout_module` replays (as ``uname -m`` and
+#: :attr:`ElfImage.machine <vmapsim.modules.elf.ElfImage.machine>` name them): x86-64's, and arm64's
+#: with its PLTs; another's ``module_frob_arch_sections()`` (riscv's GOT and PLTs) is not modelled.
+ARCHES = ("x86_64", "arm64")
 #: ``enum mod_mem_type`` order (include/linux/module.h, 6.4+).
 MEMORY_TYPES = ("text", "data", "rodata", "ro_after_init", "init_text", "init_data", "init_rodata")
 #: The memory types ``mod_mem_type_is_text()`` names (``include/linux/module.h``): execmem's text ranges.
@@ -92,13 +95,18 @@ class KernelConfig:
     module_unload: bool = True
 
     @classmethod
-    def from_text(cls, text: str, arch: str = "x86_64") -> KernelConfig:
-        """Read the options from a kernel ``.config`` text.  Runtime complexity: O(n).
+    def from_text(cls, text: str, arch: str | None = None) -> KernelConfig:
+        """Read the options from a kernel ``.config`` text; ``arch`` None takes the one it selects
+        (``CONFIG_ARM64``, ``CONFIG_RISCV``, else x86_64).  Runtime complexity: O(n).
 
         >>> KernelConfig.from_text("CONFIG_KALLSYMS_ALL=y\\n# CONFIG_STRICT_MODULE_RWX is not set\\n").strict_rwx
         False
+        >>> KernelConfig.from_text("CONFIG_ARM64=y\\n").arch
+        'arm64'
         """
         on = {line.split("=", 1)[0] for line in text.splitlines() if line.endswith(("=y", "=m"))}
+        if arch is None:
+            arch = "arm64" if "CONFIG_ARM64" in on else "riscv" if "CONFIG_RISCV" in on else "x86_64"
         return cls(
             arch=arch,
             kallsyms_all="CONFIG_KALLSYMS_ALL" in on,

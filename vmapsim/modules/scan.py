@@ -27,9 +27,9 @@ import attrs
 from vmapsim.checks import integer, show
 from vmapsim.errors import InvalidArgument, ModuleFileError, VmapsimError
 from vmapsim.modules.compression import compression_of, decompress
-from vmapsim.modules.elf import parse_elf, split_signature
+from vmapsim.modules.elf import ElfImage, parse_elf, split_signature
 from vmapsim.modules.image import ModuleImage
-from vmapsim.modules.layout import KernelConfig, layout_module
+from vmapsim.modules.layout import ARCHES, KernelConfig, layout_module
 
 __all__ = ["ScanProblem", "kernel_version", "read_module", "scan_tree"]
 
@@ -46,16 +46,15 @@ def read_module(data: bytes, rel: str, config: KernelConfig, btf_name: str = ".B
     """Decompress, strip the signature, parse and lay out one module file's bytes.
 
     ``rel`` is its path relative to the tree (it names the module: basename
-    without ``.ko*``, ``-`` replaced by ``_``).  Raises :class:`ModuleFileError`.
+    without ``.ko*``, ``-`` replaced by ``_``).  Raises :class:`ModuleFileError`,
+    also for a module of another architecture than ``config``'s, which the
+    kernel refuses (``elf_check_arch()`` in ``elf_validity_check()``).
     Runtime complexity: O(file size + symbols).
     """
     base = os.path.basename(rel)
-    kind = compression_of(base)
-    if kind is None:
-        raise ModuleFileError(rel, "not a module file name (.ko, .ko.xz, .ko.zst, .ko.gz)")
-    raw = decompress(data, kind, rel)
-    elf, sig = split_signature(raw)
-    image = parse_elf(elf, rel)
+    kind, raw, sig, image = _unpack(data, rel)
+    if image.machine != config.arch:
+        raise ModuleFileError(rel, f"{_elf_name(image.machine)} ELF, not {config.arch} (elf_check_arch())")
     lay = layout_module(image, config, rel)
     info: dict[str, list[str]] = {}
     for key, value in image.modinfo:
@@ -86,6 +85,37 @@ def read_module(data: bytes, rel: str, config: KernelConfig, btf_name: str = ".B
     )
 
 
+def _unpack(data: bytes, rel: str) -> tuple[str, bytes, int, ElfImage]:
+    """A module file's compression, decompressed bytes, signature length and parsed ELF."""
+    kind = compression_of(os.path.basename(rel))
+    if kind is None:
+        raise ModuleFileError(rel, "not a module file name (.ko, .ko.xz, .ko.zst, .ko.gz)")
+    raw = decompress(data, kind, rel)
+    elf, sig = split_signature(raw)
+    return kind, raw, sig, parse_elf(elf, rel)
+
+
+#: How ``readelf -h`` names each machine vmapsim knows (its ``Machine:`` line), for messages.
+_ELF_NAMES = {"x86_64": "x86-64", "arm64": "AArch64", "riscv": "RISC-V", "i386": "Intel 80386", "arm": "ARM",
+              "ppc64": "PowerPC64", "s390": "IBM S/390"}  # fmt: skip
+
+
+def _elf_name(machine: str) -> str:
+    return _ELF_NAMES.get(machine, machine)
+
+
+def _modules_machine(files: list[str], tree: Path) -> tuple[str, str] | None:
+    """The ELF machine of the first module file that parses, with that file (relative to ``tree``); None
+    when none does (every file is then a problem of the scan)."""
+    for f in files:
+        rel = os.path.relpath(f, tree)
+        try:
+            return _unpack(Path(f).read_bytes(), rel)[3].machine, rel
+        except (ModuleFileError, OSError, MemoryError):
+            continue
+    return None
+
+
 def _scan_one(job: tuple[str, str, KernelConfig]) -> ModuleImage | ScanProblem:
     path, rel, config = job
     try:
@@ -114,6 +144,7 @@ def scan_tree(
     path: str | os.PathLike[str],
     *,
     config: KernelConfig | None = None,
+    arch: str | None = None,
     jobs: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[ModuleImage], list[ScanProblem], str, KernelConfig, tuple[str, ...], str]:
@@ -121,8 +152,10 @@ def scan_tree(
 
     The order is the tree's ``modules.order`` (the build's link order, which
     depmod keeps as each module's priority), as module names; empty without one.
+    The architecture is the modules' own (the ELF machine of the first that
+    reads); ``arch``, a config found or ``config`` naming another is refused.
     The config source is the file the config was read from, or says it was
-    the ``config`` given or the defaults.
+    the ``config`` given or the defaults, and for which architecture.
     See :meth:`vmapsim.modules.Catalog.scan`.  Runtime complexity: O(total bytes / jobs).
     """
     if not isinstance(path, str | os.PathLike):
@@ -132,15 +165,17 @@ def scan_tree(
         raise InvalidArgument(f"{root}: no such directory")
     if config is not None and not isinstance(config, KernelConfig):
         raise InvalidArgument(f"config={show(config)}: expected a KernelConfig")
+    if arch is not None and arch not in ARCHES:
+        raise InvalidArgument(f"arch={show(arch)}: expected one of {', '.join(ARCHES)}, or None for the modules' own")
     if jobs is not None:
         integer("jobs", jobs, 1, 1024)
     problems: list[ScanProblem] = []
     tree, kernel, found_config, source = _find_tree(root, problems)
-    source = source or ("the given config" if config else "Debian amd64 defaults")
-    config = found_config or config or KernelConfig()
     files = _module_files(tree, problems)
     if not files:
         raise InvalidArgument(f"{root}: no module files (.ko, .ko.xz, .ko.zst, .ko.gz) found")
+    given = "the given config" if config else ""
+    config, source = _config(files, tree, arch, found_config or config, source or given)
     jobs_list = [(f, os.path.relpath(f, tree), config) for f in files]
     workers = jobs or os.cpu_count() or 1
     if workers == 1 or len(files) < 64:
@@ -161,6 +196,30 @@ def scan_tree(
     if not images:
         raise InvalidArgument(f"{root}: no readable module among {len(files)} files ({problems[0].reason})")
     return images, problems, kernel, config, _order(tree, problems), source
+
+
+def _config(
+    files: list[str], tree: Path, arch: str | None, config: KernelConfig | None, source: str
+) -> tuple[KernelConfig, str]:
+    """The config the modules are laid out with, and where it came from: the modules' ELF machine decides the
+    architecture, and ``arch`` or a ``config`` (from ``source``) of another is refused, as kmod's insmod would
+    meet ``elf_check_arch()``.  Without a config, Debian's defaults for that architecture."""
+    found = _modules_machine(files, tree)
+    if found is None:  # no file reads: each is a problem of the scan, whatever it is laid out as
+        machine = arch or (config.arch if config else "x86_64")
+    else:
+        machine, example = found
+        elf = f"{_elf_name(machine)} ELF (e.g. {example})"
+        if machine not in ARCHES:
+            raise InvalidArgument(f"the modules are {elf}: vmapsim lays out {' and '.join(ARCHES)} modules only")
+        if arch is not None and arch != machine:
+            raise InvalidArgument(f"arch {arch} was asked for, but the modules are {elf}")
+        if config is not None and config.arch != machine:
+            raise InvalidArgument(f"{source} is an {config.arch} config, but the modules are {elf}")
+    if config is None:
+        debian = {"x86_64": "amd64"}.get(machine, machine)
+        return KernelConfig(arch=machine), f"Debian {debian} defaults (no .config given or found)"
+    return config, f"{source} ({config.arch})"
 
 
 def _order(tree: Path, problems: list[ScanProblem]) -> tuple[str, ...]:
@@ -244,8 +303,7 @@ def _find_tree(root: Path, problems: list[ScanProblem]) -> tuple[Path, str, Kern
             except OSError as e:
                 problems.append(ScanProblem(str(candidates[0]), f"cannot read the kernel config: {e.strerror}"))
                 continue
-            arch = "arm64" if "CONFIG_ARM64=y" in text else "riscv" if "CONFIG_RISCV=y" in text else "x86_64"
             if candidates[0].name.startswith("config-"):
                 kernel = kernel or candidates[0].name.removeprefix("config-")
-            return tree, kernel, KernelConfig.from_text(text, arch), str(candidates[0])
+            return tree, kernel, KernelConfig.from_text(text), str(candidates[0])
     return tree, kernel, None, ""

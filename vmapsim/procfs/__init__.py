@@ -2,7 +2,8 @@
 
 Rendering follows ``s_show()`` (≤ 6.8) / ``vmalloc_info_show()`` (6.9+) in
 ``mm/vmalloc.c``; parsing accepts real text, including hashed or zeroed ``%pK``
-pointers (``kptr_restrict``) and ``unpurged vm_area`` lines; :func:`restore`
+pointers (``kptr_restrict``) and ``unpurged vm_area`` lines, and the crash
+utility's ``kmem -v`` listing of a vmcore; :func:`restore`
 rebuilds a :class:`~vmapsim.VmapSpace` from a snapshot with real addresses.
 
 >>> from vmapsim import VmapSpace, layouts
@@ -19,6 +20,7 @@ from vmapsim.procfs.summary import NEXT_SIZES, VmallocInfoSummary, summarize_vma
 from vmapsim.procfs.vmallocinfo import (
     MAX_VMALLOCINFO_BYTES,
     VmallocInfoRecord,
+    is_crash_kmem_v,
     parse_vmallocinfo,
     render_vmallocinfo,
     restore,
@@ -29,6 +31,7 @@ __all__ = [
     "NEXT_SIZES",
     "VmallocInfoRecord",
     "VmallocInfoSummary",
+    "is_crash_kmem_v",
     "parse_meminfo",
     "parse_vmallocinfo",
     "render_meminfo",

@@ -1,7 +1,7 @@
 """``/proc/vmallocinfo`` as the kernel prints it (``s_show()`` ≤ 6.8, ``vmalloc_info_show()`` 6.9+, in
-``mm/vmalloc.c``), read back from real text (hashed or zeroed ``%pK`` pointers, ``unpurged vm_area`` lines),
-and :func:`restore`: a space rebuilt from a snapshot with real addresses.  :mod:`vmapsim.procfs` shows them
-at work.
+``mm/vmalloc.c``), read back from real text (hashed or zeroed ``%pK`` pointers, ``unpurged vm_area`` lines)
+or from the crash utility's ``kmem -v`` listing of a vmcore, and :func:`restore`: a space rebuilt from a
+snapshot with real addresses.  :mod:`vmapsim.procfs` shows them at work.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from vmapsim.units import hex_repr
 __all__ = [
     "MAX_VMALLOCINFO_BYTES",
     "VmallocInfoRecord",
+    "is_crash_kmem_v",
     "parse_vmallocinfo",
     "render_vmallocinfo",
     "restore",
@@ -54,7 +55,8 @@ class VmallocInfoRecord:
     ``kind`` is ``"vm"`` (an area with a ``vm_struct``), ``"vm_map_ram"`` or
     ``"unpurged"``; ``start``/``end`` are None when the pointers were hashed or
     zeroed by ``kptr_restrict`` (``size`` is always real); ``numa`` holds the
-    ``N<node>=<pages>`` counts.
+    ``N<node>=<pages>`` counts.  A row of crash's ``kmem -v`` is a ``"vm"``
+    record with its range and size only (no caller, pages or flags).
     """
 
     start: int | None = attrs.field(repr=hex_repr)
@@ -146,6 +148,12 @@ def render_vmallocinfo(space: VmapSpace, *, numa: bool = True, restricted: bool 
 
 _LINE = re.compile(r"^0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\s+(\d+)(.*)$")
 _NUMA = re.compile(r"^N(\d+)=(\d+)$")
+# crash's kmem -v (dump_vmap_area() in crash's memory.c): a header, then per vmap_area that has a vm_struct
+# "VMAP_AREA  VM_STRUCT  START - END  SIZE", pointers in bare hex, END = START + SIZE, SIZE = va_end - va_start
+# in decimal (the guard page included, as /proc/vmallocinfo counts it).
+_CRASH_HEADER = re.compile(r"^VMAP_AREA\s+VM_STRUCT\s+ADDRESS RANGE\s+SIZE$")
+_CRASH_ROW = re.compile(r"^[0-9a-fA-F]+\s+[0-9a-fA-F]+\s+([0-9a-fA-F]+)\s+-\s+([0-9a-fA-F]+)\s+(\d+)$")
+_CRASH_PROMPT = "crash>"
 
 
 #: Largest /proc/vmallocinfo text read (256 MiB: millions of areas).
@@ -155,21 +163,31 @@ MAX_VMALLOCINFO_BYTES = 256 << 20
 def parse_vmallocinfo(
     text: str, *, source: str = "vmallocinfo", max_bytes: int = MAX_VMALLOCINFO_BYTES
 ) -> list[VmallocInfoRecord]:
-    """Records of real /proc/vmallocinfo text (blank lines are skipped).
+    """Records of real /proc/vmallocinfo text, or of crash's ``kmem -v`` (blank lines are skipped).
 
     Pointers are kept only when they are real (``end - start == size``);
-    hashed (``kptr_restrict=0``) or zeroed ones become None.  A line that is
-    not vmallocinfo raises :class:`ParseError` naming ``source`` and the line.
+    hashed (``kptr_restrict=0``) or zeroed ones become None.  Text that
+    :func:`is_crash_kmem_v` recognises is read as crash prints it: each row an
+    area with a ``vm_struct`` (``vm_map_ram`` and lazily freed areas are not
+    listed), with real pointers and no caller or flags.  A line that is
+    neither raises :class:`ParseError` naming ``source`` and the line.
     Runtime complexity: O(n) in the text.
 
     >>> r = parse_vmallocinfo("0x0000000012345678-0x00000000deadbeef    8192 f+0x1/0x2 pages=1 vmalloc N0=1")[0]
     >>> r.start, r.size, r.caller, r.flags
     (None, 8192, 'f+0x1/0x2', ('vmalloc',))
+    >>> crash = ("   VMAP_AREA         VM_STRUCT                 ADDRESS RANGE                SIZE\\n"
+    ...          "ffff8c0e40135e40  ffff8c0e4013c340  ffffc90000000000 - ffffc90000005000    20480\\n")
+    >>> r = parse_vmallocinfo(crash)[0]
+    >>> hex(r.start), r.size, r.kind, r.caller
+    ('0xffffc90000000000', 20480, 'vm', None)
     """
     if not isinstance(text, str):
         raise InvalidArgument(f"text={show(text)}: expected the file's text")
     if len(text) > max_bytes:
         raise ParseError(f"{len(text)} characters is more than the limit of {max_bytes}", source=source)
+    if is_crash_kmem_v(text):
+        return _parse_crash(text, source)
     records = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
@@ -219,6 +237,50 @@ def parse_vmallocinfo(
         records.append(
             VmallocInfoRecord(start if real else None, end if real else None, size, **kw)  # type: ignore[arg-type]
         )
+    return records
+
+
+def is_crash_kmem_v(text: str) -> bool:
+    """Whether ``text`` is the crash utility's ``kmem -v`` listing: its first line (past blank ones and
+    ``crash>`` prompt lines, such as ``crash> kmem -v`` copied with it) is the ``VMAP_AREA VM_STRUCT
+    ADDRESS RANGE SIZE`` header or a row.  Runtime complexity: O(n) in the text, O(1) for most.
+
+    >>> is_crash_kmem_v("crash> kmem -v\\n   VMAP_AREA         VM_STRUCT                 ADDRESS RANGE       SIZE\\n")
+    True
+    >>> is_crash_kmem_v("0xffffc90000000000-0xffffc90000005000   20480 f+0x1/0x2 vmap\\n")
+    False
+    """
+    if not isinstance(text, str):
+        raise InvalidArgument(f"text={show(text)}: expected the file's text")
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith(_CRASH_PROMPT):
+            return bool(_CRASH_HEADER.match(line) or _CRASH_ROW.match(line))
+    return False
+
+
+def _parse_crash(text: str, source: str) -> list[VmallocInfoRecord]:
+    """Records of crash's ``kmem -v``: prompt lines and blank ones skipped, the header at most once and
+    before every row."""
+    records: list[VmallocInfoRecord] = []
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith(_CRASH_PROMPT):
+            continue
+        if _CRASH_HEADER.match(line):
+            if records:
+                raise ParseError("crash's kmem -v header after its rows: one listing at a time", source=source,
+                                 line=lineno)  # fmt: skip
+            continue
+        m = _CRASH_ROW.match(line)
+        if m is None:
+            raise ParseError(f"not a row of crash's kmem -v: {show(raw)}", source=source, line=lineno)
+        start = parse_number("0x" + m.group(1), what="start", source=source, line=lineno)
+        end = parse_number("0x" + m.group(2), what="end", source=source, line=lineno)
+        size = parse_number(m.group(3), what="size", source=source, line=lineno)
+        if end - start != size:  # crash prints END as START + SIZE
+            raise ParseError(f"range {start:#x}-{end:#x} is not SIZE {size} bytes", source=source, line=lineno)
+        records.append(VmallocInfoRecord(start, end, size))
     return records
 
 
@@ -299,4 +361,3 @@ def _page_arrays(records: list[VmallocInfoRecord], ptr_size: int) -> dict[int, i
                 claimed.add(k)
                 break
     return out
-

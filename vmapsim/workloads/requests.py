@@ -56,17 +56,23 @@ def read_requests(
 
     Each JSON line is one object with the fields of :func:`write_requests`
     (``module`` required); numbers have at most 40 digits, times are finite and
-    not negative, CPUs are whole numbers.  Runtime complexity: O(n).
+    not negative, CPUs are whole numbers.  ``fmt="auto"`` (for text without a
+    file name to go by, such as standard input) reads JSON lines when the first
+    line that is not blank starts with ``{``, else CSV.  Runtime complexity: O(n).
 
     >>> read_requests('{"module": "loop", "time": -1}')
     Traceback (most recent call last):
     ...
     vmapsim.errors.ParseError: requests:1: time=-1: expected a finite number >= 0
+    >>> [r.module for r in read_requests("module,cpu\\nloop,3\\n", fmt="auto")]
+    ['loop']
     """
     if not isinstance(text, str):
         raise InvalidArgument(f"text={show(text)}: expected the file's text")
     if len(text) > max_bytes:
         raise ParseError(f"{len(text)} characters is more than the limit of {max_bytes}", source=source)
+    if fmt == "auto":
+        fmt = "jsonl" if text.lstrip()[:1] == "{" else "csv"
     pairs: list[tuple[int, object]] = []
     if fmt == "jsonl":
         for i, raw in enumerate(text.splitlines(), 1):
@@ -74,11 +80,17 @@ def read_requests(
                 pairs.append((i, load_json(raw, source=source, line=i, max_bytes=max_bytes)))
     elif fmt == "csv":
         try:
-            pairs = [(i, dict(row)) for i, row in enumerate(csv.DictReader(io.StringIO(text)), 2)]
+            reader = csv.DictReader(io.StringIO(text))
+            pairs = [(i, dict(row)) for i, row in enumerate(reader, 2)]
         except csv.Error as e:
             raise ParseError(f"not CSV: {e}", source=source) from None
+        # a header of other columns is the wrong file even without rows (its rows would be refused)
+        unknown = [f for f in reader.fieldnames or () if f not in _FIELDS]
+        if unknown:
+            raise ParseError(f"unknown column {show(unknown[0])}; the fields are {', '.join(_FIELDS)}", source=source,
+                             line=1)  # fmt: skip
     else:
-        raise InvalidArgument(f"request format {show(fmt)}: expected 'jsonl' or 'csv'")
+        raise InvalidArgument(f"request format {show(fmt)}: expected 'jsonl', 'csv' or 'auto'")
     out = []
     for line, row in pairs:
         try:

@@ -169,9 +169,23 @@ class Machine:
             raw = Path(path).read_bytes()[: MAX_MACHINE_BYTES + 1]
         except OSError as e:
             raise InvalidArgument(f"cannot read machine file {path}: {e.strerror}") from None
-        if raw.lstrip()[:1] == b"{":
-            return cls.from_json(raw, source=str(path))
-        return cls.from_modaliases(raw.decode(errors="replace"), name=Path(path).stem, source=str(path))
+        return cls.from_text(raw, name=Path(path).stem, source=str(path))
+
+    @classmethod
+    def from_text(cls, data: str | bytes, *, name: str = "captured", source: str = "machine") -> Machine:
+        """A machine file's text (:meth:`from_json`: its first character is ``{``) or a list of modaliases
+        (:meth:`from_modaliases`, the machine called ``name``), as :meth:`load` reads a file.
+        Runtime complexity: O(size).
+
+        >>> Machine.from_text("cpu:type:x86,ven0002fam0019mod0001:feature:,0000\\n", name="mine").name
+        'mine'
+        """
+        text = data.decode(errors="replace") if isinstance(data, bytes) else data
+        if not isinstance(text, str):
+            raise InvalidArgument(f"data={show(data)}: expected a machine file's or a modalias list's text")
+        if text.lstrip()[:1] == "{":
+            return cls.from_json(data, source=source)
+        return cls.from_modaliases(text, name=name, source=source)
 
     @classmethod
     def from_modaliases(

@@ -286,17 +286,17 @@ def test_scan_refuses_modules_it_cannot_lay_out_and_skips_strangers(tmp_path: Pa
 def test_scan_cli_takes_the_arch_from_the_modules_and_notes_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
     from vmapsim.cli import main
 
-    assert main(["scan", str(DATA / "modules-arm64"), "--jobs", "1"]) == 0
+    assert main(["scan", str(DATA / "modules-arm64"), "--workers", "1"]) == 0
     out, err = capsys.readouterr()
     assert "kernel config: Debian arm64 defaults (no .config given or found)" in out and err == ""
-    assert main(["scan", str(FIXTURES), "--jobs", "1", "--json"]) == 0
+    assert main(["scan", str(FIXTURES), "--workers", "1", "--json"]) == 0
     out, err = capsys.readouterr()
     other = "modules of other kernels too (6.1.0-56-amd64): a catalog is one kernel build's"
     assert json.loads(out)["notes"] == [other] and err == f"vmapsim: note: {other}\n"
-    assert main(["scan", str(FIXTURES), "--jobs", "1"]) == 0
+    assert main(["scan", str(FIXTURES), "--workers", "1"]) == 0
     out, err = capsys.readouterr()
     assert "note" not in out and err == f"vmapsim: note: {other}\n"
-    assert main(["scan", str(FIXTURES), "--jobs", "1", "--arch", "arm64"]) == 2
+    assert main(["scan", str(FIXTURES), "--workers", "1", "--arch", "arm64"]) == 2
     assert capsys.readouterr().err == ("vmapsim: error: arch arm64 was asked for, but the modules are x86-64 ELF "
                                        "(e.g. ansi-cprng-unsigned.ko)\n")  # fmt: skip
 

@@ -202,8 +202,7 @@ def test_equal_rows_say_the_true_reason(capsys: pytest.CaptureFixture[str]) -> N
 def test_section_headings_follow_the_files_and_equal_sections_say_why(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["boot", "--machine", "kdevops", "--cpus", "2", "--wide"]) == 0
     out = capsys.readouterr().out
-    assert "kmod 30 (Debian 12): modprobe passes the module file to finit_module(2) (these modules are not " \
-           "compressed)" in out  # fmt: skip
+    assert "kmod 30 (Debian 12): modprobe passes the uncompressed module file to finit_module(2)" in out
     assert "note: the kmod 30 rows equal the kmod 31 rows: both call finit_module(2) with the same files" in out
 
 

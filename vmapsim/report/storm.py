@@ -182,7 +182,7 @@ def heading(section: Section) -> str:
     """How kmod handed modules to the kernel in ``section``, as its heading.  Runtime complexity: O(1).
 
     >>> heading(Section(30, Syscall.FINIT_MODULE, False, (), ()))
-    'kmod 30 (Debian 12): modprobe passes the module file to finit_module(2) (these modules are not compressed)'
+    'kmod 30 (Debian 12): modprobe passes the uncompressed module file to finit_module(2)'
     """
     where = f" ({_KMOD_RELEASES[section.kmod]})" if section.kmod in _KMOD_RELEASES else ""
     if section.syscall == Syscall.INIT_MODULE:
@@ -190,7 +190,7 @@ def heading(section: Section) -> str:
     elif section.compressed:
         how = "passes the compressed file to finit_module(2)"
     else:
-        how = "passes the module file to finit_module(2) (these modules are not compressed)"
+        how = "passes the uncompressed module file to finit_module(2)"
     return f"kmod {section.kmod}{where}: modprobe {how}"
 
 

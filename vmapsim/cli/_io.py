@@ -17,7 +17,7 @@ import tqdm
 
 from vmapsim.errors import InvalidArgument
 
-__all__ = ["FORK_WORK", "fork_map", "names", "note", "optional", "progress_bar", "read", "write"]
+__all__ = ["FORK_WORK", "fork_map", "names", "note", "optional", "progress_bar", "read", "writable", "write"]
 
 
 def read(path: str) -> str:
@@ -38,6 +38,15 @@ def write(path: str, data: bytes) -> None:
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise InvalidArgument(f"cannot write {path}: {e.strerror}") from None
+
+
+def writable(path: str) -> None:
+    """Refuse a file :func:`write` could not write (a folder, or in no folder) before minutes of work."""
+    target = Path(path)
+    if target.is_dir():
+        raise InvalidArgument(f"cannot write {path}: it is a folder")
+    if not target.absolute().parent.is_dir():
+        raise InvalidArgument(f"cannot write {path}: no folder {target.parent}")
 
 
 def note(*texts: str) -> None:

@@ -7,9 +7,9 @@ import concurrent.futures
 from pathlib import Path
 from typing import Any
 
-from vmapsim import layouts
-from vmapsim.cli import _grid
-from vmapsim.cli._io import note, optional, progress_bar, read, write
+from vmapsim import layouts, report
+from vmapsim.cli import _grid, _storm
+from vmapsim.cli._io import note, optional, progress_bar, read, writable, write
 from vmapsim.cli._parser import integer
 from vmapsim.errors import InvalidArgument
 from vmapsim.sweeps import Table, sweep
@@ -29,6 +29,9 @@ def add(sub: Any) -> None:
     sw.add_argument("--json", help="write every run's row to this JSON file")
     sw.add_argument("--parquet", help="write every run's row to this Parquet file (needs pyarrow)")
     sw.add_argument("--plot", help="write peak and wasted bytes against CPUs to this image (needs matplotlib)")
+    sw.add_argument("--series", metavar="FILE", help="write what --plot draws to this CSV file: a row per load path, "
+                    "metric and CPU count (machine, kernel, pipeline, kmod, cpus, metric, median, min, max); needs no "
+                    "matplotlib")  # fmt: skip
     sw.add_argument("--resume", help="a JSON file of rows: runs already in it are kept, and it is rewritten at the end")
     sw.set_defaults(run=run)
 
@@ -39,6 +42,8 @@ def run(args: argparse.Namespace) -> str:
         from vmapsim.plot import plot_path
 
         plot_path(args.plot)  # a bad name is refused before the runs
+    if args.series:
+        writable(args.series)
     grid = _grid.grid(args)
     note(*grid.notes())
     resuming = args.resume and Path(args.resume).exists()
@@ -74,12 +79,20 @@ def run(args: argparse.Namespace) -> str:
         write(args.csv, table.to_csv().encode())
     if args.parquet:
         table.to_parquet(args.parquet)
+    if args.series:
+        write(args.series, report.csv_text(report.sweep_series(table.rows)).encode())
     if args.plot:
         from vmapsim.plot import sweep_curves
 
         window = layouts.by_name(grid.layout or find_machine(grid.machines[0]).layout).modules.size
+        cells = dict.fromkeys((p.machine, p.kmod) for p in grid.points())  # a machine file is read once
+        kmods = dict.fromkeys(str(find_machine(m).kmod if k is None else k) for m, k in cells)
+        points = {(p.machine, p.kernel, p.pipeline): p for p in grid.points()}.values()
+        seeds = grid.seed_list()
+        seeded = f"seeds {seeds[0]}–{seeds[-1]} (median, min–max)" if len(seeds) > 1 else f"seed {seeds[0]}"
         sweep_curves(table.rows, args.plot, window=window, title=f"udev coldplug of {', '.join(grid.machines)}: "
-                     f"{len(table.rows)} runs, {len(grid.seed_list())} seeds per point (median, min–max)")  # fmt: skip
+                     f"kmod {' and '.join(kmods)}, {seeded}\n"
+                     f"{_storm.kernels(p.scenario().run.path for p in points)}")  # fmt: skip
     lines = [
         f"# sweep of {len(grid)} runs ({', '.join(grid.machines)}; CPUs {', '.join(map(str, grid.cpus))}; "
         f"{len(grid.seed_list())} seeds each), {args.metric} per cell: min / median / max, mean and its 95% interval",

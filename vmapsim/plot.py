@@ -279,6 +279,7 @@ def _peak_map(ax: Any, at_peak: Mapping[int | None, Mapping[str, VmapSpace]], la
     Runs whose maps are the same share a row, named beside it with what the row pins.
     """
     from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
 
     w = layout.region(window) if window in (r.name for r in layout.regions) else layout.vmalloc
     kinds: tuple[tuple[str, str, dict[str, Any]], ...] = (
@@ -301,7 +302,8 @@ def _peak_map(ax: Any, at_peak: Mapping[int | None, Mapping[str, VmapSpace]], la
         groups.append(len(shown))
     used = max((e - w.start for _, spans, _ in shown for ranges in spans for _, e in ranges), default=0)
     whole = used > w.size / 2
-    right = w.size / MiB if whole else _nice(used / MiB * 1.6)  # the rest for the notes
+    # the notes go right of the bars: past the used part, or past the window's end, drawn as a line
+    right = w.size / MiB * 1.55 if whole else _nice(used / MiB * 1.6)
     drawn: set[str] = set()
     for y, (_, spans, same) in enumerate(shown):
         for (kind, _, style), ranges in zip(kinds, spans, strict=True):
@@ -316,12 +318,15 @@ def _peak_map(ax: Any, at_peak: Mapping[int | None, Mapping[str, VmapSpace]], la
         ax.text(min(end, right) + right * 0.01, y, note, va="center", fontsize=6.5, clip_on=False)
     for y in groups[:-1]:
         ax.axhline(y - 0.5, color="grey", linewidth=0.5)
+    if whole:
+        ax.axvline(w.size / MiB, color="black", linewidth=0.8)
+        ax.set_xticks([t for t in MaxNLocator(6).tick_values(0, w.size / MiB) if 0 <= t <= w.size / MiB])
     ax.set_xlim(0, right)
     ax.set_ylim(len(shown) - 0.5, -0.5)  # the first run on top, as the legend reads
     ax.set_yticks(range(len(shown)), [name for name, _, _ in shown], fontsize=6.5)
     ax.grid(False)
-    ax.set_title(f"{w.name} window at each run's peak" + (" (white: free)" if whole else
-                 f": its first {right:g} MiB of {_size(w.size)} (white: free)"))  # fmt: skip
+    ax.set_title(f"{w.name} window at each run's peak" + (f": all {_size(w.size)}, to the line (white: free)"
+                 if whole else f": its first {right:g} MiB of {_size(w.size)} (white: free)"))  # fmt: skip
     ax.set_xlabel(f"offset in the {w.name} window (MiB)")
     return [(Patch(label=kind, linewidth=0.3, **style), kind) for kind, _, style in kinds if kind in drawn]
 

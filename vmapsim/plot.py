@@ -115,9 +115,9 @@ def _twins(curves: Mapping[str, Hashable]) -> dict[str, list[str]]:
 
 
 def _legend(fig: Any, styles: Mapping[str, Mapping[str, Any]], twins: Mapping[str, Mapping[str, list[str]]],
-            extra: Sequence[tuple[Any, str]] = (), columns: int = 4) -> None:  # fmt: skip
-    """One legend under the panels, in ``columns`` columns: each drawn label, naming its twins per column
-    of panels (``twins``: heading -> drawn label -> its twins), then ``extra``."""
+            extra: Sequence[tuple[Any, str]] = ()) -> None:  # fmt: skip
+    """One legend under the panels, as many columns as the figure's width holds: each drawn label, naming
+    its twins per column of panels (``twins``: heading -> drawn label -> its twins), then ``extra``."""
     from matplotlib.lines import Line2D
 
     headed = len(twins) > 1
@@ -130,10 +130,11 @@ def _legend(fig: Any, styles: Mapping[str, Mapping[str, Any]], twins: Mapping[st
                  if names]  # fmt: skip
         text = label + "".join(f" = {note}" if n == 0 else f"; = {note}" for n, note in enumerate(notes))
         handles.append(Line2D([], [], **style))
-        texts.append(textwrap.fill(text, 44, subsequent_indent="   ", break_on_hyphens=False))
+        texts.append(textwrap.fill(text, 40, subsequent_indent="   ", break_on_hyphens=False))
     for handle, text in extra:
         handles.append(handle)
         texts.append(text)
+    columns = max(1, int(fig.get_figwidth() / 2.5))  # an entry of 40 characters at 7.5 pt, and its line
     fig.legend(handles, texts, loc="outside lower center", ncols=min(columns, len(texts)), frameon=False,
                handlelength=3.2, columnspacing=1.2)  # fmt: skip
 
@@ -442,7 +443,7 @@ def sweep_figure(
             ax.set_xlabel("CPUs")
             if len(cpus) <= 12:  # each CPU count swept, to read the points off
                 ax.set_xticks(cpus)
-        _legend(fig, styles, twins, extra, columns=2 * len(curves))
+        _legend(fig, styles, twins, extra)
         fig.suptitle(title or f"{len(rows)} runs: the seeds' median, min–max band")
     return fig
 

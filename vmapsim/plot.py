@@ -24,8 +24,7 @@ from typing import Any
 from vmapsim.errors import InvalidArgument
 from vmapsim.layouts import Layout
 from vmapsim.loader import METRICS
-from vmapsim.report import SWEEP_METRICS, by_kmod, histogram_series, pinned_series, sweep_series
-from vmapsim.report.series import CALLERS, Runs
+from vmapsim.report import CALLERS, SWEEP_METRICS, Runs, by_kmod, histogram_series, pinned_series, sweep_series
 from vmapsim.space import VmapSpace
 from vmapsim.units import GiB, MiB
 
@@ -492,7 +491,7 @@ def histogram_figure(results: Runs, *, title: str = "") -> Any:
     buckets: dict[tuple[Any, str, str, str], dict[int, int]] = {}  # (kmod, caller, quantity, label) -> high -> n
     for row in histogram_series(runs):
         key = (row["kmod"], row["caller"], row["quantity"], row["pipeline"])
-        buckets.setdefault(key, {})[row["high"] or 0] = row["count"]
+        buckets.setdefault(key, {})[row["high"] or 0] = row["count"]  # held_at_end has no bucket: 0
     callers = list(dict.fromkeys(CALLERS.values()))
     panels = [(kmod, caller) for kmod in runs for caller in callers
               if any((kmod, caller, "size_bytes", label) in buckets for label in runs[kmod])]  # fmt: skip
@@ -505,7 +504,7 @@ def histogram_figure(results: Runs, *, title: str = "") -> Any:
         rows = fig.subfigures(len(panels), 1, squeeze=False)[:, 0]  # a row per caller, titled across its panels
         axes: list[list[Any]] = []
         for (kmod, caller), row in zip(panels, rows, strict=True):
-            row_axes = row.subplots(1, 2, sharex=None)
+            row_axes = row.subplots(1, 2)
             for c, ax in enumerate(row_axes):
                 if axes:
                     ax.sharex(axes[0][c])
@@ -515,10 +514,8 @@ def histogram_figure(results: Runs, *, title: str = "") -> Any:
             column = runs[kmod]
             for ax, quantity in zip(row_axes, ("size_bytes", "lifetime_us"), strict=True):
                 counts = {label: buckets.get((kmod, caller, quantity, label), {}) for label in column}
-                same = _twins({label: tuple(sorted(c.items())) for label, c in counts.items()})
+                same = _twins({label: tuple(sorted(c.items())) for label, c in counts.items() if c})
                 for label in same:
-                    if not counts[label]:
-                        continue
                     # bucket [high / 2, high): under 1 µs, [0, 1) is drawn from 0.5 on the log axis
                     top = [int(math.log2(h)) for h in sorted(counts[label])]
                     edges = [2.0**k for k in range(top[0] - 1, top[-1] + 1)]

@@ -11,8 +11,8 @@ write the very same rows with :func:`~vmapsim.report.csv_text`, so a figure and 
 >>> from vmapsim import Request, simulate
 >>> r = simulate([Request("loop", cpu=c) for c in range(2)], pipeline="v6.4", catalog="debian-6.12-amd64", cpus=2)
 >>> rows = pinned_series({34: {"v6.4": r}})
->>> list(rows[0]) == list(PINNED_COLUMNS), {row["window"] for row in rows}
-(True, {'modules', 'vmalloc'})
+>>> list(rows[0]) == list(PINNED_COLUMNS), sorted({row["window"] for row in rows})
+(True, ['modules', 'vmalloc'])
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ ALLOWED: dict[str, set[str]] = {
     "engine": _BASE | {"engine"},
     "loader": _SPACE | {"modules", "engine", "execmem", "loader"},
     "workloads": _SPACE | {"modules", "engine", "execmem", "loader", "workloads"},
-    "plot": _SPACE | {"modules", "engine", "execmem", "loader", "plot"},
+    "plot": _SPACE | {"modules", "engine", "execmem", "loader", "report", "plot"},
     "report": _SPACE | {"modules", "engine", "execmem", "loader", "report"},
     "explore": _SPACE | {"modules", "engine", "execmem", "loader", "explore"},
     "scenario": _SPACE | {"modules", "engine", "execmem", "loader", "workloads", "scenario"},

@@ -1,23 +1,29 @@
 """Every output format: --json documents valid against vmapsim/schema.json, CSV that reads back to the
-same values, Results as plain data and back, the boot figure's title, axes and window line, and help."""
+same values, Results as plain data and back, the figures (titles, words, one legend, each curve once, the
+window's scale) and the series they draw and ``--series`` writes, and help."""
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import csv
+import functools
 import io
 import json
+import re
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tests.helpers import console_log, console_section
-from vmapsim import InvalidArgument, Request, Result, cli, layouts, report, simulate
+from vmapsim import InvalidArgument, Request, Result, Scenario, cli, layouts, report, simulate
 from vmapsim.cli import _io as cli_io
 from vmapsim.loader import METRICS
 from vmapsim.workloads import Modprobe
@@ -182,50 +188,263 @@ def test_from_dict_names_the_bad_field() -> None:
         Result.from_dict(data)
 
 
-def test_the_boot_figure_has_a_title_axes_a_window_line_and_one_legend() -> None:
+# ------------------------------------------------------------------ figures and their series
+@functools.cache
+def _coldplug() -> dict[int, dict[str, Result]]:
+    """qemu-kvm's 4-CPU coldplug under v6.3, v6.4 and v6.5 for kmod 30 and 34: v6.5 acts on finit_module(2)
+    only, so under kmod 30's init_module(2) its run equals v6.4's."""
+    return {kmod: {p: Scenario("qemu-kvm", cpus=4, pipeline=p, kmod=kmod).simulate() for p in ("v6.3", "v6.4", "v6.5")}
+            for kmod in (30, 34)}  # fmt: skip
+
+
+@pytest.fixture
+def figure() -> Iterator[Callable[..., Any]]:
+    """Draw a figure with the given function, and close every figure drawn once the test is done."""
     pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    yield lambda draw, *args, **kwargs: draw(*args, **kwargs)
+    plt.close("all")
+
+
+def _legend_texts(fig: Any) -> list[str]:
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)  # one legend, for the figure
+    return [" ".join(t.get_text().split()) for t in fig.legends[0].get_texts()]
+
+
+def _drawn(fig: Any) -> dict[str, Any]:
+    """The curves a figure draws, by their gid (kmod/label/window and the like); markers have none."""
+    return {ln.get_gid(): ln for ax in fig.axes for ln in ax.get_lines() if ln.get_gid() and "/" in ln.get_gid()}
+
+
+def test_the_boot_figure_says_what_ran_in_words_with_one_legend_each_curve_once(figure: Any) -> None:
     from vmapsim.plot import boot_figure
 
-    lay = layouts.i386(12 << 20)
-    reqs = [Request("kvm_intel", cpu=c) for c in range(8)]
-    runs = {name: simulate(reqs, pipeline=name, cpus=8, catalog="debian-6.12-amd64", layout=lay)
-            for name in ("v6.3", "v6.4", "v6.5")}  # fmt: skip
-    peaks = {}
-    for name, r in runs.items():
-        at = r.peak_time["vmalloc"]  # i386: one window holds modules and everything else
-        peaks[name] = simulate(reqs, pipeline=name, cpus=8, catalog="debian-6.12-amd64", layout=lay, until=at).space
-    assert [reg.name for reg in lay.regions] == ["vmalloc"]
-    fig = boot_figure(runs, at_peak=peaks, window="vmalloc", title="8 CPUs loading kvm_intel")
-    try:
-        assert fig._suptitle.get_text() == "8 CPUs loading kvm_intel"
-        time_panel, map_panel = fig.axes[0], fig.axes[-1]
-        assert time_panel.get_xlabel() == "time since the first uevent (ms)"
-        assert time_panel.get_ylabel() == "MiB (busy + lazy + pooled)"
-        window_lines = [ln for ln in time_panel.get_lines() if ln.get_label() == "window size"]
-        assert len(window_lines) == 1 and window_lines[0].get_ydata()[0] == lay.vmalloc.size / (1 << 20)
-        assert map_panel.get_xlim() == (0.0, lay.vmalloc.size / (1 << 20))  # the whole window, not autoscaled
-        assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
-        labels = [t.get_text() for t in fig.legends[0].get_texts()]
-        assert "window size" in labels and "busy" in labels
-        # every run is named once in the legend, identical curves together
-        assert sorted(n for lab in labels for n in lab.split(" = ") if n in runs) == sorted(runs)
-    finally:
-        import matplotlib.pyplot as plt
+    runs = _coldplug()
+    peaks = {kmod: {p: Scenario("qemu-kvm", cpus=4, pipeline=p, kmod=kmod).simulate(until=r.peak_time["modules"]).space
+                    for p, r in column.items()} for kmod, column in runs.items()}  # fmt: skip
+    fig = figure(boot_figure, runs, at_peak=peaks, title="udev coldplug of qemu-kvm: 4 CPUs, kmod 30 and 34, seed 0")
+    assert fig._suptitle.get_text() == "udev coldplug of qemu-kvm: 4 CPUs, kmod 30 and 34, seed 0"
+    *time_panels, map_panel = fig.axes
+    assert [ax.get_title() for ax in time_panels] == [
+        "kmod 30 · vmalloc window (32 TiB: off the scale)", "kmod 34 · vmalloc window (32 TiB: off the scale)",
+        "kmod 30 · modules window (1008 MiB: off the scale)", "kmod 34 · modules window (1008 MiB: off the scale)"]
+    assert {ax.get_xlabel() for ax in time_panels[2:]} == {"time since the first uevent (ms)"}
+    assert time_panels[0].get_ylabel() == "pinned (busy + lazy), MiB"
+    # v6.5 = v6.4 under kmod 30: drawn once, and its legend entry names the twin and where
+    drawn = _drawn(fig)
+    assert "30/v6.5/modules" not in drawn and {"30/v6.4/modules", "34/v6.5/modules"} <= set(drawn)
+    texts = _legend_texts(fig)
+    assert texts[:3] == ["v6.3", "v6.4 = v6.5 in kmod 30", "v6.5"] and "busy" in texts
+    # the map: the used part of the window, its size in the title; twins share a row and are named on it
+    shown = re.fullmatch(r"modules window at each run's peak: its first (\d+) MiB of 1008 MiB \(white: free\)",
+                         map_panel.get_title())  # fmt: skip
+    assert shown and map_panel.get_xlim() == (0.0, float(shown[1])) and float(shown[1]) < 1008 / 2
+    assert map_panel.get_xlabel() == "offset in the modules window (MiB)"
+    assert [t.get_text() for t in map_panel.get_yticklabels()] == [
+        "kmod 30 · v6.3", "kmod 30 · v6.4", "kmod 34 · v6.3", "kmod 34 · v6.4", "kmod 34 · v6.5"]
+    assert any("also v6.5" in t.get_text() for t in map_panel.texts)
 
+
+def test_the_boot_figure_draws_the_series_it_exports(figure: Any) -> None:
+    from vmapsim.plot import boot_figure
+
+    runs = _coldplug()
+    fig = figure(boot_figure, runs)
+    drawn = _drawn(fig)
+    curves: dict[str, list[dict[str, Any]]] = {}
+    for row in report.pinned_series(runs):
+        curves.setdefault(f"{row['kmod']}/{row['pipeline']}/{row['window']}", []).append(row)
+    assert set(drawn) == set(curves) - {f"30/v6.5/{w}" for w in ("vmalloc", "modules")}
+    for gid, line in drawn.items():
+        assert list(line.get_xdata()) == [row["time_ms"] for row in curves[gid]]
+        assert list(line.get_ydata()) == [row["pinned_bytes"] / (1 << 20) for row in curves[gid]]
+        assert line.get_drawstyle() == "steps-post"  # a row's value holds until the next row
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(-2000, 2000))
+@example(0).via("the threshold: the peak is a fiftieth")
+@example(1).via("a page past it")
+def test_the_window_is_a_line_only_where_the_curves_reach_a_fiftieth_of_it(pages: int) -> None:
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from vmapsim.plot import boot_figure
+
+    run = _i386_run()
+    peak = run.peak_pinned["vmalloc"]
+    size = (peak * 50 // 4096 + pages) * 4096  # around 50 times the peak, either side
+    fig = boot_figure({"v6.3": run}, layout=layouts.i386(size))
+    try:
+        (panel,) = fig.axes
+        lines = [ln for ln in panel.get_lines() if ln.get_gid() == "window size"]
+        on_scale = peak >= size / 50
+        assert len(lines) == on_scale and (panel.get_yscale() == "log") == on_scale
+        if on_scale:  # a log axis: every curve and the window on it
+            assert lines[0].get_ydata()[0] == size / (1 << 20) and "window size" in _legend_texts(fig)
+            assert panel.get_title().endswith(", dashed") and "log scale" in panel.get_ylabel()
+        else:  # the curves' own scale, the size in words
+            assert panel.get_title().endswith("off the scale)") and panel.get_ylim()[1] < size / (1 << 20)
+    finally:
         plt.close(fig)
 
 
-def test_boot_writes_the_figure(tmp_path: Path) -> None:
+@functools.cache
+def _i386_run() -> Result:
+    return simulate([Request("kvm_intel", cpu=c) for c in range(2)], pipeline="v6.3", cpus=2,
+                    catalog="debian-6.12-amd64", layout=layouts.i386())  # fmt: skip
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 6), st.sampled_from(["v6.3", "v6.4", "v6.5", "page-list"]), st.integers(0, 3))
+def test_the_pinned_series_is_each_run_step_by_step(cpus: int, pipeline: str, seed: int) -> None:
+    r = Scenario("qemu-kvm", cpus=cpus, pipeline=pipeline, kmod=34, seed=seed).simulate()
+    assert r.space is not None
+    rows = report.pinned_series({34: {pipeline: r}})
+    assert rows and all(list(row) == list(report.PINNED_COLUMNS) for row in rows)
+    for i, window in enumerate(reg.name for reg in r.space.layout.regions):
+        mine = [row for row in rows if row["window"] == window]
+        times = [row["time_ms"] for row in mine]
+        assert times == sorted(set(times))  # in time order, one row per instant
+        assert all(row["busy_bytes"] >= 0 and row["lazy_or_pooled_bytes"] >= 0 for row in mine)
+        assert max(row["pinned_bytes"] for row in mine) == r.peak_pinned[window]
+        # the step through the rows is the run's every sample, to its last instant
+        for t, values in r.pinned_over_time:
+            held = mine[bisect.bisect_right(times, t * 1000) - 1]
+            assert held["pinned_bytes"] == values[i]
+        assert times[-1] == r.pinned_over_time[-1][0] * 1000
+
+
+def _sweep_rows() -> list[dict[str, Any]]:
+    """A sweep's rows without running it: v6.5 equal to v6.4 at every point, three seeds each."""
+    rows = []
+    for cpus in (8, 16, 32):
+        for pipeline, scale in (("v6.3", 10), ("v6.4", 1), ("v6.5", 1)):
+            rows += [{"machine": "intel-server", "cpus": cpus, "kernel": None, "pipeline": pipeline, "kmod": None,
+                      "seed": seed, "peak_modules": (cpus * scale + seed) << 20, "wasted_bytes": cpus * scale << 21}
+                     for seed in range(3)]  # fmt: skip
+    return rows
+
+
+def test_the_sweep_figure_labels_in_words_draws_its_series_and_each_curve_once(figure: Any) -> None:
+    from vmapsim.plot import sweep_figure
+
+    rows = _sweep_rows()
+    fig = figure(sweep_figure, rows, window=1008 << 20, title="udev coldplug of intel-server: kmod 30, seeds 0–2")
+    assert fig._suptitle.get_text() == "udev coldplug of intel-server: kmod 30, seeds 0–2"
+    peak, wasted = fig.axes
+    assert peak.get_ylabel().replace("\n", " ") == "peak pinned in the module window (MiB, log scale)"
+    assert wasted.get_ylabel().replace("\n", " ") == "wasted by failed loads, MODULE_STATS (MiB)"
+    assert wasted.get_xlabel() == "CPUs" and "_" not in peak.get_ylabel().replace("MODULE_STATS", "")
+    assert _legend_texts(fig) == ["v6.3", "v6.4 = v6.5", "module window size (1008 MiB)"]
+    drawn = _drawn(fig)
+    points = report.sweep_series(rows)
+    assert set(drawn) == {f"/{p}/{m}" for p in ("v6.3", "v6.4") for m in report.SWEEP_METRICS}
+    for gid, line in drawn.items():
+        _, pipeline, metric = gid.split("/")
+        mine = [p for p in points if p["pipeline"] == pipeline and p["metric"] == metric]
+        assert list(line.get_xdata()) == [p["cpus"] for p in mine]
+        assert list(line.get_ydata()) == [p["median"] / (1 << 20) for p in mine]
+    # 320 MiB reach a fiftieth of 1008 MiB: a log axis with the window; a 64 GiB window is off its scale
+    assert [ln.get_gid() for ln in peak.get_lines()].count("window size") == 1
+    fig = figure(sweep_figure, rows, window=64 << 30)
+    peak = fig.axes[0]
+    assert peak.get_title() == "the module window's 64 GiB: off the scale" and peak.get_yscale() == "linear"
+    assert "window size" not in [ln.get_gid() for ln in peak.get_lines()]
+
+
+def test_the_sweep_series_is_each_cells_median_min_and_max() -> None:
+    points = report.sweep_series(_sweep_rows())
+    assert all(list(p) == list(report.SWEEP_COLUMNS) for p in points)
+    first = points[0]
+    assert (first["pipeline"], first["cpus"], first["metric"]) == ("v6.3", 8, "peak_modules")
+    assert (first["min"], first["median"], first["max"]) == (80 << 20, 81 << 20, 82 << 20)
+    assert len(points) == 3 * 3 * 2  # load paths × CPU counts × metrics
+    with pytest.raises(InvalidArgument, match="unknown metric 'wasted'"):
+        report.sweep_series(_sweep_rows(), ["wasted"])
+
+
+def test_the_histograms_count_every_allocation_once_per_caller(figure: Any) -> None:
+    from vmapsim.plot import histogram_figure
+
+    runs = _coldplug()
+    rows = report.histogram_series(runs)
+    assert all(list(row) == list(report.HISTOGRAM_COLUMNS) for row in rows)
+    r = runs[34]["v6.3"]
+    allocations = [a for o in r.outcomes for a in o.allocations]
+    mine = [row for row in rows if row["kmod"] == 34 and row["pipeline"] == "v6.3"]
+    for caller in {report.CALLERS[a.kind] for a in allocations}:
+        count = sum(report.CALLERS[a.kind] == caller for a in allocations)
+        sizes = sum(row["count"] for row in mine if row["caller"] == caller and row["quantity"] == "size_bytes")
+        ends = sum(row["count"] for row in mine if row["caller"] == caller and row["quantity"] != "size_bytes")
+        assert sizes == ends == count  # each area once by size, once by lifetime or as never freed
+    fig = figure(histogram_figure, runs, title="qemu-kvm")
+    assert _legend_texts(fig) == ["v6.3", "v6.4", "v6.5"]
+    rows_titles = [sub._suptitle.get_text() for sub in fig.subfigs]
+    assert rows_titles[0] == "kmod 30: copy_module_from_user(): init_module(2)'s image"
+    assert "kmod 34: kernel_read_file(): the module file read" in rows_titles
+    assert fig.axes[-2].get_xlabel() == "allocation size (guard page included)"
+    assert fig.axes[-1].get_xlabel() == "lifetime, allocation to free"
+    assert fig.axes[0].get_title() == "v6.4 = v6.5"  # kmod 30: one run, drawn once and named
+
+
+def test_boot_writes_the_figures_and_the_series(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    out = tmp_path / "boot.svg"
-    r = _run("boot", "--cpus", "8", "--pipeline", "v6.3,v6.5", "--kmod", "34", "--plot", str(out))
+    out, hist, series = tmp_path / "boot.svg", tmp_path / "hist.pdf", tmp_path / "boot.csv"
+    r = _run("boot", "--cpus", "8", "--pipeline", "v6.3,v6.5", "--kmod", "34", "--plot", str(out), "--plot-histograms",
+             str(hist), "--series", str(series))  # fmt: skip
     assert r.returncode == 0, r.stderr
     svg = out.read_text()
-    assert "udev coldplug of intel-server: 8 CPUs" in svg and "time since the first uevent (ms)" in svg
-    assert "window size" not in svg and "modules window pinned (its size, 1008 MiB, is off the scale)" in svg
+    assert "udev coldplug of intel-server: 8 CPUs, kmod 34, seed 0" in svg and "kernels 6.3, 6.5" in svg
+    assert "time since the first uevent (ms)" in svg and "modules window (1008 MiB: off the scale)" in svg
+    assert hist.read_bytes()[:4] == b"%PDF"
+    rows = list(csv.DictReader(io.StringIO(series.read_text())))
+    assert list(rows[0]) == list(report.PINNED_COLUMNS) and {row["pipeline"] for row in rows} == {"v6.3", "v6.5"}
     r = _run("boot", "--cpus", "8", "--pipeline", "v6.3", "--kmod", "34", "--layout", "i386", "--plot", str(out))
-    assert r.returncode == 0 and "window size" in out.read_text()  # 30 MiB of a 120 MiB window: on the scale
-    assert [p.name for p in tmp_path.iterdir()] == ["boot.svg"]  # no partial file left beside it
+    assert r.returncode == 0 and "vmalloc window: 120 MiB, dashed" in out.read_text()  # 30 MiB of 120 MiB
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["boot.csv", "boot.svg", "hist.pdf"]  # no partial file
+
+
+def test_series_needs_no_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                    capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    boot, swept = tmp_path / "boot.csv", tmp_path / "sweep.csv"
+    assert cli.main(["boot", "--machine", "qemu-kvm", "--cpus", "2", "--series", str(boot)]) == 0
+    assert cli.main(["sweep", "--machine", "qemu-kvm", "--cpus", "2,4", "--seeds", "2", "--pipeline", "v6.3,v6.4",
+                     "--executor", "serial", "--series", str(swept)]) == 0  # fmt: skip
+    assert boot.read_text().startswith(",".join(report.PINNED_COLUMNS) + "\n")
+    points = list(csv.DictReader(io.StringIO(swept.read_text())))
+    assert list(points[0]) == list(report.SWEEP_COLUMNS) and len(points) == 2 * 2 * len(report.SWEEP_METRICS)
+    capsys.readouterr()
+    assert cli.main(["boot", "--cpus", "2", "--plot", str(tmp_path / "b.png")]) == 2  # --plot does, and says so
+    assert capsys.readouterr().err == "vmapsim: error: plotting needs matplotlib: pip install '.[plot]'\n"
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["boot", "--plot", "{tmp}/no/such/folder/b.png"], "cannot write {tmp}/no/such/folder/b.png: no folder"),
+        (["boot", "--plot-histograms", "{tmp}/h.txt"], "expected a file name ending in .png, .svg or .pdf"),
+        (["boot", "--series", "{tmp}"], "cannot write {tmp}: it is a folder"),
+        (["boot", "--series", "{tmp}/no/s.csv"], "cannot write {tmp}/no/s.csv: no folder {tmp}/no"),
+        (["sweep", "--series", "{tmp}/no/s.csv"], "cannot write {tmp}/no/s.csv: no folder"),
+        (["sweep", "--plot", "{tmp}/s.txt"], "expected a file name ending in .png"),
+    ],
+)
+def test_a_bad_figure_or_series_file_is_refused_before_the_run(argv: list[str], says: str, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from vmapsim.cli import _storm, _sweep
+
+    def ran(*_: object, **__: object) -> None:
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(_storm, "run_all", ran)
+    monkeypatch.setattr(_sweep, "sweep", ran)
+    assert cli.main([a.format(tmp=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("vmapsim: error: ") and says.format(tmp=tmp_path) in err
 
 
 def test_every_option_has_help_showing_its_default() -> None:

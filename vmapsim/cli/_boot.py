@@ -7,7 +7,7 @@ from typing import Any
 
 from vmapsim import report
 from vmapsim.cli import _options, _storm
-from vmapsim.cli._io import label, note, read
+from vmapsim.cli._io import label, note, read, writable, write
 from vmapsim.loader import ModuleStats
 from vmapsim.scenario import storm
 
@@ -30,16 +30,25 @@ def add(sub: Any) -> None:
                    "vmapsim machine capture)")
     b.add_argument("--plot", help="write the figure to this .png, .svg or .pdf: pinned bytes over time per window and "
                    "kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
+    b.add_argument("--plot-histograms", metavar="FILE", help="write histograms of allocation sizes and lifetimes "
+                   "per caller (kernel_read_file, vmap, module memory...) to this .png, .svg or .pdf, a row per kmod "
+                   "and caller (needs matplotlib)")  # fmt: skip
+    b.add_argument("--series", metavar="FILE", help="write what --plot draws to this CSV file: a row per change of "
+                   "each run's pinned bytes in each window (kmod, pipeline, window, time_ms, pinned_bytes, busy_bytes, "
+                   "lazy_or_pooled_bytes); needs no matplotlib")  # fmt: skip
     _options.output(b, csv="one row per run", wide=True)
     b.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> str:
     """Run the coldplug under every load path asked for; the table, JSON or CSV."""
-    if args.plot:
+    if args.plot or args.plot_histograms:
         from vmapsim.plot import plot_path
 
-        plot_path(args.plot)  # a bad name is refused before minutes of simulation
+        for image in filter(None, (args.plot, args.plot_histograms)):
+            plot_path(image)  # a bad name is refused before minutes of simulation
+    if args.series:
+        writable(args.series)
     # read before the runs, as the other inputs are: a bad file (or a second '-') fails at once
     real = ModuleStats.parse(read(args.real_stats), source=label(args.real_stats)) if args.real_stats else None
     base = _options.base(args)
@@ -48,7 +57,8 @@ def run(args: argparse.Namespace) -> str:
     assert machine is not None  # a coldplug's
     counts = sorted({len(s.jobs()) for s in scenarios})  # each kernel's own catalog may match other devices
     uevents = counts[-1]
-    done = _storm.run_all(scenarios, uevents, text=args.vmallocinfo, space=bool(args.plot))
+    done = _storm.run_all(scenarios, uevents, text=args.vmallocinfo, space=bool(args.plot),
+                          result=bool(args.plot or args.plot_histograms or args.series))  # fmt: skip
     parts = _storm.sections(scenarios, done)
     rows = [r for part in parts for r in part.rows]
     kmods = list(dict.fromkeys(part.kmod for part in parts))
@@ -62,17 +72,27 @@ def run(args: argparse.Namespace) -> str:
         extras.append(extra)
     notes = _storm.notes(scenarios, parts, stats=args.stats, schedule=args.schedule)
     note(*(n for s in scenarios for n in s.notes))  # what resolving chose (another release's catalog): always said
-    if args.plot:
-        from vmapsim.plot import pinned_over_time
-
-        curves: dict[str, dict[str, Any]] = {}
-        peaks: dict[str, Any] = {}
+    timing = f"schedule {args.schedule}" if args.schedule else f"seed {args.seed}"
+    if args.plot or args.plot_histograms or args.series:
+        runs: dict[int | None, dict[str, Any]] = {}
+        peaks: dict[int | None, dict[str, Any]] = {}
         for s, (_, peak) in zip(scenarios, done, strict=True):
-            curves.setdefault(f"kmod {s.kmod}", {})[s.run.path.name] = peak["result"]
-            peaks[s.run.path.name if len(kmods) == 1 else f"{s.run.path.name}, kmod {s.kmod}"] = peak["space"]
-        title = (f"udev coldplug of {machine.name}: {cpus} CPUs, {_storm.catalogs(scenarios)}, kmod "
-                 f"{' and '.join(map(str, kmods))}, seed {args.seed}")  # fmt: skip
-        pinned_over_time(curves, args.plot, at_peak=peaks, layout=layout, title=title)
+            runs.setdefault(s.kmod, {})[s.run.path.name] = peak["result"]
+            if args.plot:
+                peaks.setdefault(s.kmod, {})[s.run.path.name] = peak["space"]
+        if args.series:
+            write(args.series, report.csv_text(report.pinned_series(runs, layout)).encode())
+        title = (f"udev coldplug of {machine.name}: {cpus} CPUs, kmod {' and '.join(map(str, kmods))}, {timing}\n"
+                 f"{_storm.kernels(_storm.paths(scenarios).values())}; modules of {_storm.catalogs(scenarios)}")
+        if args.plot:
+            from vmapsim.plot import pinned_over_time
+
+            pinned_over_time(runs, args.plot, at_peak=peaks, layout=layout, title=title)
+        if args.plot_histograms:
+            from vmapsim.plot import allocation_histograms
+
+            allocation_histograms(runs, args.plot_histograms, title=f"{title}\nallocations per caller over the "
+                                  "boot: power-of-two buckets")  # fmt: skip
     if args.json or args.csv:
         params = {"machine": machine.name, "cpus": cpus, "ram": machine.ram, "udev_workers": base.run.workers,
                   "catalog": args.catalog or scenarios[0].catalog_name, "catalog_kernel": _storm.catalogs(scenarios),
@@ -93,7 +113,6 @@ def run(args: argparse.Namespace) -> str:
                 for d in data]  # fmt: skip
         return report.csv_text(flat)
     size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
-    timing = f"schedule {args.schedule}" if args.schedule else f"seed {args.seed}"
     header = (f"udev coldplug of {machine.name}: {cpus} CPUs, {machine.ram >> 30} GiB RAM ({base.run.workers} udev "
               f"workers), {_storm.catalogs(scenarios)}, {'–'.join(map(str, counts[::len(counts) - 1 or 1]))} "
               f"uevents with modules, {timing}")  # fmt: skip

@@ -98,7 +98,7 @@ def writable(path: str) -> None:
     target = Path(path)
     if target.is_dir():
         raise InvalidArgument(f"cannot write {path}: it is a directory")
-    if not target.parent.is_dir():
+    if not target.absolute().parent.is_dir():
         raise InvalidArgument(f"cannot write {path}: no directory {str(target.parent)!r}")
 
 

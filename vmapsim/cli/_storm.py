@@ -3,26 +3,28 @@ sections, and lay out the text, JSON and CSV views the report code draws."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import attrs
 
 from vmapsim import procfs, report
 from vmapsim.cli._io import fork_map, progress_bar
+from vmapsim.loader import Pipeline
 from vmapsim.report import Section
 from vmapsim.scenario import Scenario
 
-__all__ = ["catalogs", "footnotes", "lines", "notes", "paths", "run_all", "sections", "size_of", "stats_columns",
-           "width"]
+__all__ = ["catalogs", "footnotes", "kernels", "lines", "notes", "paths", "run_all", "sections", "size_of",
+           "stats_columns", "width"]
 
 
-def _evaluate(task: tuple[Scenario, bool, bool]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _evaluate(task: tuple[Scenario, bool, bool, bool]) -> tuple[dict[str, Any], dict[str, Any]]:
     """One scenario's run (and, when asked, its rerun to the peak): its figures, its stats and, for a
-    plot, the Result (without its space) and the space at the peak; the figures alone travel cheaply."""
-    s, want_text, want_space = task
+    figure or its series, the Result (without its space) and the space at the peak; the figures alone
+    travel cheaply."""
+    s, want_text, want_space, want_result = task
     r = s.simulate()
-    peak: dict[str, Any] = {"stats": r.stats, "result": attrs.evolve(r, space=None) if want_space else None}
+    peak: dict[str, Any] = {"stats": r.stats, "result": attrs.evolve(r, space=None) if want_result else None}
     if want_text or want_space:
         # Runs are deterministic: rerun up to the instant the window peaked to see the space then.
         window = "modules" if "modules" in r.peak_time else "vmalloc"
@@ -34,11 +36,13 @@ def _evaluate(task: tuple[Scenario, bool, bool]) -> tuple[dict[str, Any], dict[s
     return report.figures(r), peak
 
 
-def run_all(scenarios: Sequence[Scenario], jobs: int, *, text: bool = False, space: bool = False) -> list[Any]:
-    """Each scenario's (figures, peak) in order; ``jobs`` is one run's job count (whether forking pays)."""
+def run_all(scenarios: Sequence[Scenario], jobs: int, *, text: bool = False, space: bool = False,
+            result: bool = False) -> list[Any]:  # fmt: skip
+    """Each scenario's (figures, peak) in order, the peak with the ``result`` and the ``space`` there when
+    asked; ``jobs`` is one run's job count (whether forking pays)."""
     for s in scenarios:  # each workload's jobs built once, here: forked workers inherit them
         s.jobs()
-    return fork_map(_evaluate, [(s, text, space) for s in scenarios], progress_bar("simulating", "run"),
+    return fork_map(_evaluate, [(s, text, space, result) for s in scenarios], progress_bar("simulating", "run"),
                     work=jobs * len(scenarios))  # fmt: skip
 
 
@@ -109,6 +113,15 @@ def catalogs(scenarios: Sequence[Scenario]) -> str:
 def lines(text: str, wide: bool, first: str, indent: str) -> list[str]:
     """``text`` after ``first`` on one line (``--wide``) or wrapped to :data:`~vmapsim.report.WIDTH`."""
     return [first + text] if wide else report.wrap(text, first, indent)
+
+
+def kernels(paths: Iterable[Pipeline]) -> str:
+    """The kernels of the load paths, for a figure's title: ``kernels 6.3, 6.4 and proposals on 6.4``."""
+    paths = list(paths)
+    own = list(dict.fromkeys(p.kernel for p in paths if p.proposal is None))
+    proposed = ", ".join(dict.fromkeys(p.kernel for p in paths if p.proposal is not None))
+    said = [f"kernel{'s' * (len(own) > 1)} {', '.join(own)}"] if own else []
+    return " and ".join(said + ([f"proposals on {proposed}"] if proposed else []))
 
 
 def size_of(raw: bool) -> Callable[[int], str]:

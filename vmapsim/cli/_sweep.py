@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from vmapsim import layouts, report
-from vmapsim.cli import _grid, _options
+from vmapsim.cli import _grid, _options, _storm
 from vmapsim.cli._io import note, read, writable, write
 from vmapsim.loader import metric
 from vmapsim.sweeps import Table
@@ -24,6 +24,9 @@ def add(sub: Any) -> None:
     sw.add_argument("--parquet", metavar="FILE", help="also write every run's row to this Parquet file (needs "
                     "pyarrow)")  # fmt: skip
     sw.add_argument("--plot", help="write peak and wasted bytes against CPUs to this image (needs matplotlib)")
+    sw.add_argument("--series", metavar="FILE", help="write what --plot draws to this CSV file: a row per load path, "
+                    "metric and CPU count (machine, kernel, pipeline, kmod, cpus, metric, median, min, max); needs no "
+                    "matplotlib")  # fmt: skip
     sw.add_argument("--resume", metavar="FILE", help="a JSON file of rows (sweep --json -o FILE): runs already in it "
                     "are kept, and it is rewritten at the end")  # fmt: skip
     sw.set_defaults(run=run)
@@ -35,7 +38,7 @@ def run(args: argparse.Namespace) -> str:
         from vmapsim.plot import plot_path
 
         plot_path(args.plot)  # a bad name is refused before the runs
-    for path in (args.parquet, args.resume):
+    for path in (args.parquet, args.resume, args.series):
         if path:
             writable(path)
     grid = _grid.grid(args)
@@ -48,13 +51,19 @@ def run(args: argparse.Namespace) -> str:
         write(args.resume, table.to_json(params, notes).encode())
     if args.parquet:
         table.to_parquet(args.parquet)
+    if args.series:
+        write(args.series, report.csv_text(report.sweep_series(table.rows)).encode())
     if args.plot:
         from vmapsim.plot import sweep_curves
 
         window = layouts.by_name(grid.layout or find_machine(grid.machines[0]).layout).modules.size
+        kmods = dict.fromkeys(str(grid.kmod_of(p.machine, p.kmod)) for p in grid.points())
+        points = {(p.machine, p.kernel, p.pipeline): p for p in grid.points()}.values()
+        seeds = grid.seed_list()
+        seeded = f"seeds {seeds[0]}–{seeds[-1]} (median, min–max)" if len(seeds) > 1 else f"seed {seeds[0]}"
         sweep_curves(table.rows, args.plot, window=window, title=f"udev coldplug of {', '.join(grid.machines)}: "
-                     f"{report.plural(len(table.rows), 'run')}, {report.plural(len(grid.seed_list()), 'seed')} per "
-                     "point (median, min–max)")  # fmt: skip
+                     f"kmod {' and '.join(kmods)}, {seeded}\n"
+                     f"{_storm.kernels(p.scenario().run.path for p in points)}")  # fmt: skip
     if args.json:
         return table.to_json(params, notes)
     note(*notes)

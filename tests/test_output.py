@@ -435,13 +435,13 @@ def test_series_needs_no_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_a_bad_figure_or_series_file_is_refused_before_the_run(argv: list[str], says: str, tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
-    from vmapsim.cli import _storm, _sweep
+    from vmapsim.cli import _grid, _storm
 
     def ran(*_: object, **__: object) -> None:
         raise AssertionError("the run started")
 
     monkeypatch.setattr(_storm, "run_all", ran)
-    monkeypatch.setattr(_sweep, "sweep", ran)
+    monkeypatch.setattr(_grid, "run", ran)
     assert cli.main([a.format(tmp=tmp_path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("vmapsim: error: ") and says.format(tmp=tmp_path) in err

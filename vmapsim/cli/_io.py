@@ -97,9 +97,9 @@ def writable(path: str) -> None:
     """Refuse, before any work, a file :func:`write` could not write: its folder is missing or it is one."""
     target = Path(path)
     if target.is_dir():
-        raise InvalidArgument(f"cannot write {path}: it is a directory")
+        raise InvalidArgument(f"cannot write {path}: it is a folder")
     if not target.absolute().parent.is_dir():
-        raise InvalidArgument(f"cannot write {path}: no directory {str(target.parent)!r}")
+        raise InvalidArgument(f"cannot write {path}: no folder {target.parent}")
 
 
 def note(*texts: str) -> None:

@@ -2,17 +2,16 @@
 
 Documented commands are tests
 -----------------------------
-Each line of a shell code block (```sh, ```shell, ```bash, ```console, or a fence with no language) of
-README.md and docs/*.md that invokes ``vmapsim`` is one test case, with the id ``PAGE:LINE``.  It runs in this
-process as ``vmapsim.cli.main(shlex.split(line)[1:])``, in a temporary folder of its own, and must exit 0 (or
-1 for ``replay`` and ``lsmod``, whose documented answer to a disagreement is status 1), print something, and
-write each file it names with -o/--output, --save, --parquet, --plot, --plot-histograms, --series or
---resume; with the ``--json`` or ``--csv`` switch, what it prints (or writes to ``-o FILE``) must be JSON or
-CSV.  A ``$ `` prompt, backslash
-continuations, the comment and the other commands of a pipeline or an ``&&`` chain are taken off; in a
-```console block only ``$ `` lines are commands, and ```text blocks (output) are not read.  A line that reads a
-file an earlier line of the same page writes (``vmapsim worst --save worst.json``, then ``vmapsim boot
---schedule worst.json``) is given that file from the earlier line's run.
+Each line of a shell code block (```sh, ```shell, ```bash, ```console, or a fence with no language) of README.md and
+docs/*.md that invokes ``vmapsim`` is one test case, with the id ``PAGE:LINE``. It runs in this process as
+``vmapsim.cli.main(shlex.split(line)[1:])``, in a temporary folder of its own, and must exit 0 (or 1 for ``replay``
+and ``lsmod``, whose documented answer to a disagreement is status 1), print something, and write each file it names
+with -o/--output, --save, --parquet, --plot, --plot-histograms, --series, --histogram-series or --resume; with the
+``--json`` or ``--csv`` switch, what it prints (or writes to ``-o FILE``) must be JSON or CSV. A ``$ `` prompt,
+backslash continuations, the comment and the other commands of a pipeline or an ``&&`` chain are taken off; in a
+```console block only ``$ `` lines are commands, and ```text blocks (output) are not read. A line that reads a file
+an earlier line of the same page writes (``vmapsim worst --save worst.json``, then ``vmapsim boot --schedule
+worst.json``) is given that file from the earlier line's run.
 
 Smaller counts for CI: a line that takes more than about 5 s at its documented size ends with the shell
 comment ``# test: OPTION VALUE ...`` (after any other comment), and the test runs it with each named option's
@@ -61,7 +60,7 @@ NOT_AS_TYPED = re.compile(r"[$`<*~\[\]]|\.\.\.|…|(?<![\w=:,.-])[A-Z][A-Z_]+(?!
 #: The options a ``# test:`` comment may change: counts, which set a run's size and nothing else.
 COUNT_OPTIONS = {"--cpus", "--seeds", "--budget", "--exhaustion"}
 #: Options whose value is a file the command writes.
-FILE_OPTIONS = ("output", "save", "parquet", "plot", "plot_histograms", "series", "resume")
+FILE_OPTIONS = ("output", "save", "parquet", "plot", "plot_histograms", "series", "histogram_series", "resume")
 #: Commands that exit 1 to report a difference (docs/output.md, docs/usage.md, docs/machines.md).
 REPORTS_DIFFERENCES = {"replay", "lsmod"}
 

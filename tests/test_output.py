@@ -511,3 +511,19 @@ def test_boot_answers_the_same_on_forked_workers_and_in_turn(monkeypatch: pytest
         assert cli.main(argv) == 0
         outs.append(capsys.readouterr().out)
     assert outs[0] == outs[1] and json.loads(outs[0])["runs"]
+
+
+def test_histogram_series_counts_each_allocation_once_by_size_and_once_by_lifetime(tmp_path: Path) -> None:
+    out = tmp_path / "h.csv"
+    r = _run("boot", "--machine", "qemu-kvm", "--cpus", "2", "--pipeline", "v6.3,v6.5", "--kmod", "34",
+             "--histogram-series", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(out.read_text())))
+    assert rows and tuple(rows[0]) == report.HISTOGRAM_COLUMNS
+    sizes: dict[tuple[str, str], int] = {}
+    lives: dict[tuple[str, str], int] = {}
+    for row in rows:
+        tally = sizes if row["quantity"] == "size_bytes" else lives
+        key = (row["pipeline"], row["caller"])
+        tally[key] = tally.get(key, 0) + int(row["count"])
+    assert sizes == lives and {p for p, _ in sizes} == {"v6.3", "v6.5"}

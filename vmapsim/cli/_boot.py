@@ -36,6 +36,9 @@ def add(sub: Any) -> None:
     b.add_argument("--series", metavar="FILE", help="write what --plot draws to this CSV file: a row per change of "
                    "each run's pinned bytes in each window (kmod, pipeline, window, time_ms, pinned_bytes, busy_bytes, "
                    "lazy_or_pooled_bytes); needs no matplotlib")  # fmt: skip
+    b.add_argument("--histogram-series", metavar="FILE", help="write what --plot-histograms draws to this CSV file: "
+                   "a row per non-empty bucket (kmod, pipeline, caller, quantity, low, high, count); needs no "
+                   "matplotlib")  # fmt: skip
     _options.output(b, csv="one row per run", wide=True)
     b.set_defaults(run=run)
 
@@ -47,8 +50,9 @@ def run(args: argparse.Namespace) -> str:
 
         for image in filter(None, (args.plot, args.plot_histograms)):
             plot_path(image)  # a bad name is refused before minutes of simulation
-    if args.series:
-        writable(args.series)
+    for path in (args.series, args.histogram_series):
+        if path:
+            writable(path)
     # read before the runs, as the other inputs are: a bad file (or a second '-') fails at once
     real = ModuleStats.parse(read(args.real_stats), source=label(args.real_stats)) if args.real_stats else None
     base = _options.base(args)
@@ -57,8 +61,8 @@ def run(args: argparse.Namespace) -> str:
     assert machine is not None  # a coldplug's
     counts = sorted({len(s.jobs()) for s in scenarios})  # each kernel's own catalog may match other devices
     uevents = counts[-1]
-    done = _storm.run_all(scenarios, uevents, text=args.vmallocinfo, space=bool(args.plot),
-                          result=bool(args.plot or args.plot_histograms or args.series))  # fmt: skip
+    drawn = args.plot or args.plot_histograms or args.series or args.histogram_series  # each needs the Results
+    done = _storm.run_all(scenarios, uevents, text=args.vmallocinfo, space=bool(args.plot), result=bool(drawn))
     parts = _storm.sections(scenarios, done)
     rows = [r for part in parts for r in part.rows]
     kmods = list(dict.fromkeys(part.kmod for part in parts))
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> str:
     notes = _storm.notes(scenarios, parts, stats=args.stats, schedule=args.schedule)
     note(*(n for s in scenarios for n in s.notes))  # what resolving chose (another release's catalog): always said
     timing = f"schedule {args.schedule}" if args.schedule else f"seed {args.seed}"
-    if args.plot or args.plot_histograms or args.series:
+    if drawn:
         runs: dict[int | None, dict[str, Any]] = {}
         peaks: dict[int | None, dict[str, Any]] = {}
         for s, (_, peak) in zip(scenarios, done, strict=True):
@@ -82,6 +86,8 @@ def run(args: argparse.Namespace) -> str:
                 peaks.setdefault(s.kmod, {})[s.run.path.name] = peak["space"]
         if args.series:
             write(args.series, report.csv_text(report.pinned_series(runs, layout)).encode())
+        if args.histogram_series:
+            write(args.histogram_series, report.csv_text(report.histogram_series(runs)).encode())
         title = (f"udev coldplug of {machine.name}: {cpus} CPUs, kmod {' and '.join(map(str, kmods))}, {timing}\n"
                  f"{_storm.kernels(_storm.paths(scenarios).values())}; modules of {_storm.catalogs(scenarios)}")
         if args.plot:

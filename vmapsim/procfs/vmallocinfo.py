@@ -196,9 +196,7 @@ def parse_vmallocinfo(
         m = _LINE.match(line)
         if m is None:
             raise ParseError(f"not a vmallocinfo line: {show(raw)}", source=source, line=lineno)
-        start = parse_number("0x" + m.group(1), what="start", source=source, line=lineno)
-        end = parse_number("0x" + m.group(2), what="end", source=source, line=lineno)
-        size = parse_number(m.group(3), what="size", source=source, line=lineno)
+        start, end, size = _span(m, source, lineno)
         real = end - start == size
         rest = m.group(4).split()
         kw: dict[str, object] = {}
@@ -259,6 +257,13 @@ def is_crash_kmem_v(text: str) -> bool:
     return False
 
 
+def _span(m: re.Match[str], source: str, lineno: int) -> tuple[int, int, int]:
+    """A line's start and end (hex, without their 0x) and size (decimal), as both formats print them."""
+    return (parse_number("0x" + m.group(1), what="start", source=source, line=lineno),
+            parse_number("0x" + m.group(2), what="end", source=source, line=lineno),
+            parse_number(m.group(3), what="size", source=source, line=lineno))  # fmt: skip
+
+
 def _parse_crash(text: str, source: str) -> list[VmallocInfoRecord]:
     """Records of crash's ``kmem -v``: prompt lines and blank ones skipped, the header at most once and
     before every row."""
@@ -275,9 +280,7 @@ def _parse_crash(text: str, source: str) -> list[VmallocInfoRecord]:
         m = _CRASH_ROW.match(line)
         if m is None:
             raise ParseError(f"not a row of crash's kmem -v: {show(raw)}", source=source, line=lineno)
-        start = parse_number("0x" + m.group(1), what="start", source=source, line=lineno)
-        end = parse_number("0x" + m.group(2), what="end", source=source, line=lineno)
-        size = parse_number(m.group(3), what="size", source=source, line=lineno)
+        start, end, size = _span(m, source, lineno)
         if end - start != size:  # crash prints END as START + SIZE
             raise ParseError(f"range {start:#x}-{end:#x} is not SIZE {size} bytes", source=source, line=lineno)
         records.append(VmallocInfoRecord(start, end, size))

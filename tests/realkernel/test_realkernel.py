@@ -176,6 +176,10 @@ def test_a_debian_13_udev_boot_takes_the_idempotent_path_as_predicted() -> None:
     asked = {n: c for n, c in real.items() if c}
     assert len(asked) >= 6 and any(c[-19] for c in asked.values())
     for name, calls in asked.items():
-        assert len(calls) == 1 and set(calls) == set(predicted[name]), (name, calls, predicted[name])
+        # idempotent_init_module() (6.5) joins callers only while the first load runs: a worker that read
+        # initstate before the module went LIVE but called finit_module() after the load finished loads
+        # again and gets -EEXIST from early_mod_check() -- timing the model's worst-case arrivals never make
+        late = set(calls) - set(predicted[name])
+        assert late <= {-17} and set(calls) & set(predicted[name]), (name, calls, predicted[name])
         # a late worker may find the module LIVE and skip it: fewer calls than the model, never more
         assert 1 <= sum(calls.values()) <= sum(predicted[name].values()), name

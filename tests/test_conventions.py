@@ -263,3 +263,21 @@ def test_wrap_fits_the_width_and_keeps_every_word(words: list[str], width: int) 
 def test_amount_prints_bytes_in_units_or_raw(n: int) -> None:
     assert report.amount(n, "bytes") == report.human_bytes(n) and report.amount(n, "bytes", raw=True) == str(n)
     assert not _BARE.search(report.amount(n, "bytes"))  # never a bare byte count
+
+
+@pytest.mark.parametrize("argv", [["load", "loop", "--cpus", "2", "--kernel", "6.3", "--pipeline", "kread-dedup"],
+                                  ["boot", "--machine", "kdevops", "--cpus", "2", "--pipeline", "v6.4,v6.5"],
+                                  ["vmallocinfo", "{data}/crash-kmem-v.txt"]])  # fmt: skip
+def test_every_note_goes_to_stderr_once_whatever_the_output_and_into_the_json(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [a.format(data=DATA) for a in argv]
+    said: dict[tuple[str, ...], list[str]] = {}
+    for form in ((), ("--json",), ("--csv",)) if argv[0] != "vmallocinfo" else ((), ("--json",)):
+        _, out, err = _cli(capsys, *argv, *form)
+        notes = [line.removeprefix("vmapsim: note: ") for line in err.splitlines() if line.startswith("vmapsim: note:")]
+        assert notes and len(notes) == len(set(notes)), err
+        said[form] = notes
+        if form == ("--json",):
+            assert json.loads(out)["notes"] == notes
+    assert all(n == said[()] for n in said.values())

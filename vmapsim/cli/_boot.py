@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> str:
             extra["vmallocinfo"] = {k: peak[k] for k in ("window", "time", "text")}
         extras.append(extra)
     notes = _storm.notes(scenarios, parts, stats=args.stats, schedule=args.schedule)
-    note(*(n for s in scenarios for n in s.notes))  # what resolving chose (another release's catalog): always said
+    note(*notes)  # on stderr whatever the output; the JSON holds them too, the text those that explain rows
     timing = f"schedule {args.schedule}" if args.schedule else f"seed {args.seed}"
     if drawn:
         runs: dict[int | None, dict[str, Any]] = {}
@@ -111,7 +111,6 @@ def run(args: argparse.Namespace) -> str:
             real_doc = {"real_stats": real.to_dict()} if real else {}
             return report.json_text("boot", params, {"windows": {r.name: r.size for r in layout.regions},
                                                      "runs": data, **real_doc}, notes)  # fmt: skip
-        note(*notes)
         if args.vmallocinfo:
             note("CSV has no room for /proc/vmallocinfo text: use --json for it")
         nested = ("pipelines", "kmods", "stats", "vmallocinfo")

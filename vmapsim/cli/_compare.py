@@ -47,11 +47,11 @@ def run(args: argparse.Namespace) -> str:
                           "label": p.label, "cpus": n})  # fmt: skip
     if any(c["ratio"] is None for c in rows):
         notes.append(_NO_RATIO)
+    note(*notes)
     if args.json:
         return report.json_text("compare", {**_grid.parameters(grid), "metric": args.metric,
                                             "exhaustion": args.exhaustion}, {"rows": rows, "exhaustion": exhausted},
                                 notes)  # fmt: skip
-    note(*notes)
     if args.csv:  # one row per cell and load path; with --exhaustion, each path's CPU count in its own column
         at = {(e["machine"], e["kmod"], e["label"]): e["cpus"] for e in exhausted}
         return report.csv_text([{**c, **({"exhaustion_cpus": at.get((c["machine"], c["kmod"], c["pipeline"]))}

@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> str:
     missing_notes = [f"{m} needs {', '.join(deps)}, which --no-deps does not load; vmapsim does not resolve symbols, "
                      "where a kernel would fail the load with -ENOENT" for m, deps in missing]  # fmt: skip
     notes = table_notes + missing_notes
-    note(*(m for s in scenarios for m in s.notes), *missing_notes)
+    note(*notes)  # on stderr whatever the output; the JSON holds them too, the text those that explain rows
     if args.json or args.csv:
         params = {"modules": modules, "requests": args.requests, "cpus": cpus,
                   "catalog": args.catalog or scenarios[0].catalog_name,
@@ -71,7 +71,6 @@ def run(args: argparse.Namespace) -> str:
         if args.json:
             return report.json_text("load", params, {"windows": {r.name: r.size for r in layout.regions},
                                                      "runs": data}, notes)  # fmt: skip
-        note(*table_notes)
         flat = {k: v for k, v in params.items() if k not in ("modules", "pipelines")}
         return report.csv_text([{**flat, "modules": " ".join(modules), **{k: v for k, v in d.items() if k != "stats"},
                                  **_storm.stats_columns(d)} for d in data])  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Any
 
 from vmapsim import checks, layouts, procfs, profiles, report, trace
 from vmapsim.cli import _options
-from vmapsim.cli._io import STDIN, label, read
+from vmapsim.cli._io import STDIN, label, note, read
 from vmapsim.cli._parser import integer
 from vmapsim.errors import InvalidArgument
 
@@ -74,20 +74,21 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
     cpus = args.cpus
     if cpus is None:
         cpus = max(e.cpu for e in events) + 1
-        notes.append(f"# {cpus} CPUs: the most the trace shows (pass --cpus if the machine had more)")
+        notes.append(f"{report.plural(cpus, 'CPU')}: the most the trace shows (pass --cpus if the machine had more)")
     from_boot = args.from_boot or not records  # an empty snapshot: nothing was there before the trace
     if not from_boot and _traced_from_boot(records, events):
         from_boot = True
-        notes.append("# the trace allocates areas the snapshot already holds, so it began before the snapshot: "
+        notes.append("the trace allocates areas the snapshot already holds, so it began before the snapshot: "
                      "replayed from boot, on the snapshot's percpu chunks only")  # fmt: skip
     profile = profiles.for_version(args.kernel)
     space = procfs.restore(records, layout, cpus=cpus, profile=profile, percpu_only=from_boot)
     if profile.node_pools and cpus > 1 and not from_boot:
-        notes.append(f"# warning: on {args.kernel} with several CPUs, VAs parked in the node pools are not in "
+        notes.append(f"warning: on {args.kernel} with several CPUs, VAs parked in the node pools are not in "
                      "/proc/vmallocinfo; the replay may offer addresses the kernel holds there (trace from boot "
                      "for an exact replay)")  # fmt: skip
     found = trace.replay(events, space)
     status = 1 if found.disagreements else 0
+    note(*notes)  # on stderr whatever the output, in the JSON, and under the text's heading
     if args.json:
         def where(e: trace.TraceEvent) -> dict[str, Any]:
             return {"line": e.line, "cpu": e.cpu, "size": e.size, "align": e.align, "vstart": e.vstart,
@@ -98,9 +99,9 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
         data = {"allocations": found.allocs, "agree": found.agreed,
                 "disagreements": [{**where(d.event), "vmapsim": d.model} for d in found.disagreements],
                 "unknown_frees": [where(e) for e in found.unknown_frees]}  # fmt: skip
-        return report.json_text("replay", params, data, [n.removeprefix("# ") for n in notes]), status
+        return report.json_text("replay", params, data, notes), status
     out = [f"# replay on {layout.name}, {report.plural(cpus, 'CPU')}, kernel profile {space.profile.name}"
-           f"{', from boot' if from_boot else ''}", *(line for n in notes for line in report.wrap(n, "", "#   ")),
+           f"{', from boot' if from_boot else ''}", *(line for n in notes for line in report.wrap(n, "# ", "#   ")),
            found.summary()]  # fmt: skip
     size = str if args.bytes else report.human_bytes
     for d in found.disagreements[: args.show]:

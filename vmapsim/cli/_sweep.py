@@ -64,9 +64,9 @@ def run(args: argparse.Namespace) -> str:
         sweep_curves(table.rows, args.plot, window=window, title=f"udev coldplug of {', '.join(grid.machines)}: "
                      f"kmod {' and '.join(kmods)}, {seeded}\n"
                      f"{_storm.kernels(p.scenario().run.path for p in points)}")  # fmt: skip
+    note(*notes)
     if args.json:
         return table.to_json(params, notes)
-    note(*notes)
     if args.csv:
         return table.to_csv()
     unit = metric(args.metric).unit

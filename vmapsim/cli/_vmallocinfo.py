@@ -7,7 +7,7 @@ from typing import Any
 
 from vmapsim import checks, layouts, procfs, report
 from vmapsim.cli import _options
-from vmapsim.cli._io import label, read
+from vmapsim.cli._io import label, note, read
 from vmapsim.cli._parser import integer
 from vmapsim.cli._replay import guess_layout
 
@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> str:
                      "as root with kptr_restrict=1 (or with drgn's contrib/vmallocinfo.py) for them")  # fmt: skip
     if args.layout == "auto" and not s.hashed:
         notes.append(f"layout {layout.name}: the one whose vmalloc window holds the most of these addresses")
+    note(*notes)  # on stderr whatever the output, in the JSON, and under the text
     if args.json:
         data = {"areas": s.areas, "bytes": s.total_bytes, "lazy_bytes": s.lazy_bytes,
                 "lazy_max_bytes": s.lazy_max_bytes, "hashed": s.hashed,

@@ -136,7 +136,7 @@ def test_load_compares_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["load", "msr", "--cpus", "4", "--lockstep", "--pipeline", "v6.3,v6.5", "--stats", "--wide"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("# 4 jobs: msr on each of 4 CPUs, dependencies first (modprobe); ")
-    assert out[0].endswith(", finit_module(2), x86_64, MODULE_ALIGN 4096, lockstep, seed 0")
+    assert out[0].endswith(", finit_module(2), x86_64, MODULE_ALIGN 4.0 KiB, lockstep, seed 0")
     # calls, ok, EEXIST, other, reads
     assert out[2].split()[:6] == ["v6.3", "4", "1", "3", "0", "4"]
     assert out[3].split()[:6] == ["v6.5", "4", "4", "0", "0", "1"]

@@ -185,9 +185,12 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
         (["boot", "--kmod", "99"], "from 1 to 34"),
         (["sweep", "--kmod", "35"], "not a kmod release"),
         (["lsmod", "/dev/null"], "lists no modules"),
-        (["worst", "--layout", "i386", "--cpus", "2", "--budget", "1"], "peak_modules means nothing on i386"),
-        (["compare", "--layout", "i386", "--cpus", "2", "--seeds", "1", "--pipeline", "v6.3,v6.4"],
-         "modules share the vmalloc window"),
+        (["worst", "--layout", "i386", "--cpus", "2", "--budget", "1", "--metric", "peak_modules"],
+         "peak_modules means nothing on i386"),
+        (["worst", "--cpus", "2", "--budget", "1", "--save", "{tmp}/no/w.json"], "cannot write"),
+        (["compare", "--layout", "i386", "--cpus", "2", "--seeds", "1", "--pipeline", "v6.3,v6.4", "--metric",
+          "peak_modules"], "modules share the vmalloc window"),
+        (["sweep", "--seeds", "1", "--resume", "-"], "standard output is the command's output"),
     ],
 )
 def test_a_meaningless_answer_is_refused(

@@ -22,14 +22,14 @@ def add(sub: Any) -> None:
                        "machine's kmod and the other generation: calls, returns, reads, peak pinned bytes per "
                        "window, failed allocations and CONFIG_MODULE_STATS' waste, with a verdict per row.")
     _options.coldplug(b)
-    b.add_argument("--schedule", help="replay a schedule file (vmapsim worst --save): arrivals, durations, "
-                   "tie-breaks ('-': standard input)")  # fmt: skip
+    b.add_argument("--schedule", metavar="FILE", help="replay a schedule file (vmapsim worst --save): arrivals, "
+                   "durations, tie-breaks ('-': standard input)")  # fmt: skip
     b.add_argument("--vmallocinfo", action="store_true", help="print /proc/vmallocinfo at each run's peak")
     b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats ('-': "
                    "standard input), printed beside each simulated run's (boot the same machine: --machine FILE from "
                    "vmapsim machine capture)")
-    b.add_argument("--plot", help="write the figure to this .png, .svg or .pdf: pinned bytes over time per window and "
-                   "kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
+    b.add_argument("--plot", metavar="FILE", help="write the figure to this .png, .svg or .pdf: pinned bytes over "
+                   "time per window and kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
     b.add_argument("--plot-histograms", metavar="FILE", help="write histograms of allocation sizes and lifetimes "
                    "per caller (kernel_read_file, vmap, module memory...) to this .png, .svg or .pdf, a row per kmod "
                    "and caller (needs matplotlib)")  # fmt: skip
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> str:
         extras.append(extra)
     notes = _storm.notes(scenarios, parts, stats=args.stats, schedule=args.schedule)
     note(*notes)  # on stderr whatever the output; the JSON holds them too, the text those that explain rows
-    timing = f"schedule {args.schedule}" if args.schedule else f"seed {args.seed}"
+    timing = f"schedule {label(args.schedule)}" if args.schedule else f"seed {args.seed}"
     if drawn:
         runs: dict[int | None, dict[str, Any]] = {}
         peaks: dict[int | None, dict[str, Any]] = {}
@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> str:
             write(args.series, report.csv_text(report.pinned_series(runs, layout)).encode())
         if args.histogram_series:
             write(args.histogram_series, report.csv_text(report.histogram_series(runs)).encode())
-        title = (f"udev coldplug of {machine.name}: {cpus} CPUs, kmod {' and '.join(map(str, kmods))}, {timing}\n"
+        title = (f"udev coldplug of {machine.name}: {report.plural(cpus, 'CPU')}, kmod "
+                 f"{' and '.join(map(str, kmods))}, {timing}\n"
                  f"{_storm.kernels(_storm.paths(scenarios).values())}; modules of {_storm.catalogs(scenarios)}")
         if args.plot:
             from vmapsim.plot import pinned_over_time
@@ -118,9 +119,10 @@ def run(args: argparse.Namespace) -> str:
                 for d in data]  # fmt: skip
         return report.csv_text(flat)
     size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
-    header = (f"udev coldplug of {machine.name}: {cpus} CPUs, {machine.ram >> 30} GiB RAM ({base.run.workers} udev "
-              f"workers), {_storm.catalogs(scenarios)}, {'–'.join(map(str, counts[::len(counts) - 1 or 1]))} "
-              f"uevents with modules, {timing}")  # fmt: skip
+    events = "–".join(map(str, counts[:: len(counts) - 1 or 1]))  # a range where kernels' catalogs differ
+    header = (f"udev coldplug of {machine.name}: {report.plural(cpus, 'CPU')}, {machine.ram >> 30} GiB RAM "
+              f"({base.run.workers} udev workers), {_storm.catalogs(scenarios)}, {events} uevent"
+              f"{'' if events == '1' else 's'} with modules, {timing}")  # fmt: skip
     lines = [*_storm.lines(header, args.wide, "# ", "#   "),
              f"# {layout.name}: modules window {size(layout.modules.size)}, vmalloc window "
              f"{size(layout.vmalloc.size)}"]  # fmt: skip

@@ -31,13 +31,13 @@ def add(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> str:
     """Sweep the grid, compare each load path with the first; the table, JSON or CSV."""
-    grid = _grid.grid(args)
+    grid, chosen = _grid.grid(args)
     notes = grid.notes()
     points = {(p.machine, p.kernel, p.pipeline, p.kmod): p for p in grid.points()}  # one per path and kmod
     if len({p.label for p in points.values()}) < 2:
         raise InvalidArgument("compare needs two or more load paths: give several --kernel or --pipeline values")
     table = _grid.run(args, grid)
-    rows = compare(table, args.metric)
+    rows = compare(table, chosen)
     exhausted: list[dict[str, Any]] = []
     for p in points.values() if args.exhaustion else ():
         n = exhaustion_cpus(p.machine, kernel=p.kernel, pipeline=p.pipeline, kmod=p.kmod, seeds=len(grid.seed_list()),
@@ -49,14 +49,14 @@ def run(args: argparse.Namespace) -> str:
         notes.append(_NO_RATIO)
     note(*notes)
     if args.json:
-        return report.json_text("compare", {**_grid.parameters(grid), "metric": args.metric,
+        return report.json_text("compare", {**_grid.parameters(grid), "metric": chosen,
                                             "exhaustion": args.exhaustion}, {"rows": rows, "exhaustion": exhausted},
                                 notes)  # fmt: skip
     if args.csv:  # one row per cell and load path; with --exhaustion, each path's CPU count in its own column
         at = {(e["machine"], e["kmod"], e["label"]): e["cpus"] for e in exhausted}
         return report.csv_text([{**c, **({"exhaustion_cpus": at.get((c["machine"], c["kmod"], c["pipeline"]))}
                                         if args.exhaustion else {})} for c in rows])  # fmt: skip
-    unit = metric(args.metric).unit
+    unit = metric(chosen).unit
 
     def value(x: float) -> str:
         return report.amount(x, unit, raw=args.bytes)
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> str:
     wp = max(8, *(len(c["pipeline"]) for c in rows), *(len(c["baseline"]) + 11 for c in rows))
     wv = max(10, *(len(v) for _, *vs in shown for v in vs))
     lines = [
-        *report.wrap(f"{args.metric}: each load path's median over {report.plural(len(grid.seed_list()), 'seed')} "
+        *report.wrap(f"{chosen}: each load path's median over {report.plural(len(grid.seed_list()), 'seed')} "
                      "beside the baseline's (each cell's first load path)", "# ", "#   "),
         f"{'machine':{wm}} {'cpus':>4} {'kmod':>4} {'pipeline':{wp}} {'median':>{wv}} {'difference':>{wv}} "
         f"{'ratio':>6}",

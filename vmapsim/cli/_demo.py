@@ -20,8 +20,8 @@ def add(sub: Any) -> None:
     """Register ``vmapsim demo``."""
     d = sub.add_parser("demo", help="a few vmallocs/vfrees on a layout; prints vmallocinfo and peak usage")
     d.add_argument("--layout", default="x86_64", help=f"one of: {', '.join(sorted(layouts.LAYOUTS))}")
-    d.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=4, help="online CPUs (default 4)")
-    d.add_argument("--kernel", default="6.3", help="kernel version whose allocator to model (default 6.3)")
+    d.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=4, help="online CPUs")
+    d.add_argument("--kernel", default="6.3", help="kernel version whose allocator to model")
     _options.output(d)
     d.set_defaults(run=run)
 

@@ -10,7 +10,7 @@ from vmapsim import layouts
 from vmapsim.cli._io import names, optional, progress_bar
 from vmapsim.cli._parser import finite, integer
 from vmapsim.errors import InvalidArgument
-from vmapsim.loader import METRICS, metric_on
+from vmapsim.loader import METRICS, default_metric, metric_on
 from vmapsim.sweeps import Grid, Table, sweep
 from vmapsim.workloads import find_machine
 from vmapsim.workloads.kmod import KMOD_NEWEST
@@ -27,14 +27,15 @@ def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pipeline", default="all", help="pipelines, comma-separated, or 'all' (as vmapsim boot: the "
                    "released paths and the proposals; with --kernel, each kernel's own path and the proposals)")
     p.add_argument("--kmod", help="kmod versions, comma-separated ('machine': the machine's; default)")
-    p.add_argument("--seeds", type=integer(1, 100_000), default=5, help="seeds per cell (default 5)")
+    p.add_argument("--seeds", type=integer(1, 100_000), default=5, help="seeds per cell")
     p.add_argument("--jitter", type=finite(0), help="uevent arrivals spread over this many seconds (default: each "
                    "machine's calibrated value, else 0.05)")  # fmt: skip
     p.add_argument("--cost-jitter", type=finite(0, 0.99), help="stage durations vary by this fraction (default: "
                    "each machine's calibrated value, else 0.25)")  # fmt: skip
     p.add_argument("--module-align", type=integer(4096, 1 << 30), default=4096, help="MODULE_ALIGN")
     p.add_argument("--layout", help="a layout name in place of the machine's own")
-    p.add_argument("--metric", default="peak_modules", help=f"the metric of the cell table: {', '.join(METRICS)}")
+    p.add_argument("--metric", help=f"the metric of the cell table: {', '.join(METRICS)} (default: peak_modules; "
+                   "peak_vmalloc where modules share the vmalloc window)")  # fmt: skip
     p.add_argument("--executor", default="local", help="local (a process pool), serial, or dask")
     p.add_argument("--scheduler", help="with --executor dask: a scheduler's address (default: a local cluster)")
     p.add_argument("--workers", type=integer(1, 4096), help="worker processes (default: every CPU; dask: 2)")
@@ -58,9 +59,10 @@ def cpu_list(text: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def grid(args: argparse.Namespace) -> Grid:
-    """The Grid the options describe."""
-    if args.metric not in METRICS:
+def grid(args: argparse.Namespace) -> tuple[Grid, str]:
+    """The Grid the options describe, and the metric of its table (``--metric``, else the first layout's
+    :func:`~vmapsim.loader.default_metric`; refused on a layout where it means nothing)."""
+    if args.metric is not None and args.metric not in METRICS:
         raise InvalidArgument(f"unknown metric {args.metric!r}: one of {', '.join(METRICS)}")
     if args.executor not in ("local", "serial", "dask"):
         raise InvalidArgument(f"--executor {args.executor!r}: one of local, serial, dask")
@@ -75,9 +77,11 @@ def grid(args: argparse.Namespace) -> Grid:
                 pipelines="all" if args.pipeline == "all" else names(args.pipeline), kmods=kmods, seeds=args.seeds,
                 jitter=args.jitter, cost_jitter=args.cost_jitter, module_align=args.module_align,
                 layout=args.layout)  # fmt: skip
-    for machine in g.machines:
-        metric_on(args.metric, layouts.by_name(g.layout or find_machine(machine).layout))
-    return g
+    windows = [layouts.by_name(g.layout or find_machine(machine).layout) for machine in g.machines]
+    chosen = args.metric or default_metric(windows[0])
+    for layout in windows:
+        metric_on(chosen, layout)
+    return g, chosen
 
 
 def run(args: argparse.Namespace, g: Grid, done: Table | None = None) -> Table:

@@ -41,7 +41,7 @@ MAX_INPUT_BYTES = 1 << 30
 
 
 def label(path: str) -> str:
-    """How errors name an input: ``<stdin>`` for ``-``, else the path."""
+    """How messages and headers name an input: ``<stdin>`` for ``-``, else the path."""
     return "<stdin>" if path == STDIN else path
 
 
@@ -95,6 +95,8 @@ def write(path: str, data: bytes) -> None:
 
 def writable(path: str) -> None:
     """Refuse, before any work, a file :func:`write` could not write: its folder is missing or it is one."""
+    if path == STDIN:  # only -o takes '-': a second file cannot share standard output with it
+        raise InvalidArgument("cannot write -: standard output is the command's output (-o -); name a file")
     target = Path(path)
     if target.is_dir():
         raise InvalidArgument(f"cannot write {path}: it is a folder")

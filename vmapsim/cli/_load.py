@@ -77,12 +77,13 @@ def run(args: argparse.Namespace) -> str:
     what = []
     if modules:
         deps = "" if args.no_deps else ", dependencies first (modprobe)"
-        what.append(f"{', '.join(modules)} on each of {cpus} CPUs{deps}")
+        what.append(f"{', '.join(modules)} on each of {report.plural(cpus, 'CPU')}{deps}")
     if args.requests:
-        what.append(f"{len(requests)} requests from {args.requests}")
+        what.append(f"{report.plural(len(requests), 'request')} from {label(args.requests)}")
     size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
-    header = (f"{jobs} jobs: {'; '.join(what)}; {_storm.catalogs(scenarios)}, {args.syscall}(2), {layout.name}, "
-              f"MODULE_ALIGN {args.module_align}, {'lockstep' if args.lockstep else 'timed'}, seed {args.seed}")
+    header = (f"{report.plural(jobs, 'job')}: {'; '.join(what)}; {_storm.catalogs(scenarios)}, {args.syscall}(2), "
+              f"{layout.name}, MODULE_ALIGN {size(args.module_align)}, {'lockstep' if args.lockstep else 'timed'}, "
+              f"seed {args.seed}")
     lines = [*_storm.lines(header, args.wide, "# ", "#   "),
              *report.table(part.rows, w, size, wide=args.wide, shared=layout.shared_modules)]
     lines += ["", report.LEGEND, *report.path_lines(_storm.paths(scenarios), w, wide=args.wide)]

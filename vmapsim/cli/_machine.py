@@ -12,6 +12,7 @@ from vmapsim.cli import _options
 from vmapsim.cli._io import note
 from vmapsim.cli._parser import integer
 from vmapsim.workloads import capture
+from vmapsim.workloads.kmod import KMOD_NEWEST
 
 __all__ = ["add", "run"]
 
@@ -24,7 +25,7 @@ def add(sub: Any) -> None:
     cap.add_argument("--root", default="/", help="the system's root: / for this machine, or a copy of its /sys, "
                      "/proc and /var/lib/dpkg")  # fmt: skip
     cap.add_argument("--name", help="the machine's name (default: its hostname)")
-    cap.add_argument("--kmod", type=integer(1, 999), help="kmod's version (default: kmod --version, or dpkg's)")
+    cap.add_argument("--kmod", type=integer(1, KMOD_NEWEST), help="kmod's version (default: kmod --version, or dpkg's)")
     cap.add_argument("--ram", type=integer(1, 1 << 24), help="RAM in GiB (default: /proc/meminfo's MemTotal)")
     _options.output(cap, json=False, sizes=False)
     cap.set_defaults(run=run)

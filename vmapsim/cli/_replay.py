@@ -34,7 +34,7 @@ def add(sub: Any) -> None:
         help="the trace began at boot: replay it on the snapshot's percpu chunks only (found by itself when the "
         "trace allocates areas the snapshot holds)",
     )
-    r.add_argument("--show", type=integer(0), default=20, help="disagreements to list (default 20)")
+    r.add_argument("--show", type=integer(0), default=20, help="disagreements to list")
     _options.output(r)
     r.set_defaults(run=run)
 

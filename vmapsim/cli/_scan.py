@@ -18,8 +18,8 @@ def add(sub: Any) -> None:
     """Register ``vmapsim scan``."""
     c = sub.add_parser("scan", help="read a module tree into a catalog (sizes, allocations, deps, aliases)")
     c.add_argument("path", help="lib/modules/<kver>, an extracted package root, or any directory of modules")
-    c.add_argument("--save", help="write the catalog (xz-compressed JSON) to this file")
-    c.add_argument("--workers", type=integer(1, 1024), help="worker processes (default: all CPUs)")
+    c.add_argument("--save", metavar="FILE", help="write the catalog (xz-compressed JSON) to this file")
+    c.add_argument("--workers", type=integer(1, 4096), help="worker processes (default: all CPUs)")
     c.add_argument(
         "--config",
         help="the kernel's .config, when the tree has no boot/config-* ('-': standard input; default: Debian's "
@@ -58,7 +58,8 @@ def run(args: argparse.Namespace) -> str:
         return catalog.to_csv()
     size = str if args.bytes else report.human_bytes
     out = [
-        *report.wrap(f"{len(catalog)} modules of {catalog.kernel} ({gen} loader), {len(catalog.problems)} skipped; "
+        *report.wrap(f"{report.plural(len(catalog), 'module')} of {catalog.kernel} ({gen} loader), "
+                     f"{len(catalog.problems)} skipped; "
                      f"files {size(sum(m.file_size for m in catalog))}, decompressed "
                      f"{size(sum(m.decompressed_size for m in catalog))}, module-area allocations "
                      f"{size(total)} if all were loaded", "", "  "),

@@ -9,7 +9,7 @@ from typing import Any
 import attrs
 
 from vmapsim import procfs, report
-from vmapsim.cli._io import fork_map, progress_bar
+from vmapsim.cli._io import fork_map, label, progress_bar
 from vmapsim.loader import Pipeline
 from vmapsim.report import Section
 from vmapsim.scenario import Scenario
@@ -79,8 +79,8 @@ def notes(scenarios: Sequence[Scenario], parts: Sequence[Section], *, stats: boo
     and what a replayed ``schedule`` (its file) fixes."""
     said = [n for s in scenarios for n in s.notes]
     if schedule:
-        said.append(f"replaying the schedule {schedule} (vmapsim worst --save): its arrivals, stage durations and "
-                    f"tie-breaks replace the seed's; a schedule fixes one storm's jobs, so only kmod "
+        said.append(f"replaying the schedule {label(schedule)} (vmapsim worst --save): its arrivals, stage "
+                    f"durations and tie-breaks replace the seed's; a schedule fixes one storm's jobs, so only kmod "
                     f"{scenarios[0].kmod} runs (give worst's own options, --kmod included)")  # fmt: skip
     layout = scenarios[0].run.layout
     if layout.shared_modules:

@@ -23,7 +23,8 @@ def add(sub: Any) -> None:
     _options.output(sw, csv="one row per run")
     sw.add_argument("--parquet", metavar="FILE", help="also write every run's row to this Parquet file (needs "
                     "pyarrow)")  # fmt: skip
-    sw.add_argument("--plot", help="write peak and wasted bytes against CPUs to this image (needs matplotlib)")
+    sw.add_argument("--plot", metavar="FILE", help="write peak and wasted bytes against CPUs to this image (needs "
+                    "matplotlib)")  # fmt: skip
     sw.add_argument("--series", metavar="FILE", help="write what --plot draws to this CSV file: a row per load path, "
                     "metric and CPU count (machine, kernel, pipeline, kmod, cpus, metric, median, min, max); needs no "
                     "matplotlib")  # fmt: skip
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> str:
     for path in (args.parquet, args.resume, args.series):
         if path:
             writable(path)
-    grid = _grid.grid(args)
+    grid, chosen = _grid.grid(args)
     notes = grid.notes()
     resuming = args.resume and Path(args.resume).exists()
     done = Table.from_json(read(args.resume), source=args.resume) if resuming else None
@@ -69,12 +70,12 @@ def run(args: argparse.Namespace) -> str:
         return table.to_json(params, notes)
     if args.csv:
         return table.to_csv()
-    unit = metric(args.metric).unit
+    unit = metric(chosen).unit
 
     def value(x: float) -> str:
         return report.amount(x, unit, raw=args.bytes)
 
-    cells = table.cells(args.metric)
+    cells = table.cells(chosen)
     shown = [(c, [value(c["min"]), value(c["median"]), value(c["max"]),
                   f"{value(c['mean'])} ± {value((c['ci95'][1] - c['ci95'][0]) / 2)}"]) for c in cells]  # fmt: skip
     wm = max(7, *(len(c["machine"]) for c in cells))
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> str:
     lines = [
         *report.wrap(f"sweep of {report.plural(len(grid), 'run')} ({', '.join(grid.machines)}; CPUs "
                      f"{', '.join(map(str, grid.cpus))}; {report.plural(len(grid.seed_list()), 'seed')} each), "
-                     f"{args.metric} per cell: min / median / max, mean and its 95% interval", "# ", "#   "),
+                     f"{chosen} per cell: min / median / max, mean and its 95% interval", "# ", "#   "),
         f"{'machine':{wm}} {'cpus':>4} {'kmod':>4} {'pipeline':{wp}} {'min':>{wv}} {'median':>{wv}} {'max':>{wv}} "
         f"{'mean ± 95%':>{ws}}",
     ]  # fmt: skip

@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> str:
         return report.json_text("vmallocinfo", {"file": args.file, "layout": layout.name, "cpus": args.cpus,
                                      "largest": args.largest}, data, notes)  # fmt: skip
     size = str if args.bytes else report.human_bytes
-    lines = [*report.wrap(f"{args.file}: {report.plural(s.areas, 'area')}, {size(s.total_bytes)} (sizes as the file "
-                          "counts them, guard pages included)", "# ", "#   "),
+    lines = [*report.wrap(f"{label(args.file)}: {report.plural(s.areas, 'area')}, {size(s.total_bytes)} (sizes as "
+                          "the file counts them, guard pages included)", "# ", "#   "),
              *report.wrap(f"lazily freed, not yet purged: {size(s.lazy_bytes)} of the {size(s.lazy_max_bytes)} at "
                           f"which the kernel purges (lazy_max_pages() with {report.plural(args.cpus, 'CPU')}"
                           f"{'' if args.cpus > 1 else '; pass --cpus'})", "", "  "),

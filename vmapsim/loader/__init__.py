@@ -20,7 +20,7 @@ and :mod:`~vmapsim.loader.run` (:class:`Run` and :func:`simulate`).
 from vmapsim.loader import stages
 from vmapsim.loader.costs import QEMU_TCG, QEMU_TCG_SHARED, Cost, CostModel
 from vmapsim.loader.load_module import Job, Loader
-from vmapsim.loader.metrics import METRICS, Measured, Metric, metric, metric_on
+from vmapsim.loader.metrics import METRICS, Measured, Metric, default_metric, metric, metric_on
 from vmapsim.loader.module_list import ModuleState
 from vmapsim.loader.pipelines import (
     PIPELINES,
@@ -75,6 +75,7 @@ __all__ = [
     "Schedule",
     "Syscall",
     "concurrency_limit",
+    "default_metric",
     "exclusive_deny",
     "for_kernel",
     "load_path",

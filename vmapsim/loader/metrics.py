@@ -25,7 +25,7 @@ from vmapsim.layouts import Layout
 from vmapsim.loader.errno import EEXIST
 from vmapsim.loader.stats import ModuleStats
 
-__all__ = ["METRICS", "Measured", "Metric", "metric", "metric_on"]
+__all__ = ["METRICS", "Measured", "Metric", "default_metric", "metric", "metric_on"]
 
 
 class Measured(Protocol):
@@ -134,3 +134,16 @@ def metric_on(name: str | Metric | Callable[[Any], float], layout: Layout) -> Me
         raise InvalidArgument(f"metric peak_modules means nothing on {layout.name}: modules share the vmalloc "
                               "window there (use peak_vmalloc)")  # fmt: skip
     return chosen
+
+
+def default_metric(layout: Layout) -> str:
+    """The metric a search or a sweep's table shows unless told: the module window's peak, or the vmalloc
+    window's where modules load in it (:func:`metric_on` refuses ``peak_modules`` there).
+
+    Runtime complexity: O(1).
+
+    >>> from vmapsim.layouts import X86_64, i386
+    >>> default_metric(X86_64), default_metric(i386())
+    ('peak_modules', 'peak_vmalloc')
+    """
+    return "peak_vmalloc" if layout.shared_modules else "peak_modules"

@@ -14,6 +14,7 @@ import csv
 import functools
 import io
 import json
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from importlib import resources
@@ -71,7 +72,10 @@ def amount(value: float, unit: str, *, raw: bool = False) -> str:
 
 
 def plural(n: int, noun: str) -> str:
-    """``n`` and ``noun``, in the plural unless ``n`` is 1 (nouns that add an ``s``).  Runtime: O(1).
+    """``n`` and ``noun``, in the plural unless ``n`` is 1 (nouns that add an ``s``).
+
+    Runtime complexity: O(1).
+
 
     >>> plural(1, "device"), plural(4, "seed"), plural(0, "CPU")
     ('1 device', '4 seeds', '0 CPUs')
@@ -79,15 +83,23 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
+_SIZE = re.compile(r"(\d) (B|KiB|MiB|GiB|TiB|PiB)\b")
+
+
 def wrap(text: str, first: str = "", indent: str = "", width: int = WIDTH) -> list[str]:
     """``text`` as lines of at most ``width`` columns: the first after ``first``, the rest after ``indent``
-    (a word longer than a line stays whole).  Runtime complexity: O(len(text)).
+    (a word longer than a line stays whole, and a size with its unit).  Runtime complexity: O(len(text)).
 
     >>> wrap("note: " + "word " * 30, indent="  ", width=40)[:2]
     ['note: word word word word word word word', '  word word word word word word word']
+    >>> wrap("the median was 2.4 MiB", width=18)
+    ['the median was', '2.4 MiB']
     """
-    return textwrap.wrap(text, width, initial_indent=first, subsequent_indent=indent, break_long_words=False,
-                         break_on_hyphens=False) or [first.rstrip()]
+    # a size's number and unit stay on one line: joined by a no-break space while the lines are made
+    kept = _SIZE.sub("\\1\u00a0\\2", text)
+    lines = textwrap.wrap(kept, width, initial_indent=first, subsequent_indent=indent, break_long_words=False,
+                          break_on_hyphens=False) or [first.rstrip()]  # fmt: skip
+    return [line.replace("\u00a0", " ") for line in lines]
 
 
 def document(command: str, parameters: Mapping[str, Any], data: Mapping[str, Any],

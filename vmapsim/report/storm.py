@@ -19,7 +19,7 @@ import attrs
 from vmapsim.loader import METRICS, ModuleStats, Pipeline, Result
 from vmapsim.loader.request import Syscall
 from vmapsim.loader.stats import has_stats
-from vmapsim.report.documents import human_bytes, wrap
+from vmapsim.report.documents import human_bytes, plural, wrap
 
 __all__ = ["LEGEND", "Section", "StormRow", "about", "beside", "figures", "heading", "init_module_note", "path_lines",
            "same_sections", "stats_note", "storm_rows", "table"]  # fmt: skip
@@ -128,7 +128,7 @@ def storm_rows(kmod: int | None, syscall: Syscall | str,
         if i is not None:
             verdict = f"= {rows[i].pipeline}: {_why_equal(pipeline, paths[i], i, kmod, syscall, metrics, rows)}"
         elif not rows:
-            verdict = "the baseline" + (f": runs out, {metrics['allocation_failures']} failed allocations"
+            verdict = "the baseline" + (f": runs out, {plural(metrics['allocation_failures'], 'failed allocation')}"
                                         if metrics["allocation_failures"] else "")  # fmt: skip
         else:
             verdict = _against(metrics, rows[0])
@@ -153,7 +153,7 @@ def _why_equal(pipeline: Pipeline, twin: Pipeline, i: int, kmod: int | None, sys
 def _against(metrics: Mapping[str, int], base: StormRow) -> str:
     parts = []
     if metrics["allocation_failures"]:
-        parts.append(f"runs out ({metrics['allocation_failures']} failed allocations)")
+        parts.append(f"runs out ({plural(metrics['allocation_failures'], 'failed allocation')})")
     for key, name in (("wasted_bytes", "waste"), ("peak_modules", "peak modules"), ("peak_vmalloc", "vmalloc")):
         was = base.metrics[key]
         if not was and not metrics[key] and key != "wasted_bytes":  # no module window of its own (i386)

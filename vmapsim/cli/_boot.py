@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> str:
                   *report.table(part.rows, w, size, wide=args.wide, shared=layout.shared_modules)]
     if real is not None:
         first = [(r.pipeline, d[1]["stats"]) for r, d in zip(rows, done, strict=True) if r.kmod == kmods[0]]
-        lines += ["", *report.beside(real, args.real_stats, first, kmods[0])]
+        lines += ["", *report.beside(real, label(args.real_stats), first, kmods[0], size=size, wide=args.wide)]
     lines += ["", report.LEGEND, *report.path_lines(_storm.paths(scenarios), w, wide=args.wide)]
     lines += _storm.footnotes(scenarios, notes, args.wide)
     for row, extra in zip(rows, extras, strict=True):

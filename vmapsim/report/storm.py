@@ -19,7 +19,7 @@ import attrs
 from vmapsim.loader import METRICS, ModuleStats, Pipeline, Result
 from vmapsim.loader.request import Syscall
 from vmapsim.loader.stats import has_stats
-from vmapsim.report.documents import human_bytes, plural, wrap
+from vmapsim.report.documents import WIDTH, human_bytes, plural, wrap
 
 __all__ = ["LEGEND", "Section", "StormRow", "about", "beside", "figures", "heading", "init_module_note", "path_lines",
            "same_sections", "stats_note", "storm_rows", "table"]  # fmt: skip
@@ -274,15 +274,25 @@ def same_sections(sections: Sequence[Section]) -> list[str]:
     return notes
 
 
-def beside(real: ModuleStats, source: str, runs: Sequence[tuple[str, ModuleStats]], kmod: int | None) -> list[str]:
-    """A real machine's CONFIG_MODULE_STATS counters beside each simulated run's, as table lines.
+def beside(real: ModuleStats, source: str, runs: Sequence[tuple[str, ModuleStats]], kmod: int | None, *,
+           size: Callable[[int], str] = human_bytes, wide: bool = False) -> list[str]:  # fmt: skip
+    """A real machine's CONFIG_MODULE_STATS counters beside each simulated run's, as table lines: byte
+    counters as ``size`` writes them, and unless ``wide`` as many runs per block as fit
+    :data:`~vmapsim.report.WIDTH` (the real machine's column first in each).
 
     Runtime complexity: O(runs · counters).
     """
-    w = max(14, *(len(p) for p, _ in runs))
-    out = [f"# /sys/kernel/debug/modules/stats: {source} beside the simulated boot (kmod {kmod})",
-           f"{'':25} {'real':>{w}}" + "".join(f" {p:>{w}}" for p, _ in runs)]  # fmt: skip
-    columns = [real.counters(), *(s.counters() for _, s in runs)]
-    for i, (label, _) in enumerate(columns[0]):
-        out.append(f"{label:>25}" + "".join(f" {col[i][1]:>{w}}" for col in columns))
+    def shown(label: str, value: int) -> str:
+        return size(value) if "bytes" in label or "size" in label else str(value)
+
+    columns = [("real", [(k, shown(k, v)) for k, v in real.counters()]),
+               *((p, [(k, shown(k, v)) for k, v in s.counters()]) for p, s in runs)]  # fmt: skip
+    w = max(10, *(len(p) for p, _ in columns), *(len(v) for _, col in columns for _, v in col))
+    per = len(columns) - 1 if wide else max(1, (WIDTH - 25) // (w + 1) - 1)
+    out = [f"# /sys/kernel/debug/modules/stats: {source} beside the simulated boot (kmod {kmod})"]
+    for k in range(1, len(columns), per):
+        block = [columns[0], *columns[k:k + per]]
+        out += ([""] if k > 1 else []) + [f"{'':25}" + "".join(f" {p:>{w}}" for p, _ in block)]
+        out += [f"{label:>25}" + "".join(f" {col[i][1]:>{w}}" for _, col in block)
+                for i, (label, _) in enumerate(columns[0][1])]  # fmt: skip
     return out

@@ -45,18 +45,18 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 #: (argv with '-' where the input goes, the input's name in ``files``, a line of what it prints)
 STDIN_CASES = [
-    (["lsmod", "-"], "modules", "7 of 7 modules' sizes agree"),
-    (["lsmod", "{modules}", "--catalog", "-"], "catalog", "1 of 1 modules' sizes agree; 6 not in the catalog"),
-    (["vmallocinfo", "-", "--cpus", "4"], "snapshot", "# -: 103 areas, 6.8 MiB"),
+    (["lsmod", "-"], "modules", "sizes agree for 7 of 7 modules"),
+    (["lsmod", "{modules}", "--catalog", "-"], "catalog", "sizes agree for 1 of 1 module; 6 not in the catalog"),
+    (["vmallocinfo", "-", "--cpus", "4"], "snapshot", "# <stdin>: 103 areas, 6.8 MiB"),
     (["replay", "-", "{trace}", "--kernel", "6.12", "--cpus", "4"], "snapshot", "68/68 allocations agree"),
     (["replay", "{snapshot}", "-", "--kernel", "6.12", "--cpus", "4"], "trace", "68/68 allocations agree"),
     (["boot", "--machine", "qemu-kvm", "--cpus", "4", "--pipeline", "v6.3", "--real-stats", "-"], "stats",
-     "# /sys/kernel/debug/modules/stats: - beside the simulated boot (kmod 30)"),
+     "# /sys/kernel/debug/modules/stats: <stdin> beside the simulated boot (kmod 30)"),
     (["boot", "--machine", "qemu-kvm", "--cpus", "4", "--pipeline", "v6.3", "--schedule", "-"], "schedule",
      "# udev coldplug of qemu-kvm: 4 CPUs"),
     (["boot", "--machine", "-", "--cpus", "4", "--pipeline", "v6.3"], "modaliases", "# udev coldplug of stdin: 4 CPUs"),
-    (["load", "--requests", "-", "--cpus", "2", "--pipeline", "v6.4"], "requests.csv", "# 2 jobs: 2 requests from -"),
-    (["load", "--requests", "-", "--cpus", "2", "--pipeline", "v6.4"], "requests.jsonl", "# 2 jobs: 2 requests from -"),
+    (["load", "--requests", "-", "--cpus", "2", "--pipeline", "v6.4"], "requests.csv", "# 2 jobs: 2 requests from <stdin>"),
+    (["load", "--requests", "-", "--cpus", "2", "--pipeline", "v6.4"], "requests.jsonl", "# 2 jobs: 2 requests from <stdin>"),
     (["load", "msr", "--cpus", "2", "--pipeline", "v6.4", "--catalog", "-"], "catalog", "# 2 jobs: msr on each"),
     (["scan", str(DATA / "modules"), "--config", "-", "--workers", "1"], "config", "kernel config: the given config"),
 ]  # fmt: skip
@@ -75,7 +75,7 @@ def test_dash_reads_standard_input(
     named = {k: files[k] for k in ("modules", "snapshot", "trace")}
     assert main([a.format(**named) for a in argv]) == 0
     out, err = capsys.readouterr()
-    assert needle in out, err or out
+    assert needle in " ".join(out.replace("\n#  ", "").split()), err or out  # wrapped headers read as one line
 
 
 def test_a_pipe_into_the_command() -> None:

@@ -105,7 +105,8 @@ def run(args: argparse.Namespace) -> str:
                   "catalog": args.catalog or scenarios[0].catalog_name, "catalog_kernel": _storm.catalogs(scenarios),
                   "kernel": args.kernel or base.run.kernel, "pipelines": list(_storm.paths(scenarios)), "kmods": kmods,
                   "seed": args.seed, "jitter": base.arrivals, "cost_jitter": base.run.costs.jitter,
-                  "layout": layout.name, "module_align": args.module_align, "schedule": args.schedule,
+                  "layout": layout.name, "module_align": args.module_align, "images": list(args.image),
+                  "schedule": args.schedule,
                   "uevents": uevents, "real_stats": args.real_stats}  # fmt: skip
         data = [{**row.to_dict(), **extra} for row, extra in zip(rows, extras, strict=True)]
         if args.json:

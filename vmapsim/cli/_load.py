@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> str:
                   "catalog_kernel": _storm.catalogs(scenarios), "kernel": args.kernel,
                   "pipelines": list(_storm.paths(scenarios)), "syscall": args.syscall, "deps": not args.no_deps,
                   "lockstep": args.lockstep, "seed": args.seed, "layout": layout.name,
-                  "module_align": args.module_align}  # fmt: skip
+                  "module_align": args.module_align, "images": list(args.image)}  # fmt: skip
         data = [{k: v for k, v in row.to_dict().items() if k != "kmod"} for row in part.rows]
         if args.stats:
             for d, st in zip(data, stats, strict=True):

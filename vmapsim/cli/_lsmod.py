@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
         return report.csv_text(modules), status
     extra = f"; {len(unknown)} not in the catalog" if unknown else ""
     lines = report.wrap(f"{label(args.file)} against the {catalog.kernel} catalog ({catalog.generation} sizes): "
-                        f"{agree} of {report.plural(len(known), 'module')} agree in size{extra}", "# ", "#   ")
+                        f"sizes agree for {agree} of {report.plural(len(known), 'module')}{extra}", "# ", "#   ")
     wrong = [c for c in known if not c.agrees]
     if wrong:
         size = str if args.bytes else report.human_bytes

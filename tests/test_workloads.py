@@ -114,7 +114,7 @@ def test_boot_cli_table_json_and_csv() -> None:
     assert lines[5].split()[0] == "v6.3" and lines[6].split()[0] == "v6.5" and "kmod 30" not in r.stdout
     data = json.loads(_cli("boot", "--cpus", "8", "--pipeline", "v6.5", "--json", "--kmod", "31").stdout)
     assert data["runs"][0]["pipeline"] == "v6.5" and data["runs"][0]["wasted_bytes"] == 0
-    assert data["parameters"]["kmods"] == [31] and data["schema"] == "vmapsim-boot/2"
+    assert data["parameters"]["kmods"] == [31] and data["schema"] == "vmapsim-boot/3"
     csv_text = _cli("boot", "--cpus", "4", "--pipeline", "v6.4", "--csv").stdout
     assert csv_text.splitlines()[0].startswith("machine,cpus,ram,udev_workers,catalog")
     stats = _cli("boot", "--cpus", "4", "--pipeline", "v6.4", "--stats", "--kmod", "30").stdout

@@ -26,7 +26,7 @@ __all__ = ["SCHEMA_VERSION", "UNITS", "WIDTH", "amount", "csv_text", "document",
            "schema", "version", "wrap"]
 
 #: The version of every ``vmapsim-<command>`` document; bumped when a field changes meaning or goes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: What each document's numbers are in.
 UNITS = {"bytes": "bytes", "time": "seconds", "addresses": "integers (kernel virtual addresses)"}
 
@@ -110,7 +110,7 @@ def document(command: str, parameters: Mapping[str, Any], data: Mapping[str, Any
 
     >>> doc = document("demo", {"cpus": 4}, {"vmallocinfo": []})
     >>> doc["schema"], doc["parameters"], doc["notes"]
-    ('vmapsim-demo/2', {'cpus': 4}, [])
+    ('vmapsim-demo/3', {'cpus': 4}, [])
     """
     return {"schema": f"vmapsim-{command}/{SCHEMA_VERSION}", "vmapsim": version(), "parameters": dict(parameters),
             "units": UNITS, "notes": list(notes), **data}  # fmt: skip
@@ -120,7 +120,7 @@ def json_text(command: str, parameters: Mapping[str, Any], data: Mapping[str, An
     """:func:`document` as the text ``--json`` prints: indented, one trailing newline.  Runtime: O(data).
 
     >>> json_text("info", {}, {})[:30]
-    '{\\n "schema": "vmapsim-info/2",'
+    '{\\n "schema": "vmapsim-info/3",'
     """
     return json.dumps(document(command, parameters, data, notes), indent=1, allow_nan=False) + "\n"
 

@@ -26,7 +26,7 @@ PARAMETERS = ("machine", "cpus", "kernel", "pipeline", "kmod", "seed")
 #: The metrics of each run, after the parameters.
 SCHEMA = f"vmapsim-sweep/{SCHEMA_VERSION}"
 #: Earlier versions :meth:`Table.from_json` still reads (``--resume`` of an older file).
-_READABLE = ("vmapsim-sweep/1", SCHEMA)
+_READABLE = ("vmapsim-sweep/1", "vmapsim-sweep/2", SCHEMA)
 
 
 # Student's t quantiles for a two-sided 95% interval, by degrees of freedom (then the normal's 1.96).

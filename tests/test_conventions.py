@@ -130,7 +130,8 @@ def test_json_is_a_versioned_document_on_stdout(
     c = COMMANDS[name]
     status, out, _ = _run(capsys, c, files, "--json")
     doc = json.loads(out)
-    assert status in c.statuses and doc["schema"] == f"vmapsim-{name}/{report.SCHEMA_VERSION}" and isinstance(doc["notes"], list)
+    assert status in c.statuses and doc["schema"] == f"vmapsim-{name}/{report.SCHEMA_VERSION}"
+    assert isinstance(doc["notes"], list)
 
 
 @pytest.mark.parametrize("name", [n for n, c in COMMANDS.items() if c.csv])

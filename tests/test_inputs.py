@@ -55,8 +55,8 @@ STDIN_CASES = [
     (["boot", "--machine", "qemu-kvm", "--cpus", "4", "--pipeline", "v6.3", "--schedule", "-"], "schedule",
      "# udev coldplug of qemu-kvm: 4 CPUs"),
     (["boot", "--machine", "-", "--cpus", "4", "--pipeline", "v6.3"], "modaliases", "# udev coldplug of stdin: 4 CPUs"),
-    (["load", "--requests", "-", "--cpus", "2", "--pipeline", "v6.4"], "requests.csv", "# 2 jobs: 2 requests from <stdin>"),
-    (["load", "--requests", "-", "--cpus", "2", "--pipeline", "v6.4"], "requests.jsonl", "# 2 jobs: 2 requests from <stdin>"),
+    (["load", "--requests", "-", "--cpus", "2", "--pipeline", "v6.4"], "requests.csv", "2 requests from <stdin>"),
+    (["load", "--requests", "-", "--cpus", "2", "--pipeline", "v6.4"], "requests.jsonl", "2 requests from <stdin>"),
     (["load", "msr", "--cpus", "2", "--pipeline", "v6.4", "--catalog", "-"], "catalog", "# 2 jobs: msr on each"),
     (["scan", str(DATA / "modules"), "--config", "-", "--workers", "1"], "config", "kernel config: the given config"),
 ]  # fmt: skip

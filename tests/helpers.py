@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vmapsim import VmapSpace
+from vmapsim.workloads import PRESETS
 
 
 def snapshot(space: VmapSpace) -> tuple[Any, ...]:
@@ -49,3 +50,25 @@ def console_log(name: str) -> str:
 def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
     """``python -m vmapsim ARGV`` in a fresh process; raises if it exits non-zero."""
     return subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True, check=True)
+
+
+def fake_root(root: Path, *, kmod: str | None = "34.2-1", online: str = "0-5,8-9\n") -> Path:
+    """A copy of a system's /sys, /proc and dpkg status under ``root``, as ``machine capture --root`` reads it:
+    an 8-CPU box with two NICs (``kmod`` None: no dpkg record of kmod)."""
+    files = {
+        "sys/devices/system/cpu/modalias": PRESETS["intel-server"].cpu_modalias + "\n",
+        "sys/devices/system/cpu/online": online,
+        "sys/devices/LNXSYSTM:00/LNXCPU:00/modalias": "acpi:LNXCPU:\n",
+        "sys/devices/pci0000:00/0000:00:1f.6/modalias": "pci:v00008086d00001572sv00008086sd00000000bc02sc00i00\n",
+        "sys/devices/pci0000:00/0000:00:1f.7/modalias": "pci:v00008086d00001572sv00008086sd00000000bc02sc00i00\n",
+        "proc/meminfo": "MemTotal:       65536000 kB\nMemFree: 1 kB\n",
+        "proc/sys/kernel/osrelease": "6.12.117+deb12-amd64\n",
+        "proc/sys/kernel/hostname": "box\n",
+    }
+    if kmod:
+        files["var/lib/dpkg/status"] = f"Package: kmod\nStatus: install ok installed\nVersion: {kmod}\n\nPackage: x\n"
+    for path, text in files.items():
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_text(text)
+    (root / "sys/devices/pci0000:00/link").symlink_to(root / "sys/devices/pci0000:00/0000:00:1f.6")  # not followed
+    return root

@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import console_section
+from tests.helpers import console_section, fake_root
 from vmapsim import report
 from vmapsim.cli import commands, main
 
@@ -44,9 +44,7 @@ def _inputs(tmp: Path) -> dict[str, str]:
     (tmp / "snap").write_text(console_section(text, "vmallocinfo-start"))
     (tmp / "trace").write_text(console_section(text, "trace"))
     (tmp / "modules").write_text("Module                  Size  Used by\nloop                   36864  0\n")
-    from tests.test_machines import _fake_root
-
-    _fake_root(tmp / "root")
+    fake_root(tmp / "root")
     return {"tmp": str(tmp), "data": str(DATA)}
 
 

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.helpers import fake_root
 from vmapsim import Catalog, InvalidArgument, ParseError, Request, simulate
 from vmapsim.loader.costs import CostModel
 from vmapsim.units import KiB
@@ -78,28 +79,8 @@ def test_an_unknown_machine_is_one_clear_error() -> None:
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "unknown machine 'vax'" in r.stderr
 
 
-def _fake_root(root: Path, *, kmod: str | None = "34.2-1", online: str = "0-5,8-9\n") -> Path:
-    files = {
-        "sys/devices/system/cpu/modalias": PRESETS["intel-server"].cpu_modalias + "\n",
-        "sys/devices/system/cpu/online": online,
-        "sys/devices/LNXSYSTM:00/LNXCPU:00/modalias": "acpi:LNXCPU:\n",
-        "sys/devices/pci0000:00/0000:00:1f.6/modalias": "pci:v00008086d00001572sv00008086sd00000000bc02sc00i00\n",
-        "sys/devices/pci0000:00/0000:00:1f.7/modalias": "pci:v00008086d00001572sv00008086sd00000000bc02sc00i00\n",
-        "proc/meminfo": "MemTotal:       65536000 kB\nMemFree: 1 kB\n",
-        "proc/sys/kernel/osrelease": "6.12.117+deb12-amd64\n",
-        "proc/sys/kernel/hostname": "box\n",
-    }
-    if kmod:
-        files["var/lib/dpkg/status"] = f"Package: kmod\nStatus: install ok installed\nVersion: {kmod}\n\nPackage: x\n"
-    for path, text in files.items():
-        (root / path).parent.mkdir(parents=True, exist_ok=True)
-        (root / path).write_text(text)
-    (root / "sys/devices/pci0000:00/link").symlink_to(root / "sys/devices/pci0000:00/0000:00:1f.6")  # not followed
-    return root
-
-
 def test_capture_reads_a_systems_files(tmp_path: Path) -> None:
-    m, notes = capture(_fake_root(tmp_path))
+    m, notes = capture(fake_root(tmp_path))
     assert (m.name, m.cpus, m.ram, m.kmod, m.release) == ("box", 8, 65536000 << 10, 34, "6.12.117+deb12-amd64")
     assert m.catalog == "debian-6.12-amd64" and m.layout == "x86_64" and m.acpi_processors and notes == []
     assert m.devices == ("pci:v00008086d00001572sv00008086sd00000000bc02sc00i00",) * 2  # two NICs, two uevents
@@ -108,7 +89,7 @@ def test_capture_reads_a_systems_files(tmp_path: Path) -> None:
 
 
 def test_capture_says_what_it_had_to_guess(tmp_path: Path) -> None:
-    root = _fake_root(tmp_path, kmod=None)
+    root = fake_root(tmp_path, kmod=None)
     (root / "proc/sys/kernel/osrelease").write_text("6.18.1-custom\n")
     m, notes = capture(root)
     assert m.kmod == 30 and any("kmod's version not found" in n for n in notes)
@@ -118,7 +99,7 @@ def test_capture_says_what_it_had_to_guess(tmp_path: Path) -> None:
 
 
 def test_machine_capture_cli_writes_a_file_boot_runs(tmp_path: Path) -> None:
-    root = _fake_root(tmp_path / "root")
+    root = fake_root(tmp_path / "root")
     out = tmp_path / "box.json"
     r = _run("machine", "capture", "--root", str(root), "-o", str(out))
     assert r.returncode == 0 and r.stdout == "" and f"vmapsim boot --machine {out}" in r.stderr, r.stderr

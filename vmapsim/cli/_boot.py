@@ -28,14 +28,12 @@ def add(sub: Any) -> None:
     b.add_argument("--real-stats", metavar="FILE", help="a real machine's /sys/kernel/debug/modules/stats ('-': "
                    "standard input), printed beside each simulated run's (boot the same machine: --machine FILE from "
                    "vmapsim machine capture)")
-    b.add_argument("--plot", metavar="FILE", help="write the figure to this .png, .svg or .pdf: pinned bytes over "
-                   "time per window and kmod, the module window at each run's peak (needs matplotlib)")  # fmt: skip
+    _options.figure(b, plot="pinned bytes over time per window and kmod, and the module window at each run's peak",
+                    series="a row per change of each run's pinned bytes in each window (kmod, pipeline, window, "
+                    "time_ms, pinned_bytes, busy_bytes, lazy_or_pooled_bytes)")  # fmt: skip
     b.add_argument("--plot-histograms", metavar="FILE", help="write histograms of allocation sizes and lifetimes "
                    "per caller (kernel_read_file, vmap, module memory...) to this .png, .svg or .pdf, a row per kmod "
                    "and caller (needs matplotlib)")  # fmt: skip
-    b.add_argument("--series", metavar="FILE", help="write what --plot draws to this CSV file: a row per change of "
-                   "each run's pinned bytes in each window (kmod, pipeline, window, time_ms, pinned_bytes, busy_bytes, "
-                   "lazy_or_pooled_bytes); needs no matplotlib")  # fmt: skip
     b.add_argument("--histogram-series", metavar="FILE", help="write what --plot-histograms draws to this CSV file: "
                    "a row per non-empty bucket (kmod, pipeline, caller, quantity, low, high, count); needs no "
                    "matplotlib")  # fmt: skip
@@ -119,7 +117,7 @@ def run(args: argparse.Namespace) -> str:
         flat = [{**{k: v for k, v in {**params, **d}.items() if k not in nested}, **_storm.stats_columns(d)}
                 for d in data]  # fmt: skip
         return report.csv_text(flat)
-    size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
+    size, w = _options.sizes(args), _storm.width(scenarios)
     events = "–".join(map(str, counts[:: len(counts) - 1 or 1]))  # a range where kernels' catalogs differ
     header = (f"udev coldplug of {machine.name}: {report.plural(cpus, 'CPU')}, {machine.ram >> 30} GiB RAM "
               f"({base.run.workers} udev workers), {_storm.catalogs(scenarios)}, {events} uevent"

@@ -56,10 +56,7 @@ def run(args: argparse.Namespace) -> str:
         at = {(e["machine"], e["kmod"], e["label"]): e["cpus"] for e in exhausted}
         return report.csv_text([{**c, **({"exhaustion_cpus": at.get((c["machine"], c["kmod"], c["pipeline"]))}
                                         if args.exhaustion else {})} for c in rows])  # fmt: skip
-    unit = metric(chosen).unit
-
-    def value(x: float) -> str:
-        return report.amount(x, unit, raw=args.bytes)
+    value = _options.amounts(args, metric(chosen).unit)
 
     shown = [(c, value(c["baseline_median"]), value(c["median"]),
               ("+" if c["difference"] > 0 else "") + value(c["difference"])) for c in rows]  # fmt: skip

@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> str:
     out.append(vmallocinfo.rstrip("\n"))
     out.append("\n# /proc/meminfo (Vmalloc lines)")
     out.append(procfs.render_meminfo(space).rstrip("\n"))
-    size = str if args.bytes else report.human_bytes
+    size = _options.sizes(args)
     out.append("\n# usage per window")
     out.append(f"{'window':8} {'busy':>10} {'lazy':>10} {'pooled':>10} {'peak pinned':>12} {'largest free':>18}")
     for r in space.layout.regions:

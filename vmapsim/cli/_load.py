@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> str:
         what.append(f"{', '.join(modules)} on each of {report.plural(cpus, 'CPU')}{deps}")
     if args.requests:
         what.append(f"{report.plural(len(requests), 'request')} from {label(args.requests)}")
-    size, w = _storm.size_of(args.bytes), _storm.width(scenarios)
+    size, w = _options.sizes(args), _storm.width(scenarios)
     header = (f"{report.plural(jobs, 'job')}: {'; '.join(what)}; {_storm.catalogs(scenarios)}, {args.syscall}(2), "
               f"{layout.name}, MODULE_ALIGN {size(args.module_align)}, {'lockstep' if args.lockstep else 'timed'}, "
               f"seed {args.seed}")

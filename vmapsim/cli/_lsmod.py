@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
                         f"sizes agree for {agree} of {report.plural(len(known), 'module')}{extra}", "# ", "#   ")
     wrong = [c for c in known if not c.agrees]
     if wrong:
-        size = str if args.bytes else report.human_bytes
+        size = _options.sizes(args)
         lines.append(f"{'module':24} {'live':>10} {'catalog':>10} {'difference':>11}")
         for c in wrong:
             d = c.live - (c.catalog or 0)

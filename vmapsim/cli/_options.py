@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-from vmapsim import checks
+from vmapsim import checks, report
 from vmapsim.cli._io import STDIN, label, names, read_bytes
 from vmapsim.cli._parser import finite, integer
 from vmapsim.errors import InvalidArgument
@@ -19,8 +21,8 @@ from vmapsim.workloads import Machine, find_machine
 from vmapsim.workloads.kmod import KMOD_NEWEST
 from vmapsim.workloads.udev import MAX_MACHINE_BYTES
 
-__all__ = ["catalog", "coldplug", "conflict", "kernels", "machine", "output", "pipelines", "scenario", "schedule",
-           "simulation"]
+__all__ = ["amounts", "catalog", "coldplug", "conflict", "figure", "kernels", "machine", "output", "pipelines",
+           "scenario", "schedule", "simulation", "sizes"]
 
 
 def simulation(p: argparse.ArgumentParser, *, cpus: int | None, one_path: bool = False) -> None:
@@ -75,6 +77,24 @@ def output(p: argparse.ArgumentParser, *, json: bool = True, csv: str | None = N
     if wide:
         p.add_argument("--wide", action="store_true", help="one line per row, verdicts inline (wider than 100 "
                        "columns)")  # fmt: skip
+
+
+def figure(p: argparse.ArgumentParser, *, plot: str, series: str) -> None:
+    """``--plot FILE`` (the figure ``plot`` describes) and ``--series FILE`` (the CSV of what it draws, whose
+    rows ``series`` describes): the same two options wherever a command draws."""
+    p.add_argument("--plot", metavar="FILE", help=f"write {plot} to this .png, .svg or .pdf (needs matplotlib)")
+    p.add_argument("--series", metavar="FILE", help=f"write what --plot draws to this CSV file: {series}; needs no "
+                   "matplotlib")  # fmt: skip
+
+
+def sizes(args: argparse.Namespace) -> Callable[[int], str]:
+    """How the command writes a size: a byte count with ``--bytes``, else in human units."""
+    return str if args.bytes else report.human_bytes
+
+
+def amounts(args: argparse.Namespace, unit: str) -> Callable[[float], str]:
+    """How the command writes a figure in ``unit`` (:func:`vmapsim.report.amount`; ``--bytes`` as counts)."""
+    return functools.partial(report.amount, unit=unit, raw=args.bytes)
 
 
 def coldplug(p: argparse.ArgumentParser, *, one_path: bool = False) -> None:

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
     out = [f"# replay on {layout.name}, {report.plural(cpus, 'CPU')}, kernel profile {space.profile.name}"
            f"{', from boot' if from_boot else ''}", *(line for n in notes for line in report.wrap(n, "# ", "#   ")),
            found.summary()]  # fmt: skip
-    size = str if args.bytes else report.human_bytes
+    size = _options.sizes(args)
     for d in found.disagreements[: args.show]:
         e = d.event
         kernel = "failed" if e.addr is None else f"{e.addr:#x}"

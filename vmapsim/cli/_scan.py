@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> str:
         return report.json_text("scan", params, data, notes)
     if args.csv:
         return catalog.to_csv()
-    size = str if args.bytes else report.human_bytes
+    size = _options.sizes(args)
     out = [
         *report.wrap(f"{report.plural(len(catalog), 'module')} of {catalog.kernel} ({gen} loader), "
                      f"{len(catalog.problems)} skipped; "

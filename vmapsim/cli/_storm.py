@@ -3,7 +3,7 @@ sections, and lay out the text, JSON and CSV views the report code draws."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -14,7 +14,7 @@ from vmapsim.loader import Pipeline
 from vmapsim.report import Section
 from vmapsim.scenario import Scenario
 
-__all__ = ["catalogs", "footnotes", "kernels", "lines", "notes", "paths", "run_all", "sections", "size_of",
+__all__ = ["catalogs", "footnotes", "kernels", "lines", "notes", "paths", "run_all", "sections",
            "stats_columns", "width"]
 
 
@@ -124,6 +124,3 @@ def kernels(paths: Iterable[Pipeline]) -> str:
     return " and ".join(said + ([f"proposals on {proposed}"] if proposed else []))
 
 
-def size_of(raw: bool) -> Callable[[int], str]:
-    """Sizes as bytes (``--bytes``) or in human units."""
-    return str if raw else report.human_bytes

@@ -23,11 +23,9 @@ def add(sub: Any) -> None:
     _options.output(sw, csv="one row per run")
     sw.add_argument("--parquet", metavar="FILE", help="also write every run's row to this Parquet file (needs "
                     "pyarrow)")  # fmt: skip
-    sw.add_argument("--plot", metavar="FILE", help="write peak and wasted bytes against CPUs to this image (needs "
-                    "matplotlib)")  # fmt: skip
-    sw.add_argument("--series", metavar="FILE", help="write what --plot draws to this CSV file: a row per load path, "
-                    "metric and CPU count (machine, kernel, pipeline, kmod, cpus, metric, median, min, max); needs no "
-                    "matplotlib")  # fmt: skip
+    _options.figure(sw, plot="peak and wasted bytes against CPUs per load path and kmod",
+                    series="a row per load path, metric and CPU count (machine, kernel, pipeline, kmod, cpus, "
+                    "metric, median, min, max)")  # fmt: skip
     sw.add_argument("--resume", metavar="FILE", help="a JSON file of rows (sweep --json -o FILE): runs already in it "
                     "are kept, and it is rewritten at the end")  # fmt: skip
     sw.set_defaults(run=run)
@@ -70,10 +68,7 @@ def run(args: argparse.Namespace) -> str:
         return table.to_json(params, notes)
     if args.csv:
         return table.to_csv()
-    unit = metric(chosen).unit
-
-    def value(x: float) -> str:
-        return report.amount(x, unit, raw=args.bytes)
+    value = _options.amounts(args, metric(chosen).unit)
 
     cells = table.cells(chosen)
     shown = [(c, [value(c["min"]), value(c["median"]), value(c["max"]),

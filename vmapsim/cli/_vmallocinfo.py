@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> str:
                 "next": [{"window": w, "size": size, "address": a} for w, size, a in s.next]}  # fmt: skip
         return report.json_text("vmallocinfo", {"file": args.file, "layout": layout.name, "cpus": args.cpus,
                                      "largest": args.largest}, data, notes)  # fmt: skip
-    size = str if args.bytes else report.human_bytes
+    size = _options.sizes(args)
     lines = [*report.wrap(f"{label(args.file)}: {report.plural(s.areas, 'area')}, {size(s.total_bytes)} (sizes as "
                           "the file counts them, guard pages included)", "# ", "#   "),
              *report.wrap(f"lazily freed, not yet purged: {size(s.lazy_bytes)} of the {size(s.lazy_max_bytes)} at "

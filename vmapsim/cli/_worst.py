@@ -68,9 +68,7 @@ def run(args: argparse.Namespace) -> str:
     w = worst_case(jobs, s.run, metric=chosen, budget=args.budget, strategy=args.strategy, space=space,
                    seed=args.seed, goal=args.goal, progress=(lambda d, t, _: bar(d, t)) if bar else None)  # fmt: skip
 
-    def value(x: float) -> str:
-        return report.amount(x, chosen.unit, raw=args.bytes)
-
+    value = _options.amounts(args, chosen.unit)
     if args.save:
         write(args.save, (w.schedule.to_json() + "\n").encode())
     seeded = w.values[0]  # worst_case() runs the seeded run first

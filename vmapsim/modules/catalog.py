@@ -35,7 +35,7 @@ from vmapsim.modules.image import ModuleImage
 from vmapsim.modules.layout import MEMORY_TYPES, Generation, KernelConfig
 from vmapsim.modules.scan import ScanProblem, kernel_version, scan_tree
 
-__all__ = ["ACPI_PROCESSOR_MODALIASES", "CSV_COLUMNS", "Catalog", "UnknownModule"]
+__all__ = ["ACPI_PROCESSOR_MODALIASES", "CSV_COLUMNS", "MAX_CATALOG_BYTES", "Catalog", "UnknownModule"]
 
 #: The per-CPU device modaliases udev sees for ACPI processor objects.
 ACPI_PROCESSOR_MODALIASES = ("acpi:ACPI0007:", "acpi:LNXCPU:")

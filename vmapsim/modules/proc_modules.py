@@ -19,7 +19,7 @@ from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.modules.catalog import Catalog
 from vmapsim.units import hex_repr
 
-__all__ = ["LoadedModule", "SizeCheck", "check_sizes", "parse_proc_modules"]
+__all__ = ["MAX_PROC_MODULES_BYTES", "LoadedModule", "SizeCheck", "check_sizes", "parse_proc_modules"]
 
 #: Largest /proc/modules or lsmod text read (a kernel with every module of a distribution loaded is < 1 MiB).
 MAX_PROC_MODULES_BYTES = 16 << 20

@@ -16,7 +16,7 @@ from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader import Request
 from vmapsim.loader.request import Syscall
 
-__all__ = ["read_requests", "write_requests"]
+__all__ = ["MAX_REQUEST_BYTES", "read_requests", "write_requests"]
 
 _FIELDS = ("time", "cpu", "module", "path", "syscall")
 

@@ -42,7 +42,8 @@ from vmapsim.units import GiB, MiB
 from vmapsim.workloads.kdevops import unstripped
 from vmapsim.workloads.kmod import Modprobe, syscall_for
 
-__all__ = ["MACHINE_SCHEMA", "MAX_MODALIAS", "PRESETS", "Machine", "find_machine", "udev_boot", "udev_workers"]
+__all__ = ["MACHINE_SCHEMA", "MAX_MACHINE_BYTES", "MAX_MODALIAS", "PRESETS", "Machine", "find_machine", "udev_boot",
+           "udev_workers"]
 
 #: Longest modalias line read (the kernel's uevent buffer is 2 KiB; a CPU's feature list fits in it).
 MAX_MODALIAS = 4096

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vmapsim import InvalidArgument, layouts, profiles
 from vmapsim.units import GiB, MiB, TiB
@@ -61,3 +63,9 @@ def test_profile_features() -> None:
     assert [p.node_pools for p in profiles.PROFILES] == [False, False, False, True, True, True]
     assert not profiles.LINUX_5_18.vmap_ram_flag and profiles.LINUX_6_3.vmap_ram_flag
     assert profiles.LINUX_6_9.failure_message(4096, 1, 2).startswith("vmap allocation for size 4096 failed")
+
+
+@given(st.integers(1, (1 << 30) // 4096 - 1))
+def test_an_i386_layout_is_found_by_its_own_name(pages: int) -> None:
+    lay = layouts.i386(vmalloc=pages * 4096)
+    assert layouts.by_name(lay.name) == lay  # the name a command prints is one --layout takes

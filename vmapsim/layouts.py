@@ -14,6 +14,8 @@ True
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from vmapsim.checks import show
@@ -183,15 +185,19 @@ RISCV64_SV57 = Layout(
 _I386_VMALLOC_END = 0xFF7FE000
 
 
-def i386(vmalloc: int = 120 * MiB) -> Layout:
+_I386_DEFAULT = 120 * MiB
+_I386_NAMED = re.compile(r"i386\(vmalloc=(\d{1,7})([KMG])\)")
+
+
+def i386(vmalloc: int = _I386_DEFAULT) -> Layout:
     """x86-32 (3G/1G split, lowmem full): the vmalloc window is exactly ``vmalloc=`` bytes.
 
     Without the boot parameter the window is 128 MiB - 8 MiB = 120 MiB
     (``__VMALLOC_RESERVE``); modules live inside it (``MODULES_VADDR =
     VMALLOC_START``).  Runtime complexity: O(1).
 
-    >>> i386().vmalloc.size // MiB
-    120
+    >>> i386().vmalloc.size // MiB, i386().name, i386(vmalloc=64 * MiB).name
+    (120, 'i386', 'i386(vmalloc=64M)')
     >>> lay = i386(vmalloc=64 * MiB)
     >>> (lay.modules.start, lay.modules.end) == (lay.vmalloc.start, lay.vmalloc.end)
     True
@@ -199,8 +205,10 @@ def i386(vmalloc: int = 120 * MiB) -> Layout:
     if vmalloc <= 0 or vmalloc % PAGE_SIZE or vmalloc > _I386_VMALLOC_END - 0xC0000000:
         raise InvalidArgument(f"vmalloc={vmalloc}: must be a positive multiple of 4096 below 1 GiB")
     window = Region("vmalloc", _I386_VMALLOC_END - vmalloc, _I386_VMALLOC_END)
+    # named as the boot parameter is written (memparse() suffixes), so by_name() reads the name back
+    size = f"{vmalloc // MiB}M" if vmalloc % MiB == 0 else f"{vmalloc // 1024}K"
     return Layout(
-        f"i386(vmalloc={vmalloc})",
+        "i386" if vmalloc == _I386_DEFAULT else f"i386(vmalloc={size})",
         vmalloc=window,
         modules=attrs.evolve(window, name="modules"),
         bits=32,
@@ -219,13 +227,17 @@ LAYOUTS["i386"] = i386()
 
 
 def by_name(name: str) -> Layout:
-    """The layout called ``name``; raises :class:`InvalidArgument` naming it if unknown.
+    """The layout called ``name`` (an i386 layout's own name too: ``i386(vmalloc=64M)``); raises
+    :class:`InvalidArgument` naming it if unknown.
 
     Runtime complexity: O(1).
 
-    >>> by_name("x86_64") is X86_64
-    True
+    >>> by_name("x86_64") is X86_64, by_name("i386(vmalloc=64M)").vmalloc.size // MiB
+    (True, 64)
     """
+    named = _I386_NAMED.fullmatch(name) if isinstance(name, str) else None
+    if named is not None:
+        return i386(int(named[1]) << {"K": 10, "M": 20, "G": 30}[named[2]])
     layout = LAYOUTS.get(name) if isinstance(name, str) else None
     if layout is None:
         raise InvalidArgument(f"unknown layout {show(name)}; known: {', '.join(sorted(LAYOUTS))}")

@@ -127,7 +127,7 @@ def metric_on(name: str | Metric | Callable[[Any], float], layout: Layout) -> Me
     >>> from vmapsim.layouts import i386
     >>> metric_on("peak_modules", i386()).name
     Traceback (most recent call last):
-    vmapsim.errors.InvalidArgument: metric peak_modules means nothing on i386(vmalloc=125829120): modules ...
+    vmapsim.errors.InvalidArgument: metric peak_modules means nothing on i386: modules share the vmalloc window ...
     """
     chosen = metric(name)
     if chosen.name == "peak_modules" and layout.shared_modules:

@@ -199,7 +199,7 @@ def test_load_bad_request_files(tmp_path: Path, content: str, needle: str) -> No
 def test_info_lists_what_ships(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
-    for needle in ("debian-6.12-arm64", "x86_64_la57", "profile 6.11            6.11 and later, before 6.16",
+    for needle in ("debian-6.12-arm64", "x86_64_la57", "profile 6.11         6.11 and later, before 6.16",
                    "v6.5                    idempotent finit_module", "intel-server"):  # fmt: skip
         assert needle in out
     lines = out.splitlines()

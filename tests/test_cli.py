@@ -200,7 +200,7 @@ def test_info_lists_what_ships(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info"]) == 0
     out = capsys.readouterr().out
     for needle in ("debian-6.12-arm64", "x86_64_la57", "profile 6.11         6.11 and later, before 6.16",
-                   "v6.5                    idempotent finit_module", "intel-server"):  # fmt: skip
+                   "v6.5                 idempotent finit_module", "intel-server"):  # fmt: skip
         assert needle in out
     lines = out.splitlines()
     i386, x86 = (next(x for x in lines if x.startswith(name)) for name in ("i386", "x86_64 "))

@@ -15,7 +15,7 @@ from vmapsim.sweeps import Grid, Table, sweep
 from vmapsim.workloads import find_machine
 from vmapsim.workloads.kmod import KMOD_NEWEST
 
-__all__ = ["cpu_list", "grid", "options", "parameters", "run"]
+__all__ = ["cpu_list", "grid", "options", "run"]
 
 
 def options(p: argparse.ArgumentParser) -> None:
@@ -110,10 +110,3 @@ def run(args: argparse.Namespace, g: Grid, done: Table | None = None) -> Table:
         elif isinstance(executor, concurrent.futures.Executor):
             executor.shutdown()
 
-
-def parameters(g: Grid) -> dict[str, Any]:
-    """A sweep grid's parameters, as the JSON documents record them."""
-    return {"machines": list(g.machines), "cpus": list(g.cpus), "kernels": list(g.kernels),
-            "pipelines": list(dict.fromkeys(p.label for p in g.points())),
-            "kmods": list(g.kmods), "seeds": g.seeds, "jitter": g.jitter, "cost_jitter": g.cost_jitter,
-            "module_align": g.module_align, "layout": g.layout}  # fmt: skip

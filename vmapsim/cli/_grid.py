@@ -8,7 +8,7 @@ from typing import Any
 
 from vmapsim import layouts
 from vmapsim.cli._io import names, optional, progress_bar
-from vmapsim.cli._parser import finite, integer
+from vmapsim.cli._parser import finite, integer, kernel_versions
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import METRICS, default_metric, metric_on
 from vmapsim.sweeps import Grid, Table, sweep
@@ -22,8 +22,8 @@ def options(p: argparse.ArgumentParser) -> None:
     """Register the grid's options."""
     p.add_argument("--machine", default="intel-server", help="machines, comma-separated: presets or machine files")
     p.add_argument("--cpus", default="255", help="CPU counts: 8,16,32 or ranges 8-64:8, mixed")
-    p.add_argument("--kernel", help="kernel versions, comma-separated (default: a machine file's release, else the "
-                   "released paths)")  # fmt: skip
+    p.add_argument("--kernel", type=kernel_versions, help="kernel versions, comma-separated (default: a machine "
+                   "file's release, else the released paths)")  # fmt: skip
     p.add_argument("--pipeline", default="all", help="pipelines, comma-separated, or 'all' (as vmapsim boot: the "
                    "released paths and the proposals; with --kernel, each kernel's own path and the proposals)")
     p.add_argument("--kmod", help="kmod versions, comma-separated ('machine': the machine's; default)")

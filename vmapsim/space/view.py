@@ -92,7 +92,7 @@ class VmapState:
 
     @auto_purge.setter
     def auto_purge(self, value: bool) -> None:
-        self._core.auto_purge = value
+        self._core.auto_purge = flag("auto_purge", value)  # as the constructor: True or False only
 
     @property
     def regions(self) -> tuple[Region, ...]:

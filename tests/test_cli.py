@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import console_log, console_section
-from vmapsim.cli import main
+from vmapsim.cli import commands, main
 
 DATA = Path(__file__).parent / "data"
 
@@ -45,6 +45,39 @@ def test_bad_input_is_one_line_and_status_2(argv: list[str], needle: str) -> Non
     r = subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True)
     assert r.returncode == 2 and r.stdout == ""
     assert r.stderr.count("\n") == 1 and needle in r.stderr and "Traceback" not in r.stderr
+
+
+def _kernel_commands() -> list[list[str]]:
+    """Every command with a --kernel option, as the argv words that name it."""
+    return [name.split()[1:] for name, p in commands()
+            if any("--kernel" in a.option_strings for a in p._actions)]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "version,needle",
+    [
+        ("", "kernel version '': expected MAJOR.MINOR[...]"),
+        ("7.4", "kernel version '7.4': newer than 7.3"),
+        ("4.19", "kernel version '4.19': profiles start at 5.18"),
+        ("six", "kernel version 'six': expected MAJOR.MINOR[...]"),
+    ],
+)
+def test_every_kernel_option_refuses_the_same_versions_with_the_same_message(
+    version: str, needle: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    found = _kernel_commands()
+    assert {c[0] for c in found} >= {"demo", "replay", "load", "boot", "sweep", "compare", "worst"}
+    for command in found:
+        with pytest.raises(SystemExit) as e:  # refused while the options are read, before anything runs
+            main([*command, "--kernel", version, *(["snap", "trace"] if command == ["replay"] else [])])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and f"argument --kernel: {needle}" in err, (command, err)
+
+
+def test_a_kernel_list_refuses_an_empty_item(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["sweep", "--kernel", "6.3,"])
+    assert "kernel version '': expected MAJOR.MINOR" in capsys.readouterr().err
 
 
 def _split_probe(tmp_path: Path) -> tuple[str, str]:

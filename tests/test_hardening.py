@@ -379,3 +379,39 @@ def test_the_long_fuzz_run_works_in_a_bounded_form() -> None:
     finally:
         sys.path.pop(0)
     assert fuzz_parsers.main(["--inputs", "300", "--jobs", "1", "--json"]) == 0
+
+
+def test_setters_and_builders_refuse_what_the_constructors_refuse() -> None:
+    import attrs
+
+    from vmapsim.explore import Exhaustive, worst_case
+    from vmapsim.workloads import PRESETS
+
+    space = VmapSpace(layouts.X86_64, cpus=2)
+    for bad in ("no", 1, None):
+        with pytest.raises(InvalidArgument, match="auto_purge="):
+            space.auto_purge = bad  # type: ignore[assignment]
+        assert space.auto_purge is True
+    cat = Catalog.builtin("debian-6.12-amd64")
+    loop = cat["loop"]
+    for image, needle in [
+        (attrs.evolve(loop, name=""), "name '' is empty"),
+        (attrs.evolve(loop, text=-1), "text=-1"),
+        (attrs.evolve(loop, memory=(4096, 4096, 4096)), "expected 7 sizes"),
+        (attrs.evolve(loop, legacy=(4096,)), "legacy"),
+    ]:
+        with pytest.raises(InvalidArgument, match=needle):
+            cat.with_images([image])
+    assert "loop" in cat.with_images([loop.resized("loop2", text=8192)]).to_csv()
+    qemu = PRESETS["qemu-kvm"]
+    with pytest.raises(InvalidArgument, match="unknown layout 'vax'"):
+        attrs.evolve(qemu, layout="vax")
+    for kwargs, needle in [({"jitter": math.nan}, "jitter=nan"), ({"cost_jitter": 1.5}, "cost_jitter=1.5"),
+                           ({"jitter": -1.0}, "jitter=-1.0")]:  # fmt: skip
+        with pytest.raises(InvalidArgument, match=needle):
+            qemu.timing(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgument, match="probes=0"):
+        Exhaustive(probes=0)
+    for kwargs, needle in [({"baseline": "no"}, "baseline='no'"), ({"progress": 5}, "progress=5")]:
+        with pytest.raises(InvalidArgument, match=needle):
+            worst_case(["loop"], budget=1, **kwargs)  # type: ignore[arg-type]

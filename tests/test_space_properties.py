@@ -175,6 +175,29 @@ def test_every_area_is_aligned_inside_its_window_with_a_guard(space: VmapSpace, 
     space._check()
 
 
+@given(space=spaces(cpus=st.just(1)), offset=st.integers(0, 64 * PAGE), size=st.integers(1, 64 * PAGE))
+def test_a_replayed_range_is_page_aligned_or_refused_unchanged(space: VmapSpace, offset: int, size: int) -> None:
+    start = space.layout.vmalloc.start + offset
+    before = snapshot(space)
+    if offset % PAGE or size % PAGE:
+        with pytest.raises(InvalidArgument, match="must be page-aligned"):
+            space.replay_alloc(start, size, cpu=0)
+        assert snapshot(space) == before
+        return
+    assert space.replay_alloc(start, size, cpu=0)
+    space._check()
+    assert space.vmalloc(PAGE) % PAGE == 0  # later allocations stay page aligned
+    space._check()
+
+
+def test_the_invariants_catch_an_area_that_is_not_page_aligned() -> None:
+    space = VmapSpace(layouts.X86_64, cpus=1)
+    start = space.layout.vmalloc.start
+    space._core.take_exactly(start + 1, 2 * PAGE, cpu=0)  # past replay_alloc's check, as a bug would
+    with pytest.raises(AssertionError, match="not page aligned"):
+        space._check()
+
+
 @given(
     space=spaces(layout=st.just(SMALL), cpus=st.integers(1, 8)),
     ops=st.lists(st.tuples(vmalloc_sizes(700), st.booleans()), max_size=40),

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from tests.helpers import run_cli
@@ -82,6 +83,48 @@ def test_a_resumed_sweep_runs_only_what_is_missing(serial: Table) -> None:
     assert resumed == serial and pool.submitted == len(serial.rows) - len(half.rows)
 
 
+@pytest.mark.parametrize(
+    "name,value",
+    [("jitter", 0.5), ("cost_jitter", 0.1), ("module_align", 32768), ("layout", "i386")],
+)
+def test_a_resume_under_other_run_parameters_is_refused_naming_both_values(
+    serial: Table, name: str, value: Any
+) -> None:
+    saved = Table.from_json(serial.to_json())
+    assert saved.parameters[name] == getattr(GRID, name)  # the document carries every run-defining parameter
+    other = attrs.evolve(GRID, **{name: value})
+    pool = Inline()
+    with pytest.raises(InvalidArgument, match=f"{name}={value!r}|{name} is {value!r}") as e:
+        sweep(other, executor=pool, done=saved)
+    assert str(getattr(GRID, name)) in str(e.value) and pool.submitted == 0
+    with pytest.raises(InvalidArgument, match=f"{name}="):  # and the other way round
+        sweep(GRID, executor=pool, done=Table(serial.rows[:1], other.parameters()))
+
+
+def test_rows_of_points_the_grid_does_not_hold_are_refused_not_dropped(serial: Table) -> None:
+    smaller = attrs.evolve(GRID, cpus=(2, 4))
+    with pytest.raises(InvalidArgument, match=r"9 of its rows are of points .*cpus=8"):
+        sweep(smaller, executor=Inline(), done=serial)
+    fewer_seeds = attrs.evolve(GRID, seeds=2)
+    with pytest.raises(InvalidArgument, match=r"seed=2"):
+        sweep(fewer_seeds, executor=Inline(), done=serial)
+    bigger = attrs.evolve(GRID, cpus=(2, 4, 8, 16), pipelines=("v6.3",))
+    with pytest.raises(InvalidArgument, match=r"pipeline='v6\.4'"):
+        sweep(bigger, executor=Inline(), done=serial)
+
+
+def test_a_file_without_run_parameters_resumes_only_under_the_defaults(serial: Table) -> None:
+    old = json.loads(serial.to_json())
+    old["schema"], old["parameters"] = "vmapsim-sweep/1", {}
+    done = Table.from_json(json.dumps(old))
+    assert sweep(GRID, executor=Inline(), done=done) == serial  # the defaults: taken as what it ran
+    with pytest.raises(InvalidArgument, match=r"jitter=None, this grid's jitter is 0\.05"):
+        sweep(attrs.evolve(GRID, jitter=0.05), executor=Inline(), done=done)
+    old["parameters"] = [1]
+    with pytest.raises(ParseError, match="parameters are not a JSON object"):
+        Table.from_json(json.dumps(old))
+
+
 def test_rows_follow_the_grid_and_cells_give_the_seed_spread(serial: Table) -> None:
     assert [tuple(r[k] for k in ("cpus", "pipeline", "seed")) for r in serial.rows] == [
         (c, p, s) for c in (2, 4, 8) for p in ("v6.3", "v6.4", "v6.5") for s in range(3)
@@ -148,6 +191,25 @@ def test_vmapsim_sweep_writes_the_rows_and_resumes(tmp_path: Path) -> None:
     assert len(rows.to_csv().splitlines()) == 19
     again = run_cli(*argv, "--resume", str(out), "--executor", "local", "--workers", "2")
     assert again.stdout == first.stdout and Table.from_json(out.read_text()) == rows
+
+
+def test_vmapsim_sweep_refuses_to_resume_another_runs_file_and_leaves_it(tmp_path: Path) -> None:
+    out = tmp_path / "rows.json"
+    argv = ["sweep", "--machine", "qemu-kvm", "--seeds", "1", "--pipeline", "v6.3", "--executor", "serial",
+            "--resume", str(out)]
+    run_cli(*argv, "--cpus", "2,4", "--jitter", "0.1")
+    before = out.read_bytes()
+    assert json.loads(before)["parameters"]["jitter"] == 0.1
+    for extra, needle in [(["--cpus", "2,4", "--jitter", "0.2"], "jitter=0.1, this grid's jitter is 0.2"),
+                          (["--cpus", "2,4", "--jitter", "0.1", "--layout", "i386"], "layout=None"),
+                          (["--cpus", "2,4", "--jitter", "0.1", "--cost-jitter", "0.5"], "cost_jitter=None"),
+                          (["--cpus", "2,4", "--jitter", "0.1", "--module-align", "8192"], "module_align=4096"),
+                          (["--cpus", "2", "--jitter", "0.1"], "cpus=4")]:
+        r = subprocess.run([sys.executable, "-m", "vmapsim", *argv, *extra], capture_output=True, text=True)
+        assert r.returncode == 2 and needle in r.stderr and str(out) in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and out.read_bytes() == before
+    run_cli(*argv, "--cpus", "2,4,8", "--jitter", "0.1")  # a grid holding every row extends the file
+    assert [r["cpus"] for r in Table.from_json(out.read_text()).rows] == [2, 4, 8]
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,36 @@ def test_malformed_allocator_lines_are_parse_errors(line: str) -> None:
     assert str(e.value).startswith("t.txt:2:")
 
 
+@pytest.mark.parametrize(
+    "line,needle",
+    [
+        (" init-1 [000] ..... 2.0: alloc_vmap_area: va_start: 18446683600570023937 size=8192 align=1 "
+         "vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0", "va_start 0xffffc90000000001"),
+        (" init-1 [000] ..... 2.0: alloc_vmap_area: va_start: 18446683600570023936 size=8193 align=4096 "
+         "vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0", "size 0x2001"),
+        (" init-1 [000] ..... 2.0: p: (alloc_vmap_area+0x0/0x880) size=0x2000 align=0x1 vstart=0xffffc90000000000 "
+         "vend=0xffffe8ffffffffff\n init-1 [000] ..... 2.1: r: (__get_vm_area_node+0xb1/0x150 <- alloc_vmap_area) "
+         "va_start=0xffffc90000000800", "va_start 0xffffc90000000800"),
+    ],
+)
+def test_an_allocation_that_is_not_page_aligned_is_a_parse_error_naming_its_line(line: str, needle: str) -> None:
+    with pytest.raises(ParseError, match="not page aligned") as e:
+        trace.parse_trace("# header\n" + line, source="t.txt")
+    assert str(e.value).startswith("t.txt:2:") and needle in str(e.value)
+
+
+def test_replay_of_events_not_page_aligned_is_refused_and_changes_nothing() -> None:
+    space = VmapSpace(layouts.X86_64, cpus=1)
+    w = "vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0"
+    good = trace.parse_trace(f" i-1 [000] ..... 1.0: alloc_vmap_area: va_start: 18446683600570023936 size=8192 "
+                             f"align=4096 {w}")  # fmt: skip
+    bad = attrs.evolve(good[0], addr=good[0].addr + 0x10001)  # a TraceEvent built by hand, the kernel disagreeing
+    with pytest.raises(InvalidArgument, match="page-aligned"):
+        trace.replay([bad], space)
+    assert space.areas() == [] and space.auto_purge
+    space._check()
+
+
 def test_replay_rejects_cpus_the_space_does_not_have() -> None:
     text = console_log("qemu-6.12-4cpu.txt")
     space = procfs.restore(

@@ -29,11 +29,13 @@ __all__ = [
     "LINUX_6_9",
     "LINUX_6_11",
     "LINUX_6_16",
+    "NEWEST",
     "PROFILES",
     "FailureMessage",
     "KernelProfile",
     "PoolDecay",
     "for_version",
+    "kernel_release",
     "release",
 ]
 
@@ -131,16 +133,42 @@ def release(version: str) -> tuple[int, int]:
     return int(m[1]), int(m[2])
 
 
+#: The newest release whose load path, execmem and allocator vmapsim's model was read from (Debian 13
+#: backports' 7.3.4): :func:`kernel_release` refuses anything newer.
+NEWEST = (7, 3)
+
+
+def kernel_release(version: object) -> tuple[int, int]:
+    """``(major, minor)`` of a kernel version vmapsim models: the one check every ``--kernel`` of every command,
+    :func:`for_version` and :func:`vmapsim.loader.for_kernel` make, with one set of limits and messages.
+
+    :class:`InvalidArgument` for anything but a string, an empty or malformed version, one older than 5.18
+    (the older allocator's synchronous purge and search length are not modelled) or newer than
+    :data:`NEWEST` (nothing newer has been read).  Runtime complexity: O(1).
+
+    >>> kernel_release("6.1.0-56-amd64")
+    (6, 1)
+    >>> kernel_release("7.4")
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: kernel version '7.4': newer than 7.3, the newest release vmapsim models
+    """
+    key = release(version)  # type: ignore[arg-type]  # release() refuses a non-string, naming it
+    if key < LINUX_5_18.first:
+        raise InvalidArgument(f"kernel version {show(version)}: profiles start at 5.18")
+    if key > NEWEST:
+        raise InvalidArgument(f"kernel version {show(version)}: newer than {NEWEST[0]}.{NEWEST[1]}, the newest "
+                              "release vmapsim models")  # fmt: skip
+    return key
+
+
 def for_version(version: str) -> KernelProfile:
     """The profile for a kernel release such as ``"6.12"`` or ``"6.1.0-56-amd64"``.
 
-    Releases older than 5.18 raise :class:`InvalidArgument` (the older allocator's
-    synchronous purge and search length are not modelled).  Runtime complexity: O(1).
+    A version :func:`kernel_release` refuses raises :class:`InvalidArgument`.  Runtime complexity: O(1).
 
     >>> for_version("6.8.0").name, for_version("6.9").name, for_version("6.1.0-56-amd64").name
     ('6.5', '6.9', '5.18')
     """
-    key = release(version)
-    if key < LINUX_5_18.first:
-        raise InvalidArgument(f"kernel version {show(version)}: profiles start at 5.18")
+    key = kernel_release(version)
     return [p for p in PROFILES if p.first <= key][-1]

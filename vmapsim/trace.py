@@ -38,7 +38,7 @@ import attrs
 from vmapsim.checks import MAX_DIGITS, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError, VmapAllocationError
 from vmapsim.space import VmapSpace
-from vmapsim.units import hex_repr
+from vmapsim.units import PAGE_SIZE, hex_repr
 
 __all__ = ["Disagreement", "ReplayReport", "TraceEvent", "parse_trace", "replay"]
 
@@ -126,7 +126,7 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
             if event == "alloc_vmap_area":
                 failed = bool(f["failed"])
                 events.append(
-                    TraceEvent(
+                    _page_aligned(TraceEvent(
                         "alloc",
                         cpu,
                         time,
@@ -139,7 +139,7 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
                         failed,
                         line=lineno,
                         pid=pid,
-                    )
+                    ), source)
                 )
             elif event == "free_vmap_area_noflush":
                 events.append(TraceEvent("free", cpu, time, task, _int(f["va_start"]), line=lineno, pid=pid))
@@ -158,7 +158,7 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
                     eline, args, etime, etask, ecpu = pending.pop(pid)
                     addr = f.get("va_start")
                     events.append(
-                        TraceEvent(
+                        _page_aligned(TraceEvent(
                             "alloc",
                             ecpu,
                             etime,
@@ -172,7 +172,7 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
                             line=eline,
                             pid=pid,
                             returned=time,
-                        )
+                        ), source)
                     )
                 elif loc.startswith("alloc_vmap_area+"):
                     pending[pid] = (lineno, f, time, task, cpu)
@@ -189,6 +189,17 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
         except (KeyError, TypeError):
             raise ParseError(f"{event} line lacks a field: {raw.strip()[:100]!r}", source=source, line=lineno) from None
     return events
+
+
+def _page_aligned(ev: TraceEvent, source: str) -> TraceEvent:
+    """``ev`` if its size and address are page aligned, as every vmap area is (``alloc_vmap_area()`` in
+    mm/vmalloc.c, 5.18 to 7.3, returns -EINVAL for ``offset_in_page(size)``, and its vmalloc-family callers pass
+    a ``PAGE_ALIGN()``ed size and an ``align`` of at least PAGE_SIZE); else :class:`ParseError` naming the line."""
+    for what, value in (("size", ev.size), ("va_start", ev.addr)):
+        if value is not None and value % PAGE_SIZE:
+            raise ParseError(f"alloc_vmap_area {what} {value:#x} is not page aligned: no vmap area is", source=source,
+                             line=ev.line)  # fmt: skip
+    return ev
 
 
 def _int(value: int | None) -> int:

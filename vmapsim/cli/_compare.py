@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> str:
         notes.append(_NO_RATIO)
     note(*notes)
     if args.json:
-        return report.json_text("compare", {**_grid.parameters(grid), "metric": chosen,
+        return report.json_text("compare", {**grid.parameters(), "metric": chosen,
                                             "exhaustion": args.exhaustion}, {"rows": rows, "exhaustion": exhausted},
                                 notes)  # fmt: skip
     if args.csv:  # one row per cell and load path; with --exhaustion, each path's CPU count in its own column

@@ -9,7 +9,7 @@ import attrs
 
 from vmapsim import checks, layouts, procfs, profiles, report
 from vmapsim.cli import _options
-from vmapsim.cli._parser import integer
+from vmapsim.cli._parser import integer, kernel_versions
 from vmapsim.space import VmapSpace
 from vmapsim.units import MiB
 
@@ -21,7 +21,7 @@ def add(sub: Any) -> None:
     d = sub.add_parser("demo", help="a few vmallocs/vfrees on a layout; prints vmallocinfo and peak usage")
     d.add_argument("--layout", default="x86_64", help=f"one of: {', '.join(sorted(layouts.LAYOUTS))}")
     d.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=4, help="online CPUs")
-    d.add_argument("--kernel", default="6.3", help="kernel version whose allocator to model")
+    d.add_argument("--kernel", type=kernel_versions, default="6.3", help="kernel version whose allocator to model")
     _options.output(d)
     d.set_defaults(run=run)
 

@@ -8,22 +8,22 @@ from typing import Any
 
 from vmapsim import layouts
 from vmapsim.cli._io import names, optional, progress_bar
-from vmapsim.cli._parser import finite, integer
+from vmapsim.cli._parser import finite, integer, kernel_versions
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import METRICS, default_metric, metric_on
 from vmapsim.sweeps import Grid, Table, sweep
 from vmapsim.workloads import find_machine
 from vmapsim.workloads.kmod import KMOD_NEWEST
 
-__all__ = ["cpu_list", "grid", "options", "parameters", "run"]
+__all__ = ["cpu_list", "grid", "options", "run"]
 
 
 def options(p: argparse.ArgumentParser) -> None:
     """Register the grid's options."""
     p.add_argument("--machine", default="intel-server", help="machines, comma-separated: presets or machine files")
     p.add_argument("--cpus", default="255", help="CPU counts: 8,16,32 or ranges 8-64:8, mixed")
-    p.add_argument("--kernel", help="kernel versions, comma-separated (default: a machine file's release, else the "
-                   "released paths)")  # fmt: skip
+    p.add_argument("--kernel", type=kernel_versions, help="kernel versions, comma-separated (default: a machine "
+                   "file's release, else the released paths)")  # fmt: skip
     p.add_argument("--pipeline", default="all", help="pipelines, comma-separated, or 'all' (as vmapsim boot: the "
                    "released paths and the proposals; with --kernel, each kernel's own path and the proposals)")
     p.add_argument("--kmod", help="kmod versions, comma-separated ('machine': the machine's; default)")
@@ -110,10 +110,3 @@ def run(args: argparse.Namespace, g: Grid, done: Table | None = None) -> Table:
         elif isinstance(executor, concurrent.futures.Executor):
             executor.shutdown()
 
-
-def parameters(g: Grid) -> dict[str, Any]:
-    """A sweep grid's parameters, as the JSON documents record them."""
-    return {"machines": list(g.machines), "cpus": list(g.cpus), "kernels": list(g.kernels),
-            "pipelines": list(dict.fromkeys(p.label for p in g.points())),
-            "kmods": list(g.kmods), "seeds": g.seeds, "jitter": g.jitter, "cost_jitter": g.cost_jitter,
-            "module_align": g.module_align, "layout": g.layout}  # fmt: skip

@@ -8,7 +8,6 @@ from typing import Any
 from vmapsim import layouts, profiles, report
 from vmapsim.cli import _options
 from vmapsim.loader import PIPELINES, for_kernel
-from vmapsim.loader.pipelines import NEWEST
 from vmapsim.modules.shipped import shipped
 from vmapsim.workloads import PRESETS
 
@@ -35,7 +34,7 @@ def run(args: argparse.Namespace) -> str:
         memory += " + ROX cache" if path.rox_cache else ""
         kernels.append({"version": version, "duplicates": duplicates, "memory": memory,
                         "allocator": path.profile.name})  # fmt: skip
-    newest = ".".join(map(str, NEWEST))
+    newest = ".".join(map(str, profiles.NEWEST))
     if args.json:
         data = {"catalogs": catalogs,
                 "layouts": [{"name": lay.name, "bits": lay.bits, "vmalloc": [lay.vmalloc.start, lay.vmalloc.end],

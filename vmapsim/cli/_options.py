@@ -11,7 +11,7 @@ import attrs
 
 from vmapsim import checks, report
 from vmapsim.cli._io import STDIN, label, names, read_bytes
-from vmapsim.cli._parser import finite, integer
+from vmapsim.cli._parser import finite, integer, kernel_versions
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import PathConflict, Schedule
 from vmapsim.modules import Catalog
@@ -34,14 +34,15 @@ def simulation(p: argparse.ArgumentParser, *, cpus: int | None, one_path: bool =
     p.add_argument("--cpus", type=integer(1, checks.NR_CPUS_MAX), default=cpus,
                    help=f"online CPUs (1 to {checks.NR_CPUS_MAX}){mine}")  # fmt: skip
     if one_path:
-        p.add_argument("--kernel", help="a kernel version: its own load path, allocator, messages and shipped modules "
-                       "(default: the machine file's release, else 6.3's path)")  # fmt: skip
+        p.add_argument("--kernel", type=kernel_versions, help="a kernel version: its own load path, allocator, "
+                       "messages and shipped modules (default: the machine file's release, else 6.3's path)")
         p.add_argument("--pipeline", help="a proposal on the kernel's path, or v6.3/v6.4/v6.5 (6.3's, 6.4's, 6.5's "
                        "own path); concurrency-limit:N limits loads to N at once (default: the kernel's own path)")
     else:
-        p.add_argument("--kernel", help="kernel version(s), comma-separated: each one's own load path, allocator, "
-                       "messages and shipped modules, with the proposals of --pipeline on top (default: the machine "
-                       "file's release, else the released paths v6.3, v6.4, v6.5 and the proposals as posted)")
+        p.add_argument("--kernel", type=kernel_versions, help="kernel version(s), comma-separated: each one's own "
+                       "load path, allocator, messages and shipped modules, with the proposals of --pipeline on top "
+                       "(default: the machine file's release, else the released paths v6.3, v6.4, v6.5 and the "
+                       "proposals as posted)")  # fmt: skip
         p.add_argument("--pipeline", default="all", help="a pipeline name, a comma-separated list, or 'all': a "
                        "proposal (on each --kernel), v6.3/v6.4/v6.5 (6.3's, 6.4's, 6.5's own path); "
                        "concurrency-limit:N limits loads to N at once")  # fmt: skip

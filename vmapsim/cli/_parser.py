@@ -6,10 +6,10 @@ import argparse
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from vmapsim import checks
+from vmapsim import checks, profiles
 from vmapsim.errors import InvalidArgument
 
-__all__ = ["Help", "Parser", "finite", "integer", "one_line"]
+__all__ = ["Help", "Parser", "finite", "integer", "kernel_versions", "one_line"]
 
 
 def one_line(message: str) -> str:
@@ -60,6 +60,18 @@ def integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
 def finite(lo: float, hi: float | None = None) -> Callable[[str], float]:
     """An argparse type: a finite number in ``[lo, hi]``."""
     return _option(float, checks.number, "a finite number", lo, hi)
+
+
+def kernel_versions(text: str) -> str:
+    """An argparse type: kernel versions, comma-separated, each one :func:`vmapsim.profiles.kernel_release`
+    accepts (so every command's ``--kernel`` refuses an empty, malformed, too old or too new version with
+    the same message); the text as given."""
+    for version in text.split(","):
+        try:
+            profiles.kernel_release(version)
+        except InvalidArgument as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _option(

@@ -8,7 +8,7 @@ from typing import Any
 from vmapsim import checks, layouts, procfs, profiles, report, trace
 from vmapsim.cli import _options
 from vmapsim.cli._io import STDIN, label, note, read
-from vmapsim.cli._parser import integer
+from vmapsim.cli._parser import integer, kernel_versions
 from vmapsim.errors import InvalidArgument
 
 __all__ = ["add", "guess_layout", "run"]
@@ -24,7 +24,9 @@ def add(sub: Any) -> None:
     r.add_argument(
         "--layout", default="auto", help="a layout name, or 'auto' (from the snapshot's and the trace's addresses)"
     )
-    r.add_argument("--kernel", required=True, help="kernel version of the traced machine (uname -r)")
+    r.add_argument(
+        "--kernel", type=kernel_versions, required=True, help="kernel version of the traced machine (uname -r)"
+    )
     r.add_argument(
         "--cpus", type=integer(1, checks.NR_CPUS_MAX), help="CPUs of the traced machine (default: the trace's)"
     )

@@ -44,8 +44,10 @@ def run(args: argparse.Namespace) -> str:
     notes = grid.notes()
     resuming = args.resume and Path(args.resume).exists()
     done = Table.from_json(read(args.resume), source=args.resume) if resuming else None
+    if done is not None:
+        grid.check_resume(done, args.resume)  # before any run, naming the file
     table = _grid.run(args, grid, done)
-    params = {**_grid.parameters(grid), "executor": args.executor}
+    params = {**grid.parameters(), "executor": args.executor}
     if args.resume:
         write(args.resume, table.to_json(params, notes).encode())
     if args.parquet:

@@ -100,6 +100,9 @@ class Exhaustive:
     probes: int = 8
     name: str = "exhaustive"
 
+    def __attrs_post_init__(self) -> None:
+        integer("probes", self.probes, 1)
+
     def search(self, problem: Problem, seed: int) -> None:
         """All schedules, in a fixed order, after checking the space fits the budget."""
         if not problem.space.finite:

@@ -254,8 +254,6 @@ PIPELINES: dict[str, Pipeline] = {
     p.name: p for p in (V6_3, V6_4, V6_5, KREAD_DEDUP, PAGE_LIST, exclusive_deny(), concurrency_limit())
 }
 
-#: The newest release whose load path and execmem vmapsim's model was read from (Debian 13 backports' 7.3.4).
-NEWEST = (7, 3)
 #: The first release whose x86-64 module text comes from execmem's ROX cache (64f6a4e10c05).
 ROX_CACHE = (6, 15)
 
@@ -284,13 +282,8 @@ def for_kernel(version: str, proposal: str | Proposal | None = None) -> Pipeline
     >>> for_kernel("6.1", "kread-dedup").generation.value
     'module_layout'
     """
-    key = profiles.release(version)
-    profile = profiles.for_version(version)  # refuses what is older than the allocator model
-    if key > NEWEST:
-        raise InvalidArgument(
-            f"kernel {version}: newer than {NEWEST[0]}.{NEWEST[1]}, the newest release whose load path and "
-            "execmem vmapsim models"
-        )
+    key = profiles.kernel_release(version)  # refuses what is older or newer than the model
+    profile = profiles.for_version(version)
     base = V6_3 if key < (6, 4) else V6_4 if key < (6, 5) else V6_5
     name = f"{key[0]}.{key[1]}"
     path = attrs.evolve(base, name=name, profile=profile, execmem=key >= (6, 10), rox_cache=key >= ROX_CACHE,

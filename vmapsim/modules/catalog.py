@@ -101,9 +101,13 @@ class Catalog:
         (1048576, True)
         """
         added = list(images)
-        for image in added:
+        for j, image in enumerate(added):
             if not isinstance(image, ModuleImage):
                 raise InvalidArgument(f"images: {show(image)} is not a ModuleImage")
+            try:
+                _image(f"images[{j}]", image)  # what a saved catalog would refuse, refused before it is added
+            except ValueError as e:
+                raise InvalidArgument(str(e)) from None
         modules = {**self.modules, **{image.name.replace("-", "_"): image for image in added}}
         return attrs.evolve(self, modules=modules, config_source=self.config_source)
 
@@ -330,9 +334,9 @@ class Catalog:
         for i, row in enumerate(rows):
             if not isinstance(row, list) or len(row) != len(fields):
                 raise ValueError(f"module row {i}: expected {len(fields)} values")
-            m = ModuleImage(**{f: _value(f"module {i} {f}", want[f], v) for f, v in zip(fields, row, strict=True)})
-            if not m.name or m.name in modules:
-                raise ValueError(f"module row {i}: name {show(m.name)} is empty or repeated")
+            m = _image(f"module row {i}", ModuleImage(**dict(zip(fields, row, strict=True))))
+            if m.name in modules:
+                raise ValueError(f"module row {i}: name {show(m.name)} is repeated")
             modules[m.name] = m
         order = doc.get("order", [])  # catalogs saved before the order was kept have none
         if not isinstance(order, list) or not all(isinstance(n, str) for n in order):
@@ -381,6 +385,20 @@ def _value(what: str, kind: object, value: object) -> Any:
     if type(value) is not want or (want is int and not 0 <= value < 1 << 63):  # type: ignore[operator]
         raise ValueError(f"{what}={show(value)}: expected {'a size' if want is int else kind}")
     return value
+
+
+def _image(what: str, image: ModuleImage) -> ModuleImage:
+    """``image`` if every field has its annotated type (sizes from 0 to 2**63), its name is not empty and it
+    has a size per memory type; else :class:`ValueError` naming ``what`` and the field.  Runtime: O(fields)."""
+    fixed = {}
+    for f in attrs.fields(ModuleImage):
+        fixed[f.name] = _value(f"{what} {f.name}", f.type, _jsonable(getattr(image, f.name)))
+    if not image.name:
+        raise ValueError(f"{what}: name {show(image.name)} is empty")
+    if len(image.memory) != len(MEMORY_TYPES):
+        raise ValueError(f"{what} memory={show(image.memory)}: expected {len(MEMORY_TYPES)} sizes, one per type of "
+                         f"{', '.join(MEMORY_TYPES)}")  # fmt: skip
+    return ModuleImage(**fixed)
 
 
 def _jsonable(value: object) -> object:

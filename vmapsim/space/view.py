@@ -92,7 +92,7 @@ class VmapState:
 
     @auto_purge.setter
     def auto_purge(self, value: bool) -> None:
-        self._core.auto_purge = value
+        self._core.auto_purge = flag("auto_purge", value)  # as the constructor: True or False only
 
     @property
     def regions(self) -> tuple[Region, ...]:
@@ -271,10 +271,7 @@ class VmapState:
         vmalloc (``pages_area=0``: the array exists but was not identified).
         Runtime complexity: O(log n).
         """
-        address("start", start)
-        integer("size", size, 1, 1 << 64)
-        if start % PAGE_SIZE or size % PAGE_SIZE:
-            raise InvalidArgument(f"reserve({start:#x}, {size:#x}): start and size must be page-aligned")
+        _page_range("reserve", start, size)
         text("caller", caller, optional=True)
         integer("vm_flags", vm_flags, 0, (1 << 64) - 1)
         integer("va_flags", va_flags, 0, VMAP_RAM | VMAP_BLOCK)
@@ -336,12 +333,12 @@ class VmapState:
         """Make exactly ``[addr, addr + size)`` busy, as the kernel's ``alloc_vmap_area()`` did.
 
         The range may come from the free tree or, 6.9+, from a node pool; False
-        (and no change) if the model holds it neither free nor pooled.
+        (and no change) if the model holds it neither free nor pooled.  A start or size that is not
+        page aligned is :class:`InvalidArgument`: no vmap area the kernel makes is one.
         Runtime complexity: O(log n), O(p) when it comes from a pool.
         """
         self._core.check_cpu(cpu)
-        address("addr", addr)
-        integer("size", size, 1, 1 << 64)
+        _page_range("replay_alloc", addr, size)
         return self._core.take_exactly(addr, size, cpu=cpu)
 
     def replay_free(self, addr: int) -> bool:
@@ -375,3 +372,11 @@ class VmapState:
         r = region if isinstance(region, Region) else self.layout.region(region)
         return r.start, r.end
 
+
+def _page_range(call: str, start: object, size: object) -> None:
+    """Refuse a range that is no vmap area: every one is page aligned and page sized, as
+    ``alloc_vmap_area()`` (mm/vmalloc.c, 5.18 to 7.3) returns -EINVAL for a size with ``offset_in_page(size)``
+    and every vmalloc-family caller passes a ``PAGE_ALIGN()``ed size and an ``align`` of at least PAGE_SIZE."""
+    at, n = address("start", start), integer("size", size, 1, 1 << 64)
+    if at % PAGE_SIZE or n % PAGE_SIZE:
+        raise InvalidArgument(f"{call}({at:#x}, {n:#x}): start and size must be page-aligned")

@@ -303,7 +303,7 @@ class VmapAreas:
         self._account(start, start - end)
 
     def _check(self) -> None:
-        """Assert every invariant: the ranges tile the KVA, counters match a recount."""
+        """Assert every invariant: the ranges tile the KVA, every area is page aligned, counters match a recount."""
         self.free._check()
         self.blocks._check()
         pieces = [(s, e, "free") for s, e in self.free]
@@ -315,6 +315,8 @@ class VmapAreas:
         for s, e, kind in pieces:
             assert s == pos, f"gap or overlap at {pos:#x} (next {kind} piece at {s:#x})"
             assert e > s
+            # every vmap area is page aligned and page sized (alloc_vmap_area(), mm/vmalloc.c, 5.18 to 7.3)
+            assert kind == "free" or not (s | e) % PAGE_SIZE, f"{kind} piece [{s:#x}, {e:#x}) is not page aligned"
             pos = e
         assert pos == self.layout.kva_end, f"VA ends at {pos:#x}"
         assert all(k == a.start for k, a in self._busy.items()) and all(k == a.start for k, a in self._lazy.items())

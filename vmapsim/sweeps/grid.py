@@ -22,7 +22,11 @@ from vmapsim.units import PAGE_SIZE
 from vmapsim.workloads import find_machine
 from vmapsim.workloads.kmod import kmod_version
 
-__all__ = ["Grid", "Point", "run_point", "sweep"]
+__all__ = ["RUN_PARAMETERS", "Grid", "Point", "run_point", "sweep"]
+
+#: The grid's settings every row depends on but does not record: rows run under other values are other
+#: runs, so a sweep resumes only rows run under the same ones (:meth:`Grid.check_resume`).
+RUN_PARAMETERS = ("jitter", "cost_jitter", "module_align", "layout")
 
 
 @attrs.frozen
@@ -161,8 +165,53 @@ class Grid:
         """
         return kmod if kmod is not None else find_machine(machine).kmod
 
+    def parameters(self) -> dict[str, Any]:
+        """Every parameter of the grid, as the JSON documents record them (pipelines as the load paths they
+        resolved to).  Runtime complexity: O(points).
+
+        >>> Grid(machines=("qemu-kvm",), pipelines=("v6.3",)).parameters()["pipelines"]
+        ['v6.3']
+        """
+        return {"machines": list(self.machines), "cpus": list(self.cpus), "kernels": list(self.kernels),
+                "pipelines": list(dict.fromkeys(p.label for p in self.points())),
+                "kmods": list(self.kmods), "seeds": self.seeds if isinstance(self.seeds, int) else list(self.seeds),
+                **{name: getattr(self, name) for name in RUN_PARAMETERS}}  # fmt: skip
+
+    def check_resume(self, done: Table, source: str = "the rows to resume") -> None:
+        """Refuse to resume ``done`` (an earlier sweep's :class:`Table`) in this grid unless its rows are this
+        grid's own runs: :class:`InvalidArgument` naming ``source`` when one of :data:`RUN_PARAMETERS`
+        differs (naming it and both values) or when a row is of a point this grid does not hold (other
+        CPUs, machines, load paths, kmods or seeds: rewriting the file would drop it).  A parameter
+        ``done`` does not record (a ``vmapsim-sweep/1`` or ``/2`` file, a Table built by hand) is taken as
+        its default, so such rows resume only in a grid that leaves it at the default.
+        Runtime complexity: O(points + rows).
+
+        >>> g = Grid(machines=("qemu-kvm",), cpus=(2,), pipelines=("v6.3",))
+        >>> g.check_resume(Table((), {"jitter": 0.5}), "rows.json")
+        Traceback (most recent call last):
+        ...
+        vmapsim.errors.InvalidArgument: rows.json: its rows were run with jitter=0.5, this grid's jitter is None
+        """
+        if not isinstance(done, Table):
+            raise InvalidArgument(f"done={show(done)}: expected a Table")
+        for name in RUN_PARAMETERS:
+            theirs, ours = done.parameters.get(name, _DEFAULTS[name]), getattr(self, name)
+            if theirs != ours:
+                raise InvalidArgument(f"{source}: its rows were run with {name}={show(theirs)}, this grid's {name} "
+                                      f"is {show(ours)}")  # fmt: skip
+        keys = {_key(p) for p in self.points()}
+        extra = [r for r in done.rows if _row_key(r) not in keys]
+        if extra:
+            first = ", ".join(f"{k}={show(extra[0][k])}" for k in ("machine", "cpus", "kernel", "pipeline", "kmod",
+                                                                   "seed"))  # fmt: skip
+            raise InvalidArgument(f"{source}: {len(extra)} of its rows are of points this grid does not hold "
+                                  f"(the first: {first}); sweep a grid that holds them, or resume another file")
+
     def __len__(self) -> int:
         return len(self.points())
+
+
+_DEFAULTS = {name: attrs.fields_dict(Grid)[name].default for name in RUN_PARAMETERS}
 
 
 @functools.cache
@@ -228,7 +277,9 @@ def sweep(
     ``concurrent.futures.Executor``, or a Dask ``distributed.Client`` (its ``get_executor()``).  Points
     go out in batches (``batch`` points each; default: about four batches per worker) so that scheduling
     costs little beside the runs; each worker loads a catalog once.  ``done``: rows of an earlier,
-    interrupted sweep (``Table.from_json``), which are kept and not run again.  ``progress(finished,
+    interrupted sweep (``Table.from_json``), which are kept and not run again; refused, before anything runs,
+    unless they are this grid's own runs (:meth:`Grid.check_resume`).  The table records
+    :meth:`Grid.parameters`.  ``progress(finished,
     total)`` after each batch.  An interrupt (Ctrl-C) cancels the batches not yet started.
     Runtime: one run per point not in ``done``.
     """
@@ -239,8 +290,7 @@ def sweep(
     points = grid.points()
     kept: dict[tuple[Any, ...], dict[str, Any]] = {}
     if done is not None:
-        if not isinstance(done, Table):
-            raise InvalidArgument(f"done={show(done)}: expected a Table")
+        grid.check_resume(done)
         kept = {_row_key(r): r for r in done.rows}
     todo = [p for p in points if _key(p) not in kept]
     pool, workers, owned = _executor(executor)
@@ -272,7 +322,7 @@ def sweep(
     finally:
         if owned:
             pool.shutdown(cancel_futures=True)
-    return Table(tuple(results[_key(p)] for p in points))
+    return Table(tuple(results[_key(p)] for p in points), grid.parameters())
 
 
 def _key(p: Point) -> tuple[Any, ...]:

@@ -37,13 +37,17 @@ _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
 
 @attrs.frozen
 class Table:
-    """A sweep's result: one row per run (parameters, then metrics), in the grid's order.
+    """A sweep's result: one row per run (parameters, then metrics), in the grid's order, and the grid's
+    ``parameters`` (:meth:`~vmapsim.sweeps.Grid.parameters`; empty for a table built by hand), which
+    :meth:`to_json` writes and :meth:`from_json` reads back for a resume to check.  Two tables are equal
+    when their rows are.  Runtime complexity: O(1) to build.
 
     :meth:`cells` gives the seed spread of each cell (every parameter but the seed): min, median, max,
     mean and a 95% confidence interval of the mean (Student's t).
     """
 
     rows: tuple[dict[str, Any], ...]
+    parameters: Mapping[str, Any] = attrs.field(factory=dict, eq=False)
 
     def cells(self, metric: str = "peak_modules") -> list[dict[str, Any]]:
         """One dict per cell: its parameters, ``n`` and the spread of ``metric``.  Runtime: O(rows log rows).
@@ -79,23 +83,29 @@ class Table:
 
     def to_json(self, parameters: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> str:
         """The rows as a ``vmapsim-sweep`` document (:func:`vmapsim.report.document`: the schema, the
-        grid's ``parameters``, units, ``notes``; ``null`` for None).  Runtime complexity: O(rows)."""
-        return json.dumps(document("sweep", parameters or {}, {"rows": list(self.rows)}, notes), indent=1) + "\n"
+        grid's ``parameters`` (None: the table's own), units, ``notes``; ``null`` for None).
+        Runtime complexity: O(rows)."""
+        params = self.parameters if parameters is None else parameters
+        return json.dumps(document("sweep", params, {"rows": list(self.rows)}, notes), indent=1) + "\n"
 
     @classmethod
     def from_json(cls, data: str | bytes, *, source: str = "sweep") -> Table:
-        """Read :meth:`to_json`'s text (for ``--resume``); :class:`ParseError` when it is not one.
+        """Read :meth:`to_json`'s text (for ``--resume``), its rows and its grid's parameters (none in a
+        ``vmapsim-sweep/1`` file); :class:`ParseError` when it is not one.
 
         Runtime complexity: O(rows).
         """
         doc = load_json(data, source=source, max_bytes=1 << 30)
         if not isinstance(doc, dict) or doc.get("schema") not in _READABLE or not isinstance(doc.get("rows"), list):
             raise ParseError(f"{source}: not a vmapsim sweep ({SCHEMA}) JSON file")
+        parameters = doc.get("parameters", {})
+        if not isinstance(parameters, dict):
+            raise ParseError(f"{source}: its parameters are not a JSON object")
         keys = {*PARAMETERS, *METRICS}
         for i, row in enumerate(doc["rows"]):
             if not isinstance(row, dict) or set(row) != keys:
                 raise ParseError(f"{source}: row {i} does not have the columns {', '.join(sorted(keys))}")
-        return cls(tuple(doc["rows"]))
+        return cls(tuple(doc["rows"]), parameters)
 
     def to_parquet(self, path: str | Path) -> None:
         """Write the rows to a Parquet file (needs ``pip install '.[sweep]'``: pyarrow).  O(rows)."""
@@ -106,7 +116,6 @@ class Table:
             raise InvalidArgument("Parquet output needs pyarrow: pip install '.[sweep]'") from None
         columns = {k: [row[k] for row in self.rows] for k in (*PARAMETERS, *METRICS)}
         pq.write_table(pa.table(columns), str(path))
-
 
 
 def compare(table: Table, metric: str = "peak_modules") -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 import cattrs
 
+from vmapsim import layouts
 from vmapsim.checks import (
     CPUS_LIMIT,
     by_value_or_name,
@@ -97,6 +98,7 @@ class Machine:
     def __attrs_post_init__(self) -> None:
         for name in ("name", "cpu_modalias", "catalog", "layout"):
             text(name, getattr(self, name))
+        layouts.by_name(self.layout)  # an unknown name is refused, naming the known ones
         flag("acpi_processors", self.acpi_processors)
         strings("devices", self.devices)
         integer("ram", self.ram, 1, 1 << 64)
@@ -113,9 +115,7 @@ class Machine:
         for mods in self.device_modules:
             strings("device_modules", mods, empty=False)
         number("file_factor", self.file_factor, 1, 1000)
-        for name in ("jitter", "cost_jitter"):
-            if getattr(self, name) is not None:
-                number(name, getattr(self, name), 0, 0.99 if name == "cost_jitter" else None)
+        _timing(self.jitter, self.cost_jitter)
 
     def own_files(self, catalog: Catalog) -> Catalog:
         """``catalog`` with this machine's module file sizes (``file_factor``: :func:`unstripped`).
@@ -131,6 +131,7 @@ class Machine:
         >>> PRESETS["kdevops"].timing(), PRESETS["kdevops"].timing(jitter=0.1), PRESETS["qemu-kvm"].timing()
         ((0.02, 0.05), (0.1, 0.05), (0.05, 0.25))
         """
+        _timing(jitter, cost_jitter)
         spread = jitter if jitter is not None else self.jitter if self.jitter is not None else 0.05
         drift = cost_jitter if cost_jitter is not None else self.cost_jitter if self.cost_jitter is not None else 0.25
         return spread, drift
@@ -225,6 +226,14 @@ class Machine:
 
 
 _CONVERTER = strict_converter()
+
+
+def _timing(jitter: object, cost_jitter: object) -> None:
+    """Refuse a uevent spread (seconds, >= 0) or a stage-duration jitter (a fraction, 0 to 0.99) out of range;
+    None is the default."""
+    for name, value, hi in (("jitter", jitter, None), ("cost_jitter", cost_jitter, 0.99)):
+        if value is not None:
+            number(name, value, 0, hi)
 
 
 def _presets() -> dict[str, Machine]:

@@ -151,6 +151,8 @@ def test_load_compares_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
         (["load", "msr", "--pipeline", "v9"], "unknown pipeline 'v9'"),
         (["load", "msr", "--catalog", "/nonexistent.json.xz"], "cannot read catalog"),
         (["load", "msr", "--layout", "pdp11"], "unknown layout"),
+        (["load", "loop", "--pipeline", "concurrency-limit:²"], "concurrency-limit's N '²'"),
+        (["load", "loop", "--image", "x:text=2²K"], "the size in 'text=2²K' (bytes, or with K, M or G) '2²'"),
     ],
 )
 def test_load_bad_input(argv: list[str], needle: str) -> None:

@@ -153,7 +153,13 @@ def test_vmapsim_sweep_writes_the_rows_and_resumes(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["sweep", "--cpus", "8-x"], "is not a CPU count or a range"),
+        (["sweep", "--cpus", "8-x"], "a CPU count 'x'"),
+        (["sweep", "--cpus", "8:2"], "is not a CPU count or a range"),
+        (["sweep", "--cpus", "²"], "a CPU count '²'"),
+        (["sweep", "--cpus", "1-99999999999"], "'99999999999': expected a decimal number from 1 to 8192"),
+        (["sweep", "--cpus", "8-64:0"], "a step '0'"),
+        (["sweep", "--kmod", "²"], "--kmod '²'"),
+        (["sweep", "--kmod", "99"], "from 1 to 34"),
         (["sweep", "--machine", "nope"], "unknown machine 'nope'"),
         (["sweep", "--metric", "peak"], "unknown metric 'peak'"),
         (["sweep", "--executor", "ray"], "--executor 'ray'"),

@@ -39,6 +39,9 @@ def test_demo_is_deterministic_across_processes() -> None:
         (["demo", "--kernel", "4.19"], "profiles start at 5.18"),
         (["demo", "--kernel", "banana"], "kernel version 'banana'"),
         (["demo", "--cpus", "0"], "--cpus: '0': expected a whole number from 1 to 8192"),
+        (["demo", "--cpus", "٣"], "--cpus: '٣': expected a whole number"),  # int() reads it as 3
+        (["boot", "--seed", "²"], "--seed: '²': expected a whole number"),
+        (["sweep", "--jitter", "٣"], "--jitter: '٣': expected a finite number"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv: list[str], needle: str) -> None:

@@ -39,9 +39,11 @@ from vmapsim import (
 from vmapsim.checks import MAX_DIGITS, load_json, parse_number
 from vmapsim.loader import costs
 from vmapsim.loader.pipelines import proposal_named
+from vmapsim.loader.schedule import Schedule
 from vmapsim.modules import KernelConfig, read_module
 from vmapsim.modules.scan import kernel_version
 from vmapsim.scenario import image_spec
+from vmapsim.sweeps import Table
 from vmapsim.workloads import (
     PRESETS,
     Machine,
@@ -161,6 +163,23 @@ def test_a_vfree_of_an_area_whose_page_array_is_gone_changes_nothing() -> None:
 )
 def test_bad_arguments_raise_invalid_argument(call: Callable[[], object]) -> None:
     with pytest.raises(InvalidArgument):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call,needle",
+    [
+        (lambda: Schedule.from_json(None), "schedule: data=None"),  # type: ignore[arg-type]
+        (lambda: Machine.from_json(None), "machine: data=None"),  # type: ignore[arg-type]
+        (lambda: Table.from_json(None), "sweep: data=None"),  # type: ignore[arg-type]
+        (lambda: Table.from_json(["rows"]), r"sweep: data=\['rows'\]"),  # type: ignore[arg-type]
+        (lambda: trace.parse_trace(None), "trace: text=None"),  # type: ignore[arg-type]
+        (lambda: procfs.restore([1], X), "record 1: 1 is not a VmallocInfoRecord"),  # type: ignore[list-item]
+        (lambda: procfs.restore(5, X), "records=5"),  # type: ignore[arg-type]
+    ],
+)
+def test_readers_given_no_text_name_what_they_got(call: Callable[[], object], needle: str) -> None:
+    with pytest.raises(InvalidArgument, match=needle):
         call()
 
 

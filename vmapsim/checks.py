@@ -296,7 +296,8 @@ def load_json(data: str | bytes, *, source: str, max_bytes: int, line: int = 0) 
 
     Limits: at most ``max_bytes`` of text, numbers of at most :data:`MAX_DIGITS`
     digits, no ``NaN``/``Infinity``, nesting no deeper than the parser can go
-    (the schemas that read the result accept far less).  Runtime complexity: O(n).
+    (the schemas that read the result accept far less).  :class:`InvalidArgument` naming ``data`` when it
+    is not text at all.  Runtime complexity: O(n).
 
     >>> load_json('{"cpu": 3}', source="requests", max_bytes=100)
     {'cpu': 3}
@@ -305,6 +306,8 @@ def load_json(data: str | bytes, *, source: str, max_bytes: int, line: int = 0) 
     ...
     vmapsim.errors.ParseError: requests:0: not valid JSON: NaN is not a number
     """
+    if not isinstance(data, str | bytes):
+        raise InvalidArgument(f"{source}: data={show(data)}: expected JSON text (str or bytes)")
     if len(data) > max_bytes:
         raise ParseError(f"{len(data)} bytes is more than the limit of {max_bytes}", source=source, line=line)
     try:

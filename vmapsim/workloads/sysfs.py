@@ -45,7 +45,7 @@ _MAX_FILE = MAX_MODALIAS + 1
 # The largest other file read: dpkg's status file of a big install is a few MiB.
 _MAX_TEXT = 64 << 20
 #: Deepest directory under sys/devices walked: real device paths nest about 20 levels, and os.walk
-# recurses once per level (a copied tree can be made deep enough to exhaust Python's stack).
+#: recurses once per level (a copied tree can be made deep enough to exhaust Python's stack).
 MAX_DEPTH = 64
 
 
@@ -121,7 +121,10 @@ def capture(root: str | Path = "/", *, name: str | None = None, kmod: int | None
     """The machine at ``root`` (``/`` for this one), and notes on what had to be guessed.
 
     Reads the files the module docstring lists; every ``modalias`` file under ``sys/devices`` is one
-    device (symlinks are not followed, so each is read once), in path order.  ``kmod`` overrides the
+    device (symlinks are not followed, so each is read once), in path order; only regular files are
+    read (a FIFO would block), and directories over :data:`MAX_DEPTH` levels down are skipped, with a
+    note.  A bad number in a file (the online CPUs, MemTotal, kmod's version) is a
+    :class:`~vmapsim.errors.ParseError` naming the file.  ``kmod`` overrides the
     version found; none found means 30 and a note.  :class:`~vmapsim.errors.InvalidArgument` when
     ``root`` has no CPU modalias (not a Linux root, or sysfs not mounted).
     Runtime complexity: O(files under sys/devices).
@@ -171,11 +174,12 @@ def capture(root: str | Path = "/", *, name: str | None = None, kmod: int | None
     catalog, note = _catalog(release, arch)
     notes += [note] if note else []
     host = name or (_read(base, "proc/sys/kernel/hostname") or "").strip() or "captured"
+    cpus = _online(base)
     try:
         machine = Machine.from_modaliases(
             "\n".join(lines), name=host, source=str(base), ram=ram, kmod=version, catalog=catalog,
             layout="arm64_48" if arch == "arm64" else "x86_64", release=release,
-            cpus=_online(base),
+            cpus=cpus,
         )  # fmt: skip
     except ParseError as e:
         raise InvalidArgument(f"cannot describe the machine at {base}: {e}") from None

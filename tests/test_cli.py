@@ -39,6 +39,9 @@ def test_demo_is_deterministic_across_processes() -> None:
         (["demo", "--kernel", "4.19"], "profiles start at 5.18"),
         (["demo", "--kernel", "banana"], "kernel version 'banana'"),
         (["demo", "--cpus", "0"], "--cpus: '0': expected a whole number from 1 to 8192"),
+        (["demo", "--cpus", "٣"], "--cpus: '٣': expected a whole number"),  # int() reads it as 3
+        (["boot", "--seed", "²"], "--seed: '²': expected a whole number"),
+        (["sweep", "--jitter", "٣"], "--jitter: '٣': expected a finite number"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(argv: list[str], needle: str) -> None:
@@ -184,6 +187,8 @@ def test_load_compares_pipelines(capsys: pytest.CaptureFixture[str]) -> None:
         (["load", "msr", "--pipeline", "v9"], "unknown pipeline 'v9'"),
         (["load", "msr", "--catalog", "/nonexistent.json.xz"], "cannot read catalog"),
         (["load", "msr", "--layout", "pdp11"], "unknown layout"),
+        (["load", "loop", "--pipeline", "concurrency-limit:²"], "concurrency-limit's N '²'"),
+        (["load", "loop", "--image", "x:text=2²K"], "the size in 'text=2²K' (bytes, or with K, M or G) '2²'"),
     ],
 )
 def test_load_bad_input(argv: list[str], needle: str) -> None:

@@ -36,9 +36,14 @@ from vmapsim import (
     simulate,
     trace,
 )
-from vmapsim.checks import load_json
+from vmapsim.checks import MAX_DIGITS, load_json, parse_number
 from vmapsim.loader import costs
+from vmapsim.loader.pipelines import proposal_named
+from vmapsim.loader.schedule import Schedule
 from vmapsim.modules import KernelConfig, read_module
+from vmapsim.modules.scan import kernel_version
+from vmapsim.scenario import image_spec
+from vmapsim.sweeps import Table
 from vmapsim.workloads import (
     PRESETS,
     Machine,
@@ -161,6 +166,23 @@ def test_bad_arguments_raise_invalid_argument(call: Callable[[], object]) -> Non
         call()
 
 
+@pytest.mark.parametrize(
+    "call,needle",
+    [
+        (lambda: Schedule.from_json(None), "schedule: data=None"),  # type: ignore[arg-type]
+        (lambda: Machine.from_json(None), "machine: data=None"),  # type: ignore[arg-type]
+        (lambda: Table.from_json(None), "sweep: data=None"),  # type: ignore[arg-type]
+        (lambda: Table.from_json(["rows"]), r"sweep: data=\['rows'\]"),  # type: ignore[arg-type]
+        (lambda: trace.parse_trace(None), "trace: text=None"),  # type: ignore[arg-type]
+        (lambda: procfs.restore([1], X), "record 1: 1 is not a VmallocInfoRecord"),  # type: ignore[list-item]
+        (lambda: procfs.restore(5, X), "records=5"),  # type: ignore[arg-type]
+    ],
+)
+def test_readers_given_no_text_name_what_they_got(call: Callable[[], object], needle: str) -> None:
+    with pytest.raises(InvalidArgument, match=needle):
+        call()
+
+
 def test_names_are_accepted_where_users_pass_them() -> None:
     s = VmapSpace("x86_64", profile="6.12")
     assert s.layout is X and s.profile is profiles.for_version("6.12")
@@ -192,6 +214,38 @@ def test_names_are_accepted_where_users_pass_them() -> None:
 def test_parsers_raise_only_parse_error(parse: Callable[[], object]) -> None:
     with pytest.raises(ParseError):
         parse()
+
+
+@given(st.text(st.characters(), max_size=50) | st.from_regex(r"\A[0-9]{1,45}\Z"))
+def test_one_number_parser_reads_ascii_digits_alone(token: str) -> None:
+    # str.isdigit() says yes to "²" and "٣", and int() reads "٣" but not "²": neither decides alone
+    if token.strip().isascii() and token.strip().isdigit() and len(token.strip()) <= MAX_DIGITS:
+        assert parse_number(token, what="n", decimal=True) == int(token)
+    else:
+        with pytest.raises(InvalidArgument, match="expected a decimal number"):
+            parse_number(token, what="n", decimal=True)
+        with pytest.raises(ParseError, match="src:3: n"):
+            parse_number(token, what="n", source="src", line=3, decimal=True)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: proposal_named("concurrency-limit:²"),
+        lambda: proposal_named("concurrency-limit:٣"),
+        lambda: image_spec("x:text=2²K", Catalog.builtin("debian-6.12-amd64")),
+        lambda: image_spec("x:text=٣K", Catalog.builtin("debian-6.12-amd64")),
+        lambda: layouts.by_name("i386(vmalloc=٦٤M)"),
+        lambda: profiles.release("٦.12"),
+    ],
+)
+def test_other_scripts_digits_are_refused_naming_them(call: Callable[[], object]) -> None:
+    with pytest.raises(InvalidArgument, match=r"[²٣٦]"):
+        call()
+
+
+def test_a_release_of_thousands_of_digits_is_no_version() -> None:
+    assert kernel_version("6." + BIG) == (0, 0) and kernel_version("6.12.1 SMP") == (6, 12)
 
 
 def test_a_leading_zero_is_read_as_decimal() -> None:

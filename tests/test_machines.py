@@ -4,6 +4,7 @@ and modules of the user's own sizes (--image)."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from vmapsim.workloads import (
     udev_boot,
     unstripped,
 )
+from vmapsim.workloads.sysfs import MAX_DEPTH
 
 DATA = Path(__file__).parent / "data"
 
@@ -98,6 +100,49 @@ def test_capture_says_what_it_had_to_guess(tmp_path: Path) -> None:
         capture(tmp_path / "nowhere")
 
 
+@pytest.mark.parametrize(
+    "path,text,needle",
+    [
+        ("sys/devices/system/cpu/online", "0-3,\n", "CPU in '0-3,' ''"),
+        ("sys/devices/system/cpu/online", "-1\n", "CPU in '-1' ''"),
+        ("sys/devices/system/cpu/online", "3-1\n", "'3-1' ends before it starts"),
+        ("sys/devices/system/cpu/online", "0-99999999999\n", "'99999999999' is not a decimal number from 0"),
+        ("proc/meminfo", f"MemFree: 1 kB\nMemTotal: {'9' * 5000} kB\n", "meminfo:2: MemTotal '999"),
+        ("proc/sys/kernel/osrelease", f"6.{'1' * 5000}\n", "kernel '6.111"),
+        ("var/lib/dpkg/status", f"Package: kmod\nVersion: {'3' * 5000}\n", "kmod version '333"),
+    ],
+)
+def test_capture_refuses_a_bad_tree_naming_the_value(tmp_path: Path, path: str, text: str, needle: str) -> None:
+    root = fake_root(tmp_path)
+    (root / path).write_text(text)
+    with pytest.raises((InvalidArgument, ParseError)) as e:
+        capture(root)
+    assert needle in str(e.value)
+
+
+def test_capture_skips_what_it_cannot_read_safely(tmp_path: Path) -> None:
+    root = fake_root(tmp_path)
+    (root / "sys/devices/fifo").mkdir()
+    os.mkfifo(root / "sys/devices/fifo/modalias")  # opened, it would block the capture forever
+    depth = MAX_DEPTH + 1000  # os.walk recurses once per level; so do pathlib and rmtree
+    fds = [os.open(root / "sys/devices", os.O_RDONLY)]
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fds[-1])
+            fds.append(os.open("d", os.O_RDONLY, dir_fd=fds[-1]))
+        os.close(os.open("modalias", os.O_WRONLY | os.O_CREAT, dir_fd=fds[-1]))
+        m, notes = capture(root)
+    finally:
+        os.unlink("modalias", dir_fd=fds[-1])
+        while len(fds) > 1:
+            os.close(fds.pop())
+            os.rmdir("d", dir_fd=fds[-1])
+        os.close(fds[0])
+    assert len(m.devices) == 2 and m.cpus == 8
+    assert any("1 modalias files could not be read or are not regular files" in n for n in notes)
+    assert any(f"1 directories more than {MAX_DEPTH} levels under sys/devices" in n for n in notes)
+
+
 def test_machine_capture_cli_writes_a_file_boot_runs(tmp_path: Path) -> None:
     root = fake_root(tmp_path / "root")
     out = tmp_path / "box.json"
@@ -154,7 +199,8 @@ def test_load_image_option_reproduces_the_448_cpu_kasan_exhaustion() -> None:
     assert v63["allocation_failures"] == 79 and v64["allocation_failures"] == 0  # docs/machines.md quotes 79
     assert v63["first_failure"] == "vmap allocation for size 2498560 failed: use vmalloc=<size> to increase size"
     r = _run("load", "loop", "--image", "big_loop:text=1Q")
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "'text=1Q' is not TYPE=SIZE" in r.stderr
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "the size in 'text=1Q' (bytes, or with K, M or G) '1Q'" in r.stderr
 
 
 def test_a_failed_resize_changes_nothing() -> None:

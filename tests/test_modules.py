@@ -18,6 +18,8 @@ from pathlib import Path
 
 import attrs
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from vmapsim import InvalidArgument, ModuleFileError, ParseError
 from vmapsim.modules import Catalog, KernelConfig, UnknownModule, read_module
@@ -426,6 +428,36 @@ def test_lsmod_output_and_bad_lines() -> None:
                         ("x\n", "not a /proc/modules line")):  # fmt: skip
         with pytest.raises(ParseError, match=needle):
             parse_proc_modules(bad, source="m")
+
+
+@given(st.from_regex(r"\A[A-Za-z0-9_-]{1,55}\Z"))
+def test_every_name_the_kernel_allows_is_read(name: str) -> None:
+    from vmapsim.modules import parse_proc_modules
+
+    assert parse_proc_modules(f"{name} 36864 0 - Live 0x0\n")[0].name == name
+
+
+def test_names_may_start_with_a_digit_and_nothing_else_is_a_name() -> None:
+    from vmapsim.modules import parse_proc_modules
+
+    text = "".join(f"{n} 36864 0 - Live 0x0\n" for n in ("8139too", "3c59x", "3c574_cs", "8250_dw"))
+    assert [m.name for m in parse_proc_modules(text)] == ["8139too", "3c59x", "3c574_cs", "8250_dw"]
+    for bad in ("lo.op", "lööp", "x" * 56, "٣c59x"):
+        with pytest.raises(ParseError, match="not a /proc/modules line"):
+            parse_proc_modules(f"{bad} 36864 0 - Live 0x0\n")
+
+
+def test_check_sizes_reads_the_catalogs_generation_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmapsim.modules import check_sizes, parse_proc_modules
+
+    cat = Catalog.builtin("debian-6.12-amd64")
+    asked = []
+    generation = Catalog.generation
+    monkeypatch.setattr(Catalog, "generation", property(lambda c: asked.append(1) or generation.fget(c)))
+    loaded = parse_proc_modules("".join(f"{n} 4096 0 - Live 0x0\n" for n in sorted(cat.modules)))
+    assert len(check_sizes(cat, loaded)) == len(cat) > 4000 and len(asked) == 1
+    with pytest.raises(InvalidArgument, match="loaded="):
+        check_sizes(cat, ["loop"])  # type: ignore[list-item]
 
 
 def test_lsmod_command(tmp_path: Path) -> None:

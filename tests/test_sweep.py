@@ -180,6 +180,29 @@ def test_bad_sweep_arguments_and_files_are_refused(serial: Table) -> None:
         Table.from_json('{"schema": "vmapsim-sweep/1", "rows": [{"cpus": 1}]}')
 
 
+@pytest.mark.parametrize(
+    "column,value",
+    [("machine", 3), ("cpus", [1]), ("cpus", 0), ("cpus", True), ("kernel", 6.12), ("pipeline", None),
+     ("kmod", "30"), ("kmod", 0), ("seed", -1), ("peak_modules", -1), ("peak_modules", 1.5), ("ok", None)],
+)
+def test_a_sweep_file_row_of_a_bad_value_is_refused_naming_row_and_column(
+    serial: Table, column: str, value: object
+) -> None:
+    doc = json.loads(serial.to_json())
+    doc["rows"][1][column] = value
+    with pytest.raises(ParseError, match=rf"^sweep:0: row 1, column {column}: {column}="):
+        Table.from_json(json.dumps(doc))
+
+
+def test_sweep_resume_of_a_bad_row_is_one_line(serial: Table, tmp_path: Path) -> None:
+    doc = json.loads(serial.to_json())
+    doc["rows"][0]["cpus"] = [2]  # once a TypeError in cells(), after the sweep
+    (tmp_path / "rows.json").write_text(json.dumps(doc))
+    r = subprocess.run([sys.executable, "-m", "vmapsim", "sweep", "--cpus", "2", "--seeds", "1", "--resume",
+                        str(tmp_path / "rows.json")], capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "row 0, column cpus: cpus=[2]" in r.stderr
+
+
 def test_vmapsim_sweep_writes_the_rows_and_resumes(tmp_path: Path) -> None:
     out = tmp_path / "rows.json"
     argv = ["sweep", "--machine", "qemu-kvm", "--cpus", "2-6:2", "--seeds", "2", "--pipeline", "v6.3,v6.4,v6.5",
@@ -215,7 +238,13 @@ def test_vmapsim_sweep_refuses_to_resume_another_runs_file_and_leaves_it(tmp_pat
 @pytest.mark.parametrize(
     "argv,needle",
     [
-        (["sweep", "--cpus", "8-x"], "is not a CPU count or a range"),
+        (["sweep", "--cpus", "8-x"], "a CPU count 'x'"),
+        (["sweep", "--cpus", "8:2"], "is not a CPU count or a range"),
+        (["sweep", "--cpus", "²"], "a CPU count '²'"),
+        (["sweep", "--cpus", "1-99999999999"], "'99999999999': expected a decimal number from 1 to 8192"),
+        (["sweep", "--cpus", "8-64:0"], "a step '0'"),
+        (["sweep", "--kmod", "²"], "--kmod '²'"),
+        (["sweep", "--kmod", "99"], "from 1 to 34"),
         (["sweep", "--machine", "nope"], "unknown machine 'nope'"),
         (["sweep", "--metric", "peak"], "unknown metric 'peak'"),
         (["sweep", "--executor", "ray"], "--executor 'ray'"),

@@ -248,27 +248,43 @@ def _range(kind: str, lo: float | None, hi: float | None) -> str:
     return kind
 
 
-def parse_number(token: str, *, what: str, source: str, line: int, signed: bool = False) -> int:
-    """An unsigned number as the kernel prints it (``0x`` hex or decimal), or :class:`ParseError`.
+def parse_number(token: str, *, what: str, source: str | None = None, line: int = 0, signed: bool = False,
+                 decimal: bool = False, lo: int | None = None, hi: int | None = None) -> int:
+    """The one reader of numbers in text: ``0x`` hex (unless ``decimal``) or decimal, ASCII digits only.
 
-    ``signed`` allows a leading minus.  Leading zeros are read as decimal (``08192`` is 8192, as ``kstrtoul(s, 10)``
-    reads it); more than :data:`MAX_DIGITS` digits is refused.  Runtime complexity:
-    O(len(token)).
+    Every number vmapsim reads from a file, a command line or a captured system goes through here,
+    because ``str.isdigit()`` and ``int()`` accept other scripts' digits ("²", "٣") differently and
+    ``int()`` refuses, or is slow on, thousands of digits.  ``signed`` allows a leading minus; leading
+    zeros are read as decimal (``08192`` is 8192, as ``kstrtoul(s, 10)`` reads it); more than
+    :data:`MAX_DIGITS` digits, or a value outside ``[lo, hi]``, is refused.  Bad text from a file
+    raises :class:`ParseError` naming ``source`` and ``line``; with no ``source`` (an argument),
+    :class:`InvalidArgument` naming ``what`` and the text.  Runtime complexity: O(len(token)).
 
     >>> parse_number("0x2000", what="size", source="trace", line=1), parse_number("08192", what="size",
     ...     source="trace", line=1)
     (8192, 8192)
+    >>> parse_number("²", what="--cpus", decimal=True, lo=1)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: --cpus '²': expected a decimal number >= 1
     """
-    t = token.strip()
+    t = token.strip() if isinstance(token, str) else ""
     neg = signed and t.startswith("-")
     digits = t[1:] if neg else t
-    hexa = digits[:2].lower() == "0x"
+    hexa = not decimal and digits[:2].lower() == "0x"
     body = digits[2:] if hexa else digits
-    if not body or len(body) > MAX_DIGITS or not all(c in _HEX if hexa else c in _DEC for c in body):
-        raise ParseError(f"{what} {show(token)} is not a number of at most {MAX_DIGITS} digits", source=source,
-                         line=line)  # fmt: skip
-    value = int(body, 16 if hexa else 10)
-    return -value if neg else value
+    value = None
+    if body and len(body) <= MAX_DIGITS and all(c in _HEX if hexa else c in _DEC for c in body):
+        value = int(body, 16 if hexa else 10) * (-1 if neg else 1)
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            value = None
+    if value is not None:
+        return value
+    kind = "a decimal number" if decimal else "a number"
+    expected = _range(kind, lo, hi) if lo is not None or hi is not None else f"{kind} of at most {MAX_DIGITS} digits"
+    if source is None:
+        raise InvalidArgument(f"{what} {show(token)}: expected {expected}")
+    raise ParseError(f"{what} {show(token)} is not {expected}", source=source, line=line)
 
 
 _DEC = frozenset("0123456789")
@@ -280,7 +296,8 @@ def load_json(data: str | bytes, *, source: str, max_bytes: int, line: int = 0) 
 
     Limits: at most ``max_bytes`` of text, numbers of at most :data:`MAX_DIGITS`
     digits, no ``NaN``/``Infinity``, nesting no deeper than the parser can go
-    (the schemas that read the result accept far less).  Runtime complexity: O(n).
+    (the schemas that read the result accept far less).  :class:`InvalidArgument` naming ``data`` when it
+    is not text at all.  Runtime complexity: O(n).
 
     >>> load_json('{"cpu": 3}', source="requests", max_bytes=100)
     {'cpu': 3}
@@ -289,6 +306,8 @@ def load_json(data: str | bytes, *, source: str, max_bytes: int, line: int = 0) 
     ...
     vmapsim.errors.ParseError: requests:0: not valid JSON: NaN is not a number
     """
+    if not isinstance(data, str | bytes):
+        raise InvalidArgument(f"{source}: data={show(data)}: expected JSON text (str or bytes)")
     if len(data) > max_bytes:
         raise ParseError(f"{len(data)} bytes is more than the limit of {max_bytes}", source=source, line=line)
     try:

@@ -18,7 +18,7 @@ import re
 
 import attrs
 
-from vmapsim.checks import show
+from vmapsim.checks import parse_number, show
 from vmapsim.errors import InvalidArgument
 from vmapsim.units import PAGE_SIZE, GiB, MiB, hex_repr
 
@@ -186,7 +186,7 @@ _I386_VMALLOC_END = 0xFF7FE000
 
 
 _I386_DEFAULT = 120 * MiB
-_I386_NAMED = re.compile(r"i386\(vmalloc=(\d{1,7})([KMG])\)")
+_I386_NAMED = re.compile(r"i386\(vmalloc=([0-9]{1,7})([KMG])\)")
 
 
 def i386(vmalloc: int = _I386_DEFAULT) -> Layout:
@@ -237,7 +237,7 @@ def by_name(name: str) -> Layout:
     """
     named = _I386_NAMED.fullmatch(name) if isinstance(name, str) else None
     if named is not None:
-        return i386(int(named[1]) << {"K": 10, "M": 20, "G": 30}[named[2]])
+        return i386(parse_number(named[1], what="vmalloc=", decimal=True) << {"K": 10, "M": 20, "G": 30}[named[2]])
     layout = LAYOUTS.get(name) if isinstance(name, str) else None
     if layout is None:
         raise InvalidArgument(f"unknown layout {show(name)}; known: {', '.join(sorted(LAYOUTS))}")

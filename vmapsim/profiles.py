@@ -18,7 +18,7 @@ import re
 
 import attrs
 
-from vmapsim.checks import show, text
+from vmapsim.checks import parse_number, show, text
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
@@ -116,7 +116,7 @@ DEFAULT = LINUX_6_3
 PROFILES: tuple[KernelProfile, ...] = (LINUX_5_18, LINUX_6_3, LINUX_6_5, LINUX_6_9, LINUX_6_11, LINUX_6_16)
 
 
-_RELEASE = re.compile(r"^(\d{1,4})\.(\d{1,4})(?!\d)")
+_RELEASE = re.compile(r"^([0-9]{1,4})\.([0-9]{1,4})(?![0-9])")
 
 
 def release(version: str) -> tuple[int, int]:
@@ -130,7 +130,7 @@ def release(version: str) -> tuple[int, int]:
     m = _RELEASE.match(text("version", version) or "")
     if m is None:
         raise InvalidArgument(f"kernel version {show(version)}: expected MAJOR.MINOR[...]")
-    return int(m[1]), int(m[2])
+    return parse_number(m[1], what="major", decimal=True), parse_number(m[2], what="minor", decimal=True)
 
 
 #: The newest release whose load path, execmem and allocator vmapsim's model was read from (Debian 13

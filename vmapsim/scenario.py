@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import attrs
 
 from vmapsim import layouts
-from vmapsim.checks import NR_CPUS_MAX, flag, integer, number, show, strings, text
+from vmapsim.checks import NR_CPUS_MAX, flag, integer, number, parse_number, show, strings, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.layouts import Layout
 from vmapsim.loader import RELEASED, Job, Pipeline, Request, Result, Run, Schedule, selection, simulate
@@ -169,9 +169,10 @@ def image_spec(spec: str, catalog: Catalog) -> ModuleImage:
         kind, eq, size = part.partition("=")
         scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(size[-1:].upper(), 1)
         digits = size[:-1] if scale > 1 else size
-        if not eq or not digits.isdigit() or len(digits) > 12:
+        if not eq:
             raise InvalidArgument(f"image {spec!r}: {part!r} is not TYPE=SIZE (bytes, or with K, M or G)")
-        values[kind] = int(digits) * scale
+        values[kind] = parse_number(digits, what=f"image {show(spec)}: the size in {show(part)} (bytes, or with K, "
+                                    "M or G)", decimal=True, lo=0, hi=10**12 - 1) * scale
     return catalog[base or name].resized(name, **values)
 
 

@@ -99,8 +99,10 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
     CPU the task returns on, not the one it entered on; the event keeps the
     entry's CPU, time and line.  A return whose ``va_start`` faulted (an
     ``ERR_PTR``) is a failed allocation.  A malformed allocator line raises :class:`ParseError`
-    naming ``source`` and the line.  Runtime complexity: O(n).
+    naming ``source`` and the line; anything but text, :class:`InvalidArgument`.  Runtime complexity: O(n).
     """
+    if not isinstance(text, str):
+        raise InvalidArgument(f"{source}: text={show(text)}: expected the trace's text")
     events: list[TraceEvent] = []
     pending: dict[int, tuple[int, dict[str, int | None], float, str, int]] = {}  # pid -> the entry
     for lineno, raw in enumerate(text.splitlines(), 1):

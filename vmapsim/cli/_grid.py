@@ -7,6 +7,7 @@ import concurrent.futures
 from typing import Any
 
 from vmapsim import layouts
+from vmapsim.checks import NR_CPUS_MAX, parse_number, show
 from vmapsim.cli._io import names, optional, progress_bar
 from vmapsim.cli._parser import finite, integer, kernel_versions
 from vmapsim.errors import InvalidArgument
@@ -42,18 +43,19 @@ def options(p: argparse.ArgumentParser) -> None:
 
 
 def cpu_list(text: str) -> tuple[int, ...]:
-    """``8,16,32`` or ranges ``8-64:8`` (start-stop:step, stop included), mixed; each a CPU count."""
+    """``8,16,32`` or ranges ``8-64:8`` (start-stop:step, stop included), mixed; each a CPU count from 1 to
+    :data:`~vmapsim.checks.NR_CPUS_MAX`, checked before any range is built (so a huge one costs nothing).
+    Runtime complexity: O(CPU counts listed), at most O(NR_CPUS_MAX) per range."""
     out: list[int] = []
     for part in text.split(","):
-        try:
-            if "-" in part:
-                span, _, step = part.partition(":")
-                lo, hi = (int(x) for x in span.split("-", 1))
-                out += range(lo, hi + 1, int(step or 1))
-            else:
-                out.append(int(part))
-        except ValueError:
-            raise InvalidArgument(f"--cpus {text!r}: {part!r} is not a CPU count or a range like 8-64:8") from None
+        span, colon, step = part.partition(":")
+        lo, dash, hi = span.partition("-")
+        if colon and not dash:
+            raise InvalidArgument(f"--cpus {show(text)}: {show(part)} is not a CPU count or a range like 8-64:8")
+        what = f"--cpus {show(text)}: a CPU count"
+        first, last = (parse_number(x, what=what, decimal=True, lo=1, hi=NR_CPUS_MAX) for x in (lo, hi if dash else lo))
+        out += range(first, last + 1, parse_number(step if colon else "1", what=f"--cpus {show(text)}: a step",
+                                                   decimal=True, lo=1))
     if not out:
         raise InvalidArgument(f"--cpus {text!r}: no CPU counts")
     return tuple(out)
@@ -68,11 +70,8 @@ def grid(args: argparse.Namespace) -> tuple[Grid, str]:
         raise InvalidArgument(f"--executor {args.executor!r}: one of local, serial, dask")
     kmods: tuple[int | None, ...] = (None,)
     if args.kmod:
-        bad = [k for k in args.kmod.split(",") if k != "machine" and not (k.isdigit() and 1 <= int(k) <= KMOD_NEWEST)]
-        if bad:
-            raise InvalidArgument(f"--kmod {args.kmod!r}: {bad[0]!r} is not a kmod release (1 to {KMOD_NEWEST}) or "
-                                  "'machine'")  # fmt: skip
-        kmods = tuple(None if k == "machine" else int(k) for k in args.kmod.split(","))
+        kmods = tuple(None if k == "machine" else parse_number(k, what=f"--kmod {show(args.kmod)}: a kmod release "
+                      "or 'machine'", decimal=True, lo=1, hi=KMOD_NEWEST) for k in args.kmod.split(","))  # fmt: skip
     g = Grid(machines=tuple(args.machine.split(",")), cpus=cpu_list(args.cpus), kernels=names(args.kernel),
                 pipelines="all" if args.pipeline == "all" else names(args.pipeline), kmods=kmods, seeds=args.seeds,
                 jitter=args.jitter, cost_jitter=args.cost_jitter, module_align=args.module_align,

@@ -54,7 +54,8 @@ class Parser(argparse.ArgumentParser):
 
 def integer(lo: int, hi: int | None = None) -> Callable[[str], int]:
     """An argparse type: a whole number in ``[lo, hi]``."""
-    return _option(int, checks.integer, "a whole number", lo, hi)
+    return _option(lambda t: checks.parse_number(t, what="value", decimal=True), checks.integer, "a whole number", lo,
+                   hi)  # fmt: skip
 
 
 def finite(lo: float, hi: float | None = None) -> Callable[[str], float]:
@@ -79,7 +80,8 @@ def _option(
 ) -> Callable[[str], Any]:
     def parse(token: str) -> Any:
         try:
-            return check("value", kind(token) if len(token) <= checks.MAX_DIGITS else None, lo, hi)
+            # float() and int() read other scripts' digits too ("٣" is 3); the kernel reads ASCII alone
+            return check("value", kind(token) if token.isascii() and len(token) <= checks.MAX_DIGITS else None, lo, hi)
         except (ValueError, InvalidArgument):
             span = f"from {_num(lo)} to {_num(hi)}" if hi is not None else f">= {_num(lo)}"
             raise argparse.ArgumentTypeError(f"{checks.show(token)}: expected {what} {span}") from None

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import attrs
 
 from vmapsim import profiles
-from vmapsim.checks import by_value_or_name, integer, show
+from vmapsim.checks import by_value_or_name, integer, parse_number, show
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import stages as s
 from vmapsim.loader.request import Syscall
@@ -310,9 +310,8 @@ def proposal_named(name: str) -> Proposal | None:
         return PROPOSALS.get(base) if isinstance(base, str) else None
     if base != "concurrency-limit":
         raise InvalidArgument(f"pipeline {name!r}: only concurrency-limit takes a parameter (concurrency-limit:N)")
-    if not (arg.isdigit() and len(arg) <= 6 and int(arg) >= 1):
-        raise InvalidArgument(f"pipeline {name!r}: expected concurrency-limit:N with N from 1 to 999999")
-    return _limit(int(arg), name)
+    return _limit(parse_number(arg, what=f"pipeline {show(name)}: concurrency-limit's N", decimal=True, lo=1,
+                               hi=999_999), name)
 
 
 def by_name(name: str) -> Pipeline:

@@ -240,7 +240,7 @@ class ModuleStats:
             if table:
                 if cells == ["Module-name", "How-many-times", "Reason"]:
                     continue
-                if len(cells) != 3 or not cells[1].isdigit() or cells[2] not in reasons:
+                if len(cells) != 3 or cells[2] not in reasons:
                     raise ParseError(f"not a duplicate-module line: {show(line)}", source=source, line=lineno)
                 stats.duplicates[cells[0]] = [parse_number(cells[1], what="count", source=source, line=lineno),
                                               reasons[cells[2]]]  # fmt: skip

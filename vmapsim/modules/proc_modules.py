@@ -12,6 +12,8 @@ on 6.4+ the sum of its ``mod->mem[]`` core types (text, data, rodata, ro_after_i
 
 from __future__ import annotations
 
+import re
+
 import attrs
 
 from vmapsim.checks import parse_number, show
@@ -23,6 +25,9 @@ __all__ = ["MAX_PROC_MODULES_BYTES", "LoadedModule", "SizeCheck", "check_sizes",
 
 #: Largest /proc/modules or lsmod text read (a kernel with every module of a distribution loaded is < 1 MiB).
 MAX_PROC_MODULES_BYTES = 16 << 20
+# A module name as the kernel takes it: ASCII letters, digits, - and _, a digit first too (8139too,
+# 3c59x), shorter than MODULE_NAME_LEN (64 - sizeof(unsigned long), the NUL included).
+_NAME = re.compile(r"[A-Za-z0-9_-]{1,55}")
 
 
 @attrs.frozen
@@ -55,7 +60,7 @@ def parse_proc_modules(text: str, *, source: str = "modules") -> list[LoadedModu
         words = line.split()
         if not words:
             continue
-        if len(words) < (3 if lsmod else 5) or not words[0].replace("-", "_").isidentifier():
+        if len(words) < (3 if lsmod else 5) or not _NAME.fullmatch(words[0]):
             raise ParseError(f"not a {'lsmod' if lsmod else '/proc/modules'} line: {show(line)}", source=source,
                              line=lineno)  # fmt: skip
         size = parse_number(words[1], what="size", source=source, line=lineno)
@@ -96,12 +101,16 @@ def check_sizes(catalog: Catalog, loaded: list[LoadedModule]) -> list[SizeCheck]
     """
     if not isinstance(catalog, Catalog):
         raise InvalidArgument(f"catalog={show(catalog)}: expected a Catalog")
+    if not isinstance(loaded, list) or not all(isinstance(m, LoadedModule) for m in loaded):
+        raise InvalidArgument(f"loaded={show(loaded)}: expected a list of LoadedModule (parse_proc_modules())")
+    # generation reads every module's vermagic: asked once, not once a module
+    memory = catalog.generation == "module_memory"
     out = []
     for m in loaded:
         if m.name not in catalog:
             out.append(SizeCheck(m.name, m.size, None))
             continue
         image = catalog[m.name]
-        predicted = image.core_size if catalog.generation == "module_memory" else image.legacy[0]
+        predicted = image.core_size if memory else image.legacy[0]
         out.append(SizeCheck(m.name, m.size, predicted))
     return out

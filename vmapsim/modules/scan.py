@@ -16,7 +16,6 @@ vmapsim.errors.ModuleFileError: bad.ko: not an ELF file
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +29,7 @@ from vmapsim.modules.compression import compression_of, decompress
 from vmapsim.modules.elf import ElfImage, parse_elf, split_signature
 from vmapsim.modules.image import ModuleImage
 from vmapsim.modules.layout import ARCHES, KernelConfig, layout_module
+from vmapsim.profiles import release
 
 __all__ = ["ScanProblem", "kernel_version", "read_module", "scan_tree"]
 
@@ -136,8 +136,10 @@ def kernel_version(vermagic: str) -> tuple[int, int]:
     >>> kernel_version("6.12.117+deb12-amd64 SMP preempt mod_unload modversions ")
     (6, 12)
     """
-    m = re.match(r"(\d+)\.(\d+)", vermagic)
-    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    try:
+        return release(vermagic)
+    except InvalidArgument:
+        return (0, 0)
 
 
 def scan_tree(

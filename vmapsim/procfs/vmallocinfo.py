@@ -305,7 +305,7 @@ def restore(
     file).  ``percpu_only`` keeps only the percpu chunks: for a trace taken
     from boot, which rebuilds every other area itself, while
     ``pcpu_get_vm_areas()`` never goes through ``alloc_vmap_area()`` and so
-    never appears in it.  Runtime complexity: O(n log n).
+    never appears in it.  Anything but records is :class:`InvalidArgument` too.  Runtime complexity: O(n log n).
 
     >>> from vmapsim import layouts
     >>> text = "0xffffc90000000000-0xffffc90000002000    8192 x+0x0/0x1 pages=1 vmalloc\\n"
@@ -313,7 +313,13 @@ def restore(
     1
     """
     space = VmapSpace(layout, cpus=cpus, profile=profile, nr_cpus_config=nr_cpus_config, auto_purge=auto_purge)
-    records = list(records)
+    try:
+        records = list(records)
+    except TypeError:
+        raise InvalidArgument(f"records={show(records)}: expected VmallocInfoRecords (parse_vmallocinfo())") from None
+    for i, r in enumerate(records, 1):
+        if not isinstance(r, VmallocInfoRecord):
+            raise InvalidArgument(f"record {i}: {show(r)} is not a VmallocInfoRecord (parse_vmallocinfo())")
     if flag("percpu_only", percpu_only):
         records = [r for r in records if (r.caller or "").startswith("pcpu_get_vm_areas")]
     for i, r in enumerate(records, 1):

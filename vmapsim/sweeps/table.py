@@ -8,13 +8,13 @@ import io
 import json
 import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from vmapsim.checks import load_json
+from vmapsim.checks import NR_CPUS_MAX, integer, load_json, text
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader import METRICS
 from vmapsim.report import SCHEMA_VERSION, document
@@ -28,6 +28,17 @@ SCHEMA = f"vmapsim-sweep/{SCHEMA_VERSION}"
 #: Earlier versions :meth:`Table.from_json` still reads (``--resume`` of an older file).
 _READABLE = ("vmapsim-sweep/1", "vmapsim-sweep/2", SCHEMA)
 
+# What each column of a row holds, checked as a file is read: a bad value found later (a list as
+# cpus) would fail far from the file, in cells() or a plot.
+_COLUMNS: dict[str, Callable[[str, object], object]] = {
+    "machine": text,
+    "cpus": lambda name, v: integer(name, v, 1, NR_CPUS_MAX),
+    "kernel": lambda name, v: text(name, v, optional=True),
+    "pipeline": text,
+    "kmod": lambda name, v: v if v is None else integer(name, v, 1),
+    "seed": lambda name, v: integer(name, v, 0),
+    **dict.fromkeys(METRICS, lambda name, v: integer(name, v, 0)),
+}
 
 # Student's t quantiles for a two-sided 95% interval, by degrees of freedom (then the normal's 1.96).
 _T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145,
@@ -91,20 +102,24 @@ class Table:
     @classmethod
     def from_json(cls, data: str | bytes, *, source: str = "sweep") -> Table:
         """Read :meth:`to_json`'s text (for ``--resume``), its rows and its grid's parameters (none in a
-        ``vmapsim-sweep/1`` file); :class:`ParseError` when it is not one.
+        ``vmapsim-sweep/1`` file); :class:`ParseError` when it is not one, naming the first bad row and column.
 
         Runtime complexity: O(rows).
         """
         doc = load_json(data, source=source, max_bytes=1 << 30)
         if not isinstance(doc, dict) or doc.get("schema") not in _READABLE or not isinstance(doc.get("rows"), list):
-            raise ParseError(f"{source}: not a vmapsim sweep ({SCHEMA}) JSON file")
+            raise ParseError(f"not a vmapsim sweep ({SCHEMA}) JSON file", source=source)
         parameters = doc.get("parameters", {})
         if not isinstance(parameters, dict):
-            raise ParseError(f"{source}: its parameters are not a JSON object")
-        keys = {*PARAMETERS, *METRICS}
+            raise ParseError("its parameters are not a JSON object", source=source)
         for i, row in enumerate(doc["rows"]):
-            if not isinstance(row, dict) or set(row) != keys:
-                raise ParseError(f"{source}: row {i} does not have the columns {', '.join(sorted(keys))}")
+            if not isinstance(row, dict) or set(row) != set(_COLUMNS):
+                raise ParseError(f"row {i} does not have the columns {', '.join(sorted(_COLUMNS))}", source=source)
+            for column, check in _COLUMNS.items():
+                try:
+                    check(column, row[column])
+                except InvalidArgument as e:
+                    raise ParseError(f"row {i}, column {column}: {e}", source=source) from None
         return cls(tuple(doc["rows"]), parameters)
 
     def to_parquet(self, path: str | Path) -> None:

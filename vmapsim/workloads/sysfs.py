@@ -28,37 +28,64 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import subprocess
 from pathlib import Path
 
-from vmapsim.checks import show
+from vmapsim.checks import CPUS_LIMIT, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader.run import DEFAULT_KERNEL
 from vmapsim.modules.shipped import catalog_for
 from vmapsim.workloads.udev import MAX_MODALIAS, Machine
 
-__all__ = ["capture"]
+__all__ = ["MAX_DEPTH", "capture"]
 
 # A modalias file is one line; anything longer is not one (and sysfs never makes it).
 _MAX_FILE = MAX_MODALIAS + 1
+# The largest other file read: dpkg's status file of a big install is a few MiB.
+_MAX_TEXT = 64 << 20
+#: Deepest directory under sys/devices walked: real device paths nest about 20 levels, and os.walk
+#: recurses once per level (a copied tree can be made deep enough to exhaust Python's stack).
+MAX_DEPTH = 64
 
 
-def _read(root: Path, path: str) -> str | None:
+def _contents(path: Path, limit: int) -> bytes | None:
+    """At most ``limit`` bytes of ``path`` if it is a regular file, else None: a FIFO would block the
+    read forever and a device (a link to /dev/zero) never end, so neither is opened."""
     try:
-        return (root / path).read_text(errors="replace")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, "rb") as f:
+            return f.read(limit)
     except OSError:
         return None
 
 
-def _online(text: str | None) -> int | None:
-    """The number of CPUs in a sysfs CPU list (``0-3,8``)."""
-    if not text or not re.fullmatch(r"[0-9,\-\s]+", text):
+def _read(root: Path, path: str) -> str | None:
+    data = _contents(root / path, _MAX_TEXT)
+    return None if data is None else data.decode(errors="replace")
+
+
+def _online(root: Path) -> int | None:
+    """The number of CPUs in sysfs's online CPU list (``0-3,8``), None without one."""
+    path = "sys/devices/system/cpu/online"
+    text = (_read(root, path) or "").strip()
+    if not text:
         return None
     n = 0
-    for part in text.strip().split(","):
-        lo, _, hi = part.partition("-")
-        n += int(hi or lo) - int(lo) + 1
-    return n or None
+    for part in text.split(","):
+        lo, dash, hi = part.partition("-")
+        first, last = (parse_number(x, what=f"CPU in {show(text)}", source=str(root / path), line=1, decimal=True, lo=0,
+                                    hi=CPUS_LIMIT - 1) for x in (lo, hi if dash else lo))  # fmt: skip
+        if last < first:
+            raise ParseError(f"CPU range {show(part)} ends before it starts", source=str(root / path), line=1)
+        n += last - first + 1
+    return n
+
+
+def _version(text: str, path: str) -> int:
+    """kmod's major version as a number (1 to 999, as :class:`Machine` takes it)."""
+    return parse_number(text, what="kmod version", source=path, line=1, decimal=True, lo=1, hi=999)
 
 
 def _kmod(root: Path) -> int | None:
@@ -68,12 +95,13 @@ def _kmod(root: Path) -> int | None:
             out = subprocess.run(["kmod", "--version"], capture_output=True, text=True, timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
             out = ""
-        if found := re.search(r"kmod version (\d+)", out):
-            return int(found[1])
+        if found := re.search(r"kmod version ([0-9]+)", out):
+            return _version(found[1], "kmod --version")
     status = _read(root, "var/lib/dpkg/status") or ""
     for stanza in status.split("\n\n"):
-        if re.search(r"^Package: kmod$", stanza, re.M) and (v := re.search(r"^Version: (?:\d+:)?(\d+)", stanza, re.M)):
-            return int(v[1])
+        if re.search(r"^Package: kmod$", stanza, re.M) and (v := re.search(r"^Version: (?:[0-9]+:)?([0-9]+)", stanza,
+                                                                           re.M)):  # fmt: skip
+            return _version(v[1], str(root / "var/lib/dpkg/status"))
     return None
 
 
@@ -93,7 +121,10 @@ def capture(root: str | Path = "/", *, name: str | None = None, kmod: int | None
     """The machine at ``root`` (``/`` for this one), and notes on what had to be guessed.
 
     Reads the files the module docstring lists; every ``modalias`` file under ``sys/devices`` is one
-    device (symlinks are not followed, so each is read once), in path order.  ``kmod`` overrides the
+    device (symlinks are not followed, so each is read once), in path order; only regular files are
+    read (a FIFO would block), and directories over :data:`MAX_DEPTH` levels down are skipped, with a
+    note.  A bad number in a file (the online CPUs, MemTotal, kmod's version) is a
+    :class:`~vmapsim.errors.ParseError` naming the file.  ``kmod`` overrides the
     version found; none found means 30 and a note.  :class:`~vmapsim.errors.InvalidArgument` when
     ``root`` has no CPU modalias (not a Linux root, or sysfs not mounted).
     Runtime complexity: O(files under sys/devices).
@@ -107,23 +138,31 @@ def capture(root: str | Path = "/", *, name: str | None = None, kmod: int | None
                               "system's root, with /sys mounted?)")  # fmt: skip
     notes: list[str] = []
     lines = [cpu]
-    unreadable = 0
-    for top, dirs, files in os.walk(base / "sys" / "devices", followlinks=False):
+    unreadable = too_deep = 0
+    devices = base / "sys" / "devices"
+    for top, dirs, files in os.walk(devices, followlinks=False):
         dirs.sort()
+        if len(Path(top).relative_to(devices).parts) >= MAX_DEPTH:
+            too_deep += len(dirs)
+            dirs.clear()
         if "modalias" in files and Path(top) != base / "sys/devices/system/cpu":
-            try:
-                with open(Path(top) / "modalias", "rb") as f:
-                    alias = f.read(_MAX_FILE).decode(errors="replace").strip()
-            except OSError:
+            data = _contents(Path(top) / "modalias", _MAX_FILE)
+            if data is None:
                 unreadable += 1
                 continue
+            alias = data.decode(errors="replace").strip()
             if alias and len(alias) <= MAX_MODALIAS and not alias.startswith("cpu:"):
                 lines.append(alias)
     if unreadable:
-        notes.append(f"{unreadable} modalias files could not be read (run as root for all of them)")
+        notes.append(f"{unreadable} modalias files could not be read or are not regular files (run as root for "
+                     "all of them)")  # fmt: skip
+    if too_deep:
+        notes.append(f"{too_deep} directories more than {MAX_DEPTH} levels under sys/devices were skipped")
     meminfo = _read(base, "proc/meminfo") or ""
-    found_ram = re.search(r"^MemTotal:\s+(\d+) kB", meminfo, re.M)
-    ram = int(found_ram[1]) << 10 if found_ram else 16 << 30
+    found_ram = re.search(r"^MemTotal:\s+([0-9]+) kB", meminfo, re.M)
+    ram = (parse_number(found_ram[1], what="MemTotal", source=str(base / "proc/meminfo"),
+                        line=meminfo.count("\n", 0, found_ram.start()) + 1, decimal=True, lo=1,
+                        hi=1 << 54) << 10 if found_ram else 16 << 30)  # fmt: skip
     if not found_ram:
         notes.append("no MemTotal in proc/meminfo: 16 GiB assumed (--ram sets it)")
     release = (_read(base, "proc/sys/kernel/osrelease") or "").strip() or None
@@ -135,11 +174,12 @@ def capture(root: str | Path = "/", *, name: str | None = None, kmod: int | None
     catalog, note = _catalog(release, arch)
     notes += [note] if note else []
     host = name or (_read(base, "proc/sys/kernel/hostname") or "").strip() or "captured"
+    cpus = _online(base)
     try:
         machine = Machine.from_modaliases(
             "\n".join(lines), name=host, source=str(base), ram=ram, kmod=version, catalog=catalog,
             layout="arm64_48" if arch == "arm64" else "x86_64", release=release,
-            cpus=_online(_read(base, "sys/devices/system/cpu/online")),
+            cpus=cpus,
         )  # fmt: skip
     except ParseError as e:
         raise InvalidArgument(f"cannot describe the machine at {base}: {e}") from None

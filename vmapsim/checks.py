@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -41,6 +42,7 @@ __all__ = [
     "load_json",
     "number",
     "parse_number",
+    "release",
     "show",
     "strict_converter",
     "strings",
@@ -376,3 +378,20 @@ def conversion_error(e: Exception) -> str:
     if isinstance(e, cattrs.BaseValidationError):
         return "; ".join(cattrs.transform_error(e, format_exception=lambda exc, _: str(exc) or type(exc).__name__))
     return str(e)
+
+
+_RELEASE = re.compile(r"^([0-9]{1,4})\.([0-9]{1,4})(?![0-9])")
+
+
+def release(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a kernel release such as ``"6.12"`` or ``"6.12.117+deb12-amd64"``.
+
+    Runtime complexity: O(1).
+
+    >>> release("6.12.117+deb12-amd64")
+    (6, 12)
+    """
+    m = _RELEASE.match(text("version", version) or "")
+    if m is None:
+        raise InvalidArgument(f"kernel version {show(version)}: expected MAJOR.MINOR[...]")
+    return parse_number(m[1], what="major", decimal=True), parse_number(m[2], what="minor", decimal=True)

@@ -14,11 +14,10 @@ True
 from __future__ import annotations
 
 import enum
-import re
 
 import attrs
 
-from vmapsim.checks import parse_number, show, text
+from vmapsim.checks import release, show
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
@@ -114,23 +113,6 @@ LINUX_6_16 = attrs.evolve(LINUX_6_11, name="6.16", first=(6, 16), pool_decay=Poo
 DEFAULT = LINUX_6_3
 #: Every profile, oldest first.
 PROFILES: tuple[KernelProfile, ...] = (LINUX_5_18, LINUX_6_3, LINUX_6_5, LINUX_6_9, LINUX_6_11, LINUX_6_16)
-
-
-_RELEASE = re.compile(r"^([0-9]{1,4})\.([0-9]{1,4})(?![0-9])")
-
-
-def release(version: str) -> tuple[int, int]:
-    """``(major, minor)`` of a kernel release such as ``"6.12"`` or ``"6.12.117+deb12-amd64"``.
-
-    Runtime complexity: O(1).
-
-    >>> release("6.12.117+deb12-amd64")
-    (6, 12)
-    """
-    m = _RELEASE.match(text("version", version) or "")
-    if m is None:
-        raise InvalidArgument(f"kernel version {show(version)}: expected MAJOR.MINOR[...]")
-    return parse_number(m[1], what="major", decimal=True), parse_number(m[2], what="minor", decimal=True)
 
 
 #: The newest release whose load path, execmem and allocator vmapsim's model was read from (Debian 13

@@ -23,13 +23,12 @@ from pathlib import Path
 
 import attrs
 
-from vmapsim.checks import integer, show
+from vmapsim.checks import integer, release, show
 from vmapsim.errors import InvalidArgument, ModuleFileError, VmapsimError
 from vmapsim.modules.compression import compression_of, decompress
 from vmapsim.modules.elf import ElfImage, parse_elf, split_signature
 from vmapsim.modules.image import ModuleImage
 from vmapsim.modules.layout import ARCHES, KernelConfig, layout_module
-from vmapsim.profiles import release
 
 __all__ = ["ScanProblem", "kernel_version", "read_module", "scan_tree"]
 

@@ -37,7 +37,7 @@ def test_parse_reads_back_what_render_writes(s: ModuleStats) -> None:
         ("hello\n", "not a modules/stats line"),
         ("         Mods ever loaded\t1\n", "no 'Mods failed on kread' line"),
         (ModuleStats(invalid_mod_bytes=5).render().replace("wasted bytes\t5", "wasted bytes\t6"), "not the sum"),
-        (ModuleStats(modcount=1).render() + "Duplicate failed modules:\nkvm\tmany\tLoad\n", "count .many. is not a number"),
+        (ModuleStats(modcount=1).render() + "Duplicate failed modules:\nkvm\tmany\tLoad\n", "count .many."),
         ("         Mods ever loaded\t" + "9" * 5000 + "\n", "Mods ever loaded"),
     ],
 )

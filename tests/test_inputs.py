@@ -164,12 +164,15 @@ def test_an_unreadable_file_is_one_line_naming_it(
     secret.write_text(SNAPSHOT)
     secret.chmod(0)
     monkeypatch.setattr(_vmallocinfo, "PROC_VMALLOCINFO", str(secret))
-    if os.access(secret, os.R_OK):  # root reads it anyway: make open() refuse as the kernel refuses non-root
+    if os.access(secret, os.R_OK):  # root reads it anyway: make its open refuse as the kernel refuses non-root
+        real = os.open
 
-        def refuse(path: str, mode: str = "r") -> None:
-            raise PermissionError(13, "Permission denied", path)
+        def refuse(path: str, flags: int, *args: int) -> int:
+            if os.fspath(path) == str(secret):
+                raise PermissionError(13, "Permission denied", path)
+            return real(path, flags, *args)
 
-        monkeypatch.setattr(_io, "open", refuse, raising=False)
+        monkeypatch.setattr(os, "open", refuse)
     assert main(["vmallocinfo"]) == 2
     assert capsys.readouterr().err == f"vmapsim: error: cannot read {secret}: Permission denied\n"
 

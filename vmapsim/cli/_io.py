@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 import tqdm
 
+from vmapsim.checks import read_file
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
@@ -56,26 +57,22 @@ def read(path: str, limit: int = MAX_INPUT_BYTES) -> str:
 def read_bytes(path: str, limit: int = MAX_INPUT_BYTES) -> bytes:
     """A file's bytes (``-``: standard input, which can be read once), at most ``limit`` of them.
 
-    At most ``limit + 1`` bytes are read, whatever the file's size says (/proc files say 0) and however
-    long a pipe runs, and more than ``limit`` is refused: :class:`InvalidArgument` naming the input, as
-    when it cannot be read.  Runtime complexity: O(min(size, limit)).
+    A path is read by :func:`~vmapsim.checks.read_file` (regular files only, the size checked before
+    the read); standard input by reading at most ``limit + 1`` bytes however long the pipe runs.  More
+    than ``limit`` is refused: :class:`InvalidArgument` naming the input, as when it cannot be read.
+    Runtime complexity: O(min(size, limit)).
     """
-    if path == STDIN:
-        stream = sys.stdin
-        # A pipe gives its bytes once: a second '-' would read nothing and pass for an empty file.
-        if stream is None or stream.closed:
-            raise InvalidArgument("standard input ('-') is closed or was read already: only one input can be '-'")
-        try:
-            data = stream.buffer.read(limit + 1)
-        except OSError as e:
-            raise InvalidArgument(f"cannot read standard input: {e.strerror or e}") from None
-        stream.close()
-    else:
-        try:
-            with open(path, "rb") as f:
-                data = f.read(limit + 1)
-        except OSError as e:
-            raise InvalidArgument(f"cannot read {path}: {e.strerror}") from None
+    if path != STDIN:
+        return read_file(path, limit, what="")
+    stream = sys.stdin
+    # A pipe gives its bytes once: a second '-' would read nothing and pass for an empty file.
+    if stream is None or stream.closed:
+        raise InvalidArgument("standard input ('-') is closed or was read already: only one input can be '-'")
+    try:
+        data = stream.buffer.read(limit + 1)
+    except OSError as e:
+        raise InvalidArgument(f"cannot read standard input: {e.strerror or e}") from None
+    stream.close()
     if len(data) > limit:
         raise InvalidArgument(f"{label(path)}: more than {limit} bytes, the most this input may hold")
     return data

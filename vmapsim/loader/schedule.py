@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from vmapsim.checks import integer, load_json, number, show
+from vmapsim.checks import integer, load_json, number, read_file, show
 from vmapsim.engine import Ordered, Scheduler
 from vmapsim.errors import InvalidArgument, ParseError
 
@@ -165,11 +165,7 @@ class Schedule:
     @classmethod
     def load(cls, path: str | Path) -> Schedule:
         """Read a schedule file written by :meth:`save`.  Runtime complexity: O(len)."""
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise InvalidArgument(f"cannot read schedule {str(path)!r}: {e.strerror or e}") from None
-        return cls.from_json(data, source=str(path))
+        return cls.from_json(read_file(path, _MAX_BYTES, what="schedule"), source=str(path))
 
 
 def retime(items: Sequence[Any], arrivals: Sequence[float] | None) -> list[Any]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import attrs
 
-from vmapsim.checks import load_json, show, text
+from vmapsim.checks import load_json, read_file, show, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.modules.alias import AliasIndex, kmod_fnmatch
 from vmapsim.modules.image import ModuleImage
@@ -287,11 +287,8 @@ class Catalog:
         """
         if not isinstance(path, str | os.PathLike):
             raise InvalidArgument(f"path={show(path)}: expected a catalog file's path")
-        try:
-            raw = Path(path).read_bytes()
-        except OSError as e:
-            raise InvalidArgument(f"cannot read catalog {path}: {e.strerror}") from None
-        return cls.from_bytes(raw, source=str(path))
+        # the file is xz, smaller than the JSON it holds: the JSON's limit bounds it too
+        return cls.from_bytes(read_file(path, MAX_CATALOG_BYTES, what="catalog"), source=str(path))
 
     @classmethod
     def from_bytes(cls, raw: bytes, *, source: str = "catalog") -> Catalog:

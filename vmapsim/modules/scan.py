@@ -23,9 +23,9 @@ from pathlib import Path
 
 import attrs
 
-from vmapsim.checks import integer, release, show
+from vmapsim.checks import integer, read_file, release, show
 from vmapsim.errors import InvalidArgument, ModuleFileError, VmapsimError
-from vmapsim.modules.compression import compression_of, decompress
+from vmapsim.modules.compression import MAX_MODULE_BYTES, compression_of, decompress
 from vmapsim.modules.elf import ElfImage, parse_elf, split_signature
 from vmapsim.modules.image import ModuleImage
 from vmapsim.modules.layout import ARCHES, KernelConfig, layout_module
@@ -109,20 +109,24 @@ def _modules_machine(files: list[str], tree: Path) -> tuple[str, str] | None:
     for f in files:
         rel = os.path.relpath(f, tree)
         try:
-            return _unpack(Path(f).read_bytes(), rel)[3].machine, rel
-        except (ModuleFileError, OSError, MemoryError):
+            return _unpack(_module_bytes(f), rel)[3].machine, rel
+        except (VmapsimError, MemoryError):
             continue
     return None
+
+
+def _module_bytes(path: str) -> bytes:
+    """A module file's bytes: no module decompresses to less than its file, so a file over the module limit
+    is refused by its size, before a byte of it is read."""
+    return read_file(path, MAX_MODULE_BYTES, what="module file")
 
 
 def _scan_one(job: tuple[str, str, KernelConfig]) -> ModuleImage | ScanProblem:
     path, rel, config = job
     try:
-        return read_module(Path(path).read_bytes(), rel, config)
+        return read_module(_module_bytes(path), rel, config)
     except ModuleFileError as e:
         return ScanProblem(rel, e.reason)
-    except OSError as e:
-        return ScanProblem(rel, f"cannot read: {e.strerror}")
     except MemoryError:
         return ScanProblem(rel, "ran out of memory reading it")
     except VmapsimError as e:

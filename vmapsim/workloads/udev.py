@@ -32,6 +32,7 @@ from vmapsim.checks import (
     integer,
     load_json,
     number,
+    read_file,
     show,
     strict_converter,
     strings,
@@ -167,10 +168,7 @@ class Machine:
         named after the file).  :class:`~vmapsim.errors.InvalidArgument` if it cannot be read.
         Runtime complexity: O(size).
         """
-        try:
-            raw = Path(path).read_bytes()[: MAX_MACHINE_BYTES + 1]
-        except OSError as e:
-            raise InvalidArgument(f"cannot read machine file {path}: {e.strerror}") from None
+        raw = read_file(path, MAX_MACHINE_BYTES, what="machine file")
         return cls.from_text(raw, name=Path(path).stem, source=str(path))
 
     @classmethod
@@ -253,7 +251,8 @@ def find_machine(spec: Machine | str) -> Machine:
     >>> find_machine("qemu-kvm").ram >> 30
     8
     """
-    if isinstance(spec, str) and spec not in PRESETS and Path(spec).is_file():
+    # any path that exists is the user's file: a FIFO or a device is refused as one, not as an unknown name
+    if isinstance(spec, str) and spec not in PRESETS and Path(spec).exists():
         return Machine.load(spec)
     if isinstance(spec, str) and spec not in PRESETS:
         raise InvalidArgument(f"unknown machine {spec!r}: a preset ({', '.join(PRESETS)}), a machine file "

@@ -469,3 +469,73 @@ def test_setters_and_builders_refuse_what_the_constructors_refuse() -> None:
     for kwargs, needle in [({"baseline": "no"}, "baseline='no'"), ({"progress": 5}, "progress=5")]:
         with pytest.raises(InvalidArgument, match=needle):
             worst_case(["loop"], budget=1, **kwargs)  # type: ignore[arg-type]
+
+
+def _cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in a subprocess: a read that blocks (a FIFO) fails the test by the timeout, not by hanging it."""
+    return subprocess.run([sys.executable, "-m", "vmapsim", *argv], capture_output=True, text=True, timeout=20)
+
+
+def test_a_fifo_or_a_device_is_refused_unread_wherever_a_file_is_named(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for argv in (["boot", "--schedule", str(fifo)], ["boot", "--machine", str(fifo)],
+                 ["boot", "--catalog", str(fifo)],
+                 ["boot", "--schedule", "/dev/zero"], ["vmallocinfo", "/dev/zero"],
+                 ["sweep", "--resume", "/dev/zero"]):  # fmt: skip
+        r = _cli(*argv)
+        assert r.returncode == 2 and r.stderr.count("\n") == 1, (argv, r.stderr)
+        assert "not a regular file" in r.stderr and ("fifo" in r.stderr or "/dev/zero" in r.stderr), r.stderr
+    with pytest.raises(InvalidArgument, match="is a directory, not a regular file"):
+        Catalog.load(tmp_path)
+
+
+def test_an_oversize_file_is_refused_by_its_size_before_it_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   ) -> None:  # fmt: skip
+    import os
+
+    from vmapsim.modules.compression import MAX_MODULE_BYTES
+    from vmapsim.modules.scan import scan_tree
+    from vmapsim.workloads.udev import MAX_MACHINE_BYTES
+
+    def sparse(name: str, size: int) -> Path:  # a hole: no disk used, and any read of it would be seen
+        path = tmp_path / name
+        with open(path, "wb") as f:
+            f.truncate(size)
+        return path
+
+    real = os.fdopen
+    monkeypatch.setattr(os, "fdopen", lambda *a, **k: pytest.fail("read an oversize file") or real(*a, **k))
+    with pytest.raises(InvalidArgument, match="more than 67108864 bytes"):
+        Schedule.load(sparse("s.json", (64 << 20) + 1))
+    with pytest.raises(InvalidArgument, match=f"more than {MAX_MACHINE_BYTES} bytes"):
+        Machine.load(sparse("m.json", MAX_MACHINE_BYTES + 1))
+    (tmp_path / "tree").mkdir()
+    sparse("tree/huge.ko", MAX_MODULE_BYTES + 1)
+    with pytest.raises(InvalidArgument, match=f"huge.ko: more than {MAX_MODULE_BYTES} bytes"):
+        scan_tree(tmp_path / "tree", config=KernelConfig())
+
+
+@pytest.mark.parametrize("kind", ["xz", "gz", "zst"])
+def test_a_decompression_bomb_peaks_below_twice_the_limit(kind: str) -> None:
+    import gzip
+    import tracemalloc
+
+    from vmapsim.modules.compression import decompress
+
+    limit = 4 << 20
+    payload = b"\x7fELF" + bytes(4 * limit)
+    # kbuild's 1 MiB xz dictionary (--lzma2=dict=1MiB): the default 8 MiB one is the decompressor's, not ours
+    packers: dict[str, Callable[[bytes], bytes]] = {"xz": lambda b: lzma.compress(b, preset=1),
+                                                    "gz": gzip.compress, "zst": zstandard.ZstdCompressor().compress}
+    bomb = packers[kind](payload)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ModuleFileError, match="more than the limit"):
+            decompress(bomb, kind, f"bomb.ko.{kind}", limit=limit)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * limit, peak

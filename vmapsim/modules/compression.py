@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import lzma
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import zstandard
 
@@ -78,59 +78,45 @@ def decompress(data: bytes, kind: str, path: str, *, limit: int = MAX_MODULE_BYT
 
 
 def _bounded(data: bytes, kind: str, path: str, limit: int) -> bytes:
-    """Stream-decompress at most ``limit`` bytes, checking the ELF magic in the first chunk."""
-    chunks: list[bytes] = []
-    total = 0
-    for chunk in _stream(data, kind, path):
-        if not chunks and not chunk.startswith(_ELF_MAGIC[: len(chunk)]):
-            raise ModuleFileError(path, f"not an ELF file (decompressed data starts {chunk[:4].hex()})")
-        total += len(chunk)
-        if total > limit:
+    """Decompress into one buffer, refused as soon as it passes ``limit``, so a bomb peaks at the limit
+    (plus a chunk), not at twice it as a list of chunks and their join did; the ELF magic is checked in
+    the first bytes, before the rest is expanded."""
+    read = _reader(data, kind, path)
+    out = bytearray()
+    # never more than one byte past the limit: that byte is what proves the output too long
+    while block := read(min(_CHUNK if out else 64, limit + 1 - len(out))):
+        if not out and not block.startswith(_ELF_MAGIC[: len(block)]):
+            raise ModuleFileError(path, f"not an ELF file (decompressed data starts {block[:4].hex()})")
+        out += block
+        if len(out) > limit:
             raise ModuleFileError(path, f"decompresses to more than the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return bytes(out)
 
 
 _CHUNK = 1 << 20
 
 
-def _stream(data: bytes, kind: str, path: str) -> Iterator[bytes]:
-    """The decompressed bytes in chunks of at most 1 MiB (the first one short, for the magic check)."""
+def _reader(data: bytes, kind: str, path: str) -> Callable[[int], bytes]:
+    """``read(n)``: at most ``n`` more decompressed bytes, ``b""`` at the end of the stream; a truncated
+    stream, or data after it, is the file's error."""
     if kind == "zst":
         # Streams written without a content size in the frame header need the streaming reader.
-        with zstandard.ZstdDecompressor().stream_reader(data) as reader:
-            first = reader.read(64)
-            if first:
-                yield first
-            while block := reader.read(_CHUNK):
-                yield block
-        return
-    if kind == "xz":
-        xz = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-        size = 64
-        block = xz.decompress(data, max_length=size)
-        while True:
-            if block:
-                yield block
-            if xz.eof:
-                break
-            if xz.needs_input:
-                raise ModuleFileError(path, "xz stream is truncated")
-            size = _CHUNK
-            block = xz.decompress(b"", max_length=size)
-        if xz.unused_data:
-            raise ModuleFileError(path, "xz stream is followed by other data")
-        return
-    gz = zlib.decompressobj(wbits=31)  # gzip framing
-    block = gz.decompress(data, 64)
-    while True:
-        if block:
-            yield block
-        if gz.eof:
-            break
-        tail = gz.unconsumed_tail
-        block = gz.decompress(tail, _CHUNK)
-        if not block and not tail and not gz.eof:
-            raise ModuleFileError(path, "gzip stream is truncated")
-    if gz.unused_data:
-        raise ModuleFileError(path, "gzip stream is followed by other data")
+        return zstandard.ZstdDecompressor().stream_reader(data).read
+    unpack = lzma.LZMADecompressor(format=lzma.FORMAT_XZ) if kind == "xz" else zlib.decompressobj(wbits=31)
+    name = "xz" if kind == "xz" else "gzip"
+    feed = data
+
+    def read(n: int) -> bytes:
+        nonlocal feed
+        if unpack.eof:
+            return b""
+        block = unpack.decompress(feed, n)
+        # zlib hands back the input it did not use; lzma keeps it, to be fed nothing more
+        feed = getattr(unpack, "unconsumed_tail", b"")
+        if unpack.eof and unpack.unused_data:
+            raise ModuleFileError(path, f"{name} stream is followed by other data")
+        if not block and not unpack.eof:  # all the input is given at once: wanting more is a truncation
+            raise ModuleFileError(path, f"{name} stream is truncated")
+        return block
+
+    return read

@@ -539,3 +539,20 @@ def test_a_decompression_bomb_peaks_below_twice_the_limit(kind: str) -> None:
     finally:
         tracemalloc.stop()
     assert peak < 2 * limit, peak
+
+
+def test_a_scans_modules_order_or_config_that_is_not_a_file_is_a_problem_not_a_hang(tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from vmapsim.modules import Catalog
+
+    tree = tmp_path / "tree"
+    shutil.copytree("tests/data/modules", tree)
+    os.mkfifo(tree / "modules.order")  # a read would block until a writer came
+    os.mkfifo(tree / "config")
+    cat = Catalog.scan(tree, jobs=1)
+    reasons = {Path(p.path).name: p.reason for p in cat.problems}
+    assert "FIFO, not a regular file" in reasons["modules.order"]
+    assert "defaults" in cat.config_source  # a config that is no file is passed over, as a missing one
+    assert len(cat) == 5  # the modules themselves are still read

@@ -227,14 +227,19 @@ def _config(
     return config, f"{source} ({config.arch})"
 
 
+#: Largest modules.order or kernel .config read (a distribution's are well under 1 MiB).
+_MAX_TEXT_BYTES = 16 << 20
+
+
 def _order(tree: Path, problems: list[ScanProblem]) -> tuple[str, ...]:
     """Module names in ``modules.order`` (``kernel/arch/x86/crypto/aesni-intel.ko`` -> ``aesni_intel``)."""
     path = tree / "modules.order"
     try:
-        lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
-    except OSError as e:
-        problems.append(ScanProblem(str(path), f"unreadable: {e.strerror}"))
+        text = read_file(path, _MAX_TEXT_BYTES, what="modules.order") if path.exists() else b""
+    except InvalidArgument as e:
+        problems.append(ScanProblem(str(path), str(e)))
         return ()
+    lines = text.decode(errors="replace").splitlines()
     names = (os.path.basename(line.strip()) for line in lines if ".ko" in line)
     return tuple(dict.fromkeys(n[: n.index(".ko")].replace("-", "_") for n in names))
 
@@ -304,9 +309,9 @@ def _find_tree(root: Path, problems: list[ScanProblem]) -> tuple[Path, str, Kern
         candidates = [c for c in found if c.is_file()]
         if candidates:
             try:
-                text = candidates[0].read_text(errors="replace")
-            except OSError as e:
-                problems.append(ScanProblem(str(candidates[0]), f"cannot read the kernel config: {e.strerror}"))
+                text = read_file(candidates[0], _MAX_TEXT_BYTES, what="kernel config").decode(errors="replace")
+            except InvalidArgument as e:
+                problems.append(ScanProblem(str(candidates[0]), f"cannot read the kernel config: {e}"))
                 continue
             if candidates[0].name.startswith("config-"):
                 kernel = kernel or candidates[0].name.removeprefix("config-")

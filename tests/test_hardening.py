@@ -556,3 +556,20 @@ def test_a_scans_modules_order_or_config_that_is_not_a_file_is_a_problem_not_a_h
     assert "FIFO, not a regular file" in reasons["modules.order"]
     assert "defaults" in cat.config_source  # a config that is no file is passed over, as a missing one
     assert len(cat) == 5  # the modules themselves are still read
+
+
+def test_a_catalog_that_expands_past_its_bound_is_refused_while_decompressing() -> None:
+    import tracemalloc
+
+    from vmapsim.modules import Catalog
+    from vmapsim.modules.catalog import MAX_CATALOG_BYTES
+
+    bomb = lzma.compress(b'{"kernel": "' + b" " * (MAX_CATALOG_BYTES + 1024) + b'"}', preset=1)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidArgument, match="more than 67108864 bytes"):
+            Catalog.from_bytes(bomb, source="bomb.json.xz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert len(bomb) < MAX_CATALOG_BYTES // 100 and peak < 2 * MAX_CATALOG_BYTES  # refused before any parse

@@ -303,11 +303,7 @@ class Catalog:
         if not isinstance(raw, bytes):
             raise InvalidArgument(f"raw={show(raw)}: expected a catalog file's bytes")
         try:
-            xz = lzma.LZMADecompressor()
-            data = xz.decompress(raw, max_length=MAX_CATALOG_BYTES + 1)
-            if len(data) > MAX_CATALOG_BYTES or not xz.eof:
-                raise ValueError(f"more than {MAX_CATALOG_BYTES} bytes, or truncated")
-            doc = load_json(data, source=source, max_bytes=MAX_CATALOG_BYTES)
+            doc = load_json(_expand(raw), source=source, max_bytes=MAX_CATALOG_BYTES)
             return cls._from_doc(doc)
         except (lzma.LZMAError, ValueError, MemoryError) as e:  # ParseError and InvalidArgument are ValueErrors
             raise InvalidArgument(f"{source}: not a readable vmapsim catalog ({str(e)[:200]})") from None
@@ -361,8 +357,24 @@ class Catalog:
         return _builtin(name)
 
 
-#: Largest catalog read, decompressed (256 MiB; a whole distribution kernel's modules take ~10 MiB).
-MAX_CATALOG_BYTES = 256 << 20
+def _expand(raw: bytes) -> bytes:
+    """A catalog's xz stream expanded in 1 MiB steps into one buffer, refused as soon as it passes
+    :data:`MAX_CATALOG_BYTES` (one call growing its own output would peak at twice the bound)."""
+    xz, out, feed = lzma.LZMADecompressor(), bytearray(), raw
+    while not xz.eof:
+        step = xz.decompress(feed, max_length=min(1 << 20, MAX_CATALOG_BYTES + 1 - len(out)))
+        feed = b""
+        out += step
+        if len(out) > MAX_CATALOG_BYTES:
+            raise ValueError(f"more than {MAX_CATALOG_BYTES} bytes")
+        if not step and xz.needs_input:
+            raise ValueError("truncated")
+    return bytes(out)
+
+
+#: Largest catalog read, decompressed (64 MiB: a whole distribution kernel's 4,000+ modules take 2 MiB,
+#: and parsing JSON costs several times its size, so a larger bound would let a small xz file cost GBs).
+MAX_CATALOG_BYTES = 64 << 20
 _SCALARS: dict[str, type] = {"str": str, "int": int, "bool": bool}
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -56,6 +57,15 @@ CPUS_LIMIT = 1 << 16
 #: Digits a number in any input may have: 2**128 has 39, and no address, size, CPU or count
 #: vmapsim models needs more (Python refuses over 4300, and converting long ones is slow).
 MAX_DIGITS = 40
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one, else every CPU):
+    the most worker processes worth starting.  Runtime complexity: O(CPUs).
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
 
 
 def show(value: object) -> str:

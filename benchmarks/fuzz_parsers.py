@@ -3,7 +3,9 @@
     python benchmarks/fuzz_parsers.py [--inputs 100000] [--seed 0] [--jobs 2] [--only NAME ...] [--out DIR]
 
 Each parser gets inputs made from real files (two kernels' ftrace and /proc/vmallocinfo captured under
-QEMU, a rendered /proc/meminfo, request files, a catalog, module files of every compression) by stacking
+QEMU, a rendered /proc/meminfo, request files, a catalog, module files of every compression, machine
+presets, a worst-case schedule, a sweep's table, a captured /proc/modules, module stats, crash's kmem -v,
+--image specs and pipeline names) by stacking
 one to eight mutations: byte flips, inserted and deleted runs, repeated and spliced pieces, and tokens the
 format is made of -- among them 5000-digit numbers, leading zeros, signs, NaN, deep nesting and long lines.
 An input passes when the parser returns, or raises the typed error it promises; it fails if anything else

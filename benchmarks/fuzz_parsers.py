@@ -3,7 +3,9 @@
     python benchmarks/fuzz_parsers.py [--inputs 100000] [--seed 0] [--jobs 2] [--only NAME ...] [--out DIR]
 
 Each parser gets inputs made from real files (two kernels' ftrace and /proc/vmallocinfo captured under
-QEMU, a rendered /proc/meminfo, request files, a catalog, module files of every compression) by stacking
+QEMU, a rendered /proc/meminfo, request files, a catalog, module files of every compression, machine
+presets, a worst-case schedule, a sweep's table, a captured /proc/modules, module stats, crash's kmem -v,
+--image specs and pipeline names) by stacking
 one to eight mutations: byte flips, inserted and deleted runs, repeated and spliced pieces, and tokens the
 format is made of -- among them 5000-digit numbers, leading zeros, signs, NaN, deep nesting and long lines.
 An input passes when the parser returns, or raises the typed error it promises; it fails if anything else
@@ -37,8 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers import console_section
 from vmapsim import Catalog, ModuleFileError, ParseError, Request, VmapsimError, VmapSpace, layouts, procfs, trace
 from vmapsim.checks import load_json
-from vmapsim.modules import read_module
-from vmapsim.workloads import read_requests, write_requests
+from vmapsim.explore import worst_case
+from vmapsim.loader import ModuleStats, Schedule, pipelines
+from vmapsim.loader.stats import FAIL_DUP_MOD_LOAD
+from vmapsim.modules import parse_proc_modules, read_module
+from vmapsim.scenario import Scenario, image_spec
+from vmapsim.sweeps import Grid, Table, sweep
+from vmapsim.workloads import PRESETS, Machine, read_requests, write_requests
 
 ROOT = Path(__file__).resolve().parents[1]
 HANG_S = 2.0
@@ -81,6 +88,28 @@ def _meminfo() -> list[bytes]:
     with contextlib.suppress(OSError):
         out.append(Path("/proc/meminfo").read_bytes())
     return out
+
+
+def _schedule() -> bytes:
+    s = Scenario("qemu-kvm", cpus=2, pipeline="v6.3")
+    return worst_case(s.jobs(), s.run, budget=3).schedule.to_json().encode()
+
+
+def _table() -> bytes:
+    grid = Grid(machines=("qemu-kvm",), cpus=(2, 4), pipelines=("v6.3", "v6.5"), seeds=1)
+    return sweep(grid, executor="serial").to_json().encode()
+
+
+def _proc_modules() -> list[bytes]:
+    text = lzma.decompress((DATA / "udev" / "udev-7.3-kmod34-2cpu.txt.xz").read_bytes()).decode()
+    return [b"\n".join(line.encode() for line in text.splitlines() if " Live 0x" in line) + b"\n"]
+
+
+def _module_stats() -> bytes:
+    stats = ModuleStats(modcount=3, total_mod_size=40960, total_text_size=8192)
+    stats.add_duplicate("kvm", FAIL_DUP_MOD_LOAD)
+    stats.add_duplicate("loop", FAIL_DUP_MOD_LOAD)
+    return stats.render().encode()
 
 
 # --------------------------------------------------------------- the targets
@@ -156,6 +185,57 @@ TARGETS: dict[str, Target] = {
         [b"\x7fELF", b"\x00" * 64, b"\xff" * 8, b"~Module signature appended~\n", b"vermagic=", b"alias=",
          b"depends=", b".text", b".init.text", b".BTF", b"(\xb5/\xfd", b"\xfd7zXZ\x00", b"\x1f\x8b"],
         lambda tmp: _module, ModuleFileError,
+    ),
+    "Machine.from_json": (
+        lambda: [PRESETS[n].to_json().encode() for n in ("qemu-kvm", "intel-server")],
+        [b'"name"', b'"cpus"', b'"devices"', b'"kmod"', b'"release"', b'"layout"', b"null", b"[]", b"{}", b"-1",
+         b"NaN", b"1e999", b'"\\ud800"', b"[" * 3000],
+        lambda tmp: _text(Machine.from_json), VmapsimError,
+    ),
+    "Schedule.from_json": (
+        lambda: [_schedule()],
+        [b'"arrivals"', b'"factors"', b'"choices"', b'"jitter"', b"null", b"[]", b"-1", b"NaN", b"1e999",
+         b"-0.0", b"[" * 3000],
+        lambda tmp: _text(Schedule.from_json), VmapsimError,
+    ),
+    "Table.from_json": (
+        lambda: [_table()],
+        [b'"rows"', b'"parameters"', b'"format"', b'"machine"', b'"cpus"', b'"seed"', b"null", b"[]", b"{}",
+         b"-1", b"NaN", b"1e999", b"[" * 3000],
+        lambda tmp: _text(Table.from_json), VmapsimError,
+    ),
+    "modules.parse_proc_modules": (
+        _proc_modules,
+        [b" Live 0x", b" Loading ", b" Unloading ", b"(OE)", b"(+)", b"-", b",", b" 0 ", b"0xffffffffc0000000",
+         b"\t", b"\x00"],
+        lambda tmp: _text(parse_proc_modules), VmapsimError,
+    ),
+    "ModuleStats.parse": (
+        lambda: [_module_stats()],
+        [b"Mods ever loaded", b"Total module size", b"Average", b"Duplicate failed modules", b"\t", b":", b"-0",
+         b"kvm", b"Load", b"Unload"],
+        lambda tmp: _text(ModuleStats.parse), VmapsimError,
+    ),
+    "procfs.parse_vmallocinfo (crash kmem -v)": (
+        lambda: [(DATA / "crash-kmem-v.txt").read_bytes()],
+        [b"crash> kmem -v", b"VMAP_AREA", b"VM_STRUCT", b"ADDRESS RANGE", b"SIZE", b" - ", b"ff11000003a1c000",
+         b"ffa0000000005000"],
+        lambda tmp: _text(procfs.parse_vmallocinfo), VmapsimError,
+    ),
+    "scenario.image_spec": (
+        lambda: [b"big_kasan=kvm_intel:text=2436K,init_text=304K", b"big=loop:text=1M"],
+        [b"=", b":", b",", b"text=", b"init_text=", b"data=", b"rodata=", b"K", b"M", b"G", b"loop", b"kvm_intel"],
+        lambda tmp: _text(lambda t: image_spec(t, Catalog.builtin("debian-6.12-amd64"))), VmapsimError,
+    ),
+    "loader.pipelines.by_name": (
+        lambda: [b"concurrency-limit:8", b"concurrency-limit", b"v6.4", b"kread-dedup"],
+        [b":", b"concurrency-limit", b"v6.3", b"exclusive-deny", b"page-list", b"0", b"-1", b"999999", b"1000000"],
+        lambda tmp: _text(pipelines.by_name), VmapsimError,
+    ),
+    "read_requests (auto)": (
+        lambda: [*_requests("jsonl"), *_requests("csv")],
+        [b'{"module": ', b",", b'"', b"\r\n", b"module", b"cpu", b"time", b"nan", b"1e999", b"{" * 2000],
+        lambda tmp: _text(lambda t: read_requests(t, fmt="auto")), VmapsimError,
     ),
 }  # fmt: skip
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import console_log, console_section
+from tests.helpers import console_log, console_section, run_cli
 from vmapsim.cli import commands, main
 
 DATA = Path(__file__).parent / "data"
@@ -243,3 +243,36 @@ def test_info_lists_what_ships(capsys: pytest.CaptureFixture[str]) -> None:
     lines = out.splitlines()
     i386, x86 = (next(x for x in lines if x.startswith(name)) for name in ("i386", "x86_64 "))
     assert i386.rindex(" 0x") == x86.rindex(" 0x")  # the modules window's column lines up
+
+
+def test_progress_off_a_terminal_is_a_sparse_line_once_a_run_is_long() -> None:
+    import io
+
+    from vmapsim.cli._io import PROGRESS_EVERY, progress_bar
+
+    now = [0.0]
+    out = io.StringIO()  # not a terminal
+    show = progress_bar("sweeping", "run", out, clock=lambda: now[0])
+    for done in range(1, 51):  # a short run (under PROGRESS_EVERY seconds) says nothing
+        show(done, 1000)
+    assert out.getvalue() == ""
+    now[0] = PROGRESS_EVERY  # 30 s in, 5% done: a line, then none until a tenth more or 30 s more
+    show(50, 1000)
+    for done in range(51, 100):
+        show(done, 1000)
+    show(100, 1000)  # a tenth
+    now[0] = 2 * PROGRESS_EVERY + 1
+    show(101, 1000)  # 30 s since the last line
+    show(1000, 1000)
+    assert out.getvalue().splitlines() == [
+        "vmapsim: sweeping: 5% (50 of 1000 runs), about 10 min left",
+        "vmapsim: sweeping: 10% (100 of 1000 runs), about 4 min left",
+        "vmapsim: sweeping: 10% (101 of 1000 runs), about 9 min left",
+        "vmapsim: sweeping: 100% (1000 of 1000 runs)",
+    ]
+
+
+def test_worst_states_a_large_budgets_time_before_the_search() -> None:
+    argv = ["worst", "--machine", "qemu-kvm", "--cpus", "2", "--goal=-1e300"]  # the goal stops at the first
+    assert "--budget" not in run_cli(*argv, "--budget", "999").stderr
+    assert "vmapsim: note: --budget 1000000: about " in run_cli(*argv, "--budget", "1000000").stderr

@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -486,3 +487,30 @@ def test_every_scan_csv_column_is_documented() -> None:
     rows = [line for line in page.splitlines() if line.startswith("| `")]
     named = [name.strip(" `") for row in rows for name in row.split("|")[1].split(",")]
     assert [c for c in named if c in CSV_COLUMNS] == list(CSV_COLUMNS)  # each once, in the CSV's order
+
+
+def test_scan_starts_no_more_worker_processes_than_usable_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmapsim.modules import scan
+
+    for i in range(64):  # the pool starts from 64 files on
+        shutil.copy(FIXTURES / "irqbypass.ko", tmp_path / f"m{i}.ko")
+    started: list[int] = []
+
+    class Pool:  # runs in this process, recording how many workers it was asked for
+        def __init__(self, workers: int) -> None:
+            started.append(workers)
+
+        def __enter__(self) -> Pool:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def map(self, fn: Any, items: Any, chunksize: int = 1) -> Any:
+            return map(fn, items)
+
+    monkeypatch.setattr(scan, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(scan, "usable_cpus", lambda: 2)
+    Catalog.scan(tmp_path, jobs=1024)
+    Catalog.scan(tmp_path)
+    assert started == [2, 2]

@@ -18,7 +18,7 @@ import pytest
 from tests.helpers import run_cli
 from vmapsim import InvalidArgument, ParseError
 from vmapsim.loader import METRICS
-from vmapsim.sweeps import PARAMETERS, Grid, Point, Table, compare, exhaustion_cpus, run_point, sweep
+from vmapsim.sweeps import MAX_RUNS, PARAMETERS, Grid, Point, Table, compare, exhaustion_cpus, run_point, sweep
 
 GRID = Grid(machines=("qemu-kvm",), cpus=(2, 4, 8), pipelines=("v6.3", "v6.4", "v6.5"), seeds=3)
 
@@ -305,3 +305,43 @@ def test_vmapsim_sweep_plots_the_curves(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "vmapsim", "sweep", "--cpus", "2", "--plot", str(tmp_path / "c.txt")],
                        capture_output=True, text=True)  # fmt: skip
     assert r.returncode == 2 and "expected a file name ending in .png" in r.stderr
+
+
+def test_a_grid_is_sized_without_enumerating_and_refused_over_its_run_limit() -> None:
+    assert len(GRID) == len(GRID.points()) == 27
+    assert len(Grid(cpus=(8, 16, 32), seeds=(0, 5))) == 3 * 7 * 2
+    # 2.5 billion points once built before any check (and ran out of memory); now counted, and refused
+    with pytest.raises(InvalidArgument, match=r"the grid holds 5734400000 runs: 7 \(machine, load path\) pairs × 8192 "
+                       r"CPU counts × 1 kmods × 100000 seeds, more than max_runs=1000000"):  # fmt: skip
+        Grid(cpus=tuple(range(1, 8193)), seeds=100_000)
+    assert MAX_RUNS == 1_000_000
+    assert len(attrs.evolve(GRID, max_runs=27)) == 27
+    with pytest.raises(InvalidArgument, match=r"27 runs.*max_runs=26"):
+        attrs.evolve(GRID, max_runs=26)
+    with pytest.raises(InvalidArgument, match="max_runs=0"):
+        attrs.evolve(GRID, max_runs=0)
+
+
+def test_vmapsim_sweep_refuses_a_grid_over_max_runs_in_one_line() -> None:
+    r = subprocess.run([sys.executable, "-m", "vmapsim", "sweep", "--cpus", "1-8192", "--seeds", "100000"],
+                       capture_output=True, text=True)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "5734400000 runs" in r.stderr
+    assert "--max-runs" in r.stderr
+    argv = ["sweep", "--machine", "qemu-kvm", "--cpus", "2,4", "--seeds", "1", "--pipeline", "v6.3", "--executor",
+            "serial"]  # fmt: skip
+    r = subprocess.run([sys.executable, "-m", "vmapsim", *argv, "--max-runs", "1"], capture_output=True, text=True)
+    assert r.returncode == 2 and "2 runs" in r.stderr and "max_runs=1" in r.stderr
+    assert "sweep of 2 runs" in run_cli(*argv, "--max-runs", "2").stdout
+
+
+def test_the_local_pool_and_workers_option_stop_at_the_usable_cpus(capsys: pytest.CaptureFixture[str]) -> None:
+    from vmapsim.checks import usable_cpus
+    from vmapsim.cli._io import workers
+    from vmapsim.sweeps.grid import _executor
+
+    pool, count, owned = _executor("local")
+    pool.shutdown()
+    assert count == usable_cpus() and owned
+    assert workers(None) is None and workers(1) == 1 and capsys.readouterr().err == ""
+    assert workers(100_000) == usable_cpus()
+    assert f"--workers 100000: this process may use {usable_cpus()} CPUs" in capsys.readouterr().err

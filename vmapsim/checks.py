@@ -61,6 +61,15 @@ CPUS_LIMIT = 1 << 16
 MAX_DIGITS = 40
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the system has one, else every CPU):
+    the most worker processes worth starting.  Runtime complexity: O(CPUs).
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def show(value: object) -> str:
     """``repr(value)`` for a message: at most 60 characters, and safe for any integer.
 

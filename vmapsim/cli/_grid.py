@@ -8,11 +8,11 @@ from typing import Any
 
 from vmapsim import layouts
 from vmapsim.checks import NR_CPUS_MAX, parse_number, show
-from vmapsim.cli._io import names, optional, progress_bar
+from vmapsim.cli._io import names, optional, progress_bar, workers
 from vmapsim.cli._parser import finite, integer, kernel_versions
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import METRICS, default_metric, metric_on
-from vmapsim.sweeps import Grid, Table, sweep
+from vmapsim.sweeps import MAX_RUNS, Grid, Table, sweep
 from vmapsim.workloads import find_machine
 from vmapsim.workloads.kmod import KMOD_NEWEST
 
@@ -39,7 +39,10 @@ def options(p: argparse.ArgumentParser) -> None:
                    "peak_vmalloc where modules share the vmalloc window)")  # fmt: skip
     p.add_argument("--executor", default="local", help="local (a process pool), serial, or dask")
     p.add_argument("--scheduler", help="with --executor dask: a scheduler's address (default: a local cluster)")
-    p.add_argument("--workers", type=integer(1, 4096), help="worker processes (default: every CPU; dask: 2)")
+    p.add_argument("--workers", type=integer(1, 4096), help="worker processes (default: every usable CPU; dask: 2; "
+                   "at most the usable CPUs)")  # fmt: skip
+    p.add_argument("--max-runs", type=integer(1), default=MAX_RUNS, help=f"refuse a grid of more runs than this "
+                   f"(default: {MAX_RUNS})")  # fmt: skip
 
 
 def cpu_list(text: str) -> tuple[int, ...]:
@@ -75,7 +78,7 @@ def grid(args: argparse.Namespace) -> tuple[Grid, str]:
     g = Grid(machines=tuple(args.machine.split(",")), cpus=cpu_list(args.cpus), kernels=names(args.kernel),
                 pipelines="all" if args.pipeline == "all" else names(args.pipeline), kmods=kmods, seeds=args.seeds,
                 jitter=args.jitter, cost_jitter=args.cost_jitter, module_align=args.module_align,
-                layout=args.layout)  # fmt: skip
+                layout=args.layout, max_runs=args.max_runs)  # fmt: skip
     windows = [layouts.by_name(g.layout or find_machine(machine).layout) for machine in g.machines]
     chosen = args.metric or default_metric(windows[0])
     for layout in windows:
@@ -88,17 +91,18 @@ def run(args: argparse.Namespace, g: Grid, done: Table | None = None) -> Table:
     progress bar on a terminal; a Dask cluster of our own, or a pool, is shut down after."""
     executor: Any = args.executor
     client = cluster = None
+    count = workers(args.workers)
     if args.executor == "dask":
         dask = optional("distributed", "--executor dask needs Dask: pip install '.[sweep]'")
         if args.scheduler:
             client = dask.Client(args.scheduler)
         else:
-            cluster = dask.LocalCluster(n_workers=args.workers or 2, threads_per_worker=1, processes=True,
+            cluster = dask.LocalCluster(n_workers=count or 2, threads_per_worker=1, processes=True,
                                         dashboard_address=None)  # fmt: skip
             client = dask.Client(cluster)
         executor = client
-    elif args.executor == "local" and args.workers:
-        executor = concurrent.futures.ProcessPoolExecutor(args.workers)
+    elif args.executor == "local" and count:
+        executor = concurrent.futures.ProcessPoolExecutor(count)
     try:
         return sweep(g, executor=executor, done=done, progress=progress_bar("sweeping", "run"))
     finally:

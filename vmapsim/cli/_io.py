@@ -6,22 +6,24 @@ from __future__ import annotations
 import concurrent.futures
 import importlib
 import multiprocessing
-import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import tqdm
 
-from vmapsim.checks import read_file
+from vmapsim.checks import read_file, usable_cpus
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
     "FORK_WORK",
     "MAX_INPUT_BYTES",
+    "PROGRESS_EVERY",
     "STDIN",
+    "duration",
     "fork_map",
     "label",
     "names",
@@ -30,6 +32,7 @@ __all__ = [
     "progress_bar",
     "read",
     "read_bytes",
+    "workers",
     "writable",
     "write",
 ]
@@ -107,6 +110,18 @@ def note(*texts: str) -> None:
         print(f"vmapsim: note: {text}", file=sys.stderr)
 
 
+def workers(asked: int | None) -> int | None:
+    """``--workers``, capped at the usable CPUs (:func:`~vmapsim.checks.usable_cpus`) with a note when it
+    asks for more: more processes than CPUs only share them.  None (not given) stays None.
+    Runtime complexity: O(CPUs).
+    """
+    cpus = usable_cpus()
+    if asked is None or asked <= cpus:
+        return asked
+    note(f"--workers {asked}: this process may use {cpus} CPUs; starting {cpus} worker processes")
+    return cpus
+
+
 def optional(module: str, why: str) -> Any:
     """An optional dependency's module (typed Any: Dask ships no type information), or a clear error."""
     try:
@@ -115,12 +130,21 @@ def optional(module: str, why: str) -> Any:
         raise InvalidArgument(why) from None
 
 
-def progress_bar(what: str, unit: str = "it", stream: TextIO | None = None) -> Callable[[int, int], None] | None:
-    """tqdm's bar (rate and ETA) on ``stream`` (stderr) when it is a terminal, else None: never in a pipe,
-    a file or ``--json`` output.  The callback takes (done, total)."""
+#: Off a terminal, a long run's progress is a line on stderr: none in its first this-many seconds (a
+#: short run says nothing), then one at each tenth of the work done or after this long, whichever comes first.
+PROGRESS_EVERY = 30.0
+
+
+def progress_bar(what: str, unit: str = "it", stream: TextIO | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> Callable[[int, int], None]:  # fmt: skip
+    """A progress callback taking (done, total): tqdm's bar (rate and ETA) on ``stream`` (stderr) when it is
+    a terminal; else sparse ``vmapsim: <what>: 40% (400 of 1000 <unit>s), about 2 min left`` lines, as
+    :data:`PROGRESS_EVERY` says, so a pipe or a log file sees a long run advance (``--json`` goes to
+    stdout, unaffected).  ``clock``: seconds, for the lines' pace.  Runtime complexity: O(1) per call.
+    """
     out = stream or sys.stderr
     if not out.isatty():
-        return None
+        return _progress_lines(what, unit, out, clock)
     bar: list[Any] = []
 
     def show(done: int, total: int) -> None:
@@ -131,6 +155,33 @@ def progress_bar(what: str, unit: str = "it", stream: TextIO | None = None) -> C
             bar[0].close()
 
     return show
+
+
+def _progress_lines(what: str, unit: str, out: TextIO, clock: Callable[[], float]) -> Callable[[int, int], None]:
+    start = clock()
+    last = [start, 0]  # the time and the tenth of the last line (the start: none yet)
+
+    def show(done: int, total: int) -> None:
+        now, tenth = clock(), done * 10 // max(total, 1)
+        if now - start < PROGRESS_EVERY or (tenth <= last[1] and now - last[0] < PROGRESS_EVERY):
+            return
+        last[:] = [now, tenth]
+        left = f", about {duration((now - start) * (total - done) / done)} left" if 0 < done < total else ""
+        print(f"vmapsim: {what}: {done * 100 // max(total, 1)}% ({done} of {total} {unit}s){left}", file=out,
+              flush=True)  # fmt: skip
+
+    return show
+
+
+def duration(seconds: float) -> str:
+    """``seconds`` as people say it: 45 s, 12 min, 3.5 h, 2.1 days.  Runtime complexity: O(1)."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 #: Jobs (summed over the runs) below which forking workers costs more than it saves.
@@ -160,7 +211,7 @@ def fork_map(fn: Callable[[Any], Any], tasks: Sequence[Any], bar: Callable[[int,
     without pickling (a task holds a catalog); only indices and answers travel.  Each task is
     deterministic, so the answers are the same whichever process ran them.
     """
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     n = len(tasks)
     out: list[Any] = [None] * n
     # fork is safe only in a process with one thread (a library caller's threads could hold locks)

@@ -7,7 +7,7 @@ from typing import Any
 
 from vmapsim import report
 from vmapsim.cli import _options
-from vmapsim.cli._io import note, progress_bar, read, writable
+from vmapsim.cli._io import note, progress_bar, read, workers, writable
 from vmapsim.cli._parser import integer
 from vmapsim.modules import ARCHES, Catalog, KernelConfig
 
@@ -19,7 +19,7 @@ def add(sub: Any) -> None:
     c = sub.add_parser("scan", help="read a module tree into a catalog (sizes, allocations, deps, aliases)")
     c.add_argument("path", help="lib/modules/<kver>, an extracted package root, or any directory of modules")
     c.add_argument("--save", metavar="FILE", help="write the catalog (xz-compressed JSON) to this file")
-    c.add_argument("--workers", type=integer(1, 4096), help="worker processes (default: all CPUs)")
+    c.add_argument("--workers", type=integer(1, 4096), help="worker processes (default, and at most: the usable CPUs)")
     c.add_argument(
         "--config",
         help="the kernel's .config, when the tree has no boot/config-* ('-': standard input; default: Debian's "
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> str:
     if args.save:
         writable(args.save)
     config = KernelConfig.from_text(read(args.config), args.arch) if args.config else None
-    catalog = Catalog.scan(args.path, config=config, arch=args.arch, jobs=args.workers,
+    catalog = Catalog.scan(args.path, config=config, arch=args.arch, jobs=workers(args.workers),
                            progress=progress_bar("scanning", "file"))  # fmt: skip
     if args.save:
         catalog.save(args.save)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from typing import Any
 
 import attrs
 
 from vmapsim import report
 from vmapsim.cli import _options
-from vmapsim.cli._io import note, progress_bar, writable, write
+from vmapsim.cli._io import duration, note, progress_bar, writable, write
 from vmapsim.cli._parser import finite, integer
 from vmapsim.errors import InvalidArgument
 from vmapsim.explore import STRATEGIES, Space, worst_case
 from vmapsim.loader import METRICS, default_metric, metric, metric_on
 
-__all__ = ["add", "run"]
+__all__ = ["LARGE_BUDGET", "add", "run"]
+
+#: From this many schedules on, ``worst`` states the search's estimated time before it starts.
+LARGE_BUDGET = 1000
 
 
 def add(sub: Any) -> None:
@@ -64,9 +68,15 @@ def run(args: argparse.Namespace) -> str:
     assert machine is not None  # a coldplug's
     kmod = s.kmod if s.kmod is not None else machine.kmod
     space = Space(span=args.span, slots=args.slots, bound=s.run.costs.jitter, ties=not args.no_ties)
+    if args.budget >= LARGE_BUDGET:  # one run, timed, says what the search will cost before it starts
+        started = time.monotonic()
+        s.simulate()
+        each = time.monotonic() - started
+        note(f"--budget {args.budget}: about {duration(each * args.budget)} ({each:.2g} s a schedule, as this "
+             "coldplug's run took); a smaller --budget, or --goal, stops sooner")  # fmt: skip
     bar = progress_bar("searching", "schedule")
     w = worst_case(jobs, s.run, metric=chosen, budget=args.budget, strategy=args.strategy, space=space,
-                   seed=args.seed, goal=args.goal, progress=(lambda d, t, _: bar(d, t)) if bar else None)  # fmt: skip
+                   seed=args.seed, goal=args.goal, progress=lambda d, t, _: bar(d, t))  # fmt: skip
 
     value = _options.amounts(args, chosen.unit)
     if args.save:

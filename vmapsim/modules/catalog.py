@@ -202,7 +202,7 @@ class Catalog:
         jobs: int | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> Catalog:
-        """Read every module file under ``path``, in ``jobs`` processes (default: all CPUs).
+        """Read every module file under ``path``, in ``jobs`` processes (default, and at most: the usable CPUs).
 
         ``path`` is a ``lib/modules/<kver>`` directory, a package root holding
         one, or any directory of module files.  The architecture is the

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import attrs
 
-from vmapsim.checks import integer, read_file, release, show
+from vmapsim.checks import integer, read_file, release, show, usable_cpus
 from vmapsim.errors import InvalidArgument, ModuleFileError, VmapsimError
 from vmapsim.modules.compression import MAX_MODULE_BYTES, compression_of, decompress
 from vmapsim.modules.elf import ElfImage, parse_elf, split_signature
@@ -182,7 +182,7 @@ def scan_tree(
     given = "the given config" if config else ""
     config, source = _config(files, tree, arch, found_config or config, source or given)
     jobs_list = [(f, os.path.relpath(f, tree), config) for f in files]
-    workers = jobs or os.cpu_count() or 1
+    workers = min(jobs or usable_cpus(), usable_cpus())  # more processes than CPUs only share them
     if workers == 1 or len(files) < 64:
         results = _collect(map(_scan_one, jobs_list), len(files), progress)
     else:

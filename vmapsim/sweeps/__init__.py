@@ -15,7 +15,18 @@ True
 """
 
 from vmapsim.sweeps.exhaustion import exhaustion_cpus
-from vmapsim.sweeps.grid import RUN_PARAMETERS, Grid, Point, run_point, sweep
+from vmapsim.sweeps.grid import MAX_RUNS, RUN_PARAMETERS, Grid, Point, run_point, sweep
 from vmapsim.sweeps.table import PARAMETERS, Table, compare
 
-__all__ = ["PARAMETERS", "RUN_PARAMETERS", "Grid", "Point", "Table", "compare", "exhaustion_cpus", "run_point", "sweep"]
+__all__ = [
+    "MAX_RUNS",
+    "PARAMETERS",
+    "RUN_PARAMETERS",
+    "Grid",
+    "Point",
+    "Table",
+    "compare",
+    "exhaustion_cpus",
+    "run_point",
+    "sweep",
+]

@@ -6,14 +6,13 @@ import concurrent.futures
 import functools
 import itertools
 import math
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
 
 from vmapsim import layouts
-from vmapsim.checks import NR_CPUS_MAX, integer, number, show
+from vmapsim.checks import NR_CPUS_MAX, integer, number, show, usable_cpus
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import selection
 from vmapsim.scenario import Scenario
@@ -22,7 +21,12 @@ from vmapsim.units import PAGE_SIZE
 from vmapsim.workloads import find_machine
 from vmapsim.workloads.kmod import kmod_version
 
-__all__ = ["RUN_PARAMETERS", "Grid", "Point", "run_point", "sweep"]
+__all__ = ["MAX_RUNS", "RUN_PARAMETERS", "Grid", "Point", "run_point", "sweep"]
+
+#: The most runs a :class:`Grid` holds unless its ``max_runs`` says otherwise (``vmapsim sweep
+#: --max-runs``): a million runs of about 0.1 to 1 s each are a day or more on a few CPUs, and the
+#: grid's points alone take hundreds of megabytes.
+MAX_RUNS = 1_000_000
 
 #: The grid's settings every row depends on but does not record: rows run under other values are other
 #: runs, so a sweep resumes only rows run under the same ones (:meth:`Grid.check_resume`).
@@ -84,8 +88,12 @@ class Grid:
     ``jitter``: uevent arrivals spread over this many seconds; ``cost_jitter``: stage durations vary by
     this fraction (None: each machine's :meth:`~vmapsim.workloads.Machine.timing`, as ``vmapsim boot``);
     ``module_align``: ``MODULE_ALIGN`` (32 KiB with generic KASAN);
-    ``layout``: a layout name in place of the machines' own (``vmapsim boot --layout``).
-    Runtime complexity: O(points) to enumerate.
+    ``layout``: a layout name in place of the machines' own (``vmapsim boot --layout``);
+    ``max_runs``: the most runs the grid may hold (default :data:`MAX_RUNS`): a larger one is refused,
+    :class:`InvalidArgument` saying how many runs it would be.  Its size is the product of its axes, known
+    without enumerating the points, and each load path is checked once per machine.
+    Runtime complexity: O(machines × load paths + CPU counts + kmods + seeds) to build and to size,
+    O(points) to enumerate.
 
     >>> len(Grid(cpus=(8, 16, 32), seeds=10))  # 3 CPU counts × 7 load paths (as vmapsim boot) × 10 seeds
     210
@@ -101,6 +109,7 @@ class Grid:
     cost_jitter: float | None = None
     module_align: int = PAGE_SIZE
     layout: str | None = None
+    max_runs: int = MAX_RUNS
 
     def __attrs_post_init__(self) -> None:
         integer("module_align", self.module_align, PAGE_SIZE, 1 << 30)
@@ -131,29 +140,45 @@ class Grid:
             number("jitter", self.jitter, 0)
         if self.cost_jitter is not None:
             number("cost_jitter", self.cost_jitter, 0, 0.99)
-        for p in self.points():  # an unknown kernel or pipeline, or one that does not combine, is refused here
-            p.label  # noqa: B018
+        integer("max_runs", self.max_runs, 1)
+        for machine in self.machines:  # an unknown kernel or pipeline, or one that does not combine, is refused here
+            for kernel, pipeline in self.paths(str(machine)):
+                _label(machine, kernel, pipeline)
+        if (runs := len(self)) > self.max_runs:
+            paths = sum(len(self.paths(m)) for m in self.machines)
+            raise InvalidArgument(f"the grid holds {runs} runs: {paths} (machine, load path) pairs"
+                                  f" × {len(self.cpus)} CPU counts × {len(self.kmods)} kmods × {self._seed_count()} "
+                                  f"seeds, more than max_runs={self.max_runs}; sweep fewer, or raise the limit "
+                                  "(vmapsim sweep --max-runs)")  # fmt: skip
 
     def seed_list(self) -> tuple[int, ...]:
         """The seeds, as a tuple.  Runtime complexity: O(seeds)."""
         return tuple(range(self.seeds)) if isinstance(self.seeds, int) else tuple(self.seeds)
 
+    def paths(self, machine: str) -> list[tuple[str | None, str | None]]:
+        """The (kernel, pipeline) pairs ``machine``'s points run, as :func:`~vmapsim.loader.selection` gives
+        them (a machine file's release where no kernel is given, as ``vmapsim boot``).
+        Runtime complexity: O(load paths); a machine file is read.
+
+        >>> Grid(machines=("qemu-kvm",), pipelines=("v6.3",)).paths("qemu-kvm")
+        [(None, 'v6.3')]
+        """
+        own = find_machine(machine).release if self.pipelines == "all" else None
+        return selection([k if k is not None else own for k in self.kernels], self.pipelines)
+
     def points(self) -> list[Point]:
         """Every point, machines outermost and seeds innermost.  Runtime complexity: O(points)."""
         out = []
         for machine in self.machines:
-            # a machine file's kernel where none is given, for its own rows (as vmapsim boot: scenario.storm())
-            own = find_machine(machine).release if self.pipelines == "all" else None
-            paths = selection([k if k is not None else own for k in self.kernels], self.pipelines)
             out += [Point(machine, cpus, kernel, pipeline, kmod, seed) for cpus, (kernel, pipeline), kmod, seed
-                    in itertools.product(self.cpus, paths, self.kmods, self.seed_list())]  # fmt: skip
+                    in itertools.product(self.cpus, self.paths(machine), self.kmods, self.seed_list())]  # fmt: skip
         return out
 
     def notes(self) -> list[str]:
         """What the grid's scenarios chose that it did not give (a kernel on another release's catalog),
-        once each.  Runtime complexity: O(points).
+        once each.  Runtime complexity: O(machines × load paths).
         """
-        return list(dict.fromkeys(n for p in self.points() for n in _notes(p.machine, p.kernel, p.pipeline)))
+        return list(dict.fromkeys(n for m in self.machines for k, p in self.paths(m) for n in _notes(m, k, p)))
 
     def kmod_of(self, machine: str, kmod: int | None) -> int:
         """The kmod version a cell of ``machine`` ran (``kmod`` None: the machine's own).
@@ -167,13 +192,13 @@ class Grid:
 
     def parameters(self) -> dict[str, Any]:
         """Every parameter of the grid, as the JSON documents record them (pipelines as the load paths they
-        resolved to).  Runtime complexity: O(points).
+        resolved to).  Runtime complexity: O(machines × load paths + the axes).
 
         >>> Grid(machines=("qemu-kvm",), pipelines=("v6.3",)).parameters()["pipelines"]
         ['v6.3']
         """
         return {"machines": list(self.machines), "cpus": list(self.cpus), "kernels": list(self.kernels),
-                "pipelines": list(dict.fromkeys(p.label for p in self.points())),
+                "pipelines": list(dict.fromkeys(_label(m, k, p) for m in self.machines for k, p in self.paths(m))),
                 "kmods": list(self.kmods), "seeds": self.seeds if isinstance(self.seeds, int) else list(self.seeds),
                 **{name: getattr(self, name) for name in RUN_PARAMETERS}}  # fmt: skip
 
@@ -208,7 +233,14 @@ class Grid:
                                   f"(the first: {first}); sweep a grid that holds them, or resume another file")
 
     def __len__(self) -> int:
-        return len(self.points())
+        """How many runs (points) the grid holds, the product of its axes, without enumerating them.
+
+        Runtime complexity: O(machines × load paths).
+        """
+        return len(self.cpus) * len(self.kmods) * self._seed_count() * sum(len(self.paths(m)) for m in self.machines)
+
+    def _seed_count(self) -> int:
+        return self.seeds if isinstance(self.seeds, int) else len(self.seeds)
 
 
 _DEFAULTS = {name: attrs.fields_dict(Grid)[name].default for name in RUN_PARAMETERS}
@@ -250,7 +282,7 @@ def _run_batch(points: Sequence[Point], grid: Grid) -> list[dict[str, Any]]:
 def _executor(executor: Any) -> tuple[Any, int, bool]:
     """(executor, workers, whether we own it) for ``sweep``'s ``executor`` argument."""
     if executor is None or executor == "local":
-        workers = os.cpu_count() or 1
+        workers = usable_cpus()
         return concurrent.futures.ProcessPoolExecutor(workers), workers, True
     if executor == "serial":
         return None, 1, False
@@ -258,7 +290,7 @@ def _executor(executor: Any) -> tuple[Any, int, bool]:
         workers = max(1, sum(getattr(executor, "nthreads", lambda: {"w": 1})().values()))
         return executor.get_executor(), workers, False
     if isinstance(executor, concurrent.futures.Executor):
-        workers = getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+        workers = getattr(executor, "_max_workers", None) or usable_cpus()
         return executor, int(workers), False
     raise InvalidArgument(f"executor={show(executor)}: expected 'local', 'serial', an Executor or a Dask Client")
 
@@ -273,7 +305,8 @@ def sweep(
 ) -> Table:
     """Run every point of ``grid``; the :class:`Table` of their rows, in the grid's order.
 
-    ``executor``: None or ``"local"`` (a process pool of every CPU), ``"serial"`` (this process), any
+    ``executor``: None or ``"local"`` (a process pool of one worker per usable CPU,
+    :func:`~vmapsim.checks.usable_cpus`), ``"serial"`` (this process), any
     ``concurrent.futures.Executor``, or a Dask ``distributed.Client`` (its ``get_executor()``).  Points
     go out in batches (``batch`` points each; default: about four batches per worker) so that scheduling
     costs little beside the runs; each worker loads a catalog once.  ``done``: rows of an earlier,

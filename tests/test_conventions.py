@@ -183,7 +183,8 @@ def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
         (["boot", "--machine", "{tmp}/nomatch", "--catalog", "debian-6.12-arm64", "--cpus", "2"], "nothing to load"),
         (["boot", "--kmod", "99"], "from 1 to 34"),
         (["sweep", "--kmod", "35"], "a kmod release"),
-        (["lsmod", "/dev/null"], "lists no modules"),
+        (["lsmod", "{tmp}/empty"], "lists no modules"),
+        (["lsmod", "/dev/null"], "not a regular file"),
         (["worst", "--layout", "i386", "--cpus", "2", "--budget", "1", "--metric", "peak_modules"],
          "peak_modules means nothing on i386"),
         (["worst", "--cpus", "2", "--budget", "1", "--save", "{tmp}/no/w.json"], "cannot write"),
@@ -196,6 +197,7 @@ def test_a_meaningless_answer_is_refused(
     argv: list[str], needle: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     (tmp_path / "nomatch").write_text("cpu:type:x86,ven0000fam0006mod0055:feature:,0000\n")
+    (tmp_path / "empty").write_text("")
     status, out, err = _cli(capsys, *(a.format(tmp=tmp_path) for a in argv))
     errors = [line for line in err.splitlines() if line.startswith("vmapsim: error:")]  # after any notes
     assert (status, out) == (2, "") and len(errors) == 1 and needle in errors[0], err

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
@@ -17,7 +16,7 @@ import attrs
 from vmapsim.checks import NR_CPUS_MAX, integer, load_json, text
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader import METRICS
-from vmapsim.report import SCHEMA_VERSION, document
+from vmapsim.report import SCHEMA_VERSION, json_text
 
 __all__ = ["PARAMETERS", "SCHEMA", "Table", "compare"]
 
@@ -93,11 +92,11 @@ class Table:
         return out.getvalue()
 
     def to_json(self, parameters: Mapping[str, Any] | None = None, notes: Sequence[str] = ()) -> str:
-        """The rows as a ``vmapsim-sweep`` document (:func:`vmapsim.report.document`: the schema, the
+        """The rows as a ``vmapsim-sweep`` document (:func:`vmapsim.report.json_text`: the schema, the
         grid's ``parameters`` (None: the table's own), units, ``notes``; ``null`` for None).
         Runtime complexity: O(rows)."""
         params = self.parameters if parameters is None else parameters
-        return json.dumps(document("sweep", params, {"rows": list(self.rows)}, notes), indent=1) + "\n"
+        return json_text("sweep", params, {"rows": list(self.rows)}, notes)
 
     @classmethod
     def from_json(cls, data: str | bytes, *, source: str = "sweep") -> Table:

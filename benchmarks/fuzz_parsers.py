@@ -1,13 +1,18 @@
-"""The long fuzz run: every input parser, 100,000 seeded inputs each, held to typed errors, time and memory.
+"""The long fuzz run: every input parser, 100,000 seeded inputs each from two engines, held to typed errors,
+time and memory.
 
-    python benchmarks/fuzz_parsers.py [--inputs 100000] [--seed 0] [--jobs 2] [--only NAME ...] [--out DIR]
+    python benchmarks/fuzz_parsers.py [--inputs 100000] [--seed 0] [--jobs 2] [--engine both] [--only NAME ...]
+                                      [--out DIR]
 
 Each parser gets inputs made from real files (two kernels' ftrace and /proc/vmallocinfo captured under
 QEMU, a rendered /proc/meminfo, request files, a catalog, module files of every compression, machine
 presets, a worst-case schedule, a sweep's table, a captured /proc/modules, module stats, crash's kmem -v,
---image specs and pipeline names) by stacking
-one to eight mutations: byte flips, inserted and deleted runs, repeated and spliced pieces, and tokens the
+--image specs and pipeline names) by two engines. The mutation engine stacks one to eight mutations on a
+window of a real file: byte flips, inserted and deleted runs, repeated and spliced pieces, and tokens the
 format is made of -- among them 5000-digit numbers, leading zeros, signs, NaN, deep nesting and long lines.
+The Hypothesis engine draws from strategies: the format's tokens, real lines, odd numbers and short binary
+runs strung together, or a real file with such pieces inserted where Hypothesis chooses (generation only,
+seeded, so each failure is kept as found).
 An input passes when the parser returns, or raises the typed error it promises; it fails if anything else
 escapes, if it takes more than 2 s (a SIGALRM timer interrupts it), or if the parser's process grows past
 512 MiB (each parser runs in a fresh process, capped at 2 GiB of address space so a blow-up is caught as
@@ -33,6 +38,9 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+
+import hypothesis
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -293,22 +301,47 @@ def _alarm(signum: int, frame: object) -> None:
     raise Hang
 
 
-def run(name: str, n: int, seed: int, out: str) -> dict[str, object]:
-    """Feed ``n`` inputs to one parser in this (fresh) process; return its figures."""
+def _strategy(corpus: list[bytes], tokens: list[bytes]) -> st.SearchStrategy[bytes]:
+    """The Hypothesis engine's inputs: the format's tokens, real lines and short binary runs strung together,
+    or a real file with pieces of the same kinds inserted at points Hypothesis picks."""
+    lines = sorted({line for c in corpus for line in c.splitlines(keepends=True)})[:4000]
+    numbers = st.sampled_from([0, 1, 4095, 4096, 4097, -1, 1 << 64, 10**40]).map(lambda n: str(n).encode())
+    piece = st.one_of(st.sampled_from(tokens), st.sampled_from(lines), st.binary(max_size=16), numbers,
+                      st.sampled_from([BIG, b"0" * 60 + b"8192", b"0x" + b"f" * 40, b"\n", b" "]))  # fmt: skip
+    strung = st.lists(piece, max_size=40).map(b"".join)
+
+    def inserted(base: bytes) -> st.SearchStrategy[bytes]:
+        edits = st.lists(st.tuples(st.integers(0, len(base)), st.integers(0, 64), piece), min_size=1, max_size=6)
+
+        def apply(edits: list[tuple[int, int, bytes]]) -> bytes:
+            data = bytearray(base)
+            for at, cut, what in edits:
+                data[at : at + cut] = what
+            return bytes(data)
+
+        return edits.map(apply)
+
+    return strung | st.sampled_from(corpus).flatmap(inserted)
+
+
+def run(name: str, n: int, seed: int, out: str, engine: str = "mutation") -> dict[str, object]:
+    """Feed ``n`` inputs to one parser in this (fresh) process, made by ``engine``; return its figures."""
     with contextlib.suppress(ValueError, OSError):  # a cap the machine already lowers is kept
         resource.setrlimit(resource.RLIMIT_AS, (AS_CAP, AS_CAP))
     corpus_of, tokens, make, allowed = TARGETS[name]
     corpus = corpus_of()
-    rng = random.Random(f"{seed}:{name}")
     signal.signal(signal.SIGALRM, _alarm)
-    stats: dict[str, object] = {"parser": name, "inputs": n, "accepted": 0, "refused": 0}
+    stats: dict[str, object] = {"parser": name, "engine": engine, "inputs": 0, "accepted": 0, "refused": 0}
     failures: list[str] = []
     slowest = 0.0
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         call = make(Path(tmp))
-        for i in range(n):
-            data = mutate(rng, corpus, tokens) if i else corpus[0]  # the first input is a good file
+
+        def one(data: bytes) -> None:
+            nonlocal slowest
+            i = int(stats["inputs"])  # type: ignore[call-overload]
+            stats["inputs"] = i + 1
             t0 = time.perf_counter()
             signal.setitimer(signal.ITIMER_REAL, HANG_S)
             try:
@@ -328,9 +361,23 @@ def run(name: str, n: int, seed: int, out: str) -> dict[str, object]:
             if kind:
                 failures.append(kind.splitlines()[0])
                 if out and len(failures) <= 20:
-                    stem = Path(out) / f"{name.split()[0].replace('.', '-')}-{seed}-{i}"
+                    stem = Path(out) / f"{name.split()[0].replace('.', '-')}-{engine}-{seed}-{i}"
                     stem.with_suffix(".input").write_bytes(data)
                     stem.with_suffix(".txt").write_text(kind)
+
+        one(corpus[0])  # the first input is a good file
+        if engine == "mutation":
+            rng = random.Random(f"{seed}:{name}")
+            for _ in range(n - 1):
+                one(mutate(rng, corpus, tokens))
+        else:
+            # generation only (no shrinking: every failure is kept as found), seeded, no example database
+            hypothesis.seed(seed)(
+                hypothesis.settings(max_examples=n - 1, database=None, deadline=None, phases=[hypothesis.Phase.generate],
+                                    suppress_health_check=list(hypothesis.HealthCheck))(  # fmt: skip
+                    hypothesis.given(_strategy(corpus, tokens))(one)
+                )
+            )()
     stats["seconds"] = round(time.perf_counter() - t_start, 1)
     stats["slowest_ms"] = round(slowest * 1000, 1)
     stats["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -344,24 +391,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--inputs", type=int, default=100_000, help="inputs per parser (default 100000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parsers fuzzed at once")
+    p.add_argument("--engine", choices=("mutation", "hypothesis", "both"), default="both",
+                   help="who makes the inputs: stacked byte mutations, Hypothesis strategies, or each in turn")
     p.add_argument("--only", action="append", choices=sorted(TARGETS), help="fuzz only this parser (repeatable)")
     p.add_argument("--out", default="", help="directory for failing inputs and their tracebacks")
     p.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     args = p.parse_args(argv)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-    names = args.only or list(TARGETS)
-    # one fresh process per parser, so each one's peak RSS is its own
+    engines = ["mutation", "hypothesis"] if args.engine == "both" else [args.engine]
+    tasks = [(name, engine) for engine in engines for name in args.only or list(TARGETS)]
+    # one fresh process per parser and engine, so each one's peak RSS is its own
     with concurrent.futures.ProcessPoolExecutor(args.jobs, max_tasks_per_child=1) as pool:
-        rows = list(pool.map(run, names, [args.inputs] * len(names), [args.seed] * len(names), [args.out] * len(names)))
+        futures = [pool.submit(run, name, args.inputs, args.seed, args.out, engine) for name, engine in tasks]
+        rows = [f.result() for f in futures]
     bad = [r for r in rows if r["failures"] or int(r["peak_rss_mib"]) > RSS_LIMIT_MIB]  # type: ignore[call-overload]
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
-        print("| parser | inputs | accepted | refused (typed) | untyped or hang | slowest (ms) | peak RSS (MiB) | s |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| parser | engine | inputs | accepted | refused (typed) | untyped or hang | slowest (ms) | peak RSS (MiB) | s |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows:
-            print(f"| `{r['parser']}` | {r['inputs']:,} | {r['accepted']:,} | {r['refused']:,} | {r['failures']} | "
+            print(f"| `{r['parser']}` | {r['engine']} | {r['inputs']:,} | {r['accepted']:,} | {r['refused']:,} | {r['failures']} | "
                   f"{r['slowest_ms']} | {r['peak_rss_mib']} | {r['seconds']} |")  # fmt: skip
         for r in bad:
             print(f"\n{r['parser']}: {r['kinds']}", file=sys.stderr)

@@ -34,6 +34,7 @@ from vmapsim.errors import InvalidArgument, ParseError
 __all__ = [
     "CPUS_LIMIT",
     "MAX_DIGITS",
+    "MAX_SEED",
     "NR_CPUS_MAX",
     "address",
     "by_value_or_name",
@@ -44,6 +45,7 @@ __all__ = [
     "load_json",
     "number",
     "parse_number",
+    "random_seed",
     "read_file",
     "release",
     "show",
@@ -56,6 +58,9 @@ __all__ = [
 NR_CPUS_MAX = 8192
 #: The most CPUs vmapsim models at all, with ``nr_cpus_config`` raised explicitly past NR_CPUS_MAX.
 CPUS_LIMIT = 1 << 16
+#: The largest seed: 64 bits.  Seeds are never negative, because ``random.seed()`` takes an int's absolute
+#: value, so -1 would silently repeat seed 1.
+MAX_SEED = (1 << 64) - 1
 #: Digits a number in any input may have: 2**128 has 39, and no address, size, CPU or count
 #: vmapsim models needs more (Python refuses over 4300, and converting long ones is slow).
 MAX_DIGITS = 40
@@ -104,6 +109,17 @@ def integer(name: str, value: object, lo: int | None = None, hi: int | None = No
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise InvalidArgument(f"{name}={show(value)}: expected {_range('an integer', lo, hi)}")
     return int(value)
+
+
+def random_seed(name: str, value: object) -> int:
+    """``value`` if it is a seed: an ``int`` from 0 to :data:`MAX_SEED`.  Runtime complexity: O(1).
+
+    >>> random_seed("seed", -1)
+    Traceback (most recent call last):
+    ...
+    vmapsim.errors.InvalidArgument: seed=-1: expected an integer from 0 to 18446744073709551615
+    """
+    return integer(name, value, 0, MAX_SEED)
 
 
 def address(name: str, value: object) -> int:

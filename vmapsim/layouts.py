@@ -18,7 +18,7 @@ import re
 
 import attrs
 
-from vmapsim.checks import parse_number, show
+from vmapsim.checks import address, flag, integer, parse_number, show, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.units import PAGE_SIZE, GiB, MiB, hex_repr
 
@@ -53,6 +53,12 @@ class Region:
     name: str
     start: int = attrs.field(repr=hex_repr)
     end: int = attrs.field(repr=hex_repr)
+
+    def __attrs_post_init__(self) -> None:
+        if not text("name", self.name):
+            raise InvalidArgument("a region's name is empty")
+        if address("start", self.start) >= address("end", self.end):
+            raise InvalidArgument(f"region {self.name!r}: [{self.start:#x}, {self.end:#x}) is empty")
 
     @property
     def size(self) -> int:
@@ -97,6 +103,26 @@ class Layout:
     execmem_rox: bool = False
     #: The architecture (``uname -m``'s name, as kbuild's ``UTS_MACHINE``): whose modules load here.
     arch: str = "x86_64"
+
+    def __attrs_post_init__(self) -> None:
+        for name in ("name", "arch"):
+            if not text(name, getattr(self, name)):
+                raise InvalidArgument(f"layout {name} is empty")
+        integer("bits", self.bits, 32, 64)
+        if self.bits not in (32, 64):
+            raise InvalidArgument(f"bits={self.bits}: expected 32 or 64")
+        for region in (self.vmalloc, self.modules):
+            if not isinstance(region, Region):
+                raise InvalidArgument(f"layout {self.name!r}: {show(region)} is not a Region")
+            if region.end > self.kva_end or region.start % PAGE_SIZE:
+                raise InvalidArgument(f"layout {self.name!r}: region {region.name!r} [{region.start:#x}, "
+                                      f"{region.end:#x}) is not page aligned in {self.bits}-bit addresses")
+        integer("ioremap_max_order", self.ioremap_max_order, 12, self.bits - 1)  # PAGE_SHIFT up
+        if integer("thread_align", self.thread_align, PAGE_SIZE, 1 << 30) & (self.thread_align - 1):
+            raise InvalidArgument(f"thread_align={self.thread_align}: expected a power of two")
+        integer("vmalloc_space", self.vmalloc_space, PAGE_SIZE, 1 << self.bits)
+        flag("kaslr", self.kaslr)
+        flag("execmem_rox", self.execmem_rox)
 
     @property
     def kva_end(self) -> int:

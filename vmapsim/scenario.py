@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import attrs
 
 from vmapsim import layouts
-from vmapsim.checks import NR_CPUS_MAX, flag, integer, number, parse_number, show, strings, text
+from vmapsim.checks import NR_CPUS_MAX, flag, integer, number, parse_number, random_seed, show, strings, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.layouts import Layout
 from vmapsim.loader import RELEASED, Job, Pipeline, Request, Result, Run, Schedule, selection, simulate
@@ -238,7 +238,7 @@ class Scenario:
         text("kernel", kernel, optional=True)
         if self.kmod is not None:
             kmod_version(self.kmod)
-        integer("seed", self.seed)
+        random_seed("seed", self.seed)
         flag("lockstep", self.lockstep)
         if not isinstance(self.workload, Coldplug | Loads):
             raise InvalidArgument(f"workload={show(self.workload)}: expected Coldplug() or Loads(...)")
@@ -279,9 +279,9 @@ class Scenario:
             catalog = Catalog.builtin(name)
         if m is not None:
             catalog = m.own_files(catalog)
+        if not isinstance(self.images, tuple):
+            raise InvalidArgument(f"images={show(self.images)}: expected a tuple of images or image texts")
         if self.images:
-            if not isinstance(self.images, tuple):
-                raise InvalidArgument(f"images={show(self.images)}: expected a tuple of images or image texts")
             base = catalog
             catalog = catalog.with_images(image_spec(i, base) if isinstance(i, str) else i for i in self.images)
         return name, catalog, notes

@@ -13,14 +13,23 @@ from typing import Any, Protocol
 
 import attrs
 
-from vmapsim.checks import integer, show
+from vmapsim.checks import integer, show, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.explore.problem import Probe, Problem, SearchTooLarge, arrival_draw, probe
 from vmapsim.loader.load_module import Job
 from vmapsim.loader.request import Request
 from vmapsim.loader.run import simulate
 
-__all__ = ["PCT", "STRATEGIES", "Exhaustive", "Guided", "RandomSearch", "Strategy"]
+__all__ = ["MAX_PROBES", "PCT", "STRATEGIES", "Exhaustive", "Guided", "RandomSearch", "Strategy"]
+
+#: The most random paths a strategy's parameter asks for (Exhaustive's ``probes``, PCT's ``depth``): each is
+#: a run, so a larger number is a typo, not a plan.
+MAX_PROBES = 1_000_000
+
+
+def _name(value: object) -> None:
+    if not text("name", value):
+        raise InvalidArgument("a strategy's name is empty")
 
 
 class Strategy(Protocol):
@@ -47,6 +56,9 @@ class RandomSearch:
 
     name: str = "random"
 
+    def __attrs_post_init__(self) -> None:
+        _name(self.name)
+
     def search(self, problem: Problem, seed: int) -> None:
         """``budget`` independent samples from ``random.Random(seed)``."""
         rng = random.Random(seed)
@@ -71,7 +83,8 @@ class PCT:
     name: str = "pct"
 
     def __attrs_post_init__(self) -> None:
-        integer("depth", self.depth, 1)
+        integer("depth", self.depth, 1, MAX_PROBES)
+        _name(self.name)
 
     def search(self, problem: Problem, seed: int) -> None:
         """``budget`` samples from ``random.Random(seed)``."""
@@ -101,7 +114,8 @@ class Exhaustive:
     name: str = "exhaustive"
 
     def __attrs_post_init__(self) -> None:
-        integer("probes", self.probes, 1)
+        integer("probes", self.probes, 1, MAX_PROBES)
+        _name(self.name)
 
     def search(self, problem: Problem, seed: int) -> None:
         """All schedules, in a fixed order, after checking the space fits the budget."""
@@ -202,6 +216,10 @@ class Guided:
     database: Any = None
     fine: int = 16
     name: str = "guided"
+
+    def __attrs_post_init__(self) -> None:
+        integer("fine", self.fine, 0, MAX_PROBES)
+        _name(self.name)
 
     def search(self, problem: Problem, seed: int) -> None:
         """Hypothesis' search, seeded with ``seed``, for at most ``budget`` generated schedules."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import attrs
 
-from vmapsim.checks import flag, integer, number, show
+from vmapsim.checks import flag, integer, number, random_seed, show
 from vmapsim.engine import Fifo
 from vmapsim.errors import InvalidArgument, VmapsimError
 from vmapsim.explore.problem import Found, Probe, Problem, Space
@@ -118,7 +118,7 @@ def worst_case(
     if isinstance(workload, str | bytes) or not isinstance(workload, Sequence) or not workload:
         raise InvalidArgument(f"workload={show(workload)}: expected a non-empty sequence of requests or jobs")
     integer("budget", budget, 1)
-    integer("seed", seed)
+    random_seed("seed", seed)
     flag("baseline", baseline)
     if progress is not None and not callable(progress):
         raise InvalidArgument(f"progress={show(progress)}: expected a callable(done, budget, best) or None")

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import attrs
 
-from vmapsim.checks import flag, integer, number, show
+from vmapsim.checks import CPUS_LIMIT, flag, integer, number, show
 from vmapsim.errors import InvalidArgument
 from vmapsim.units import PAGE_SHIFT
 
@@ -193,7 +193,7 @@ class CostModel:
         for name in _TIMES:
             number(name, getattr(self, name), 0)
         if self.processors is not None:
-            integer("processors", self.processors, 1)
+            integer("processors", self.processors, 1, CPUS_LIMIT)
         number("jitter", self.jitter, 0, 0.99)  # below 1: no stage may take zero or negative time
         flag("lockstep", self.lockstep)
         object.__setattr__(self, "_timers", {name: self._timer(*rule) for name, rule in _LOOKUP.items()})

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import attrs
 
 from vmapsim import profiles
-from vmapsim.checks import by_value_or_name, integer, parse_number, show
+from vmapsim.checks import by_value_or_name, flag, integer, parse_number, release, show, text
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import stages as s
 from vmapsim.loader.request import Syscall
@@ -173,6 +173,20 @@ class Pipeline:
     proposal: Proposal | None = None
     summary: str = ""
 
+    def __attrs_post_init__(self) -> None:
+        if not text("name", self.name):
+            raise InvalidArgument("a pipeline's name is empty")
+        if not isinstance(self.stages, tuple) or not all(isinstance(st, s.Stage) for st in self.stages):
+            raise InvalidArgument(f"pipeline {self.name!r}: stages={show(self.stages)}: expected a tuple of stages")
+        for name in ("idempotent", "execmem", "rox_cache"):
+            flag(name, getattr(self, name))
+        if not isinstance(self.profile, KernelProfile):
+            raise InvalidArgument(f"pipeline {self.name!r}: profile={show(self.profile)}: expected a KernelProfile")
+        release(self.kernel)
+        if self.proposal is not None and not isinstance(self.proposal, Proposal):
+            raise InvalidArgument(f"pipeline {self.name!r}: proposal={show(self.proposal)}: expected a Proposal")
+        text("summary", self.summary)
+
     @property
     def early_check(self) -> bool:
         """Whether the path has 6.4's ``early_mod_check()`` existence check.  Runtime complexity: O(stages)."""
@@ -311,7 +325,7 @@ def proposal_named(name: str) -> Proposal | None:
     if base != "concurrency-limit":
         raise InvalidArgument(f"pipeline {name!r}: only concurrency-limit takes a parameter (concurrency-limit:N)")
     return _limit(parse_number(arg, what=f"pipeline {show(name)}: concurrency-limit's N", decimal=True, lo=1,
-                               hi=999_999), name)
+                               hi=s.MAX_SLOTS), name)
 
 
 def by_name(name: str) -> Pipeline:

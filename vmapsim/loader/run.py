@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from vmapsim import layouts as _layouts
-from vmapsim.checks import NR_CPUS_MAX, integer, number, show, text
+from vmapsim.checks import NR_CPUS_MAX, integer, number, random_seed, show, text
 from vmapsim.engine import Engine, Fifo, Scheduler, Semaphore
 from vmapsim.errors import InvalidArgument
 from vmapsim.layouts import Layout
@@ -35,7 +35,7 @@ from vmapsim.loader.load_module import Job, Loader
 from vmapsim.loader.request import Request
 from vmapsim.loader.result import Allocation, Outcome, Result
 from vmapsim.loader.schedule import Timing, retime
-from vmapsim.modules.catalog import Catalog
+from vmapsim.modules.catalog import Catalog, check_image
 from vmapsim.modules.image import ModuleImage
 from vmapsim.modules.shipped import catalog_for
 from vmapsim.profiles import KernelProfile
@@ -121,7 +121,7 @@ class Run:
             integer("load_offset", self.load_offset, 0, self.layout.modules.size - PAGE_SIZE)
             if self.load_offset % PAGE_SIZE:
                 raise InvalidArgument(f"load_offset={self.load_offset}: must be a multiple of {PAGE_SIZE}")
-        integer("seed", self.seed)
+        random_seed("seed", self.seed)
         if self.workers is not None:
             integer("workers", self.workers, 1)
         default = self.catalog.kernel if self.catalog is not None else DEFAULT_KERNEL
@@ -223,8 +223,12 @@ def simulate(
     for j in jobs:
         if not callable(getattr(j, "start", None)):
             raise InvalidArgument(f"requests: {show(j)} is neither a Request nor a job (e.g. Modprobe)")
+    images: set[int] = set()  # each image checked once, however many requests load it
     for i, r in enumerate(reqs):
         _check_request(i, r, run.cpus)
+        if isinstance(r.module, ModuleImage) and id(r.module) not in images:
+            check_image(f"request {i} module", r.module)
+            images.add(id(r.module))
     if space is not None and space.cpus != run.cpus:
         raise InvalidArgument(f"space has {space.cpus} CPUs but the run has cpus={run.cpus}")
     if space is None:

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from vmapsim.checks import integer, load_json, number, read_file, show
+from vmapsim.checks import integer, load_json, number, random_seed, read_file, show
 from vmapsim.engine import Ordered, Scheduler
 from vmapsim.errors import InvalidArgument, ParseError
 
@@ -109,7 +109,7 @@ class Schedule:
     def __attrs_post_init__(self) -> None:
         # below 1: no stage may take zero or negative time (as CostModel.jitter)
         number("jitter", self.jitter, 0, 0.99)
-        integer("seed", self.seed)
+        random_seed("seed", self.seed)
 
     def factor_source(self) -> Callable[[], float]:
         """A fresh source of duration factors for one run: ``factors`` in turn, then the seeded jitter.

@@ -21,7 +21,7 @@ from collections.abc import Generator
 
 import attrs
 
-from vmapsim.checks import member
+from vmapsim.checks import integer, member
 from vmapsim.engine import Delay, Task
 from vmapsim.loader.costs import Cost
 from vmapsim.loader.errno import EBUSY, ETXTBSY
@@ -33,6 +33,7 @@ from vmapsim.loader.stats import FAIL_DUP_MOD_BECOMING, FAIL_DUP_MOD_LOAD, Failu
 from vmapsim.units import PAGE_SIZE, KiB, MiB
 
 __all__ = [
+    "MAX_SLOTS",
     "AddUnformed",
     "CompleteFormation",
     "ConcurrencyLimit",
@@ -149,12 +150,19 @@ class Stage:
         raise NotImplementedError
 
 
+#: The most slots a concurrency limit has (``concurrency-limit:N``): more than any machine's CPUs.
+MAX_SLOTS = 999_999
+
+
 @attrs.frozen
 class ConcurrencyLimit(Stage):
     """At most ``limit`` loads past this point at once (the limiter sketched for kernel_read_file())."""
 
     limit: int
     name = "concurrency_limit"
+
+    def __attrs_post_init__(self) -> None:
+        integer("limit", self.limit, 1, MAX_SLOTS)
 
     def run(self, info: LoadInfo, k: Kernel) -> Task:
         """Take a slot, waiting while all are taken; the slot is given back when the load ends."""

@@ -30,7 +30,7 @@ from typing import Any
 
 import attrs
 
-from vmapsim.checks import member, parse_number, show
+from vmapsim.checks import integer, member, parse_number, show, text
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.profiles import release
 
@@ -114,6 +114,18 @@ _FIELDS = (
 )
 
 
+_ULONG_MAX = (1 << 64) - 1  # the kernel's counters are unsigned longs
+
+
+def _amount(name: str, value: object) -> None:
+    if type(value) is not int or not 0 <= value <= _ULONG_MAX:
+        integer(name, value, 0, _ULONG_MAX)
+
+
+def _reason(name: str, value: object) -> None:
+    integer(name, value, 1, FAIL_DUP_MOD_BECOMING | FAIL_DUP_MOD_LOAD)
+
+
 def _div_round_up(a: int, b: int) -> int:
     return -(-a // b)
 
@@ -138,6 +150,17 @@ class ModuleStats:
     invalid_becoming_bytes: int = 0
     invalid_mod_bytes: int = 0
     duplicates: dict[str, list[int]] = attrs.field(factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        for _, name in _FIELDS:
+            _amount(name, getattr(self, name))
+        if not isinstance(self.duplicates, dict):
+            raise InvalidArgument(f"duplicates={show(self.duplicates)}: expected a dict of name -> [count, reason]")
+        for name, entry in self.duplicates.items():
+            if not text("duplicates name", name) or not isinstance(entry, list) or len(entry) != 2:
+                raise InvalidArgument(f"duplicates[{show(name)}]={show(entry)}: expected [count, reason mask]")
+            _amount(f"duplicates[{name!r}] count", entry[0])
+            _reason(f"duplicates[{name!r}] reason", entry[1])
 
     @property
     def wasted_bytes(self) -> int:
@@ -187,7 +210,9 @@ class ModuleStats:
         >>> s.failed_load_modules, s.invalid_mod_bytes, s.failed_becoming, s.invalid_becoming_bytes
         (1, 8192, 1, 5096)
         """
-        _COUNT[point](self, length, compressed_len, read_bytes, past_layout)
+        for name, value in (("length", length), ("compressed_len", compressed_len), ("read_bytes", read_bytes)):
+            _amount(name, value)
+        _COUNT[FailurePoint.of(point)](self, length, compressed_len, read_bytes, past_layout)
 
     def add_loaded(self, sizes: int, text: int) -> None:
         """A module went LIVE: ``modcount``, ``total_mod_size`` and ``total_text_size`` grow."""
@@ -196,7 +221,18 @@ class ModuleStats:
         self.total_text_size += text
 
     def add_duplicate(self, name: str, reason: int) -> None:
-        """``try_add_failed_module()``: count a duplicate of ``name`` caught at ``reason``."""
+        """``try_add_failed_module()``: count a duplicate of ``name`` caught at ``reason``
+        (:data:`FAIL_DUP_MOD_BECOMING` or :data:`FAIL_DUP_MOD_LOAD`).  Runtime complexity: O(1) for a name
+        already counted, else O(names): the newest goes first.
+
+        >>> s = ModuleStats()
+        >>> s.add_duplicate("kvm", FAIL_DUP_MOD_LOAD); s.add_duplicate("kvm", FAIL_DUP_MOD_BECOMING)
+        >>> s.duplicates
+        {'kvm': [2, 3]}
+        """
+        if not text("name", name):
+            raise InvalidArgument("add_duplicate(): the module name is empty")
+        _reason("reason", reason)
         entry = self.duplicates.get(name)
         if entry is None:
             self.duplicates = {name: [1, reason], **self.duplicates}
@@ -242,12 +278,13 @@ class ModuleStats:
                     continue
                 if len(cells) != 3 or cells[2] not in reasons:
                     raise ParseError(f"not a duplicate-module line: {show(line)}", source=source, line=lineno)
-                stats.duplicates[cells[0]] = [parse_number(cells[1], what="count", source=source, line=lineno),
+                stats.duplicates[cells[0]] = [parse_number(cells[1], what="count", source=source, line=lineno,
+                                                           lo=1, hi=_ULONG_MAX),
                                               reasons[cells[2]]]  # fmt: skip
                 continue
             if len(cells) != 2 or (cells[0] not in fields and cells[0] not in averages):
                 raise ParseError(f"not a modules/stats line: {show(line)}", source=source, line=lineno)
-            values[cells[0]] = parse_number(cells[1], what=cells[0], source=source, line=lineno)
+            values[cells[0]] = parse_number(cells[1], what=cells[0], source=source, line=lineno, hi=_ULONG_MAX)
         missing = [label for label in fields if label not in values]
         if missing:
             raise ParseError(f"no {missing[0]!r} line: not a modules/stats file", source=source)

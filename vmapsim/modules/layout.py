@@ -25,8 +25,8 @@ import enum
 
 import attrs
 
-from vmapsim.checks import member
-from vmapsim.errors import ModuleFileError
+from vmapsim.checks import flag, member, show
+from vmapsim.errors import InvalidArgument, ModuleFileError
 from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
 from vmapsim.units import page_align
 
@@ -93,6 +93,12 @@ class KernelConfig:
     kallsyms_all: bool = True
     strict_rwx: bool = True
     module_unload: bool = True
+
+    def __attrs_post_init__(self) -> None:
+        if self.arch not in ARCHES:
+            raise InvalidArgument(f"arch={show(self.arch)}: expected one of {', '.join(ARCHES)}")
+        for name in ("kallsyms_all", "strict_rwx", "module_unload"):
+            flag(name, getattr(self, name))
 
     @classmethod
     def from_text(cls, text: str, arch: str | None = None) -> KernelConfig:

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from vmapsim import layouts
-from vmapsim.checks import NR_CPUS_MAX, integer, number, show, usable_cpus
+from vmapsim.checks import MAX_SEED, NR_CPUS_MAX, integer, number, random_seed, show, usable_cpus
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader import selection
 from vmapsim.scenario import Scenario
@@ -77,6 +77,11 @@ def _strings(name: str, values: Sequence[str | None], *, allow_none: bool) -> tu
     return tuple(values)
 
 
+
+def _sequence(value: object) -> bool:
+    """A non-empty sequence of values; bytes and text are not (b"4096" would be four numbers)."""
+    return isinstance(value, Sequence) and not isinstance(value, str | bytes | bytearray) and bool(value)
+
 @attrs.frozen
 class Grid:
     """The parameters a sweep crosses; every combination is one :class:`Point`.
@@ -117,30 +122,30 @@ class Grid:
             layouts.by_name(self.layout)  # an unknown name is refused, naming the known ones
         for m in _strings("machines", self.machines, allow_none=False):
             find_machine(str(m))  # a preset's name or a machine file; raises, naming it
-        if isinstance(self.cpus, int) or not isinstance(self.cpus, Sequence) or not self.cpus:
+        if not _sequence(self.cpus):
             raise InvalidArgument(f"cpus={show(self.cpus)}: expected a non-empty sequence of CPU counts")
         for c in self.cpus:
             integer("cpus", c, 1, NR_CPUS_MAX)
         _strings("kernels", self.kernels, allow_none=True)
         if self.pipelines != "all":
             _strings("pipelines", self.pipelines, allow_none=True)
-        if not isinstance(self.kmods, Sequence) or not self.kmods:
+        if not _sequence(self.kmods):
             raise InvalidArgument(f"kmods={show(self.kmods)}: expected a non-empty sequence")
         for k in self.kmods:
             if k is not None:
                 kmod_version(k, "kmods")
         if isinstance(self.seeds, int):
-            integer("seeds", self.seeds, 1)
+            integer("seeds", self.seeds, 1, MAX_SEED)
         else:
-            if not isinstance(self.seeds, Sequence) or not self.seeds:
+            if not _sequence(self.seeds):
                 raise InvalidArgument(f"seeds={show(self.seeds)}: expected a count or a non-empty sequence of seeds")
             for s in self.seeds:
-                integer("seeds", s, 0)
+                random_seed("seeds", s)
         if self.jitter is not None:
             number("jitter", self.jitter, 0)
         if self.cost_jitter is not None:
             number("cost_jitter", self.cost_jitter, 0, 0.99)
-        integer("max_runs", self.max_runs, 1)
+        integer("max_runs", self.max_runs, 1, 1 << 63)
         for machine in self.machines:  # an unknown kernel or pipeline, or one that does not combine, is refused here
             for kernel, pipeline in self.paths(str(machine)):
                 _label(machine, kernel, pipeline)

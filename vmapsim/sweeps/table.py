@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 
-from vmapsim.checks import NR_CPUS_MAX, integer, load_json, text
+from vmapsim.checks import NR_CPUS_MAX, integer, load_json, random_seed, text
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader import METRICS
 from vmapsim.report import SCHEMA_VERSION, json_text
@@ -35,7 +35,7 @@ _COLUMNS: dict[str, Callable[[str, object], object]] = {
     "kernel": lambda name, v: text(name, v, optional=True),
     "pipeline": text,
     "kmod": lambda name, v: v if v is None else integer(name, v, 1),
-    "seed": lambda name, v: integer(name, v, 0),
+    "seed": random_seed,
     **dict.fromkeys(METRICS, lambda name, v: integer(name, v, 0)),
 }
 

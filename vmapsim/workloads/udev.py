@@ -33,6 +33,7 @@ from vmapsim.checks import (
     load_json,
     number,
     read_file,
+    release,
     show,
     strict_converter,
     strings,
@@ -99,6 +100,8 @@ class Machine:
     def __attrs_post_init__(self) -> None:
         for name in ("name", "cpu_modalias", "catalog", "layout"):
             text(name, getattr(self, name))
+        if not self.name or not self.catalog:
+            raise InvalidArgument(f"a machine's {'name' if not self.name else 'catalog'} is empty")
         layouts.by_name(self.layout)  # an unknown name is refused, naming the known ones
         flag("acpi_processors", self.acpi_processors)
         strings("devices", self.devices)
@@ -109,7 +112,7 @@ class Machine:
         if self.cpus is not None:
             integer("cpus", self.cpus, 1, CPUS_LIMIT)
         if self.release is not None:
-            text("release", self.release)
+            release(self.release)  # MAJOR.MINOR first, as uname -r prints it
         strings("cpu_modules", self.cpu_modules)
         if not isinstance(self.device_modules, tuple):
             raise InvalidArgument(f"device_modules={show(self.device_modules)}: expected a tuple of module tuples")

@@ -573,3 +573,25 @@ def test_a_catalog_that_expands_past_its_bound_is_refused_while_decompressing() 
     finally:
         tracemalloc.stop()
     assert len(bomb) < MAX_CATALOG_BYTES // 100 and peak < 2 * MAX_CATALOG_BYTES  # refused before any parse
+
+
+@given(st.text(st.sampled_from("ab \r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=30))
+def test_lines_are_splitlines_one_at_a_time(text: str) -> None:
+    from vmapsim.checks import lines
+
+    assert list(lines(text)) == text.splitlines()
+
+
+def test_a_trace_over_its_limit_is_refused_and_a_replay_reports_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    line = ("  init-1  [000] .....  1.000000: alloc_vmap_area: va_start: {a} size=8192 align=1 "
+            "vstart=0xffffc90000000000 vend=0xffffe8ffffffffff failed=0\n")  # fmt: skip
+    text = "".join(line.format(a=0xFFFFC90000000000 + i * 8192) for i in range(5))
+    monkeypatch.setattr(trace, "PROGRESS_STEP", 2)
+    seen: list[tuple[int, int]] = []
+    report = trace.replay(trace.parse_trace(text), VmapSpace(X), progress=lambda d, t: seen.append((d, t)))
+    assert report.allocs == 5 and seen == [(0, 5), (2, 5), (4, 5), (5, 5)]
+    with pytest.raises(InvalidArgument, match="progress=5"):
+        trace.replay([], VmapSpace(X), progress=5)  # type: ignore[arg-type]
+    monkeypatch.setattr(trace, "MAX_TRACE_BYTES", len(text) - 1)
+    with pytest.raises(ParseError, match=f"{len(text)} characters is more than the limit"):
+        trace.parse_trace(text)

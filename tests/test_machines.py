@@ -108,7 +108,9 @@ def test_capture_says_what_it_had_to_guess(tmp_path: Path) -> None:
         ("sys/devices/system/cpu/online", "3-1\n", "'3-1' ends before it starts"),
         ("sys/devices/system/cpu/online", "0-99999999999\n", "'99999999999' is not a decimal number from 0"),
         ("proc/meminfo", f"MemFree: 1 kB\nMemTotal: {'9' * 5000} kB\n", "meminfo:2: MemTotal '999"),
-        ("proc/sys/kernel/osrelease", f"6.{'1' * 5000}\n", "kernel '6.111"),
+        ("proc/sys/kernel/osrelease", f"6.{'1' * 1000}\n", "kernel '6.111"),
+        ("proc/sys/kernel/osrelease", f"6.{'1' * 5000}\n", "more than 4096 bytes, too big to be that file"),
+        ("proc/meminfo", "MemTotal: 1 kB\n" * 10000, "meminfo: more than 65536 bytes"),
         ("var/lib/dpkg/status", f"Package: kmod\nVersion: {'3' * 5000}\n", "kmod version '333"),
     ],
 )

@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import attrs
 
-from vmapsim.checks import MAX_DIGITS, parse_number, show
+from vmapsim.checks import MAX_DIGITS, lines, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError, VmapAllocationError
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE, hex_repr
 
-__all__ = ["Disagreement", "ReplayReport", "TraceEvent", "parse_trace", "replay"]
+__all__ = ["MAX_TRACE_BYTES", "PROGRESS_STEP", "Disagreement", "ReplayReport", "TraceEvent", "parse_trace", "replay"]
 
 
 @attrs.frozen
@@ -82,6 +82,9 @@ _PROBE_AT = re.compile(r"^\((?P<where>[^)]*)\)")
 
 #: Longest trace line read; the kernel's trace_seq page caps one event's text at 4 KiB.
 MAX_LINE = 4096
+#: The most trace text :func:`parse_trace` reads: about 1.8 million ftrace lines, thousands of times the
+#: boots captured under QEMU (tens of KiB); docs/usage.md gives a replay's time and memory at the limit.
+MAX_TRACE_BYTES = 256 << 20
 
 
 def _fields(body: str, source: str, line: int) -> dict[str, int | None]:
@@ -103,9 +106,11 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
     """
     if not isinstance(text, str):
         raise InvalidArgument(f"{source}: text={show(text)}: expected the trace's text")
+    if len(text) > MAX_TRACE_BYTES:
+        raise ParseError(f"{len(text)} characters is more than the limit of {MAX_TRACE_BYTES}", source=source)
     events: list[TraceEvent] = []
     pending: dict[int, tuple[int, dict[str, int | None], float, str, int]] = {}  # pid -> the entry
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(lines(text), 1):
         if not raw.strip() or raw.lstrip().startswith("#"):
             continue
         if len(raw) > MAX_LINE:  # ftrace lines are short; a long one would only slow the pattern down
@@ -252,7 +257,8 @@ class ReplayReport:
         )
 
 
-def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
+def replay(events: Iterable[TraceEvent], space: VmapSpace, *,
+           progress: Callable[[int, int], None] | None = None) -> ReplayReport:
     """Apply a kernel trace to ``space`` and compare every allocation.
 
     Purges happen only where the trace has one (the space's own drain and
@@ -269,8 +275,11 @@ def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
     a purge running on another CPU at that moment could have freed, that
     purge is replayed first.
     A bad event raises :class:`InvalidArgument` and leaves ``space`` as it was.
+    ``progress(done, total)`` is called every :data:`PROGRESS_STEP` events and at the end.
     Runtime complexity: O(e log n) for e events, plus a copy of the space.
     """
+    if progress is not None and not callable(progress):
+        raise InvalidArgument(f"progress={show(progress)}: expected a callable or None")
     if not isinstance(space, VmapSpace):
         raise InvalidArgument(f"space={show(space)}: expected a VmapSpace")
     if isinstance(events, str | bytes) or not isinstance(events, Iterable):
@@ -283,10 +292,18 @@ def replay(events: Iterable[TraceEvent], space: VmapSpace) -> ReplayReport:
             raise InvalidArgument(f"trace line {ev.line}: CPU {ev.cpu} but the space has {space.cpus} CPUs")
     # A bad event found only when applied (e.g. a size outside every window) undoes the replay.
     with space.transaction():
-        return _replay(events, space)
+        return _replay(events, space, progress or _quiet)
 
 
-def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
+#: How many events :func:`replay` applies between two calls of its ``progress``.
+PROGRESS_STEP = 1 << 16
+
+
+def _quiet(done: int, total: int) -> None:
+    pass
+
+
+def _replay(events: list[TraceEvent], space: VmapSpace, progress: Callable[[int, int], None]) -> ReplayReport:
     saved = space.auto_purge
     space.auto_purge = False
     allocs = 0
@@ -313,6 +330,8 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
 
     try:
         for i, ev in enumerate(events):
+            if not i % PROGRESS_STEP:
+                progress(i, len(events))
             if i in done:
                 continue
             if ev.kind == "alloc":
@@ -344,6 +363,7 @@ def _replay(events: list[TraceEvent], space: VmapSpace) -> ReplayReport:
                 last_failed = False
     finally:
         space.auto_purge = saved
+    progress(len(events), len(events))
     return ReplayReport(allocs, tuple(bad), tuple(unknown), tuple(moved))
 
 

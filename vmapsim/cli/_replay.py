@@ -7,7 +7,7 @@ from typing import Any
 
 from vmapsim import checks, layouts, procfs, profiles, report, trace
 from vmapsim.cli import _options
-from vmapsim.cli._io import STDIN, label, note, read
+from vmapsim.cli._io import STDIN, label, note, progress_bar, read
 from vmapsim.cli._parser import integer, kernel_versions
 from vmapsim.errors import InvalidArgument
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
         raise InvalidArgument("SNAPSHOT and TRACE are both '-': standard input can hold only one of them")
     records = procfs.parse_vmallocinfo(read(args.snapshot, procfs.MAX_VMALLOCINFO_BYTES),
                                        source=label(args.snapshot))
-    events = trace.parse_trace(read(args.trace), source=label(args.trace))
+    events = trace.parse_trace(read(args.trace, trace.MAX_TRACE_BYTES), source=label(args.trace))
     if not any(e.kind == "alloc" for e in events):
         raise InvalidArgument(f"{label(args.trace)}: no vmalloc allocation events (events/vmalloc or the kprobes of "
                               "docs/usage.md) to compare")  # fmt: skip
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> tuple[str, int]:
         notes.append(f"warning: on {args.kernel} with several CPUs, VAs parked in the node pools are not in "
                      "/proc/vmallocinfo; the replay may offer addresses the kernel holds there (trace from boot "
                      "for an exact replay)")  # fmt: skip
-    found = trace.replay(events, space)
+    found = trace.replay(events, space, progress=progress_bar("replaying", "event"))
     status = 1 if found.disagreements else 0
     note(*notes)  # on stderr whatever the output, in the JSON, and under the text's heading
     if args.json:

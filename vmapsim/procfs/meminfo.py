@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmapsim.checks import parse_number, show
+from vmapsim.checks import lines, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.space import VmapSpace
 
@@ -36,7 +36,7 @@ def parse_meminfo(text: str) -> dict[str, int]:
     if not isinstance(text, str):
         raise InvalidArgument(f"text={show(text)}: expected the file's text")
     out = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(lines(text), 1):
         key, _, value = line.partition(":")
         if key.startswith("Vmalloc"):
             words = value.split()

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import attrs
 
-from vmapsim.checks import flag, parse_number, show
+from vmapsim.checks import flag, lines, parse_number, show
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.layouts import Layout
 from vmapsim.profiles import DEFAULT, KernelProfile
@@ -120,7 +120,7 @@ def render_vmallocinfo(space: VmapSpace, *, numa: bool = True, restricted: bool 
     busy = space.areas()
     lazy = space.lazy_areas()
     nodes = space.nr_vmap_nodes if space.profile.node_pools else 1
-    lines: list[str] = []
+    out: list[str] = []
     if nodes == 1:
         ordered_busy = busy
         ordered_lazy: list[tuple[int, int]] = []
@@ -139,11 +139,11 @@ def render_vmallocinfo(space: VmapSpace, *, numa: bool = True, restricted: bool 
     for area in ordered_busy:
         line = _area_line(area, bits, numa, restricted, vm_map_ram_all)
         if line is not None:
-            lines.append(line)
+            out.append(line)
     for s, e in ordered_lazy:
         ps, pe = (0, 0) if restricted else (s, e)
-        lines.append(f"{_ptr(ps, bits)}-{_ptr(pe, bits)} {e - s:7d} unpurged vm_area")
-    return "".join(line + "\n" for line in lines)
+        out.append(f"{_ptr(ps, bits)}-{_ptr(pe, bits)} {e - s:7d} unpurged vm_area")
+    return "".join(line + "\n" for line in out)
 
 
 _LINE = re.compile(r"^0x([0-9a-fA-F]+)-0x([0-9a-fA-F]+)\s+(\d+)(.*)$")
@@ -189,7 +189,7 @@ def parse_vmallocinfo(
     if is_crash_kmem_v(text):
         return _parse_crash(text, source)
     records = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(lines(text), 1):
         line = raw.strip()
         if not line:
             continue
@@ -250,7 +250,7 @@ def is_crash_kmem_v(text: str) -> bool:
     """
     if not isinstance(text, str):
         raise InvalidArgument(f"text={show(text)}: expected the file's text")
-    for raw in text.splitlines():
+    for raw in lines(text):
         line = raw.strip()
         if line and not line.startswith(_CRASH_PROMPT):
             return bool(_CRASH_HEADER.match(line) or _CRASH_ROW.match(line))
@@ -268,7 +268,7 @@ def _parse_crash(text: str, source: str) -> list[VmallocInfoRecord]:
     """Records of crash's ``kmem -v``: prompt lines and blank ones skipped, the header at most once and
     before every row."""
     records: list[VmallocInfoRecord] = []
-    for lineno, raw in enumerate(text.splitlines(), 1):
+    for lineno, raw in enumerate(lines(text), 1):
         line = raw.strip()
         if not line or line.startswith(_CRASH_PROMPT):
             continue

@@ -42,8 +42,11 @@ __all__ = ["MAX_DEPTH", "capture"]
 
 # A modalias file is one line; anything longer is not one (and sysfs never makes it).
 _MAX_FILE = MAX_MODALIAS + 1
-# The largest other file read: dpkg's status file of a big install is a few MiB.
-_MAX_TEXT = 64 << 20
+# The most each other file may hold, well above what the kernel or dpkg writes there: dpkg's status file
+# of a big install is a few MiB, /proc/meminfo about 1.5 KiB, a release or host name under 65 bytes.
+_LIMITS = {"var/lib/dpkg/status": 64 << 20, "sys/devices/system/cpu/online": 64 << 10,
+           "sys/devices/system/cpu/modalias": _MAX_FILE, "proc/meminfo": 64 << 10,
+           "proc/sys/kernel/osrelease": 4096, "proc/sys/kernel/hostname": 4096}  # fmt: skip
 #: Deepest directory under sys/devices walked: real device paths nest about 20 levels, and os.walk
 #: recurses once per level (a copied tree can be made deep enough to exhaust Python's stack).
 MAX_DEPTH = 64
@@ -62,7 +65,12 @@ def _contents(path: Path, limit: int) -> bytes | None:
 
 
 def _read(root: Path, path: str) -> str | None:
-    data = _contents(root / path, _MAX_TEXT)
+    """The text of ``root/path``, None if it is no regular file; more than its limit is refused unread past
+    the limit (/proc files have no size to check first)."""
+    limit = _LIMITS[path]
+    data = _contents(root / path, limit + 1)
+    if data is not None and len(data) > limit:
+        raise InvalidArgument(f"{root / path}: more than {limit} bytes, too big to be that file")
     return None if data is None else data.decode(errors="replace")
 
 

@@ -305,7 +305,7 @@ def parse_number(token: str, *, what: str, source: str | None = None, line: int 
     hexa = not decimal and digits[:2].lower() == "0x"
     body = digits[2:] if hexa else digits
     value = None
-    if body and len(body) <= MAX_DIGITS and all(c in _HEX if hexa else c in _DEC for c in body):
+    if (_HEX if hexa else _DEC).fullmatch(body):
         value = int(body, 16 if hexa else 10) * (-1 if neg else 1)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             value = None
@@ -318,8 +318,9 @@ def parse_number(token: str, *, what: str, source: str | None = None, line: int 
     raise ParseError(f"{what} {show(token)} is not {expected}", source=source, line=line)
 
 
-_DEC = frozenset("0123456789")
-_HEX = frozenset("0123456789abcdefABCDEF")
+# ASCII digits only (``\d`` and ``str.isdigit()`` take other scripts' digits), at most MAX_DIGITS of them
+_DEC = re.compile(f"[0-9]{{1,{MAX_DIGITS}}}")
+_HEX = re.compile(f"[0-9a-fA-F]{{1,{MAX_DIGITS}}}")
 
 
 _BREAK = re.compile("\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # where str.splitlines() breaks

@@ -11,6 +11,7 @@ from vmapsim.cli import _grid, _options, _storm
 from vmapsim.cli._io import note, read, writable, write
 from vmapsim.loader import metric
 from vmapsim.sweeps import Table
+from vmapsim.sweeps.table import MAX_TABLE_BYTES
 from vmapsim.workloads import find_machine
 
 __all__ = ["add", "run"]
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> str:
     grid, chosen = _grid.grid(args)
     notes = grid.notes()
     resuming = args.resume and Path(args.resume).exists()
-    done = Table.from_json(read(args.resume), source=args.resume) if resuming else None
+    done = Table.from_json(read(args.resume, MAX_TABLE_BYTES), source=args.resume) if resuming else None
     if done is not None:
         grid.check_resume(done, args.resume)  # before any run, naming the file
     table = _grid.run(args, grid, done)

@@ -29,12 +29,13 @@ from vmapsim.checks import integer, load_json, number, random_seed, read_file, s
 from vmapsim.engine import Ordered, Scheduler
 from vmapsim.errors import InvalidArgument, ParseError
 
-__all__ = ["SCHEMA", "Schedule", "Timing", "retime"]
+__all__ = ["MAX_SCHEDULE_BYTES", "SCHEMA", "Schedule", "Timing", "retime"]
 
 #: The ``schema`` value a schedule file carries; a file with another is refused.
 SCHEMA = "vmapsim-schedule/1"
 # A schedule file of a few thousand jobs and their ties is well under this.
-_MAX_BYTES = 64 << 20
+#: The largest schedule file read: a search over 8192 CPUs writes a few MiB.
+MAX_SCHEDULE_BYTES = 64 << 20
 
 
 def _floats(name: str, values: Sequence[Any], lo: float, hi: float | None = None) -> tuple[float, ...]:
@@ -144,7 +145,7 @@ class Schedule:
 
         Runtime complexity: O(len).
         """
-        doc = load_json(data, source=source, max_bytes=_MAX_BYTES)
+        doc = load_json(data, source=source, max_bytes=MAX_SCHEDULE_BYTES)
         if not isinstance(doc, dict):
             raise ParseError(f"{source}: expected a JSON object, found {type(doc).__name__}")
         if doc.get("schema") != SCHEMA:
@@ -165,7 +166,7 @@ class Schedule:
     @classmethod
     def load(cls, path: str | Path) -> Schedule:
         """Read a schedule file written by :meth:`save`.  Runtime complexity: O(len)."""
-        return cls.from_json(read_file(path, _MAX_BYTES, what="schedule"), source=str(path))
+        return cls.from_json(read_file(path, MAX_SCHEDULE_BYTES, what="schedule"), source=str(path))
 
 
 def retime(items: Sequence[Any], arrivals: Sequence[float] | None) -> list[Any]:

@@ -34,8 +34,19 @@ from vmapsim.checks import integer, member, parse_number, show, text
 from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.profiles import release
 
-__all__ = ["FAIL_DUP_MOD_BECOMING", "FAIL_DUP_MOD_LOAD", "STATS_FIRST", "FailurePoint", "ModuleStats", "has_stats"]
+__all__ = [
+    "FAIL_DUP_MOD_BECOMING",
+    "FAIL_DUP_MOD_LOAD",
+    "MAX_STATS_CHARS",
+    "STATS_FIRST",
+    "FailurePoint",
+    "ModuleStats",
+    "has_stats",
+]
 
+#: The most text :meth:`ModuleStats.parse` reads: the kernel's file is a few KiB (its table of duplicates
+#: is cut at 112 modules' worth of lines).
+MAX_STATS_CHARS = 1 << 20
 #: The first release with ``CONFIG_MODULE_STATS`` (df3e764d8e5c, "module: add debug stats to help identify
 #: memory pressure", merged for 6.4).
 STATS_FIRST = (6, 4)
@@ -255,7 +266,7 @@ class ModuleStats:
         """
         if not isinstance(text, str):
             raise InvalidArgument(f"text={show(text)}: expected the file's text")
-        if len(text) > 1 << 20:
+        if len(text) > MAX_STATS_CHARS:
             raise ParseError(f"{len(text)} characters is more than a stats file holds", source=source)
         fields = {label: name for label, name in _FIELDS}
         averages = {"Average mod size", "Average mod text size", "Avg fail kread bytes", "Avg fail becoming bytes",

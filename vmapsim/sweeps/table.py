@@ -18,9 +18,11 @@ from vmapsim.errors import InvalidArgument, ParseError
 from vmapsim.loader import METRICS
 from vmapsim.report import SCHEMA_VERSION, json_text
 
-__all__ = ["PARAMETERS", "SCHEMA", "Table", "compare"]
+__all__ = ["MAX_TABLE_BYTES", "PARAMETERS", "SCHEMA", "Table", "compare"]
 
 #: The columns of a point, in a row's order.
+#: The largest table of rows read (``sweep --resume``): a row is about 380 bytes of JSON, so MAX_RUNS rows fit.
+MAX_TABLE_BYTES = 1 << 30
 PARAMETERS = ("machine", "cpus", "kernel", "pipeline", "kmod", "seed")
 #: The metrics of each run, after the parameters.
 SCHEMA = f"vmapsim-sweep/{SCHEMA_VERSION}"
@@ -105,7 +107,7 @@ class Table:
 
         Runtime complexity: O(rows).
         """
-        doc = load_json(data, source=source, max_bytes=1 << 30)
+        doc = load_json(data, source=source, max_bytes=MAX_TABLE_BYTES)
         if not isinstance(doc, dict) or doc.get("schema") not in _READABLE or not isinstance(doc.get("rows"), list):
             raise ParseError(f"not a vmapsim sweep ({SCHEMA}) JSON file", source=source)
         parameters = doc.get("parameters", {})

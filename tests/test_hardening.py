@@ -331,6 +331,18 @@ def test_replay_refuses_a_trace_without_allocations(tmp_path: Path) -> None:
         ["scan", "tests/data/modules", "--workers", "-1"],
         ["replay", "a", "b", "--show", "-1"],
         ["load", "--cpus", "9" * 5000, "loop"],
+        ["load", "loop", "--pipeline", "concurrency-limit:²"],
+        ["load", "loop", "--image", "x=loop:text=2²K"],
+        ["sweep", "--kmod", "abc"],
+        ["compare", "--kmod", "abc", "--kernel", "6.3,6.12"],
+        ["sweep", "--cpus", "1-99999999999"],
+        ["sweep", "--cpus", "1-8192", "--seeds", "100000"],
+        ["demo", "--kernel", "7.4"],
+        ["replay", "a", "b", "--kernel", "7.4"],
+        ["load", "loop", "--kernel", ""],
+        ["demo", "--kernel", ""],
+        ["compare", "--kernel", "6.3,6.12", "--executor", "bogus"],
+        ["worst", "--budget", "1000000", "--cpus", "0"],
     ],
 )
 def test_cli_bad_options_are_one_line_errors(argv: list[str]) -> None:

@@ -1,0 +1,2 @@
+/* vmapsim oracle stub: see ../kcompat.h */
+#include "../kcompat.h"

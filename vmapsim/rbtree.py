@@ -1,0 +1,477 @@
+"""The kernel's free-area tree as the kernel builds it: a red-black tree augmented with ``subtree_max_size``.
+
+``free_vmap_area_root`` in ``mm/vmalloc.c`` is an rbtree of free ranges sorted by address; each node also
+carries the largest free range in its subtree (``RB_DECLARE_CALLBACKS_MAX``), which lets
+``find_vmap_lowest_match()`` descend to a fitting range in O(log n).  For a request aligned beyond a page
+the descent looks for ``size + align - 1`` bytes, so which range it returns -- or whether it finds one at
+all -- depends on the tree's *shape*.  This module rebuilds that shape: insertion and erasure rebalance
+exactly as ``lib/rbtree.c`` does (``__rb_insert()``, ``__rb_erase_augmented()``, ``____rb_erase_color()``:
+the same cases, rotations, colour flips and choice of the successor), so the same operations in the same
+order give the same tree, and :meth:`RbTree.lowest_match` walks it as ``find_vmap_lowest_match()`` does.
+
+>>> t = RbTree()
+>>> for start in (0x1000, 0x5000, 0x9000):
+...     _ = t.insert(start, start + 0x2000)
+>>> t.shape()
+'20480:28672:b:8192 4096:12288:r:8192 . . 36864:45056:r:8192 . .'
+>>> t.lowest_match(0x1000, 0x4000, 0, adjust=True) is None  # it looks for 0x4fff bytes: no range has them
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from vmapsim.errors import InvalidArgument
+
+__all__ = ["Node", "RbTree"]
+
+
+class Node:
+    """One free range ``[start, end)``: a ``struct vmap_area`` in the free tree.
+
+    ``max`` is ``subtree_max_size``: the largest ``end - start`` in the subtree rooted here.
+    """
+
+    __slots__ = ("end", "left", "max", "parent", "red", "right", "start")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+        self.left: Node | None = None
+        self.right: Node | None = None
+        self.parent: Node | None = None
+        self.red = True  # rb_link_node() links a red node
+        self.max = end - start
+
+    def __repr__(self) -> str:
+        return f"Node({self.start:#x}, {self.end:#x}, {'red' if self.red else 'black'}, max={self.max:#x})"
+
+
+def _compute(n: Node) -> int:
+    """``RBCOMPUTE``: the node's own size or its children's largest, whichever is larger."""
+    m = n.end - n.start
+    if n.left is not None and n.left.max > m:
+        m = n.left.max
+    if n.right is not None and n.right.max > m:
+        m = n.right.max
+    return m
+
+
+def _aligned(value: int, align: int) -> int:
+    return -(-value // align) * align
+
+
+class RbTree:
+    """An augmented red-black tree of disjoint ranges, rebalanced as ``lib/rbtree.c`` rebalances.
+
+    Runtime complexity: O(log n) for :meth:`insert`, :meth:`erase`, :meth:`resize`, :meth:`find` and
+    :meth:`lowest_match` (its roll-back climbs at most the height twice).
+    """
+
+    __slots__ = ("_len", "root")
+
+    def __init__(self) -> None:
+        self.root: Node | None = None
+        self._len = 0
+
+    def __len__(self) -> int:
+        """The number of ranges.  Runtime complexity: O(1)."""
+        return self._len
+
+    def __iter__(self) -> Iterator[Node]:
+        """The nodes in address order.  Runtime complexity: O(n)."""
+        stack: list[Node] = []
+        n = self.root
+        while stack or n is not None:
+            while n is not None:
+                stack.append(n)
+                n = n.left
+            n = stack.pop()
+            yield n
+            n = n.right
+
+    # ------------------------------------------------------------ lookup
+
+    def find(self, start: int) -> Node:
+        """The node whose range starts at ``start``; :class:`InvalidArgument` if none does.
+
+        Runtime complexity: O(log n).
+        """
+        n = self.root
+        while n is not None:
+            if start < n.start:
+                n = n.left
+            elif start > n.start:
+                n = n.right
+            else:
+                return n
+        raise InvalidArgument(f"no free range starts at {start:#x}")
+
+    def lowest_match(self, size: int, align: int, vstart: int, *, adjust: bool) -> Node | None:
+        """``find_vmap_lowest_match()`` (mm/vmalloc.c, 5.13+): the node the kernel's descent returns for
+        ``size`` bytes at ``align`` from ``vstart``, or None where it finds none.
+
+        ``adjust`` is ``adjust_search_size``: the descent then follows subtrees holding ``size + align - 1``
+        bytes, so a smaller range that still fits the aligned request is found only if it lies on the path
+        (the nodes checked on the way down, then on the climb back).  ``__alloc_vmap_area()`` passes False
+        for ``align <= PAGE_SIZE`` and when the window is exactly ``size`` long.  Runtime: O(log n).
+
+        >>> t = RbTree()
+        >>> _ = t.insert(0x10000, 0x20000); _ = t.insert(0x1000, 0x4000)
+        >>> hex(t.lowest_match(0x2000, 0x2000, 0, adjust=True).start)  # 0x1000 could hold it; not on the path
+        '0x10000'
+        >>> hex(t.lowest_match(0x2000, 0x2000, 0, adjust=False).start)
+        '0x1000'
+        """
+        length = size + align - 1 if adjust else size
+        n = self.root
+        while n is not None:
+            if n.left is not None and n.left.max >= length and vstart < n.start:
+                n = n.left
+                continue
+            if _fits(n, size, align, vstart):
+                return n
+            if n.right is not None and n.right.max >= length:
+                n = n.right
+                continue
+            # Roll back to the first right subtree still worth searching: the "vstart" restriction or an
+            # alignment overhead above a page can make the left descent miss.
+            while True:
+                up = n.parent
+                if up is None:
+                    return None
+                n = up
+                if _fits(n, size, align, vstart):
+                    return n
+                if n.right is not None and n.right.max >= length and vstart <= n.start:
+                    vstart = n.start + 1  # never enter the subtree just searched again
+                    n = n.right
+                    break
+        return None
+
+    # ------------------------------------------------------------ changes
+
+    def insert(self, start: int, end: int) -> Node:
+        """Link a new range where the address descent from the root ends (``find_va_links()``), then
+        rebalance (``rb_insert_augmented()``) and propagate the sizes up (``augment_tree_propagate_from()``).
+
+        :class:`InvalidArgument` if it overlaps a range of the tree.  Runtime complexity: O(log n).
+        """
+        node = Node(start, end)
+        parent = None
+        n = self.root
+        left = False
+        while n is not None:
+            parent = n
+            if end <= n.start:
+                n, left = n.left, True
+            elif start >= n.end:
+                n, left = n.right, False
+            else:
+                raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps the free range [{n.start:#x}, {n.end:#x})")
+        node.parent = parent
+        if parent is None:
+            self.root = node
+        elif left:
+            parent.left = node
+        else:
+            parent.right = node
+        self._len += 1
+        self._insert_color(node)
+        self._propagate(node)
+        return node
+
+    def erase(self, node: Node) -> None:
+        """Unlink ``node`` (``rb_erase_augmented()``).  Runtime complexity: O(log n)."""
+        rebalance = self._erase(node)
+        if rebalance is not None:
+            self._erase_color(rebalance)
+        node.left = node.right = node.parent = None
+        self._len -= 1
+
+    def resize(self, node: Node, start: int, end: int) -> None:
+        """Change ``node``'s range in place, as ``adjust_va_to_fit_type()`` and ``merge_or_add_vmap_area()``
+        move a free area's ends, then propagate the sizes up.  The caller keeps the order of ranges.
+
+        Runtime complexity: O(log n).
+        """
+        node.start, node.end = start, end
+        self._propagate(node)
+
+    # ------------------------------------------------------------ lib/rbtree.c
+
+    def _propagate(self, n: Node | None) -> None:
+        while n is not None:
+            n.max = _compute(n)
+            n = n.parent
+
+    def _rotate_set_parents(self, old: Node, new: Node, red: bool) -> None:
+        """``__rb_rotate_set_parents()``: ``new`` takes ``old``'s place and colour; ``old`` goes under it."""
+        parent = old.parent
+        new.parent, new.red = parent, old.red
+        old.parent, old.red = new, red
+        self._change_child(old, new, parent)
+
+    def _change_child(self, old: Node, new: Node | None, parent: Node | None) -> None:
+        if parent is None:
+            self.root = new
+        elif parent.left is old:
+            parent.left = new
+        else:
+            parent.right = new
+
+    @staticmethod
+    def _rotated(old: Node, new: Node) -> None:
+        """The augment's rotate callback: ``new`` now roots ``old``'s former subtree."""
+        new.max = old.max
+        old.max = _compute(old)
+
+    def _insert_color(self, node: Node) -> None:
+        parent = node.parent
+        while True:
+            if parent is None:
+                node.red = False
+                return
+            if not parent.red:
+                return
+            gparent = parent.parent
+            assert gparent is not None  # a red node is never the root
+            if parent is not gparent.right:
+                uncle = gparent.right
+                if uncle is not None and uncle.red:  # case 1: recolour and go up
+                    uncle.red = parent.red = False
+                    node = gparent
+                    parent = node.parent
+                    node.red = True
+                    continue
+                if node is parent.right:  # case 2: left rotate at parent
+                    tmp = node.left
+                    parent.right = tmp
+                    node.left = parent
+                    if tmp is not None:
+                        tmp.parent, tmp.red = parent, False
+                    parent.parent, parent.red = node, True
+                    self._rotated(parent, node)
+                    parent = node
+                tmp = parent.right  # case 3: right rotate at gparent
+                gparent.left = tmp
+                parent.right = gparent
+                if tmp is not None:
+                    tmp.parent, tmp.red = gparent, False
+                self._rotate_set_parents(gparent, parent, True)
+                self._rotated(gparent, parent)
+                return
+            uncle = gparent.left
+            if uncle is not None and uncle.red:
+                uncle.red = parent.red = False
+                node = gparent
+                parent = node.parent
+                node.red = True
+                continue
+            if node is parent.left:  # case 2: right rotate at parent
+                tmp = node.right
+                parent.left = tmp
+                node.right = parent
+                if tmp is not None:
+                    tmp.parent, tmp.red = parent, False
+                parent.parent, parent.red = node, True
+                self._rotated(parent, node)
+                parent = node
+            tmp = parent.left  # case 3: left rotate at gparent
+            gparent.right = tmp
+            parent.left = gparent
+            if tmp is not None:
+                tmp.parent, tmp.red = gparent, False
+            self._rotate_set_parents(gparent, parent, True)
+            self._rotated(gparent, parent)
+            return
+
+    def _erase(self, node: Node) -> Node | None:
+        """``__rb_erase_augmented()``: unlink ``node``; the parent to rebalance from, or None."""
+        child, tmp = node.right, node.left
+        rebalance: Node | None
+        if tmp is None:  # at most one child, the right one
+            parent = node.parent
+            self._change_child(node, child, parent)
+            if child is not None:
+                child.parent, child.red = parent, node.red
+                rebalance = None
+            else:
+                rebalance = parent if not node.red else None
+            top = parent
+        elif child is None:  # only a left child
+            parent = node.parent
+            tmp.parent, tmp.red = parent, node.red
+            self._change_child(node, tmp, parent)
+            rebalance = None
+            top = parent
+        else:  # two children: the successor takes the node's place and colour
+            successor = child
+            tmp = child.left
+            if tmp is None:  # the successor is the right child
+                parent = successor
+                child2 = successor.right
+                successor.max = node.max
+            else:  # the successor is the leftmost under the right child
+                while True:
+                    parent, successor = successor, tmp
+                    tmp = tmp.left
+                    if tmp is None:
+                        break
+                child2 = successor.right
+                parent.left = child2
+                successor.right = child
+                child.parent = successor
+                successor.max = node.max
+                self._propagate_to(parent, successor)
+            left = node.left
+            assert left is not None  # this branch is the node with two children
+            successor.left = left
+            left.parent = successor
+            self._change_child(node, successor, node.parent)
+            if child2 is not None:
+                child2.parent, child2.red = parent, False
+                rebalance = None
+            else:
+                rebalance = parent if not successor.red else None
+            successor.parent, successor.red = node.parent, node.red
+            top = successor
+        self._propagate(top)
+        return rebalance
+
+    @staticmethod
+    def _propagate_to(n: Node | None, stop: Node) -> None:
+        while n is not None and n is not stop:
+            n.max = _compute(n)
+            n = n.parent
+
+    def _erase_color(self, parent: Node) -> None:
+        """``____rb_erase_color()``: restore the black heights after a black leaf left ``parent``."""
+        node: Node | None = None
+        while True:
+            sibling = parent.right
+            if node is not sibling:  # node is the left child (None on the first pass)
+                assert sibling is not None
+                if sibling.red:  # case 1: left rotate at parent
+                    tmp1 = sibling.left
+                    assert tmp1 is not None
+                    parent.right = tmp1
+                    sibling.left = parent
+                    tmp1.parent, tmp1.red = parent, False
+                    self._rotate_set_parents(parent, sibling, True)
+                    self._rotated(parent, sibling)
+                    sibling = tmp1
+                tmp1 = sibling.right
+                if tmp1 is None or not tmp1.red:
+                    tmp2 = sibling.left
+                    if tmp2 is None or not tmp2.red:  # case 2: recolour the sibling
+                        sibling.parent, sibling.red = parent, True
+                        if parent.red:
+                            parent.red = False
+                        else:
+                            node, up = parent, parent.parent
+                            if up is not None:
+                                parent = up
+                                continue
+                        return
+                    tmp1 = tmp2.right  # case 3: right rotate at sibling
+                    sibling.left = tmp1
+                    tmp2.right = sibling
+                    parent.right = tmp2
+                    if tmp1 is not None:
+                        tmp1.parent, tmp1.red = sibling, False
+                    self._rotated(sibling, tmp2)
+                    tmp1, sibling = sibling, tmp2
+                tmp2 = sibling.left  # case 4: left rotate at parent, recolour
+                parent.right = tmp2
+                sibling.left = parent
+                tmp1.parent, tmp1.red = sibling, False
+                if tmp2 is not None:
+                    tmp2.parent = parent
+                self._rotate_set_parents(parent, sibling, False)
+                self._rotated(parent, sibling)
+                return
+            sibling = parent.left
+            assert sibling is not None
+            if sibling.red:  # case 1: right rotate at parent
+                tmp1 = sibling.right
+                assert tmp1 is not None
+                parent.left = tmp1
+                sibling.right = parent
+                tmp1.parent, tmp1.red = parent, False
+                self._rotate_set_parents(parent, sibling, True)
+                self._rotated(parent, sibling)
+                sibling = tmp1
+            tmp1 = sibling.left
+            if tmp1 is None or not tmp1.red:
+                tmp2 = sibling.right
+                if tmp2 is None or not tmp2.red:  # case 2
+                    sibling.parent, sibling.red = parent, True
+                    if parent.red:
+                        parent.red = False
+                    else:
+                        node, up = parent, parent.parent
+                        if up is not None:
+                            parent = up
+                            continue
+                    return
+                tmp1 = tmp2.left  # case 3: left rotate at sibling
+                sibling.right = tmp1
+                tmp2.left = sibling
+                parent.left = tmp2
+                if tmp1 is not None:
+                    tmp1.parent, tmp1.red = sibling, False
+                self._rotated(sibling, tmp2)
+                tmp1, sibling = sibling, tmp2
+            tmp2 = sibling.right  # case 4: right rotate at parent, recolour
+            parent.left = tmp2
+            sibling.right = parent
+            tmp1.parent, tmp1.red = sibling, False
+            if tmp2 is not None:
+                tmp2.parent = parent
+            self._rotate_set_parents(parent, sibling, False)
+            self._rotated(parent, sibling)
+            return
+
+    # ------------------------------------------------------------ views
+
+    def shape(self) -> str:
+        """The tree in preorder, each node ``start:end:colour:subtree_max`` and each empty child ``.``.
+
+        Runtime complexity: O(n).
+        """
+        out: list[str] = []
+        stack: list[Node | None] = [self.root]
+        while stack:
+            n = stack.pop()
+            if n is None:
+                out.append(".")
+                continue
+            out.append(f"{n.start}:{n.end}:{'r' if n.red else 'b'}:{n.max}")
+            stack.append(n.right)
+            stack.append(n.left)
+        return " ".join(out)
+
+    def _check(self) -> None:
+        """Assert the red-black, order, parent and augment invariants.  Runtime complexity: O(n)."""
+
+        def walk(n: Node | None, parent: Node | None, lo: int, hi: int) -> int:
+            if n is None:
+                return 1
+            assert n.parent is parent and lo <= n.start < n.end <= hi, n
+            assert not (n.red and parent is not None and parent.red), n
+            assert n.max == _compute(n), n
+            black = walk(n.left, n, lo, n.start)
+            assert black == walk(n.right, n, n.end, hi), n
+            return black + (not n.red)
+
+        assert self.root is None or not self.root.red
+        walk(self.root, None, 0, 1 << 65)
+        assert self._len == sum(1 for _ in self)
+
+
+def _fits(n: Node, size: int, align: int, vstart: int) -> bool:
+    """``is_within_this_va()``: the aligned start at or above ``vstart`` leaves ``size`` bytes in ``n``."""
+    a = _aligned(n.start if n.start > vstart else vstart, align)
+    return a >= vstart and a + size <= n.end

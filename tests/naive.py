@@ -9,11 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from vmapsim.errors import InvalidArgument
+from vmapsim.rbtree import RbTree
 
 
 class NaiveFreeTree:
+    # Beside the list, the kernel's rbtree, changed eagerly by the kernel's operations as read off the
+    # list's before and after (so FreeTree's logging of them is checked against a second derivation).
+
     def __init__(self, ranges: Iterable[tuple[int, int]] = ()) -> None:
         self.ranges: list[tuple[int, int]] = []
+        self.rb = RbTree()
         for s, e in ranges:
             self.insert(s, e)
 
@@ -21,6 +26,8 @@ class NaiveFreeTree:
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> NaiveFreeTree:
         tree = cls()
         tree.ranges = sorted(ranges)  # callers pass disjoint, non-touching ranges
+        for s, e in tree.ranges:
+            tree.rb.insert(s, e)
         tree._check()
         return tree
 
@@ -38,7 +45,13 @@ class NaiveFreeTree:
     def largest(self, lo: int = 0, hi: int | None = None) -> int:
         return max((e - s for s, e in self.irange(lo, hi if hi is not None else 1 << 64)), default=0)
 
-    def find(self, size: int, align: int, vstart: int, vend: int) -> int | None:
+    def find(self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False) -> int | None:
+        if descend:
+            node = self.rb.lowest_match(size, align, vstart, adjust=True)
+            if node is None:
+                return None
+            a = (max(node.start, vstart) + align - 1) // align * align
+            return a if a + size <= vend else None
         for s, e in self.ranges:
             a = max(s, vstart)
             a = (a + align - 1) // align * align
@@ -46,8 +59,8 @@ class NaiveFreeTree:
                 return a
         return None
 
-    def alloc(self, size: int, align: int, vstart: int, vend: int) -> int | None:
-        a = self.find(size, align, vstart, vend)
+    def alloc(self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False) -> int | None:
+        a = self.find(size, align, vstart, vend, descend=descend)
         if a is not None:
             self.clip(a, size)
         return a
@@ -74,12 +87,31 @@ class NaiveFreeTree:
                 pieces = [(s, addr)] if s < addr else []
                 pieces += [(addr + size, e)] if addr + size < e else []
                 self.ranges[i : i + 1] = pieces
+                node = self.rb.find(s)
+                if not pieces:
+                    self.rb.erase(node)
+                elif len(pieces) == 1:
+                    self.rb.resize(node, *pieces[0])
+                else:  # the node keeps the part above; the part below is a new node
+                    self.rb.resize(node, *pieces[1])
+                    self.rb.insert(*pieces[0])
                 return
         raise InvalidArgument("not inside one free range")
 
     def insert(self, start: int, end: int) -> None:
         if start >= end or any(s < end and start < e for s, e in self.ranges):
             raise InvalidArgument("overlap")
+        prev = next((r for r in self.ranges if r[1] == start), None)
+        after = next((r for r in self.ranges if r[0] == end), None)
+        if after is not None:
+            self.rb.resize(self.rb.find(after[0]), start, after[1])
+            if prev is not None:
+                self.rb.erase(self.rb.find(start))
+                self.rb.resize(self.rb.find(prev[0]), prev[0], after[1])
+        elif prev is not None:
+            self.rb.resize(self.rb.find(prev[0]), prev[0], end)
+        else:
+            self.rb.insert(start, end)
         self.ranges.append((start, end))
         self.ranges.sort()
         merged: list[tuple[int, int]] = []
@@ -93,3 +125,5 @@ class NaiveFreeTree:
     def _check(self) -> None:
         for (_, e), (s2, _) in zip(self.ranges, self.ranges[1:], strict=False):
             assert e < s2
+        self.rb._check()
+        assert [(n.start, n.end) for n in self.rb] == self.ranges

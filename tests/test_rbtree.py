@@ -10,9 +10,15 @@ scan gives.
 
 from __future__ import annotations
 
+import json
+import lzma
+from pathlib import Path
+from typing import Any
+
 from hypothesis import given
 from hypothesis import strategies as st
 
+from vmapsim.freetree import FreeTree
 from vmapsim.rbtree import Node, RbTree
 
 PAGE = 4096
@@ -113,3 +119,102 @@ def test_an_aligned_request_misses_a_fitting_range_off_the_path() -> None:
     t.insert(0x10000, 0x11000)  # the root: 4 KiB, too small
     t.insert(0x1000, 0x4000)  # its left child, which fits but is not on the path
     assert t.lowest_match(0x2000, 0x2000, 0, adjust=True) is None  # the kernel finds nothing: purge, retry, fail
+
+
+def _merge(t: RbTree, start: int, end: int) -> None:
+    """``merge_or_add_vmap_area()`` on the tree alone: next takes the range, then prev takes both (next
+    unlinked), or a new node; as FreeTree logs it."""
+    nodes = list(t)
+    prev = next((n for n in nodes if n.end == start), None)
+    after = next((n for n in nodes if n.start == end), None)
+    if after is not None:
+        t.resize(after, start, after.end)
+        if prev is not None:
+            t.erase(after)
+            t.resize(prev, prev.start, after.end)
+    elif prev is not None:
+        t.resize(prev, prev.start, end)
+    else:
+        t.insert(start, end)
+
+
+def test_every_shape_is_the_one_the_kernels_lib_rbtree_builds() -> None:
+    # tests/data/rbtree-oracle.json.xz: the trees the kernel's own lib/rbtree.c (6.12.117, compiled in
+    # userspace by tests/oracle/) built for 40 seeded histories, one dump after each operation, colours and
+    # subtree_max_size included (tests/oracle/make_fixture.py regenerates it).
+    cases = json.loads(lzma.decompress((Path(__file__).parent / "data" / "rbtree-oracle.json.xz").read_bytes()))
+    ops = 0
+    for case in cases:
+        t = RbTree()
+        for op, dump in zip(case["ops"], case["dumps"], strict=True):
+            name, *args = op
+            if name == "insert":
+                t.insert(*args)
+            elif name == "erase":
+                t.erase(t.find(args[0]))
+            elif name == "set":
+                t.resize(t.find(args[0]), *args[1:])
+            else:
+                _merge(t, *args)
+            assert t.shape() == dump, (op, ops)
+            ops += 1
+    assert len(cases) == 40 and ops > 3000
+
+
+def _as_free_tree_calls(ops: list[list[Any]]) -> list[tuple[int, tuple[str, int, int]]] | None:
+    """The fixture's history as FreeTree calls, each with the index of the dump it must match: frees are
+    merges, allocations are clips (a whole range erased, a left or right piece a move, a middle piece a
+    move of the node then an insert below it); None if the history holds anything else."""
+    ranges: dict[int, int] = {}
+    calls: list[tuple[int, tuple[str, int, int]]] = []
+    i = 0
+    while i < len(ops):
+        name, *args = ops[i]
+        if name in ("merge", "insert"):
+            s, e = args
+            if name == "insert" and (s in ranges.values() or e in ranges):
+                return None  # linked beside a neighbour: not what merge_or_add_vmap_area() does
+            calls.append((i, ("insert", s, e)))
+            prev = next((p for p, pe in ranges.items() if pe == s), None)
+            nxt = ranges.pop(e, None)
+            if prev is not None:
+                ranges[prev] = nxt if nxt is not None else e
+            else:
+                ranges[s] = nxt if nxt is not None else e
+        elif name == "erase":
+            s = args[0]
+            calls.append((i, ("clip", s, ranges.pop(s) - s)))
+        else:
+            s, ns, ne = args
+            e = ranges.pop(s)
+            if ns == s and ne < e:
+                calls.append((i, ("clip", ne, e - ne)))
+                ranges[s] = ne
+            elif ns > s and ne == e and i + 1 < len(ops) and ops[i + 1][:2] == ["insert", s]:
+                a = ops[i + 1][2]
+                calls.append((i + 1, ("clip", a, ns - a)))
+                ranges[s], ranges[ns] = a, e
+                i += 1
+            elif ns > s and ne == e:
+                calls.append((i, ("clip", s, ns - s)))
+                ranges[ns] = e
+            else:
+                return None
+        i += 1
+    return calls
+
+
+def test_the_free_tree_logs_the_kernels_operations() -> None:
+    # The fixture's allocate-and-free histories through FreeTree: its log, replayed, builds the kernel's trees.
+    cases = json.loads(lzma.decompress((Path(__file__).parent / "data" / "rbtree-oracle.json.xz").read_bytes()))
+    checked = 0
+    for case in cases:
+        calls = _as_free_tree_calls(case["ops"])
+        if calls is None:
+            continue
+        f = FreeTree()
+        for i, (call, a, b) in calls:
+            f.insert(a, b) if call == "insert" else f.clip(a, b)
+            assert f._tree_now().shape() == case["dumps"][i], (i, call, a, b)
+            checked += 1
+    assert checked > 1000

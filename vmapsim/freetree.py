@@ -14,8 +14,14 @@ range of at least N bytes" in O(log n).  So:
   both neighbours, so two free ranges never touch.
 
 For ``align > PAGE_SIZE`` the kernel descends with the search length
-``size + align - 1`` and may return a higher address than the lowest fit;
-vmapsim always returns the lowest fit (docs/fidelity.md).
+``size + align - 1``: the range it returns, or whether it finds one, depends
+on the rbtree's shape.  So every change is also logged as the kernel makes it
+to its tree (which node is inserted, erased or moved, in its order), and an
+aligned search (``descend=True``) first replays the log into
+:class:`vmapsim.rbtree.RbTree` -- the kernel's tree, shape included -- and
+walks it as ``find_vmap_lowest_match()`` does.  Searches that need no
+adjustment (all the others) return the lowest fit, as the kernel's descent
+does for them whatever the shape, without building the tree.
 
 >>> t = FreeTree.from_ranges([(0x1000, 0x9000)])
 >>> hex(t.alloc(0x2000, 0x1000, 0x1000, 0x9000))
@@ -33,11 +39,14 @@ from collections.abc import Iterable, Iterator
 import attrs
 
 from vmapsim.errors import InvalidArgument
+from vmapsim.rbtree import RbTree
 
 __all__ = ["FreeTree"]
 
 #: Target chunk length; a chunk splits above ``2 * LOAD`` and merges below ``LOAD // 4``.
 LOAD = 32
+# What the log records of a change to the kernel's tree.
+INSERT, ERASE, MOVE = 0, 1, 2
 
 
 @attrs.define(eq=False)
@@ -60,6 +69,10 @@ class _Chunks:
     _cap: int = attrs.field(default=1, init=False)
     _dirty: bool = attrs.field(default=False, init=False)
     _len: int = attrs.field(default=0, init=False)
+    # The kernel's rbtree, built only when an aligned search needs its shape, and the changes since it was
+    # last brought up to date: (INSERT, start, end, 0), (ERASE, start, 0, 0), (MOVE, start, new start, new end).
+    _shadow: RbTree = attrs.field(factory=RbTree, init=False)
+    _log: list[tuple[int, int, int, int]] = attrs.field(factory=list, init=False)
 
     def _locate(self, addr: int) -> tuple[int, int] | None:
         """(chunk, index) of the last range starting at or below ``addr``."""
@@ -238,6 +251,8 @@ class FreeTree(_Chunks):
             tree._cmax = [max(sz) for sz in tree._sizes]
             tree._len = len(pairs)
             tree._dirty = True
+            # vmap_init_free_space(): the free areas inserted from the root, by address
+            tree._log = [(INSERT, s, e, 0) for s, e in pairs]
         else:
             for s, e in pairs:
                 tree.insert(s, e)
@@ -313,8 +328,8 @@ class FreeTree(_Chunks):
         """
         return self.floor(start - 1) if start > 0 else None
 
-    def find(self, size: int, align: int, vstart: int, vend: int) -> int | None:
-        """Lowest fitting address (see the module docstring), or None; changes nothing.
+    def find(self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False) -> int | None:
+        """The address :meth:`alloc` would return, or None; changes nothing.
 
         Runtime complexity: O(log n) plus the scan of the chunks that hold a
         large-enough but misaligned range.
@@ -322,16 +337,31 @@ class FreeTree(_Chunks):
         >>> FreeTree.from_ranges([(0x1000, 0x2000), (0x3000, 0x8000)]).find(0x2000, 0x4000, 0, 1 << 32)
         16384
         """
+        if descend:
+            return self._descent(size, align, vstart, vend)
         hit = self._search(size, align, vstart, vend)
         return None if hit is None else hit[2]
 
     # ---------------------------------------------------------------- mutations
 
-    def alloc(self, size: int, align: int, vstart: int, vend: int) -> int | None:
-        """Find the lowest fit and take it out of the tree; None (tree unchanged) if none.
+    def alloc(self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False) -> int | None:
+        """Find the kernel's fit and take it out of the tree; None (tree unchanged) if none.
 
-        Runtime complexity: O(log n) amortized, as :meth:`find`.
+        Without ``descend``, the lowest fit.  With it, what ``find_vmap_lowest_match()`` returns for the
+        adjusted length ``size + align - 1`` on the kernel's tree, whose shape the log rebuilds, then
+        ``__alloc_vmap_area()``'s ``vend`` check.  Runtime complexity: O(log n) amortized, as :meth:`find`;
+        with ``descend``, O(log n) per change since the last such search, done then.
+
+        >>> t = FreeTree.from_ranges([(0x100000, 0x200000)])
+        >>> t.clip(0x103000, 0x1000)  # [0x100000, 0x103000) holds 8 KiB at 8 KiB alignment, not 8 KiB + 8 KiB - 1
+        >>> hex(t.find(0x2000, 0x2000, 0, 1 << 32)), hex(t.alloc(0x2000, 0x2000, 0, 1 << 32, descend=True))
+        ('0x100000', '0x104000')
         """
+        if descend:
+            a = self._descent(size, align, vstart, vend)
+            if a is not None:
+                self.clip(a, size)
+            return a
         hit = self._search(size, align, vstart, vend)
         if hit is None:
             return None
@@ -363,6 +393,7 @@ class FreeTree(_Chunks):
         if not starts:
             self._new_chunk(0, [start], [end - start])
             self._len = 1
+            self._log.append((INSERT, start, end, 0))
             return
         c = bisect_right(self._firsts, start) - 1
         if c < 0:
@@ -377,19 +408,28 @@ class FreeTree(_Chunks):
         next_start = starts[nc][nj] if nc < len(starts) else -1
         if next_start != -1 and next_start < end:
             raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps free range at {next_start:#x}")
+        # merge_or_add_vmap_area(): next takes the range first; if prev touches it too, next is unlinked
+        # and prev extended over both; a range touching neither is linked as a new node.
+        log = self._log
         if prev_end == start:
+            prev_start = starts[c][j]
             if next_start == end:
+                next_end = end + sizes[nc][nj]
+                log += [(MOVE, end, start, next_end), (ERASE, start, 0, 0), (MOVE, prev_start, prev_start, next_end)]
                 # Extend prev over next first: deleting next may merge chunks and move (c, j).
-                self._grew(c, j, end + sizes[nc][nj] - starts[c][j])
+                self._grew(c, j, next_end - prev_start)
                 self._delete_at(nc, nj)
             else:
-                self._grew(c, j, end - starts[c][j])
+                log.append((MOVE, prev_start, prev_start, end))
+                self._grew(c, j, end - prev_start)
         elif next_start == end:
+            log.append((MOVE, end, start, end + sizes[nc][nj]))
             starts[nc][nj] = start
             if nj == 0:
                 self._firsts[nc] = start
             self._grew(nc, nj, sizes[nc][nj] + end - start)
         else:
+            log.append((INSERT, start, end, 0))
             j += 1
             starts[c].insert(j, start)
             sizes[c].insert(j, 0)
@@ -440,17 +480,22 @@ class FreeTree(_Chunks):
         """Apply one of the kernel's four fit types to range (c, j) (``va_clip()``)."""
         st, sz = self._starts[c], self._sizes[c]
         s, z = st[j], sz[j]
+        log = self._log
         if a == s and size == z:  # FL_FIT_TYPE: the range disappears
+            log.append((ERASE, s, 0, 0))
             self._delete_at(c, j)
             return
         if a == s:  # LE_FIT_TYPE
+            log.append((MOVE, s, a + size, s + z))
             st[j] = a + size
             sz[j] = z - size
             if j == 0:
                 self._firsts[c] = a + size
         elif a + size == s + z:  # RE_FIT_TYPE
+            log.append((MOVE, s, s, a))
             sz[j] = a - s
-        else:  # NE_FIT_TYPE: split in two
+        else:  # NE_FIT_TYPE: split in two; the node keeps the part above, a new one takes the part below
+            log += [(MOVE, s, a + size, s + z), (INSERT, s, a, 0)]
             sz[j] = a - s
             st.insert(j + 1, a + size)
             sz.insert(j + 1, s + z - a - size)
@@ -461,6 +506,27 @@ class FreeTree(_Chunks):
             self._set_max(c, max(sz))
         if len(st) > 2 * LOAD:
             self._split(c)
+
+    def _descent(self, size: int, align: int, vstart: int, vend: int) -> int | None:
+        """``__alloc_vmap_area()`` with the search length adjusted: the kernel's node, then its checks."""
+        node = self._tree_now().lowest_match(size, align, vstart, adjust=True)
+        if node is None:
+            return None
+        a = -(-(node.start if node.start > vstart else vstart) // align) * align
+        return None if a + size > vend else a
+
+    def _tree_now(self) -> RbTree:
+        """The kernel's tree as of now: the logged changes applied in order.  Runtime: O(log n) each."""
+        tree, log = self._shadow, self._log
+        for op, a, b, c in log:
+            if op == INSERT:
+                tree.insert(a, b)
+            elif op == ERASE:
+                tree.erase(tree.find(a))
+            else:
+                tree.resize(tree.find(a), b, c)
+        log.clear()
+        return tree
 
     def _check(self) -> None:
         """Assert every invariant (for tests): sorted, non-empty, never adjacent, sums right."""
@@ -482,3 +548,6 @@ class FreeTree(_Chunks):
                 prev_end = s + z
                 count += 1
         assert count == self._len
+        shadow = self._tree_now()  # the log rebuilds the kernel's tree over the very same ranges
+        shadow._check()
+        assert [(n.start, n.end) for n in shadow] == list(self)

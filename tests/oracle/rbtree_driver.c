@@ -22,7 +22,7 @@
  *                  does (no merging).
  *   erase S        remove the range that starts at S, as unlink_va_augment().
  *   set S NS NE    move the range that starts at S to [NS,NE) in place, as
- *                  va_clip() (called adjust_va_to_fit_type() before 6.9) does
+ *                  va_clip() (adjust_va_to_fit_type() in older kernels) does
  *                  to the area it splits for the LE, RE and NE fit types, then
  *                  propagate as augment_tree_propagate_from().
  *   merge S E      give [S,E) back to the tree as

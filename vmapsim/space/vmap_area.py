@@ -18,6 +18,8 @@ live in :class:`~vmapsim.space.VmapSpace`, which builds the kernel's users on it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import attrs
 from sortedcontainers import SortedDict
 
@@ -36,6 +38,17 @@ __all__ = ["VmapAreas"]
 
 def _start(area: VmapArea) -> int:
     return area.start
+
+
+def _coalesced(ranges: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Address-sorted ranges with touching ones joined, as merging them into a tree of their own leaves them."""
+    out: list[tuple[int, int]] = []
+    for s, e in ranges:
+        if out and out[-1][1] == s:
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out
 
 
 @attrs.define(eq=False)
@@ -149,10 +162,13 @@ class VmapAreas:
             node = cpu % self.nr_vmap_nodes  # node_alloc(): this CPU's node pool first
             addr = self._pools.take(node, size, align)
         if addr is None:
-            addr = self.free.alloc(size, align, vstart, vend)
+            # __alloc_vmap_area(): the search length is adjusted for an alignment above a page, except in a
+            # window exactly the size asked (adjust_search_size)
+            descend = align > PAGE_SIZE and vend - vstart != size
+            addr = self.free.alloc(size, align, vstart, vend, descend=descend)
             if addr is None and self.auto_purge:
                 self.reclaim()
-                addr = self.free.alloc(size, align, vstart, vend)
+                addr = self.free.alloc(size, align, vstart, vend, descend=descend)
             if addr is None:
                 raise VmapAllocationError(
                     self.profile.failure_message(size, vstart, vend), size=size, vstart=vstart, vend=vend
@@ -204,25 +220,40 @@ class VmapAreas:
         self.purge(full_decay=True)
 
     def purge(self, *, full_decay: bool) -> None:
-        """``__purge_vmap_area_lazy()``: lazy areas back to the free tree (or the 6.9+ pools)."""
+        """``__purge_vmap_area_lazy()``: lazy areas back to the free tree (or the 6.9+ pools), merged in the
+        kernel's order, which shapes its rbtree.
+
+        Up to 6.8 the lazy areas already sit coalesced in the purge tree and go back by address.  From 6.9
+        each node first decays its pools (``decay_va_pool_node()``: the decayed areas coalesced in a local
+        tree, then merged by address), then each node's lazy areas, by address, go to its pools or onto a
+        local list at its head, which ``reclaim_list_global()`` merges: highest address first.  Nodes are
+        purged one after the other (the kernel uses helpers only past twice ``lazy_max_pages()``, when
+        their order is a race).  Runtime complexity: O(k log n) for k areas.
+        """
         self.purges += 1
         self._drain_pending = False
         lazy = sorted(self._lazy.values(), key=_start)
         self._lazy.clear()
         self._lazy_nr = 0
         if not self._pools:
-            for a in lazy:
-                self._release(a.start, a.end)
+            ranges = [(a.start, a.end) for a in lazy]
+            # one node from 6.9: its lazy list, highest address first
+            for s, e in _coalesced(ranges) if self.profile.coalesce_lazy else reversed(ranges):
+                self._release(s, e)
             return
         for node in range(self._pools.nodes):
-            for s, e in self._pools.decay(node, full_decay, self.profile.pool_decay):
+            for s, e in _coalesced(sorted(self._pools.decay(node, full_decay, self.profile.pool_decay))):
                 self._release(s, e)
+        back: list[list[tuple[int, int]]] = [[] for _ in range(self._pools.nodes)]
         for a in lazy:
             # skip_populate on a full decay; only pool-sized VAs of a known node go to a pool.
             if a.node >= 0 and not full_decay and size_class(a.size) < MAX_VA_SIZE_PAGES:
                 self._pools.put(a.node, a.start, a.end)
-            else:
-                self._release(a.start, a.end)
+            else:  # on its node's lazy list: the allocating CPU's, else addr_to_node()'s (another window)
+                back[a.node if a.node >= 0 else self.node_of(a.start)].append((a.start, a.end))
+        for ranges in back:
+            for s, e in reversed(ranges):
+                self._release(s, e)
 
     def purge_fragmented_blocks(self, *, force: bool) -> None:
         """``purge_fragmented_blocks_allcpus()``: free blocks with nothing live but unused room."""

@@ -47,6 +47,9 @@ __all__ = ["FreeTree"]
 LOAD = 32
 # What the log records of a change to the kernel's tree.
 INSERT, ERASE, MOVE = 0, 1, 2
+#: Changes logged before the kernel's tree is brought up to date anyway (beyond twice the ranges): far
+#: above one storm's (about 14,000 per run of the main job), so only long histories pay for the tree.
+LOG_LIMIT = 1 << 17
 
 
 @attrs.define(eq=False)
@@ -411,6 +414,8 @@ class FreeTree(_Chunks):
         # merge_or_add_vmap_area(): next takes the range first; if prev touches it too, next is unlinked
         # and prev extended over both; a range touching neither is linked as a new node.
         log = self._log
+        if len(log) > LOG_LIMIT + 2 * self._len:
+            self._tree_now()  # a long history with no aligned search: its memory stays bounded
         if prev_end == start:
             prev_start = starts[c][j]
             if next_start == end:
@@ -481,6 +486,8 @@ class FreeTree(_Chunks):
         st, sz = self._starts[c], self._sizes[c]
         s, z = st[j], sz[j]
         log = self._log
+        if len(log) > LOG_LIMIT + 2 * self._len:
+            self._tree_now()
         if a == s and size == z:  # FL_FIT_TYPE: the range disappears
             log.append((ERASE, s, 0, 0))
             self._delete_at(c, j)

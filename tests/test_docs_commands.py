@@ -90,6 +90,8 @@ SUBSTITUTES: dict[str, str | CannotRun] = {
         "vmapsim scan {data}/modules --save vmapsim/data/debian-6.12-amd64.json.xz",
     "vmapsim scan k612arm --save vmapsim/data/debian-6.12-arm64.json.xz":
         "vmapsim scan {data}/modules-arm64 --save vmapsim/data/debian-6.12-arm64.json.xz",
+    "vmapsim scan k73 --save vmapsim/data/debian-7.3-amd64.json.xz":
+        "vmapsim scan {data}/modules --save vmapsim/data/debian-7.3-amd64.json.xz",
     # mymachine.txt is cat's copy of the reader's modalias files (the line before it): a QEMU guest's shipped
     # list stands in, and $(nproc) and the kernel's version from uname -r take fixed values.
     'vmapsim boot --machine mymachine.txt --cpus "$(nproc)" --ram 64 --kernel "$(uname -r | cut -d. -f1,2)"':

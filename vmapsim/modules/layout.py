@@ -2,7 +2,8 @@
 
 Mirrors ``layout_and_allocate()`` in kernel/module/main.c: the ``.modinfo``,
 ``__versions`` and ``.data..percpu`` sections lose SHF_ALLOC;
-``.data..ro_after_init`` and ``__jump_table`` gain SHF_RO_AFTER_INIT;
+``.data..ro_after_init`` and ``__jump_table`` gain SHF_RO_AFTER_INIT, and from
+6.16 ``.static_call_sites`` too (``module_mark_ro_after_init()``);
 ``layout_sections()`` places each SHF_ALLOC section in mask order (text,
 read-only, ro-after-init, writable), each at its ``sh_addralign``;
 ``layout_symtab()`` (kernel/module/kallsyms.c) appends the core kallsyms copy and
@@ -25,12 +26,22 @@ import enum
 
 import attrs
 
-from vmapsim.checks import flag, member, show
+from vmapsim.checks import flag, member, release, show
 from vmapsim.errors import InvalidArgument, ModuleFileError
 from vmapsim.modules.elf import SHF_ALLOC, SHF_EXECINSTR, SHF_RO_AFTER_INIT, SHF_WRITE, ElfImage
 from vmapsim.units import page_align
 
-__all__ = ["ARCHES", "MEMORY_TYPES", "TEXT_TYPES", "Generation", "KernelConfig", "ModuleLayout", "layout_module"]
+__all__ = [
+    "ARCHES",
+    "MEMORY_TYPES",
+    "TEXT_TYPES",
+    "Generation",
+    "KernelConfig",
+    "ModuleLayout",
+    "kernel_of",
+    "layout_module",
+    "ro_after_init_sections",
+]
 
 
 class Generation(enum.StrEnum):
@@ -77,6 +88,17 @@ _MASKS = ((SHF_EXECINSTR | SHF_ALLOC, 0), (SHF_ALLOC, SHF_WRITE), (SHF_RO_AFTER_
           (SHF_WRITE | SHF_ALLOC, 0), (SHF_ALLOC, 0))  # fmt: skip
 _CORE_TYPE = (_TEXT, _RODATA, _RO_AFTER_INIT, _DATA, -1)
 _INIT_TYPE = (_INIT_TEXT, _INIT_RODATA, -1, _INIT_DATA, -1)
+#: The sections ``layout_and_allocate()`` gives SHF_RO_AFTER_INIT up to 6.15 (two ``find_sec()`` look-ups in
+#: ``kernel/module/main.c``): ``__ro_after_init`` data, and the jump labels written only while the module loads.
+_RO_AFTER_INIT_SECTIONS = (".data..ro_after_init", "__jump_table")
+#: From 6.16 the list is ``module_mark_ro_after_init()``'s (``kernel/module/strict_rwx.c``, f7984942630b) and
+#: holds ``.static_call_sites`` too (60b57b9cb002 "module: Make .static_call_sites read-only after init", both
+#: merged with modules-6.16-rc1), under ``CONFIG_HAVE_STATIC_CALL_INLINE``: only objtool's ``--static-call``
+#: pass, run with that option alone (``scripts/Makefile.lib``), writes the section, so a module that has it was
+#: built for such a kernel (x86-64).  The sites then leave ``MOD_DATA`` for ``MOD_RO_AFTER_INIT``: a module with
+#: no other ro-after-init section gets one more allocation, and ``data`` may shrink by a page.
+_RO_AFTER_INIT_SECTIONS_6_16 = (*_RO_AFTER_INIT_SECTIONS, ".static_call_sites")
+_STATIC_CALL_SITES_RO = (6, 16)
 _MOD_KALLSYMS = 32  # sizeof(struct mod_kallsyms) on 64-bit (aligned to 8)
 _MOD_KALLSYMS_32 = 16  # and on 32-bit (aligned to 4)
 
@@ -160,12 +182,41 @@ def _align(n: int, a: int) -> int:
     return (n + a - 1) // a * a
 
 
-def layout_module(image: ElfImage, config: KernelConfig, path: str = "<module>") -> ModuleLayout:
+def kernel_of(image: ElfImage) -> tuple[int, int]:
+    """(major, minor) of the kernel a module was built for, from its ``.modinfo`` ``vermagic``; (0, 0) without
+    one.  Runtime complexity: O(modinfo entries).
+    """
+    vermagic = next((value for key, value in image.modinfo if key == "vermagic"), "")
+    try:
+        return release(vermagic)
+    except InvalidArgument:
+        return (0, 0)
+
+
+def ro_after_init_sections(kernel: tuple[int, int]) -> tuple[str, ...]:
+    """The section names the loader of ``kernel`` (major, minor) marks SHF_RO_AFTER_INIT before
+    ``layout_sections()``.  Runtime complexity: O(1).
+
+    >>> ro_after_init_sections((6, 12))
+    ('.data..ro_after_init', '__jump_table')
+    >>> ro_after_init_sections((7, 3))[-1]
+    '.static_call_sites'
+    """
+    return _RO_AFTER_INIT_SECTIONS_6_16 if kernel >= _STATIC_CALL_SITES_RO else _RO_AFTER_INIT_SECTIONS
+
+
+def layout_module(
+    image: ElfImage, config: KernelConfig, path: str = "<module>", kernel: tuple[int, int] | None = None
+) -> ModuleLayout:
     """Replay ``layout_and_allocate()`` on a parsed module.  Runtime complexity: O(sections + symbols).
 
+    ``kernel`` (major, minor) is the loader replayed; None takes the module's own ``vermagic``
+    (:func:`kernel_of`), and a module without one is laid out as before 6.16.
     A module without a symbol table gets no kallsyms space (the kernel would
     refuse it in ``setup_load_info()``).
     """
+    if kernel is None:
+        kernel = kernel_of(image)
     secs = image.sections
     flags = [s.flags for s in secs]
     alloc_total = sum(s.size for s in secs if s.flags & SHF_ALLOC)
@@ -184,10 +235,16 @@ def layout_module(image: ElfImage, config: KernelConfig, path: str = "<module>")
     pcpu = image.section(".data..percpu")  # allocated per CPU by percpu_modalloc() instead
     if pcpu:
         flags[pcpu] &= ~SHF_ALLOC
-    for name in (".data..ro_after_init", "__jump_table"):
-        i = image.section(name)
-        if i:
-            flags[i] |= SHF_RO_AFTER_INIT
+    marked = ro_after_init_sections(kernel)
+    if kernel >= _STATIC_CALL_SITES_RO:  # module_mark_ro_after_init(): every section of a listed name
+        for i in range(1, len(secs)):
+            if secs[i].name in marked:
+                flags[i] |= SHF_RO_AFTER_INIT
+    else:  # find_sec(): the first SHF_ALLOC section of each name
+        for name in marked:
+            i = image.section(name)
+            if i:
+                flags[i] |= SHF_RO_AFTER_INIT
     is_init = [_init_section(s.name, config) for s in secs]
 
     groups = dict.fromkeys(("text", "rodata", "ro_after_init", "data", "init_text", "init_data", "init_rodata"), 0)

@@ -29,6 +29,10 @@ DATA = Path(__file__).parent / "data"
         # four finit_module(dm_mod) at once on 6.1, traced by kprobes: two allocations that overlapped were
         # served in the other order than they returned (listed by return, one of 14 disagreed)
         ("qemu-6.1-4cpu-dup-dm-mod.txt.xz", "6.1", 4, 14),
+        # 32 at once on 32 CPUs: whole chains traced at one clock tick, listed by CPU, served in another
+        # order (each allocation that entered before another returned and took what vmapsim offers it is
+        # replayed first, again until the offer is the traced address)
+        ("qemu-6.1-32cpu-dup-dm-mod.txt.xz", "6.1", 32, 126),
         # Debian 13 backports' 7.3.4: module text from execmem's 2 MiB cache, the allocator core unchanged
         ("qemu-7.3-1cpu.txt.xz", "7.3", 1, 34),
         # Debian 13's own 6.12.117+deb13 (trixie), the same seven modules

@@ -269,7 +269,9 @@ def replay(events: Iterable[TraceEvent], space: VmapSpace, *,
     A kprobe trace lists allocations in the order they *returned*; when one
     entered while an earlier-listed one was still inside ``alloc_vmap_area()``
     and got exactly the address vmapsim offers the earlier one, the two are
-    replayed in the other order (the kernel served it first).  A purge's
+    replayed in the other order (the kernel served it first), and so on along
+    a chain until the offer is the traced address (on 32 CPUs whole groups are
+    traced at one clock tick and listed by CPU).  A purge's
     trace line fires after it has put the areas back in the free tree
     (``__purge_vmap_area_lazy()``), so when an allocation got an address only
     a purge running on another CPU at that moment could have freed, that
@@ -337,10 +339,13 @@ def _replay(events: list[TraceEvent], space: VmapSpace, progress: Callable[[int,
             if ev.kind == "alloc":
                 allocs += 1
                 got = model(ev)
-                j = _served_first(events, i, got) if got != ev.addr else None
-                if j is not None and got is not None:
+                while got is not None and got != ev.addr:
                     # A kprobe trace lists allocations by return; one that entered during ev's span took the
-                    # lock first and got what vmapsim offers ev: replay it first, then ev.
+                    # lock first and got what vmapsim offers ev: replay it first, then offer ev again. On
+                    # many CPUs whole chains of them did (all traced at one clock tick).
+                    j = _served_first(events, i, got, done)
+                    if j is None:
+                        break
                     space.free_vmap_area(got, lazy=False)
                     allocs += 1
                     done.add(j)
@@ -420,8 +425,9 @@ def _offer_after_purge(space: VmapSpace, ev: TraceEvent, got: int | None) -> int
     return _offer(trial, ev, ev.cpu)
 
 
-def _served_first(events: list[TraceEvent], i: int, got: int | None) -> int | None:
-    """A later kprobe-traced allocation that entered before ``events[i]`` returned and got ``got``, if any.
+def _served_first(events: list[TraceEvent], i: int, got: int | None, done: set[int]) -> int | None:
+    """A later kprobe-traced allocation, not yet replayed, that entered before ``events[i]`` returned and got
+    ``got``, if any.
 
     Only allocations up to the next free or purge are considered: those the kernel could have served
     before ``events[i]`` without anything else changing in between.
@@ -433,6 +439,6 @@ def _served_first(events: list[TraceEvent], i: int, got: int | None) -> int | No
         other = events[j]
         if other.kind != "alloc" or other.time > ev.returned:
             return None
-        if other.addr == got:
+        if other.addr == got and j not in done:
             return j
     return None

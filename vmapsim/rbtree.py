@@ -33,16 +33,26 @@ class Node:
     ``max`` is ``subtree_max_size``: the largest ``end - start`` in the subtree rooted here.
     """
 
-    __slots__ = ("end", "left", "max", "parent", "red", "right", "start")
+    __slots__ = ("end", "kids", "max", "parent", "red", "start")
 
     def __init__(self, start: int, end: int) -> None:
         self.start = start
         self.end = end
-        self.left: Node | None = None
-        self.right: Node | None = None
+        # [rb_left, rb_right]: indexed by side, so each mirrored pair of lib/rbtree.c's cases is one code path
+        self.kids: list[Node | None] = [None, None]
         self.parent: Node | None = None
         self.red = True  # rb_link_node() links a red node
         self.max = end - start
+
+    @property
+    def left(self) -> Node | None:
+        """``rb_left``: the subtree of lower ranges."""
+        return self.kids[0]
+
+    @property
+    def right(self) -> Node | None:
+        """``rb_right``: the subtree of higher ranges."""
+        return self.kids[1]
 
     def __repr__(self) -> str:
         return f"Node({self.start:#x}, {self.end:#x}, {'red' if self.red else 'black'}, max={self.max:#x})"
@@ -51,10 +61,11 @@ class Node:
 def _compute(n: Node) -> int:
     """``RBCOMPUTE``: the node's own size or its children's largest, whichever is larger."""
     m = n.end - n.start
-    if n.left is not None and n.left.max > m:
-        m = n.left.max
-    if n.right is not None and n.right.max > m:
-        m = n.right.max
+    left, right = n.kids
+    if left is not None and left.max > m:
+        m = left.max
+    if right is not None and right.max > m:
+        m = right.max
     return m
 
 
@@ -86,10 +97,10 @@ class RbTree:
         while stack or n is not None:
             while n is not None:
                 stack.append(n)
-                n = n.left
+                n = n.kids[0]
             n = stack.pop()
             yield n
-            n = n.right
+            n = n.kids[1]
 
     # ------------------------------------------------------------ lookup
 
@@ -100,12 +111,9 @@ class RbTree:
         """
         n = self.root
         while n is not None:
-            if start < n.start:
-                n = n.left
-            elif start > n.start:
-                n = n.right
-            else:
+            if start == n.start:
                 return n
+            n = n.kids[start > n.start]
         raise InvalidArgument(f"no free range starts at {start:#x}")
 
     def lowest_match(self, size: int, align: int, vstart: int, *, adjust: bool) -> Node | None:
@@ -127,13 +135,14 @@ class RbTree:
         length = size + align - 1 if adjust else size
         n = self.root
         while n is not None:
-            if n.left is not None and n.left.max >= length and vstart < n.start:
-                n = n.left
+            left, right = n.kids
+            if left is not None and left.max >= length and vstart < n.start:
+                n = left
                 continue
             if _fits(n, size, align, vstart):
                 return n
-            if n.right is not None and n.right.max >= length:
-                n = n.right
+            if right is not None and right.max >= length:
+                n = right
                 continue
             # Roll back to the first right subtree still worth searching: the "vstart" restriction or an
             # alignment overhead above a page can make the left descent miss.
@@ -144,9 +153,10 @@ class RbTree:
                 n = up
                 if _fits(n, size, align, vstart):
                     return n
-                if n.right is not None and n.right.max >= length and vstart <= n.start:
+                right = n.kids[1]
+                if right is not None and right.max >= length and vstart <= n.start:
                     vstart = n.start + 1  # never enter the subtree just searched again
-                    n = n.right
+                    n = right
                     break
         return None
 
@@ -161,22 +171,21 @@ class RbTree:
         node = Node(start, end)
         parent = None
         n = self.root
-        left = False
+        side = 0
         while n is not None:
             parent = n
             if end <= n.start:
-                n, left = n.left, True
+                side = 0
             elif start >= n.end:
-                n, left = n.right, False
+                side = 1
             else:
                 raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps the free range [{n.start:#x}, {n.end:#x})")
+            n = n.kids[side]
         node.parent = parent
         if parent is None:
             self.root = node
-        elif left:
-            parent.left = node
         else:
-            parent.right = node
+            parent.kids[side] = node
         self._len += 1
         self._insert_color(node)
         self._propagate(node)
@@ -187,7 +196,8 @@ class RbTree:
         rebalance = self._erase(node)
         if rebalance is not None:
             self._erase_color(rebalance)
-        node.left = node.right = node.parent = None
+        node.kids = [None, None]
+        node.parent = None
         self._len -= 1
 
     def resize(self, node: Node, start: int, end: int) -> None:
@@ -216,10 +226,8 @@ class RbTree:
     def _change_child(self, old: Node, new: Node | None, parent: Node | None) -> None:
         if parent is None:
             self.root = new
-        elif parent.left is old:
-            parent.left = new
         else:
-            parent.right = new
+            parent.kids[parent.kids[1] is old] = new
 
     @staticmethod
     def _rotated(old: Node, new: Node) -> None:
@@ -228,6 +236,7 @@ class RbTree:
         old.max = _compute(old)
 
     def _insert_color(self, node: Node) -> None:
+        """``__rb_insert()``: restore the red-black rules above a red leaf; ``d`` is the parent's side."""
         parent = node.parent
         while True:
             if parent is None:
@@ -237,50 +246,26 @@ class RbTree:
                 return
             gparent = parent.parent
             assert gparent is not None  # a red node is never the root
-            if parent is not gparent.right:
-                uncle = gparent.right
-                if uncle is not None and uncle.red:  # case 1: recolour and go up
-                    uncle.red = parent.red = False
-                    node = gparent
-                    parent = node.parent
-                    node.red = True
-                    continue
-                if node is parent.right:  # case 2: left rotate at parent
-                    tmp = node.left
-                    parent.right = tmp
-                    node.left = parent
-                    if tmp is not None:
-                        tmp.parent, tmp.red = parent, False
-                    parent.parent, parent.red = node, True
-                    self._rotated(parent, node)
-                    parent = node
-                tmp = parent.right  # case 3: right rotate at gparent
-                gparent.left = tmp
-                parent.right = gparent
-                if tmp is not None:
-                    tmp.parent, tmp.red = gparent, False
-                self._rotate_set_parents(gparent, parent, True)
-                self._rotated(gparent, parent)
-                return
-            uncle = gparent.left
-            if uncle is not None and uncle.red:
+            d = 1 if parent is gparent.kids[1] else 0
+            uncle = gparent.kids[1 - d]
+            if uncle is not None and uncle.red:  # case 1: recolour and go up
                 uncle.red = parent.red = False
                 node = gparent
                 parent = node.parent
                 node.red = True
                 continue
-            if node is parent.left:  # case 2: right rotate at parent
-                tmp = node.right
-                parent.left = tmp
-                node.right = parent
+            if node is parent.kids[1 - d]:  # case 2: rotate at parent, towards d
+                tmp = node.kids[d]
+                parent.kids[1 - d] = tmp
+                node.kids[d] = parent
                 if tmp is not None:
                     tmp.parent, tmp.red = parent, False
                 parent.parent, parent.red = node, True
                 self._rotated(parent, node)
                 parent = node
-            tmp = parent.left  # case 3: left rotate at gparent
-            gparent.right = tmp
-            parent.left = gparent
+            tmp = parent.kids[1 - d]  # case 3: rotate at gparent, away from d
+            gparent.kids[d] = tmp
+            parent.kids[1 - d] = gparent
             if tmp is not None:
                 tmp.parent, tmp.red = gparent, False
             self._rotate_set_parents(gparent, parent, True)
@@ -289,7 +274,7 @@ class RbTree:
 
     def _erase(self, node: Node) -> Node | None:
         """``__rb_erase_augmented()``: unlink ``node``; the parent to rebalance from, or None."""
-        child, tmp = node.right, node.left
+        tmp, child = node.kids
         rebalance: Node | None
         if tmp is None:  # at most one child, the right one
             parent = node.parent
@@ -308,26 +293,26 @@ class RbTree:
             top = parent
         else:  # two children: the successor takes the node's place and colour
             successor = child
-            tmp = child.left
+            tmp = child.kids[0]
             if tmp is None:  # the successor is the right child
                 parent = successor
-                child2 = successor.right
+                child2 = successor.kids[1]
                 successor.max = node.max
             else:  # the successor is the leftmost under the right child
                 while True:
                     parent, successor = successor, tmp
-                    tmp = tmp.left
+                    tmp = tmp.kids[0]
                     if tmp is None:
                         break
-                child2 = successor.right
-                parent.left = child2
-                successor.right = child
+                child2 = successor.kids[1]
+                parent.kids[0] = child2
+                successor.kids[1] = child
                 child.parent = successor
                 successor.max = node.max
                 self._propagate_to(parent, successor)
-            left = node.left
+            left = node.kids[0]
             assert left is not None  # this branch is the node with two children
-            successor.left = left
+            successor.kids[0] = left
             left.parent = successor
             self._change_child(node, successor, node.parent)
             if child2 is not None:
@@ -347,66 +332,26 @@ class RbTree:
             n = n.parent
 
     def _erase_color(self, parent: Node) -> None:
-        """``____rb_erase_color()``: restore the black heights after a black leaf left ``parent``."""
+        """``____rb_erase_color()``: restore the black heights after a black leaf left ``parent``; ``d`` is
+        the side of the short path (on the first pass ``node`` is None: the side the leaf left)."""
         node: Node | None = None
         while True:
-            sibling = parent.right
-            if node is not sibling:  # node is the left child (None on the first pass)
-                assert sibling is not None
-                if sibling.red:  # case 1: left rotate at parent
-                    tmp1 = sibling.left
-                    assert tmp1 is not None
-                    parent.right = tmp1
-                    sibling.left = parent
-                    tmp1.parent, tmp1.red = parent, False
-                    self._rotate_set_parents(parent, sibling, True)
-                    self._rotated(parent, sibling)
-                    sibling = tmp1
-                tmp1 = sibling.right
-                if tmp1 is None or not tmp1.red:
-                    tmp2 = sibling.left
-                    if tmp2 is None or not tmp2.red:  # case 2: recolour the sibling
-                        sibling.parent, sibling.red = parent, True
-                        if parent.red:
-                            parent.red = False
-                        else:
-                            node, up = parent, parent.parent
-                            if up is not None:
-                                parent = up
-                                continue
-                        return
-                    tmp1 = tmp2.right  # case 3: right rotate at sibling
-                    sibling.left = tmp1
-                    tmp2.right = sibling
-                    parent.right = tmp2
-                    if tmp1 is not None:
-                        tmp1.parent, tmp1.red = sibling, False
-                    self._rotated(sibling, tmp2)
-                    tmp1, sibling = sibling, tmp2
-                tmp2 = sibling.left  # case 4: left rotate at parent, recolour
-                parent.right = tmp2
-                sibling.left = parent
-                tmp1.parent, tmp1.red = sibling, False
-                if tmp2 is not None:
-                    tmp2.parent = parent
-                self._rotate_set_parents(parent, sibling, False)
-                self._rotated(parent, sibling)
-                return
-            sibling = parent.left
+            d = 1 if node is parent.kids[1] else 0
+            sibling = parent.kids[1 - d]
             assert sibling is not None
-            if sibling.red:  # case 1: right rotate at parent
-                tmp1 = sibling.right
+            if sibling.red:  # case 1: rotate at parent, towards d
+                tmp1 = sibling.kids[d]
                 assert tmp1 is not None
-                parent.left = tmp1
-                sibling.right = parent
+                parent.kids[1 - d] = tmp1
+                sibling.kids[d] = parent
                 tmp1.parent, tmp1.red = parent, False
                 self._rotate_set_parents(parent, sibling, True)
                 self._rotated(parent, sibling)
                 sibling = tmp1
-            tmp1 = sibling.left
+            tmp1 = sibling.kids[1 - d]
             if tmp1 is None or not tmp1.red:
-                tmp2 = sibling.right
-                if tmp2 is None or not tmp2.red:  # case 2
+                tmp2 = sibling.kids[d]
+                if tmp2 is None or not tmp2.red:  # case 2: recolour the sibling
                     sibling.parent, sibling.red = parent, True
                     if parent.red:
                         parent.red = False
@@ -416,17 +361,17 @@ class RbTree:
                             parent = up
                             continue
                     return
-                tmp1 = tmp2.left  # case 3: left rotate at sibling
-                sibling.right = tmp1
-                tmp2.left = sibling
-                parent.left = tmp2
+                tmp1 = tmp2.kids[1 - d]  # case 3: rotate at sibling, away from d
+                sibling.kids[d] = tmp1
+                tmp2.kids[1 - d] = sibling
+                parent.kids[1 - d] = tmp2
                 if tmp1 is not None:
                     tmp1.parent, tmp1.red = sibling, False
                 self._rotated(sibling, tmp2)
                 tmp1, sibling = sibling, tmp2
-            tmp2 = sibling.right  # case 4: right rotate at parent, recolour
-            parent.left = tmp2
-            sibling.right = parent
+            tmp2 = sibling.kids[d]  # case 4: rotate at parent, towards d, and recolour
+            parent.kids[1 - d] = tmp2
+            sibling.kids[d] = parent
             tmp1.parent, tmp1.red = sibling, False
             if tmp2 is not None:
                 tmp2.parent = parent
@@ -449,8 +394,8 @@ class RbTree:
                 out.append(".")
                 continue
             out.append(f"{n.start}:{n.end}:{'r' if n.red else 'b'}:{n.max}")
-            stack.append(n.right)
-            stack.append(n.left)
+            stack.append(n.kids[1])
+            stack.append(n.kids[0])
         return " ".join(out)
 
     def _check(self) -> None:
@@ -462,8 +407,8 @@ class RbTree:
             assert n.parent is parent and lo <= n.start < n.end <= hi, n
             assert not (n.red and parent is not None and parent.red), n
             assert n.max == _compute(n), n
-            black = walk(n.left, n, lo, n.start)
-            assert black == walk(n.right, n, n.end, hi), n
+            black = walk(n.kids[0], n, lo, n.start)
+            assert black == walk(n.kids[1], n, n.end, hi), n
             return black + (not n.red)
 
         assert self.root is None or not self.root.red

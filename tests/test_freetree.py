@@ -11,7 +11,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 
 from tests.naive import NaiveFreeTree
 from vmapsim import InvalidArgument
-from vmapsim import freetree as freetree_mod
+from vmapsim import chunks as chunks_mod
 from vmapsim.freetree import FreeTree
 
 PAGE = 4096
@@ -128,7 +128,7 @@ class FreeTreeVsNaive(RuleBasedStateMachine):
 @pytest.fixture(autouse=True)
 def _small_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     # Tiny chunks make splits, merges and the chunk max-tree work hard on small inputs.
-    monkeypatch.setattr(freetree_mod, "LOAD", 4)
+    monkeypatch.setattr(chunks_mod, "LOAD", 4)
 
 
 def test_state_machine() -> None:

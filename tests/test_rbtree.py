@@ -215,6 +215,6 @@ def test_the_free_tree_logs_the_kernels_operations() -> None:
         f = FreeTree()
         for i, (call, a, b) in calls:
             f.insert(a, b) if call == "insert" else f.clip(a, b)
-            assert f._tree_now().shape() == case["dumps"][i], (i, call, a, b)
+            assert f._kernel.now().shape() == case["dumps"][i], (i, call, a, b)
             checked += 1
     assert checked > 1000

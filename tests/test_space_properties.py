@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from tests.helpers import snapshot
 from tests.naive import NaiveFreeTree
 from vmapsim import InvalidArgument, UnknownAddress, VmapAllocationError, VmapSpace, layouts, profiles
-from vmapsim import freetree as freetree_mod
+from vmapsim import chunks as chunks_mod
 from vmapsim.strategies import alignments, kernel_profiles, spaces, vmalloc_sizes
 
 PAGE = 4096
@@ -154,7 +154,7 @@ class SpaceVsNaive(RuleBasedStateMachine):
 
 
 def test_space_against_naive_reference(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(freetree_mod, "LOAD", 4)
+    monkeypatch.setattr(chunks_mod, "LOAD", 4)
     SpaceVsNaive.TestCase().runTest()
 
 

@@ -45,9 +45,11 @@ class NaiveFreeTree:
     def largest(self, lo: int = 0, hi: int | None = None) -> int:
         return max((e - s for s, e in self.irange(lo, hi if hi is not None else 1 << 64)), default=0)
 
-    def find(self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False) -> int | None:
+    def find(
+        self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False, adjust: bool = True
+    ) -> int | None:
         if descend:
-            node = self.rb.lowest_match(size, align, vstart, adjust=True)
+            node = self.rb.lowest_match(size, align, vstart, adjust=adjust)
             if node is None:
                 return None
             a = (max(node.start, vstart) + align - 1) // align * align
@@ -59,8 +61,10 @@ class NaiveFreeTree:
                 return a
         return None
 
-    def alloc(self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False) -> int | None:
-        a = self.find(size, align, vstart, vend, descend=descend)
+    def alloc(
+        self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False, adjust: bool = True
+    ) -> int | None:
+        a = self.find(size, align, vstart, vend, descend=descend, adjust=adjust)
         if a is not None:
             self.clip(a, size)
         return a

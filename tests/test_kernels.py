@@ -38,6 +38,30 @@ def test_a_version_picks_path_generation_allocator_and_execmem(
     assert p.profile is profiles.for_version(version)
 
 
+@pytest.mark.parametrize("version,profile", [("5.10.0-46-amd64", "5.4"), ("5.15", "5.11"), ("5.16", "5.16")])
+def test_before_5_17_finit_module_does_not_decompress_and_refuses_a_compressed_file(version: str, profile: str) -> None:
+    p = for_kernel(version)
+    assert (p.profile.name, p.generation, p.idempotent, p.early_check, p.decompresses) == (
+        profile, "module_layout", False, False, False)
+    # the 6.3 path without module_decompress(), behind finit_module()'s flags check
+    assert [st.name for st in p.stages] == ["finit_flags"] + [st.name for st in PIPELINES["v6.3"].stages
+                                                               if st.name != "decompress"]  # fmt: skip
+    assert for_kernel("5.17").decompresses
+    r = simulate([Request("loop", syscall="finit_module"), Request("loop", syscall="init_module", after=0)],
+                 cpus=1, catalog=CAT, kernel=version)  # fmt: skip
+    # -EINVAL before anything is read; kmod's own fallback, init_module(2), loads it
+    assert [o.ret for o in r.outcomes] == [-22, 0]
+    assert r.outcomes[0].allocations == () and r.outcomes[1].allocations
+
+
+def test_kmod_31_and_later_decompress_themselves_on_a_kernel_that_does_not() -> None:
+    from vmapsim import Scenario
+
+    new, old = (Scenario("qemu-kvm", kernel=k, catalog="debian-6.12-amd64", kmod=34) for k in ("6.12", "5.10"))
+    assert (str(new.syscall), str(old.syscall)) == ("finit_module", "init_module")
+    assert {str(j.syscall) for j in old.jobs()} == {"init_module"}  # type: ignore[union-attr]
+
+
 def test_a_run_without_kernel_or_pipeline_runs_its_catalogs_kernel() -> None:
     assert Run(catalog="debian-6.1-amd64").path.name == "6.1"
     assert Run(catalog=CAT).path == for_kernel("6.12")
@@ -63,7 +87,7 @@ def test_proposals_go_on_top_of_the_kernel_asked_for() -> None:
         ({"kernel": "6.12", "pipeline": PIPELINES["v6.5"]}, "v6.5 is a whole load path on 6.5"),
         ({"kernel": "6.1", "pipeline": "page-list"}, "existence check"),
         ({"kernel": "7.4"}, "newer than 7.3"),
-        ({"kernel": "5.10"}, "5.18"),
+        ({"kernel": "5.3"}, "profiles start at 5.4"),
         ({"kernel": "six"}, "MAJOR.MINOR"),
         ({"kernel": 6.12}, "string"),
         ({"kernel": "6.12", "pipeline": "no-such"}, "unknown pipeline .no-such."),

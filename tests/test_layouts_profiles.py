@@ -44,7 +44,9 @@ def test_layout_lookup() -> None:
 
 @pytest.mark.parametrize(
     "version,name",
-    [("5.18", "5.18"), ("6.1.0-56-amd64", "5.18"), ("6.3", "6.3"), ("6.4.6", "6.3"), ("6.5", "6.5"), ("6.8", "6.5"),
+    [("5.4", "5.4"), ("5.10.0-46-amd64", "5.4"), ("5.11", "5.11"), ("5.15.0-91-generic", "5.11"), ("5.16", "5.16"),
+     ("5.17.15", "5.16"), ("5.18", "5.18"), ("6.1.0-56-amd64", "5.18"), ("6.3", "6.3"), ("6.4.6", "6.3"),
+     ("6.5", "6.5"), ("6.8", "6.5"),
      ("6.9.0", "6.9"), ("6.10", "6.9"), ("6.11", "6.11"), ("6.12.117+deb12-amd64", "6.11"), ("6.19", "6.16"),
      ("7.0", "6.16")],
 )  # fmt: skip
@@ -52,7 +54,7 @@ def test_profile_for_version(version: str, name: str) -> None:
     assert profiles.for_version(version).name == name
 
 
-@pytest.mark.parametrize("bad", ["5.15", "4.19.0", "", "six", "6"])
+@pytest.mark.parametrize("bad", ["5.3", "4.19.0", "", "six", "6"])
 def test_profile_rejects_old_or_malformed_versions(bad: str) -> None:
     with pytest.raises(InvalidArgument):
         profiles.for_version(bad)
@@ -60,7 +62,11 @@ def test_profile_rejects_old_or_malformed_versions(bad: str) -> None:
 
 def test_profile_features() -> None:
     assert profiles.DEFAULT is profiles.LINUX_6_3
-    assert [p.node_pools for p in profiles.PROFILES] == [False, False, False, True, True, True]
+    assert [p.node_pools for p in profiles.PROFILES] == [False] * 6 + [True] * 3
+    # up to 5.17 the lazy drain runs in the freeing context; up to 5.10 the lazy list is given back newest first
+    assert [p.sync_drain for p in profiles.PROFILES] == [True] * 3 + [False] * 6
+    assert [p.purge_newest_first for p in profiles.PROFILES] == [True] + [False] * 8
+    assert [p.search.value for p in profiles.PROFILES[:4]] == ["size+align-1", "size+align-1", "size", "adjusted"]
     assert not profiles.LINUX_5_18.vmap_ram_flag and profiles.LINUX_6_3.vmap_ram_flag
     assert profiles.LINUX_6_9.failure_message(4096, 1, 2).startswith("vmap allocation for size 4096 failed")
 

@@ -151,7 +151,9 @@ class FreeTree:
         """
         return self.floor(start - 1) if start > 0 else None
 
-    def find(self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False) -> int | None:
+    def find(
+        self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False, adjust: bool = True
+    ) -> int | None:
         """The address :meth:`alloc` would return, or None; changes nothing.
 
         Runtime complexity: O(log n) plus the scan of the chunks that hold a
@@ -161,19 +163,21 @@ class FreeTree:
         16384
         """
         if descend:
-            return self._kernel.lowest_fit(size, align, vstart, vend)
+            return self._kernel.lowest_fit(size, align, vstart, vend, adjust=adjust)
         hit = self._search(size, align, vstart, vend)
         return None if hit is None else hit[2]
 
     # ---------------------------------------------------------------- mutations
 
-    def alloc(self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False) -> int | None:
+    def alloc(
+        self, size: int, align: int, vstart: int, vend: int, *, descend: bool = False, adjust: bool = True
+    ) -> int | None:
         """Find the kernel's fit and take it out of the tree; None (tree unchanged) if none.
 
-        Without ``descend``, the lowest fit.  With it, what ``find_vmap_lowest_match()`` returns for the
-        adjusted length ``size + align - 1`` on the kernel's tree, whose shape the log rebuilds, then
-        ``__alloc_vmap_area()``'s ``vend`` check.  Runtime complexity: O(log n) amortized, as :meth:`find`;
-        with ``descend``, O(log n) per change since the last such search, done then.
+        Without ``descend``, the lowest fit.  With it, what ``find_vmap_lowest_match()`` returns on the
+        kernel's tree, whose shape the log rebuilds, for the length ``size + align - 1`` (``adjust``) or
+        ``size``, then ``__alloc_vmap_area()``'s ``vend`` check.  Runtime complexity: O(log n) amortized, as
+        :meth:`find`; with ``descend``, O(log n) per change since the last such search, done then.
 
         >>> t = FreeTree.from_ranges([(0x100000, 0x200000)])
         >>> t.clip(0x103000, 0x1000)  # [0x100000, 0x103000) holds 8 KiB at 8 KiB alignment, not 8 KiB + 8 KiB - 1
@@ -181,7 +185,7 @@ class FreeTree:
         ('0x100000', '0x104000')
         """
         if descend:
-            a = self._kernel.lowest_fit(size, align, vstart, vend)
+            a = self._kernel.lowest_fit(size, align, vstart, vend, adjust=adjust)
             if a is not None:
                 self.clip(a, size)
             return a

@@ -22,6 +22,9 @@ from vmapsim.errors import InvalidArgument
 
 __all__ = [
     "DEFAULT",
+    "LINUX_5_4",
+    "LINUX_5_11",
+    "LINUX_5_16",
     "LINUX_5_18",
     "LINUX_6_3",
     "LINUX_6_5",
@@ -33,6 +36,7 @@ __all__ = [
     "FailureMessage",
     "KernelProfile",
     "PoolDecay",
+    "SearchLength",
     "for_version",
     "kernel_release",
     "release",
@@ -46,6 +50,18 @@ class FailureMessage(enum.Enum):
     VMAP = "vmap"
     #: 6.11+: ``vmalloc_node_range for size N failed: Address range restricted to 0x… - 0x…``.
     RANGE = "range"
+
+
+class SearchLength(enum.Enum):
+    """The length ``find_vmap_lowest_match()`` descends for: what a subtree must hold to be entered."""
+
+    #: ≤ 5.15: ``size + align - 1`` for every request, so even a page-aligned one misses an exact hole off its path.
+    ALIGN_OVERHEAD = "size+align-1"
+    #: 5.16-5.17: ``size`` for every request, so an aligned one may take a higher range or none.
+    SIZE = "size"
+    #: 5.18+: ``size + align - 1`` only for ``align > PAGE_SIZE`` in a window longer than ``size``
+    #: (``adjust_search_size``).
+    ADJUSTED = "adjusted"
 
 
 class PoolDecay(enum.Enum):
@@ -67,7 +83,12 @@ class KernelProfile:
     ``vm_unmap_aliases()`` releases a fragmented vmap block only below
     ``VMAP_PURGE_THRESHOLD`` (6.5+); ``message``: the failure warning;
     ``vmap_ram_flag``: only ``VMAP_RAM`` areas without a ``vm_struct`` show as
-    ``vm_map_ram`` in /proc/vmallocinfo (6.3+; before, every such area did).
+    ``vm_map_ram`` in /proc/vmallocinfo (6.3+; before, every such area did);
+    ``search``: the descent's :class:`SearchLength`; ``purge_newest_first``: the
+    lazy list is an ``llist`` taken whole and given back newest first, uncoalesced
+    (≤ 5.10); ``sync_drain``: the free that passes ``lazy_max_pages()`` purges at
+    once in its own context (``try_purge_vmap_area_lazy()``, ≤ 5.17), not in a work
+    item run later.
 
     >>> LINUX_6_3.failure_message(8192, 0x1000, 0x2000)
     'vmap allocation for size 8192 failed: use vmalloc=<size> to increase size'
@@ -81,6 +102,9 @@ class KernelProfile:
     message: FailureMessage = FailureMessage.VMAP
     pool_decay: PoolDecay = PoolDecay.QUARTER_SMALL_ALL
     vmap_ram_flag: bool = True
+    search: SearchLength = SearchLength.ADJUSTED
+    purge_newest_first: bool = False
+    sync_drain: bool = False
 
     def failure_message(self, size: int, vstart: int, vend: int) -> str:
         """The warning line ``alloc_vmap_area()`` prints for a failed request.
@@ -96,6 +120,14 @@ class KernelProfile:
         return f"vmalloc_node_range for size {size} failed: Address range restricted to {vstart:#x} - {vend:#x}"
 
 
+#: 5.4-5.10 (Debian 11's 5.10): every descent looks for ``size + align - 1``; the lazy list is an ``llist``
+#: given back newest first, uncoalesced; the free past ``lazy_max_pages()`` purges at once.
+LINUX_5_4 = KernelProfile("5.4", (5, 4), coalesce_lazy=False, vmap_ram_flag=False,
+                          search=SearchLength.ALIGN_OVERHEAD, purge_newest_first=True, sync_drain=True)  # fmt: skip
+#: 5.11-5.15 (Ubuntu 22.04's 5.15): lazy areas coalesce in ``purge_vmap_area_root``, given back by address.
+LINUX_5_11 = attrs.evolve(LINUX_5_4, name="5.11", first=(5, 11), coalesce_lazy=True, purge_newest_first=False)
+#: 5.16-5.17: the descent looks for ``size`` alone.
+LINUX_5_16 = attrs.evolve(LINUX_5_11, name="5.16", first=(5, 16), search=SearchLength.SIZE)
 #: 5.18-6.2 (Debian's 6.1): as 6.3, but vmallocinfo prints every vm-less area as vm_map_ram.
 LINUX_5_18 = KernelProfile("5.18", (5, 18), vmap_ram_flag=False)
 #: 6.3-6.4: one free tree, coalesced lazy tree, fragmented vmap blocks always purged.
@@ -112,7 +144,8 @@ LINUX_6_16 = attrs.evolve(LINUX_6_11, name="6.16", first=(6, 16), pool_decay=Poo
 #: The 6.3-6.8 allocator, the default of :class:`vmapsim.VmapSpace`.
 DEFAULT = LINUX_6_3
 #: Every profile, oldest first.
-PROFILES: tuple[KernelProfile, ...] = (LINUX_5_18, LINUX_6_3, LINUX_6_5, LINUX_6_9, LINUX_6_11, LINUX_6_16)
+PROFILES: tuple[KernelProfile, ...] = (LINUX_5_4, LINUX_5_11, LINUX_5_16, LINUX_5_18, LINUX_6_3, LINUX_6_5, LINUX_6_9,
+                                       LINUX_6_11, LINUX_6_16)  # fmt: skip
 
 
 #: The newest release whose load path, execmem and allocator vmapsim's model was read from (Debian 13
@@ -124,9 +157,9 @@ def kernel_release(version: object) -> tuple[int, int]:
     """``(major, minor)`` of a kernel version vmapsim models: the one check every ``--kernel`` of every command,
     :func:`for_version` and :func:`vmapsim.loader.for_kernel` make, with one set of limits and messages.
 
-    :class:`InvalidArgument` for anything but a string, an empty or malformed version, one older than 5.18
-    (the older allocator's synchronous purge and search length are not modelled) or newer than
-    :data:`NEWEST` (nothing newer has been read).  Runtime complexity: O(1).
+    :class:`InvalidArgument` for anything but a string, an empty or malformed version, one older than 5.4
+    (the oldest long-term kernel whose ``mm/vmalloc.c`` was read) or newer than :data:`NEWEST` (nothing
+    newer has been read).  Runtime complexity: O(1).
 
     >>> kernel_release("6.1.0-56-amd64")
     (6, 1)
@@ -136,8 +169,8 @@ def kernel_release(version: object) -> tuple[int, int]:
     vmapsim.errors.InvalidArgument: kernel version '7.4': newer than 7.3, the newest release vmapsim models
     """
     key = release(version)  # type: ignore[arg-type]  # release() refuses a non-string, naming it
-    if key < LINUX_5_18.first:
-        raise InvalidArgument(f"kernel version {show(version)}: profiles start at 5.18")
+    if key < PROFILES[0].first:
+        raise InvalidArgument(f"kernel version {show(version)}: profiles start at 5.4")
     if key > NEWEST:
         raise InvalidArgument(f"kernel version {show(version)}: newer than {NEWEST[0]}.{NEWEST[1]}, the newest "
                               "release vmapsim models")  # fmt: skip

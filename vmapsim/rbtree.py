@@ -474,18 +474,18 @@ class LoggedTree:
         self._log.clear()
         return tree
 
-    def lowest_fit(self, size: int, align: int, vstart: int, vend: int) -> int | None:
-        """``__alloc_vmap_area()`` with the search length adjusted: the address it returns, or None.
+    def lowest_fit(self, size: int, align: int, vstart: int, vend: int, *, adjust: bool = True) -> int | None:
+        """``__alloc_vmap_area()``: the address it returns, or None.
 
-        The kernel's node (:meth:`RbTree.lowest_match` with ``adjust``), aligned up from ``vstart``, then the
-        ``vend`` check.  Runtime complexity: O(log n) after :meth:`now`.
+        The kernel's node (:meth:`RbTree.lowest_match`, ``adjust`` as there), aligned up from ``vstart``, then
+        the ``vend`` check.  Runtime complexity: O(log n) after :meth:`now`.
 
         >>> t = LoggedTree()
         >>> t.insert(0x10000, 0x20000); t.insert(0x1000, 0x4000)
         >>> hex(t.lowest_fit(0x2000, 0x2000, 0, 1 << 32))
         '0x10000'
         """
-        node = self.now().lowest_match(size, align, vstart, adjust=True)
+        node = self.now().lowest_match(size, align, vstart, adjust=adjust)
         if node is None:
             return None
         a = _aligned(node.start if node.start > vstart else vstart, align)

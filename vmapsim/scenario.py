@@ -58,7 +58,8 @@ class Coldplug:
         if s.machine is None:
             raise InvalidArgument("a coldplug needs a machine (a preset, a machine file or a modalias list)")
         jobs: list[Request | Job] = list(
-            udev_boot(s.catalog_used, s.machine, s.run.cpus, seed=s.seed, jitter=s.arrivals, kmod=s.kmod)
+            udev_boot(s.catalog_used, s.machine, s.run.cpus, seed=s.seed, jitter=s.arrivals, kmod=s.kmod,
+                      decompresses=s.run.path.decompresses)
         )
         if not jobs:
             raise InvalidArgument(f"no device of {s.machine.name} matches a module of the {s.catalog_used.kernel} "
@@ -308,14 +309,16 @@ class Scenario:
         if isinstance(self.workload, Loads):
             return self.workload.syscall
         kmod = self.kmod if self.kmod is not None else self.machine.kmod if self.machine else 34
-        return syscall_for(kmod, self.compressed)
+        return syscall_for(kmod, self.compressed, self.run.path.decompresses)
 
     def jobs(self) -> list[Request | Job]:
-        """The workload's jobs, in time.  Scenarios that differ only in their load path have the same jobs:
+        """The workload's jobs, in time.  Scenarios that differ only in their load path (not in whether it
+        decompresses, which picks kmod's syscall) have the same jobs:
         they are built once and shared (jobs are frozen values).  Runtime complexity: O(jobs) the first
         time, O(1) after.
         """
-        key = (id(self.catalog_used), self.machine, self.run.cpus, self.seed, self.arrivals, self.kmod, self.workload)
+        key = (id(self.catalog_used), self.machine, self.run.cpus, self.seed, self.arrivals, self.kmod, self.workload,
+               self.run.path.decompresses)  # fmt: skip
         hit = _JOBS.get(key)
         if hit is not None and hit[0] is self.catalog_used:  # the same catalog object, not a reused id
             return list(hit[1])

@@ -4,10 +4,11 @@
 -17
 """
 
-__all__ = ["EBUSY", "EEXIST", "ENODEV", "ENOMEM", "ETXTBSY"]
+__all__ = ["EBUSY", "EEXIST", "EINVAL", "ENODEV", "ENOMEM", "ETXTBSY"]
 
 ENOMEM = 12
 EBUSY = 16
 EEXIST = 17
 ENODEV = 19
 ETXTBSY = 26
+EINVAL = 22

@@ -34,6 +34,7 @@ from vmapsim.modules.layout import Generation
 from vmapsim.profiles import KernelProfile
 
 __all__ = [
+    "DECOMPRESS",
     "EARLY_CHECK",
     "IDEMPOTENT",
     "KREAD_DEDUP",
@@ -188,6 +189,14 @@ class Pipeline:
         text("summary", self.summary)
 
     @property
+    def decompresses(self) -> bool:
+        """Whether ``finit_module()`` takes compressed files (``module_decompress()``, 5.17+).
+
+        Runtime complexity: O(stages).
+        """
+        return any(isinstance(st, s.Decompress) for st in self.stages)
+
+    @property
     def early_check(self) -> bool:
         """Whether the path has 6.4's ``early_mod_check()`` existence check.  Runtime complexity: O(stages)."""
         return any(isinstance(st, s.ExistenceCheck) for st in self.stages)
@@ -270,6 +279,8 @@ PIPELINES: dict[str, Pipeline] = {
 
 #: The first release whose x86-64 module text comes from execmem's ROX cache (64f6a4e10c05).
 ROX_CACHE = (6, 15)
+#: The first release whose ``finit_module()`` decompresses (``CONFIG_MODULE_DECOMPRESS``, b1ae6dc41eaa).
+DECOMPRESS = (5, 17)
 
 
 def _own_summary(release: str, idempotent: bool, early_check: bool) -> str:
@@ -300,8 +311,11 @@ def for_kernel(version: str, proposal: str | Proposal | None = None) -> Pipeline
     profile = profiles.for_version(version)
     base = V6_3 if key < (6, 4) else V6_4 if key < (6, 5) else V6_5
     name = f"{key[0]}.{key[1]}"
-    path = attrs.evolve(base, name=name, profile=profile, execmem=key >= (6, 10), rox_cache=key >= ROX_CACHE,
-                        kernel=name, summary=_own_summary(name, base.idempotent, base.early_check))  # fmt: skip
+    stages = base.stages if key >= DECOMPRESS else (s.FinitFlags(), *(st for st in base.stages
+                                                                      if not isinstance(st, s.Decompress)))
+    path = attrs.evolve(base, name=name, stages=stages, profile=profile, execmem=key >= (6, 10),
+                        rox_cache=key >= ROX_CACHE, kernel=name,
+                        summary=_own_summary(name, base.idempotent, base.early_check))  # fmt: skip
     if proposal is None:
         return path
     if isinstance(proposal, Proposal):

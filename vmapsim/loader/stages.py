@@ -24,7 +24,7 @@ import attrs
 from vmapsim.checks import integer, member
 from vmapsim.engine import Delay, Task
 from vmapsim.loader.costs import Cost
-from vmapsim.loader.errno import EBUSY, ETXTBSY
+from vmapsim.loader.errno import EBUSY, EINVAL, ETXTBSY
 from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
 from vmapsim.loader.module_list import ModuleRecord, ModuleState
 from vmapsim.loader.request import Syscall
@@ -40,6 +40,7 @@ __all__ = [
     "Decompress",
     "ElfValidate",
     "ExistenceCheck",
+    "FinitFlags",
     "FreeCopy",
     "Init",
     "LayoutAndAllocate",
@@ -169,6 +170,23 @@ class ConcurrencyLimit(Stage):
         sem = k.limiter(self, self.limit)
         yield from sem.acquire()
         info.cleanups.append(lambda: sem.release(k.engine))
+
+
+@attrs.frozen
+class FinitFlags(Stage):
+    """``finit_module()``'s flags check before 5.17 (no ``CONFIG_MODULE_DECOMPRESS``): a compressed file can
+    only come with ``MODULE_INIT_COMPRESSED_FILE``, a flag that kernel does not know: -EINVAL, nothing read.
+
+    kmod 31+ never asks: without ``/sys/module/compression`` it decompresses the file itself and calls
+    ``init_module(2)`` (``do_finit_module()`` falls back as for -ENOSYS).
+    """
+
+    name = "finit_flags"
+
+    def run(self, info: LoadInfo, k: Kernel) -> None:
+        """Refuse a compressed finit_module() file."""
+        if info.compressed:
+            raise LoadFailed(EINVAL, _AT_KREAD)
 
 
 @attrs.frozen

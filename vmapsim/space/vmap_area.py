@@ -33,6 +33,9 @@ from vmapsim.space.vmap_block import VmapBlocks
 from vmapsim.space.vmap_node import MAX_VA_SIZE_PAGES, VMAP_ZONE_SIZE, NodePools, size_class
 from vmapsim.units import PAGE_SHIFT, PAGE_SIZE, fls, is_power_of_2
 
+_ALIGN_OVERHEAD = profiles.SearchLength.ALIGN_OVERHEAD
+_SIZE = profiles.SearchLength.SIZE
+
 __all__ = ["VmapAreas"]
 
 
@@ -162,13 +165,11 @@ class VmapAreas:
             node = cpu % self.nr_vmap_nodes  # node_alloc(): this CPU's node pool first
             addr = self._pools.take(node, size, align)
         if addr is None:
-            # __alloc_vmap_area(): the search length is adjusted for an alignment above a page, except in a
-            # window exactly the size asked (adjust_search_size)
-            descend = align > PAGE_SIZE and vend - vstart != size
-            addr = self.free.alloc(size, align, vstart, vend, descend=descend)
+            descend, adjust = self._descent(size, align, vstart, vend)
+            addr = self.free.alloc(size, align, vstart, vend, descend=descend, adjust=adjust)
             if addr is None and self.auto_purge:
                 self.reclaim()
-                addr = self.free.alloc(size, align, vstart, vend, descend=descend)
+                addr = self.free.alloc(size, align, vstart, vend, descend=descend, adjust=adjust)
             if addr is None:
                 raise VmapAllocationError(
                     self.profile.failure_message(size, vstart, vend), size=size, vstart=vstart, vend=vend
@@ -177,6 +178,22 @@ class VmapAreas:
         area = VmapArea(addr, addr + size, caller, vm_flags, va_flags, nr_pages, phys, node, None, nested)
         self._busy[addr] = area
         return area
+
+    def _descent(self, size: int, align: int, vstart: int, vend: int) -> tuple[bool, bool]:
+        """(whether the answer depends on the tree's shape, whether the length is ``size + align - 1``).
+
+        Only a search whose length exceeds what it must fit can miss a lowest fit off its path: every
+        request up to 5.15 (``find_vmap_lowest_match()`` adds the alignment overhead to all), none of
+        5.16-5.17's page-aligned ones, and from 5.18 ``__alloc_vmap_area()``'s ``adjust_search_size``: an
+        alignment above a page in a window longer than the size.  With the length ``size`` (5.16-5.17) an
+        aligned request descends too: it may be given a higher range than the lowest fit.
+        """
+        search = self.profile.search
+        if search is _ALIGN_OVERHEAD:
+            return True, True
+        if search is _SIZE:
+            return align > PAGE_SIZE, False
+        return align > PAGE_SIZE and vend - vstart != size, True
 
     def insert(self, area: VmapArea) -> None:
         """Make ``area`` busy; its range must already be out of the free tree.  Runtime: O(log n)."""
@@ -200,7 +217,10 @@ class VmapAreas:
         self._lazy[area.start] = area
         self._lazy_nr += area.size >> PAGE_SHIFT
         if self._lazy_nr > self._lazy_max and self.auto_purge:
-            self._drain_pending = True  # schedule_work(&drain_vmap_work)
+            if self.profile.sync_drain:
+                self.purge(full_decay=False)  # try_purge_vmap_area_lazy() in the freeing context (≤ 5.17)
+            else:
+                self._drain_pending = True  # schedule_work(&drain_vmap_work)
 
     def release(self, area: VmapArea) -> None:
         """``free_vmap_area()``: the range goes back to the free tree at once.  Runtime: O(log n)."""
@@ -232,6 +252,14 @@ class VmapAreas:
         """
         self.purges += 1
         self._drain_pending = False
+        if self.profile.purge_newest_first:
+            # ≤ 5.10: llist_del_all() takes vmap_purge_list whole, newest first, and each area is merged alone
+            newest = [(a.start, a.end) for a in reversed(self._lazy.values())]
+            self._lazy.clear()
+            self._lazy_nr = 0
+            for s, e in newest:
+                self._release(s, e)
+            return
         lazy = sorted(self._lazy.values(), key=_start)
         self._lazy.clear()
         self._lazy_nr = 0

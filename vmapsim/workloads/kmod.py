@@ -54,15 +54,15 @@ def kmod_version(value: object, name: str = "kmod") -> int:
     return value
 
 
-def syscall_for(kmod: int, compressed: bool) -> Syscall:
-    """The syscall kmod ``kmod`` uses for a module file: init_module(2) for compressed ones before 31.
+def syscall_for(kmod: int, compressed: bool, decompresses: bool = True) -> Syscall:
+    """The syscall kmod ``kmod`` uses for a module file: init_module(2) for compressed ones before 31, and
+    from 31 too when the kernel does not decompress (``decompresses``: 5.17+; kmod's ``do_finit_module()``
+    then falls back as for -ENOSYS).  Runtime complexity: O(1).
 
-    Runtime complexity: O(1).
-
-    >>> [str(syscall_for(k, c)) for k, c in ((30, True), (34, True), (30, False))]
-    ['init_module', 'finit_module', 'finit_module']
+    >>> [str(syscall_for(k, c)) for k, c in ((30, True), (34, True), (30, False))], str(syscall_for(34, True, False))
+    (['init_module', 'finit_module', 'finit_module'], 'init_module')
     """
-    return _INIT_MODULE if compressed and kmod < 31 else _FINIT_MODULE
+    return _INIT_MODULE if compressed and (kmod < 31 or not decompresses) else _FINIT_MODULE
 
 
 def _syscall(value: object) -> Syscall:

@@ -282,12 +282,14 @@ def udev_boot(
     seed: int = 0,
     jitter: float = 0.05,
     kmod: int | None = None,
+    decompresses: bool = True,
 ) -> list[Modprobe]:
     """The kmod jobs of a coldplug: one per CPU device, per ACPI processor object and per device.
 
     Each job's arrival is drawn uniformly from ``[0, jitter)`` seconds and it
-    runs on a worker on a random CPU (both from ``seed``).  With kmod < 31 and
-    compressed modules, jobs use init_module(2).  Devices matching no module
+    runs on a worker on a random CPU (both from ``seed``).  With compressed
+    modules and kmod < 31 or a kernel that does not decompress them
+    (``decompresses=False``, before 5.17), jobs use init_module(2).  Devices matching no module
     make no job.  ``machine`` may be a preset's name.  Runtime complexity: O(cpus + aliases).
     """
     if not isinstance(catalog, Catalog):
@@ -300,7 +302,7 @@ def udev_boot(
         integer("kmod", kmod, 1, 999)
     rng = random.Random(seed)
     version = machine.kmod if kmod is None else kmod
-    syscall = syscall_for(version, any(m.compression != "none" for m in catalog))
+    syscall = syscall_for(version, any(m.compression != "none" for m in catalog), flag("decompresses", decompresses))
     cpu_mods = machine.cpu_modules or tuple(catalog.match_alias(machine.cpu_modalias))
     acpi_mods = tuple(sorted({m for a in ACPI_PROCESSOR_MODALIASES for m in catalog.match_alias(a)}))
     uevents: list[tuple[str, ...]] = []

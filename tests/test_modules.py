@@ -396,6 +396,8 @@ def _proc_modules(capture: str) -> str:
     "capture,catalog,modules",
     [
         ("qemu-6.1-1cpu.txt", "debian-6.1-amd64", 6),
+        ("qemu-5.10-1cpu.txt.xz", "debian-5.10-amd64", 8),
+        ("qemu-5.10-8cpu-dup-dm-mod.txt.xz", "debian-5.10-amd64", 1),
         ("qemu-6.12-1cpu.txt", "debian-6.12-amd64", 7),
         ("udev/udev-6.12-kmod30-4cpu.txt.xz", "debian-6.12-amd64", 56),
         ("udev/udev-6.12deb13-kmod34-2cpu.txt.xz", "debian13-6.12-amd64", 55),

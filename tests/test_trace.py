@@ -37,12 +37,17 @@ DATA = Path(__file__).parent / "data"
         ("qemu-7.3-1cpu.txt.xz", "7.3", 1, 34),
         # Debian 13's own 6.12.117+deb13 (trixie), the same seven modules
         ("qemu-6.12deb13-1cpu.txt.xz", "6.12", 1, 63),
+        # Debian 11's 5.10.262 (4-level paging), traced by kprobes: ten loads one by one (two refused with
+        # -ENOENT after their module memory was allocated), then 4 and 8 finit_module(dm_mod) at once
+        ("qemu-5.10-1cpu.txt.xz", "5.10", 1, 32),
+        ("qemu-5.10-4cpu-dup-dm-mod.txt.xz", "5.10", 4, 14),
+        ("qemu-5.10-8cpu-dup-dm-mod.txt.xz", "5.10", 8, 31),
     ],
 )
 def test_replay_of_a_real_kernel_agrees_on_every_address(fixture: str, version: str, cpus: int, allocs: int) -> None:
     text = console_log(fixture)
     snapshot = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))
-    space = procfs.restore(snapshot, layouts.X86_64_LA57, cpus=cpus, profile=profiles.for_version(version))
+    space = procfs.restore(snapshot, _layout(version), cpus=cpus, profile=profiles.for_version(version))
     events = trace.parse_trace(console_section(text, "trace"))
     report = trace.replay(events, space)
     assert report.allocs == allocs
@@ -50,6 +55,26 @@ def test_replay_of_a_real_kernel_agrees_on_every_address(fixture: str, version: 
     assert report.summary().startswith(f"{allocs}/{allocs} allocations agree (100.0%)")
     assert space.auto_purge  # restored after the replay
     space._check()
+
+
+def _layout(version: str) -> layouts.Layout:
+    # QEMU's -cpu max boots into 5-level paging; Debian's 5.10 is built without CONFIG_X86_5LEVEL
+    return layouts.X86_64 if version == "5.10" else layouts.X86_64_LA57
+
+
+def test_a_real_5_10_kernel_looks_for_size_plus_align_minus_one_even_for_a_page_alignment() -> None:
+    # The one-by-one 5.10 capture replayed under each allocator: the 5.4 and 5.11 profiles (the length
+    # size + align - 1 for every request) place all 32 allocations as 5.10 did; 5.16's length (size) and
+    # everything from 5.18 put one module_alloc() of MODULE_ALIGN = PAGE_SIZE in the lowest hole instead.
+    text = console_log("qemu-5.10-1cpu.txt.xz")
+    events = trace.parse_trace(console_section(text, "trace"))
+    wrong = {}
+    for profile in profiles.PROFILES:
+        snapshot = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))
+        space = procfs.restore(snapshot, layouts.X86_64, cpus=1, profile=profile)
+        wrong[profile.name] = len(trace.replay(events, space).disagreements)
+    assert wrong["5.4"] == wrong["5.11"] == 0
+    assert all(n > 0 for name, n in wrong.items() if name not in ("5.4", "5.11")), wrong
 
 
 def test_replay_notices_a_wrong_starting_state() -> None:
@@ -275,3 +300,17 @@ def test_an_allocation_that_got_what_a_purge_on_another_cpu_was_freeing_replays_
     report = trace.replay(events, space)
     assert report.allocs == 212 and report.disagreements == () and report.unknown_frees == ()
     space._check()
+
+
+@pytest.mark.parametrize("fixture,cpus", [("qemu-5.10-4cpu-dup-dm-mod.txt.xz", 4),
+                                          ("qemu-5.10-8cpu-dup-dm-mod.txt.xz", 8)])  # fmt: skip
+def test_5_10_duplicates_return_and_allocate_per_caller_as_the_model_says(fixture: str, cpus: int) -> None:
+    # Debian 11's 5.10 under QEMU, N finit_module(dm_mod) at once: one 0, N - 1 -EEXIST from
+    # add_unformed_module(), and every caller -- the refused ones too -- allocated a read buffer, core and
+    # init (nothing before 6.4 stops a duplicate earlier); the model's 5.10 path, not fitted on these boots
+    from tests.realkernel.harness import duplicates, model_duplicates
+
+    rets, counts = duplicates(console_log(fixture))
+    model = model_duplicates("5.10", "dm_mod", cpus, "finit")
+    assert rets == sorted(o.ret for o in model.outcomes) == [-17] * (cpus - 1) + [0]
+    assert counts == sorted(len(o.allocations) for o in model.outcomes) == [3] * cpus

@@ -35,10 +35,27 @@ PACKAGES = {
     "7.3": "linux-binary-7.3.4+deb13-amd64 linux-modules-7.3.4+deb13-amd64 linux-base-7.3.4+deb13-amd64",
     # Debian 13's own 6.12: vmlinuz in /boot, modules under /usr/lib/modules
     "6.12deb13": "linux-image-6.12.117+deb13-amd64",
+    # Debian 11's 5.10 (bullseye-security)
+    "5.10": "linux-image-5.10.0-46-amd64",
 }
-#: Suites the packages come from when the machine's own apt lists do not have them: (suite, versions).
-BACKPORTS = ("trixie-backports", {"7.3", "6.12deb13"})
+#: The suites each package comes from when the machine's own apt lists do not have it (archive, suite).
+SUITES = {
+    "7.3": (("debian", "trixie"), ("debian", "trixie-backports")),
+    "6.12deb13": (("debian", "trixie"), ("debian", "trixie-backports")),
+    "5.10": (("debian", "bullseye"), ("debian-security", "bullseye-security")),
+}
+#: Kernels without the vmalloc trace events (6.3+), traced by kprobes.
+KPROBES = {"6.1", "5.10"}
 HERE = Path(__file__).resolve().parent
+#: What traces the allocator from the first allocation: the trace events, or (5.5+) kprobes defined and
+#: enabled by ``kprobe_event=`` (init.c's probes, arguments comma-separated, probes by semicolons).
+_FROM_BOOT = {
+    "events": "trace_event=vmalloc:*",
+    "kprobes": "kprobe_event=p:vm_alloc,alloc_vmap_area,size=%di,align=%si,vstart=%dx,vend=%cx;"
+    "r:vm_alloc_ret,alloc_vmap_area,va_start=+0($retval):x64;"
+    "p:vm_free,free_vmap_area_noflush,va_start=+0(%di):x64,va_end=+8(%di):x64;"
+    "p:vm_purge,__purge_vmap_area_lazy,start=%di,end=%si",
+}
 
 
 def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
@@ -59,7 +76,7 @@ def kernel_tree(version: str) -> Path:
     root = cache / names[0]
     if not (root / "boot").is_dir() and not (root / "usr/lib/modules").is_dir():
         cache.mkdir(parents=True, exist_ok=True)
-        options = _private_apt(cache) if version in BACKPORTS[1] else []
+        options = _private_apt(cache, version) if version in SUITES else []
         subprocess.run(["apt-get", *options, "download", *names], cwd=cache, check=True, capture_output=True)
         for name in names:
             deb = next(cache.glob(name + "_*.deb"))
@@ -67,14 +84,15 @@ def kernel_tree(version: str) -> Path:
     return root
 
 
-def _private_apt(cache: Path) -> list[str]:
-    """apt options for Debian 13 and its backports, with a state directory of our own (the system's untouched)."""
-    state = cache / "apt-trixie"
+def _private_apt(cache: Path, version: str) -> list[str]:
+    """apt options for the version's suites, with a state directory of our own (the system's untouched)."""
+    suites = SUITES[version]
+    state = cache / f"apt-{suites[0][1]}"
     (state / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
     (state / "sources.list").write_text(
-        "".join(f"deb [signed-by={keyring}] http://deb.debian.org/debian {suite} main\n"
-                for suite in ("trixie", BACKPORTS[0]))
+        "".join(f"deb [signed-by={keyring}] http://deb.debian.org/{archive} {suite} main\n"
+                for archive, suite in suites)
     )  # fmt: skip
     options = ["-o", f"Dir::Etc::SourceList={state / 'sources.list'}", "-o", "Dir::Etc::SourceParts=/dev/null",
                "-o", f"Dir::State::Lists={state / 'lists'}", "-o", "APT::Sandbox::User=root"]  # fmt: skip
@@ -127,13 +145,13 @@ def capture(
             entries.append((f"m/{name}", 0o100644, data))
         initrd = Path(tmp) / "initrd.gz"
         initrd.write_bytes(gzip.compress(_newc(entries)))
-        mode = trace or ("events" if version != "6.1" else "kprobes")
+        mode = trace or ("kprobes" if version in KPROBES else "events")
         cmd = [
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-smp", str(cpus), "-m", "512M",
             "-nographic", "-no-reboot", "-kernel", str(kernel), "-initrd", str(initrd), "-append",
             f"console=ttyS0 nokaslr quiet loglevel=1 panic=-1 vmapsim.mods={','.join(names)} vmapsim.trace={mode}"
             + (f" vmapsim.dup={dup}" if dup else "") + f" vmapsim.syscall={syscall}"
-            + (" trace_event=vmalloc:* trace_buf_size=4M vmapsim.fromboot=1" if from_boot else ""),
+            + (f" {_FROM_BOOT[mode]} trace_buf_size=4M vmapsim.fromboot=1" if from_boot else ""),
         ]  # fmt: skip
         out = subprocess.run(cmd, capture_output=True, timeout=300, check=True).stdout.decode(errors="replace")
     # Drop terminal control sequences QEMU's firmware prints before the kernel starts.

@@ -19,8 +19,19 @@ from vmapsim.modules.layout import TEXT_TYPES
 MODULES = ["crypto/ansi_cprng", "crypto/aegis128", "arch/x86/kernel/msr", "block/kyber-iosched", "crypto/af_alg",
            "arch/x86/crypto/sha512-ssse3", "arch/x86/crypto/camellia-x86_64"]  # fmt: skip
 CATALOGS = {"6.12": "debian-6.12-amd64", "6.1": "debian-6.1-amd64", "7.3": "debian-7.3-amd64",
-            "6.12deb13": "debian13-6.12-amd64"}
+            "6.12deb13": "debian13-6.12-amd64", "5.10": "debian-5.10-amd64"}
+#: The modules a 5.10 capture loads: the sequential ones of newer kernels had other dependencies there (aes_generic
+#: is refused with -ENOENT all the same, after its module memory was allocated: a failed load, traced).
+MODULES_5_10 = ["crypto/ansi_cprng", "crypto/aes_generic", "crypto/aegis128", "arch/x86/kernel/msr",
+                "block/kyber-iosched", "crypto/af_alg", "crypto/sha512_generic", "arch/x86/crypto/sha512-ssse3",
+                "arch/x86/crypto/glue_helper", "arch/x86/crypto/camellia-x86_64"]  # fmt: skip
 _CACHE: dict[tuple[object, ...], str] = {}
+
+
+def layout(version: str) -> layouts.Layout:
+    """The layout QEMU's ``-cpu max`` boots a kernel into: 5-level paging where the kernel has it (Debian's
+    5.10 is built without ``CONFIG_X86_5LEVEL``)."""
+    return layouts.X86_64 if version == "5.10" else layouts.X86_64_LA57
 
 
 def missing_tools() -> str | None:
@@ -49,7 +60,7 @@ def boot(version: str, cpus: int = 1, modules: tuple[str, ...] = tuple(MODULES),
 def replay(text: str, version: str, cpus: int) -> trace.ReplayReport:
     """Replay a boot's trace on its starting snapshot."""
     snap = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))
-    space = procfs.restore(snap, layouts.X86_64_LA57, cpus=cpus, profile=profiles.for_version(version))
+    space = procfs.restore(snap, layout(version), cpus=cpus, profile=profiles.for_version(version))
     return trace.replay(trace.parse_trace(console_section(text, "trace")), space)
 
 
@@ -60,7 +71,7 @@ def replay_from_boot(text: str, version: str, cpus: int) -> trace.ReplayReport:
     snapshot; everything else, node pools included, is rebuilt by the replay itself.
     """
     snap = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))
-    space = procfs.restore(snap, layouts.X86_64_LA57, cpus=cpus, profile=profiles.for_version(version),
+    space = procfs.restore(snap, layout(version), cpus=cpus, profile=profiles.for_version(version),
                            percpu_only=True)  # fmt: skip
     return trace.replay(trace.parse_trace(console_section(text, "trace")), space)
 
@@ -72,13 +83,13 @@ def predict(text: str, version: str) -> tuple[list[tuple[int, int]], list[tuple[
     """
     snap = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))
     profile = profiles.for_version(version)
-    space = procfs.restore(snap, layouts.X86_64_LA57, profile=profile)
+    space = procfs.restore(snap, layout(version), profile=profile)
     events = trace.parse_trace(console_section(text, "trace"))
     kernel = [(e.size, e.vstart) for e in events if e.kind == "alloc" and e.task == "init"]
     loaded = re.findall(r"vmapsim-load (\S+) rc=(-?\d+)", text)
     reqs = [Request(name.split(".ko")[0].replace("-", "_"), after=i - 1 if i else None)
             for i, (name, _) in enumerate(loaded)]  # fmt: skip
-    res = simulate(reqs, kernel=version, layout=layouts.X86_64_LA57, catalog=CATALOGS[version], space=space,
+    res = simulate(reqs, kernel=version, layout=layout(version), catalog=CATALOGS[version], space=space,
                    load_offset=0, costs=QEMU_TCG)  # fmt: skip
     model = []
     for o in res.outcomes:
@@ -114,7 +125,6 @@ def duplicates(text: str) -> tuple[list[int], list[int]]:
 
 def model_duplicates(version: str, module: str, n: int, syscall: str) -> Result:
     """The matching pipeline's view of n callers loading ``module`` at once."""
-    pipe = {"6.1": "v6.3", "6.12": "v6.5"}[version]
     reqs = [Request(module, cpu=c, syscall="init_module" if syscall == "init" else "finit_module") for c in range(n)]
-    return simulate(reqs, pipeline=pipe, cpus=n, catalog=Catalog.builtin(CATALOGS[version]),
+    return simulate(reqs, kernel=version, cpus=n, catalog=Catalog.builtin(CATALOGS[version]),
                     costs=CostModel(lockstep=True))  # fmt: skip

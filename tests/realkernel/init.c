@@ -152,12 +152,14 @@ int main(void)
 		put(T "tracing_on", "0");
 		put(T "buffer_size_kb", "16384");
 	}
-	if (mode && !strcmp(mode, "kprobes")) {
+	if (mode && !strcmp(mode, "kprobes") && !fromboot) {
 		put(T "kprobe_events", "p:vm_alloc alloc_vmap_area size=%di align=%si vstart=%dx vend=%cx\n");
 		put(T "kprobe_events", "r:vm_alloc_ret alloc_vmap_area va_start=+0($retval):x64\n");
 		put(T "kprobe_events", "p:vm_free free_vmap_area_noflush va_start=+0(%di):x64 va_end=+8(%di):x64\n");
 		put(T "kprobe_events", "p:vm_purge __purge_vmap_area_lazy start=%di end=%si\n");
 		put(T "events/kprobes/enable", "1");
+	} else if (mode && !strcmp(mode, "kprobes")) {
+		/* from boot: kprobe_event= on the command line defined and enabled them */
 	} else {
 		put(T "events/vmalloc/enable", "1");
 	}

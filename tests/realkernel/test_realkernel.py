@@ -1,4 +1,4 @@
-"""vmapsim held to real kernels: Debian's 6.12 and 6.1 booted under QEMU at test time.
+"""vmapsim held to real kernels: Debian's 6.12, 6.1, 7.3 and 5.10 booted under QEMU at test time.
 
 Each boot takes a few seconds; the kernel packages are fetched once with apt-get download into
 $VMAPSIM_KERNEL_CACHE (default /tmp/vmapsim-kernels). Skipped, with the reason, only where QEMU or the
@@ -40,9 +40,10 @@ def _skip_if_died(text: str, sections: tuple[str, ...]) -> None:
         pytest.skip(f"the guest kernel died before its dump in every boot under TCG: {' / '.join(last)}")
 
 
-@pytest.mark.parametrize("version", ["6.12", "6.1"])
+@pytest.mark.parametrize("version", ["6.12", "6.1", "5.10"])
 def test_trace_replay_agrees_on_every_address_with_one_cpu(version: str) -> None:
-    report = harness.replay(_boot(version, 1), version, 1)
+    modules = tuple(harness.MODULES_5_10 if version == "5.10" else harness.MODULES)
+    report = harness.replay(_boot(version, 1, modules=modules), version, 1)
     assert report.allocs >= 20 and report.unknown_frees == ()
     assert report.disagreements == (), report.summary()
 
@@ -83,7 +84,7 @@ def test_loader_predicts_the_allocation_sequence_and_module_bases(version: str) 
 
 @pytest.mark.parametrize(
     "version,syscall",
-    [("6.1", "finit"), ("6.12", "finit"), ("6.12", "init")],
+    [("6.1", "finit"), ("6.12", "finit"), ("6.12", "init"), ("5.10", "finit")],
 )
 def test_concurrent_duplicates_match_the_pipeline(version: str, syscall: str) -> None:
     n = 4

@@ -57,10 +57,11 @@ class SearchLength(enum.Enum):
 
     #: ≤ 5.15: ``size + align - 1`` for every request, so even a page-aligned one misses an exact hole off its path.
     ALIGN_OVERHEAD = "size+align-1"
-    #: 5.16-5.17: ``size`` for every request, so an aligned one may take a higher range or none.
+    #: 5.16-5.17: ``size`` for every request (9f531973dff3), the roll-back moving ``vstart`` past each subtree
+    #: it leaves, so an aligned request walks on until a range holds it.
     SIZE = "size"
     #: 5.18+: ``size + align - 1`` only for ``align > PAGE_SIZE`` in a window longer than ``size``
-    #: (``adjust_search_size``).
+    #: (``adjust_search_size``, 9333fe98d0a6).
     ADJUSTED = "adjusted"
 
 
@@ -124,7 +125,8 @@ class KernelProfile:
 #: given back newest first, uncoalesced; the free past ``lazy_max_pages()`` purges at once.
 LINUX_5_4 = KernelProfile("5.4", (5, 4), coalesce_lazy=False, vmap_ram_flag=False,
                           search=SearchLength.ALIGN_OVERHEAD, purge_newest_first=True, sync_drain=True)  # fmt: skip
-#: 5.11-5.15 (Ubuntu 22.04's 5.15): lazy areas coalesce in ``purge_vmap_area_root``, given back by address.
+#: 5.11-5.15 (Ubuntu 22.04's 5.15): lazy areas coalesce in ``purge_vmap_area_root``, given back by address
+#: (96e2db456135).  From 5.18 the drain runs in ``drain_vmap_work`` (690467c81b1a).
 LINUX_5_11 = attrs.evolve(LINUX_5_4, name="5.11", first=(5, 11), coalesce_lazy=True, purge_newest_first=False)
 #: 5.16-5.17: the descent looks for ``size`` alone.
 LINUX_5_16 = attrs.evolve(LINUX_5_11, name="5.16", first=(5, 16), search=SearchLength.SIZE)

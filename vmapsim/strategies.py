@@ -65,7 +65,7 @@ def layouts() -> st.SearchStrategy[Layout]:
 
 
 def kernel_profiles() -> st.SearchStrategy[KernelProfile]:
-    """Any kernel profile (5.18 to 6.16+)."""
+    """Any kernel profile (5.4 to 6.16+)."""
     return st.sampled_from(_profiles.PROFILES)
 
 

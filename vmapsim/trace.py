@@ -200,8 +200,9 @@ def parse_trace(text: str, *, source: str = "trace") -> list[TraceEvent]:
 
 def _page_aligned(ev: TraceEvent, source: str) -> TraceEvent:
     """``ev`` if its size and address are page aligned, as every vmap area is (``alloc_vmap_area()`` in
-    mm/vmalloc.c, 5.18 to 7.3, returns -EINVAL for ``offset_in_page(size)``, and its vmalloc-family callers pass
-    a ``PAGE_ALIGN()``ed size and an ``align`` of at least PAGE_SIZE); else :class:`ParseError` naming the line."""
+    mm/vmalloc.c, returns -EINVAL for ``offset_in_page(size)`` from 5.18, BUG()s before, and its vmalloc-family
+    callers pass a ``PAGE_ALIGN()``ed size and an ``align`` of at least PAGE_SIZE); else :class:`ParseError` naming
+    the line."""
     for what, value in (("size", ev.size), ("va_start", ev.addr)):
         if value is not None and value % PAGE_SIZE:
             raise ParseError(f"alloc_vmap_area {what} {value:#x} is not page aligned: no vmap area is", source=source,

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> str:
     catalogs = [{"name": c.name, "kernel": c.kernel, "arch": c.arch, "modules": c.modules,
                  "generation": c.generation} for c in shipped()]  # fmt: skip
     kernels = []
-    for version in ("5.18", "6.1", "6.3", "6.4", "6.5", "6.9", "6.10", "6.11", "6.12", "6.15", "6.16", "7.3"):
+    for version in ("5.4", "5.10", "5.11", "5.15", "5.16", "5.17", "5.18", "6.1", "6.3", "6.4", "6.5", "6.9", "6.10",
+                    "6.11", "6.12", "6.15", "6.16", "7.3"):
         path = for_kernel(version)
         duplicates = "idempotent finit_module" if path.idempotent else "early_mod_check" if path.early_check else (
             "add_unformed_module only")  # fmt: skip

@@ -279,7 +279,7 @@ PIPELINES: dict[str, Pipeline] = {
 
 #: The first release whose x86-64 module text comes from execmem's ROX cache (64f6a4e10c05).
 ROX_CACHE = (6, 15)
-#: The first release whose ``finit_module()`` decompresses (``CONFIG_MODULE_DECOMPRESS``, b1ae6dc41eaa).
+#: The first release whose ``finit_module()`` decompresses (``CONFIG_MODULE_DECOMPRESS``, 169a58ad824d).
 DECOMPRESS = (5, 17)
 
 

@@ -375,7 +375,7 @@ class VmapState:
 
 def _page_range(call: str, start: object, size: object) -> None:
     """Refuse a range that is no vmap area: every one is page aligned and page sized, as
-    ``alloc_vmap_area()`` (mm/vmalloc.c, 5.18 to 7.3) returns -EINVAL for a size with ``offset_in_page(size)``
+    ``alloc_vmap_area()`` (mm/vmalloc.c) returns -EINVAL (5.18+; BUG() before) for a size with ``offset_in_page(size)``
     and every vmalloc-family caller passes a ``PAGE_ALIGN()``ed size and an ``align`` of at least PAGE_SIZE."""
     at, n = address("start", start), integer("size", size, 1, 1 << 64)
     if at % PAGE_SIZE or n % PAGE_SIZE:

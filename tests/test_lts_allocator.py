@@ -71,3 +71,38 @@ def test_the_newest_first_purge_builds_the_tree_of_merging_newest_first(order: l
 
 def _shape(space: VmapSpace) -> str:
     return space._core.free._kernel.now().shape()  # the kernel's tree the free tree's record rebuilds
+
+
+def test_5_10_lists_unpurged_areas_newest_first_and_a_snapshot_keeps_that_order() -> None:
+    from vmapsim import procfs
+
+    lay = layouts.X86_64
+    for profile in (profiles.LINUX_5_4, profiles.LINUX_5_11):
+        space = VmapSpace(lay, cpus=1, profile=profile)
+        areas = [space.vmalloc(P) for _ in range(4)]
+        for a in (areas[3], areas[0], areas[1]):
+            space.vfree(a)  # freed out of address order; [0] and [1] touch (a guard page each), and merge in 5.11
+        text = procfs.render_vmallocinfo(space)
+        unpurged = [int(line.split("-")[0], 16) for line in text.splitlines() if line.endswith("unpurged vm_area")]
+        if profile.purge_newest_first:
+            assert unpurged == [areas[1], areas[0], areas[3]]  # show_purge_info() walks the llist
+        else:
+            assert unpurged == [areas[0], areas[3]]  # by address, [0] and [1] as one line
+        twin = procfs.restore(procfs.parse_vmallocinfo(text), lay, profile=profile)
+        assert procfs.render_vmallocinfo(twin) == text
+        space.purge()
+        twin.purge()
+        assert space.free_ranges() == twin.free_ranges()
+
+
+def test_up_to_5_15_no_unpurged_line_follows_a_last_area_without_a_vm_struct() -> None:
+    from vmapsim import procfs
+
+    lay = layouts.X86_64
+    for profile, listed in ((profiles.LINUX_5_4, False), (profiles.LINUX_5_11, False), (profiles.LINUX_5_16, True)):
+        space = VmapSpace(lay, cpus=1, profile=profile)
+        space.vfree(space.vmalloc(P))
+        space.vm_map_ram(1)  # a vmap block: no vm_struct, and the highest busy area
+        text = procfs.render_vmallocinfo(space)
+        assert text.splitlines()[-1 if not listed else -2].endswith("vm_map_ram"), profile.name
+        assert text.endswith("unpurged vm_area\n") is listed, profile.name

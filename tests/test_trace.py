@@ -259,7 +259,7 @@ def test_the_2_cpu_boots_stacks_need_the_kernels_descent(monkeypatch: pytest.Mon
     from vmapsim.freetree import FreeTree
 
     lowest = FreeTree.alloc
-    monkeypatch.setattr(FreeTree, "alloc", lambda self, size, align, vstart, vend, descend=False:
+    monkeypatch.setattr(FreeTree, "alloc", lambda self, size, align, vstart, vend, descend=False, adjust=True:
                         lowest(self, size, align, vstart, vend))  # fmt: skip
     text = console_log("qemu-6.12-2cpu-from-boot.txt.xz")
     snapshot = procfs.parse_vmallocinfo(console_section(text, "vmallocinfo-start"))

@@ -89,7 +89,9 @@ class KernelProfile:
     lazy list is an ``llist`` taken whole and given back newest first, uncoalesced
     (≤ 5.10); ``sync_drain``: the free that passes ``lazy_max_pages()`` purges at
     once in its own context (``try_purge_vmap_area_lazy()``, ≤ 5.17), not in a work
-    item run later.
+    item run later; ``purge_info_after_vm``: ``s_show()`` lists the unpurged areas
+    after the last busy area only when that one has a ``vm_struct`` (≤ 5.15; fixed
+    by 7cc7913e8e61).
 
     >>> LINUX_6_3.failure_message(8192, 0x1000, 0x2000)
     'vmap allocation for size 8192 failed: use vmalloc=<size> to increase size'
@@ -106,6 +108,7 @@ class KernelProfile:
     search: SearchLength = SearchLength.ADJUSTED
     purge_newest_first: bool = False
     sync_drain: bool = False
+    purge_info_after_vm: bool = False
 
     def failure_message(self, size: int, vstart: int, vend: int) -> str:
         """The warning line ``alloc_vmap_area()`` prints for a failed request.
@@ -124,12 +127,13 @@ class KernelProfile:
 #: 5.4-5.10 (Debian 11's 5.10): every descent looks for ``size + align - 1``; the lazy list is an ``llist``
 #: given back newest first, uncoalesced; the free past ``lazy_max_pages()`` purges at once.
 LINUX_5_4 = KernelProfile("5.4", (5, 4), coalesce_lazy=False, vmap_ram_flag=False,
-                          search=SearchLength.ALIGN_OVERHEAD, purge_newest_first=True, sync_drain=True)  # fmt: skip
+                          search=SearchLength.ALIGN_OVERHEAD, purge_newest_first=True, sync_drain=True,
+                          purge_info_after_vm=True)  # fmt: skip
 #: 5.11-5.15 (Ubuntu 22.04's 5.15): lazy areas coalesce in ``purge_vmap_area_root``, given back by address
 #: (96e2db456135).  From 5.18 the drain runs in ``drain_vmap_work`` (690467c81b1a).
 LINUX_5_11 = attrs.evolve(LINUX_5_4, name="5.11", first=(5, 11), coalesce_lazy=True, purge_newest_first=False)
 #: 5.16-5.17: the descent looks for ``size`` alone.
-LINUX_5_16 = attrs.evolve(LINUX_5_11, name="5.16", first=(5, 16), search=SearchLength.SIZE)
+LINUX_5_16 = attrs.evolve(LINUX_5_11, name="5.16", first=(5, 16), search=SearchLength.SIZE, purge_info_after_vm=False)
 #: 5.18-6.2 (Debian's 6.1): as 6.3, but vmallocinfo prints every vm-less area as vm_map_ram.
 LINUX_5_18 = KernelProfile("5.18", (5, 18), vmap_ram_flag=False)
 #: 6.3-6.4: one free tree, coalesced lazy tree, fragmented vmap blocks always purged.

@@ -111,8 +111,9 @@ def render_vmallocinfo(space: VmapSpace, *, numa: bool = True, restricted: bool 
     ``numa`` adds the ``N0=`` page counts (``CONFIG_NUMA``, as Debian builds);
     ``restricted`` prints zeroed pointers, as a reader without CAP_SYSLOG sees
     under ``kptr_restrict=1``.  Up to 6.8 lines are sorted by address and
-    lazily freed neighbours are shown merged; from 6.9 they come node by node,
-    one ``unpurged`` line per freed area.
+    lazily freed neighbours are shown merged (5.11+; up to 5.10 one line per area,
+    newest first, and up to 5.15 none after a last area without a ``vm_struct``);
+    from 6.9 they come node by node, one ``unpurged`` line per freed area.
     Runtime complexity: O(n log n).
     """
     bits = space.layout.bits
@@ -121,9 +122,12 @@ def render_vmallocinfo(space: VmapSpace, *, numa: bool = True, restricted: bool 
     lazy = space.lazy_areas()
     nodes = space.nr_vmap_nodes if space.profile.node_pools else 1
     out: list[str] = []
-    if nodes == 1:
+    if space.profile.purge_newest_first:  # show_purge_info() walks the llist: newest first
         ordered_busy = busy
-        ordered_lazy: list[tuple[int, int]] = []
+        ordered_lazy: list[tuple[int, int]] = [(a.start, a.end) for a in reversed(space.lazy_areas_as_freed())]
+    elif nodes == 1:
+        ordered_busy = busy
+        ordered_lazy = []
         for a in lazy:
             if space.profile.coalesce_lazy and ordered_lazy and ordered_lazy[-1][1] == a.start:
                 ordered_lazy[-1] = (ordered_lazy[-1][0], a.end)
@@ -140,6 +144,8 @@ def render_vmallocinfo(space: VmapSpace, *, numa: bool = True, restricted: bool 
         line = _area_line(area, bits, numa, restricted, vm_map_ram_all)
         if line is not None:
             out.append(line)
+    if space.profile.purge_info_after_vm and ordered_busy and not ordered_busy[-1].vm_flags:
+        ordered_lazy = []  # s_show() returned after the last area's vm_map_ram line, before show_purge_info()
     for s, e in ordered_lazy:
         ps, pe = (0, 0) if restricted else (s, e)
         out.append(f"{_ptr(ps, bits)}-{_ptr(pe, bits)} {e - s:7d} unpurged vm_area")
@@ -322,6 +328,8 @@ def restore(
             raise InvalidArgument(f"record {i}: {show(r)} is not a VmallocInfoRecord (parse_vmallocinfo())")
     if flag("percpu_only", percpu_only):
         records = [r for r in records if (r.caller or "").startswith("pcpu_get_vm_areas")]
+    if profile.purge_newest_first:  # the file lists vmap_purge_list newest first: free them oldest first
+        records = [r for r in records if r.kind != "unpurged"] + [r for r in records if r.kind == "unpurged"][::-1]
     for i, r in enumerate(records, 1):
         if r.start is None:
             raise InvalidArgument(

@@ -170,6 +170,11 @@ class VmapState:
         """Lazily freed areas not yet purged, by address.  Runtime complexity: O(log k + m)."""
         return self._core.lazy(*self._window(region))
 
+    def lazy_areas_as_freed(self) -> list[VmapArea]:
+        """Lazily freed areas not yet purged, oldest free first (up to 5.10 the kernel's ``vmap_purge_list``
+        holds them newest first).  Runtime complexity: O(k)."""
+        return self._core.lazy_as_freed()
+
     def busy_ranges(self, region: str | Region | None = None) -> list[tuple[int, int]]:
         """``(start, end)`` of busy areas, by address.  Runtime complexity: O(log n + k)."""
         return [(a.start, a.end) for a in self.areas(region)]

@@ -306,6 +306,10 @@ class VmapAreas:
         """Lazy areas starting in ``[lo, hi)``, by address.  Runtime complexity: O(k log k)."""
         return sorted((a for a in self._lazy.values() if lo <= a.start < hi), key=_start)
 
+    def lazy_as_freed(self) -> list[VmapArea]:
+        """Lazy areas in the order they were freed, oldest first.  Runtime complexity: O(k)."""
+        return list(self._lazy.values())
+
     def pooled(self, lo: int = 0, hi: int = 1 << 64) -> list[tuple[int, int]]:
         """Pooled ranges starting in ``[lo, hi)``, by address.  Runtime complexity: O(p log p)."""
         return [r for r in self._pools.ranges() if lo <= r[0] < hi]

@@ -398,6 +398,8 @@ def _proc_modules(capture: str) -> str:
         ("qemu-6.1-1cpu.txt", "debian-6.1-amd64", 6),
         ("qemu-5.10-1cpu.txt.xz", "debian-5.10-amd64", 8),
         ("qemu-5.10-8cpu-dup-dm-mod.txt.xz", "debian-5.10-amd64", 1),
+        # Debian 11's own coldplug: the layout replay of 5.10's layout_sections() on 56 modules
+        ("udev/udev-5.10-kmod28-8cpu.txt.xz", "debian-5.10-amd64", 56),
         ("qemu-6.12-1cpu.txt", "debian-6.12-amd64", 7),
         ("udev/udev-6.12-kmod30-4cpu.txt.xz", "debian-6.12-amd64", 56),
         ("udev/udev-6.12deb13-kmod34-2cpu.txt.xz", "debian13-6.12-amd64", 55),

@@ -1,10 +1,10 @@
 """Real udev coldplugs under QEMU, kept as fixtures: Debian 12's systemd, udev and kmod 30 on Debian 12's 6.12,
-and Debian 13's (kmod 34) on trixie's own 6.12 and on trixie-backports' 7.3.
+Debian 13's (kmod 34) on trixie's own 6.12 and on trixie-backports' 7.3, and Debian 11's (kmod 28) on its 5.10.
 
 The machine is the boot's own modalias dump (``Machine.from_modaliases``) with the modules the kernel and
 systemd loaded as ``preloads``; the costs are ``QEMU_TCG_SHARED``, calibrated on 2- and 4-vCPU duplicate
 boots (tests/test_timing.py), never on a coldplug. The 8- and 16-vCPU Debian 12 coldplugs and every Debian 13
-coldplug are predictions.
+and Debian 11 coldplug are predictions.
 """
 
 from __future__ import annotations
@@ -93,6 +93,33 @@ def test_a_debian_13_coldplug_has_each_modules_call_count_within_ten_percent_for
     version: str, cpus: int
 ) -> None:
     asked, close = _within_ten_percent(*udevboot.predict(console_log(TRIXIE[version, cpus]), cpus, version=version))
+    assert close >= 0.9 * asked
+
+
+#: Debian 11's userspace (systemd 247, kmod 28: finit_module(2) of the uncompressed file) on its 5.10.262.
+BULLSEYE = {cpus: f"udev/udev-5.10-kmod28-{cpus}cpu.txt.xz" for cpus in (2, 4, 8)}
+
+
+@pytest.mark.parametrize("cpus", sorted(BULLSEYE))
+def test_a_debian_11_coldplug_fails_each_failing_module_as_often_as_the_model_says(cpus: int) -> None:
+    # 5.10 refuses duplicates only in add_unformed_module(): a per-CPU module is asked for by every worker that
+    # does not find it LIVE, and one whose init fails here (powernow_k8, acpi_cpufreq, edac_mce_amd) fails for
+    # each caller, with -ENODEV or, for those that waited on it, -EBUSY: as many failures as the model's
+    real, predicted = udevboot.predict(console_log(BULLSEYE[cpus]), cpus, version="5.10")
+    asked = {m: c for m, c in real.items() if c}
+    assert len(asked) >= 15 and _failed(predicted) == _failed(real) and sum(_failed(real).values()) >= cpus
+    assert {m for m, c in predicted.items() if c} == set(asked)
+    assert all(set(c) <= {0, -17, -16, -19} for c in asked.values())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="target not met (docs/fidelity.md): as on 6.12, late udev workers find per-CPU modules LIVE and skip "
+    "them (irqbypass: 5 calls of 8, crct10dif_pclmul: 1), while the model asks once per CPU: 10 of 18 modules "
+    "within 10% at 8 vCPUs (15 of 18 at 2 and 4; no arrival spread from 0 to 1 s does better)",
+)
+def test_a_debian_11_coldplug_at_8_vcpus_has_nine_in_ten_modules_call_counts_within_ten_percent() -> None:
+    asked, close = _within_ten_percent(*udevboot.predict(console_log(BULLSEYE[8]), 8, version="5.10"))
     assert close >= 0.9 * asked
 
 

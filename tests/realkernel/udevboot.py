@@ -3,7 +3,8 @@
     python -m tests.realkernel.udevboot --kernel 7.3 --cpus 4 --out /tmp/udev-4cpu.txt
 
 Debian 12's userspace (kmod 30: init_module(2)) boots Debian 12's 6.12; Debian 13's (kmod 34:
-finit_module(2) of the compressed file) boots trixie's 6.12 and trixie-backports' 7.3 (``SUITES``). The root
+finit_module(2) of the compressed file) boots trixie's 6.12 and trixie-backports' 7.3; Debian 11's (kmod 28,
+systemd 247: finit_module(2) of the uncompressed file) boots its 5.10 (``SUITES``). The root
 file system is made once with ``debootstrap --variant=minbase --include=systemd-sysv,udev,kmod <suite>``
 (cached beside the kernel packages), the kernel's modules are added with depmod, and the whole tree boots
 as an initramfs with systemd as PID 1 (``rdinit=``). The kernel traces, from boot, every
@@ -64,9 +65,10 @@ _EVENTS = (
 
 #: The Debian userspace each kernel boots with: Debian 12's kmod 30 for its 6.12, Debian 13's kmod 34 for
 #: trixie's own 6.12 and for the 7.3 of trixie-backports.
-SUITES = {"6.12": "bookworm", "6.12deb13": "trixie", "7.3": "trixie"}
-#: kmod of each suite: < 31 decompresses and calls init_module(2), newer passes the file to finit_module(2).
-KMOD = {"bookworm": 30, "trixie": 34}
+SUITES = {"6.12": "bookworm", "6.12deb13": "trixie", "7.3": "trixie", "5.10": "bullseye"}
+#: kmod of each suite: < 31 decompresses and calls init_module(2), newer passes the file to finit_module(2);
+#: Debian 11's modules are not compressed, so its kmod 28 passes them to finit_module(2).
+KMOD = {"bookworm": 30, "trixie": 34, "bullseye": 28}
 
 
 def root_tree(suite: str = "bookworm") -> Path:
@@ -146,6 +148,8 @@ def module_opens_only(text: str) -> str:
                    if "vmapsim_open:" not in line or re.search(r'\.ko(?:\.\w+)?"$', line))  # fmt: skip
 
 
+#: What a udev worker is called in the trace: "(udev-worker)" from systemd 253, a forked "systemd-udevd" before.
+_UDEV_WORKERS = ("(udev-worker)", "systemd-udevd")
 _LINE = re.compile(r"^\s*(?P<task>.+?)-(?P<pid>\d+)\s+\[\d+\]\s+\S+\s+[\d.]+:\s+(?P<rest>.*)$")
 
 
@@ -162,7 +166,7 @@ def calls_by_module(trace: str, sizes: dict[int, str], *, udev: bool | None = No
     out: dict[str, Counter[int]] = defaultdict(Counter)
     for raw in trace.splitlines():
         m = _LINE.match(raw)
-        if m is None or (udev is not None and (m["task"].strip() == "(udev-worker)") != udev):
+        if m is None or (udev is not None and (m["task"].strip() in _UDEV_WORKERS) != udev):
             continue
         pid, rest = m["pid"], m["rest"]
         enter = re.match(r"sys_init_module\(umod: \w+, len: ([0-9a-f]+)", rest)

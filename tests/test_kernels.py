@@ -135,3 +135,13 @@ def test_cli_kernel_rows_are_each_kernels_path_and_proposals() -> None:
                          capture_output=True, text=True)  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
     assert "--kernel 6.12 and --pipeline v6.3 disagree: v6.3 is 6.3's own load path" in bad.stderr
+
+
+def test_an_enterprise_kernels_base_runs_upstream_and_says_so() -> None:
+    from vmapsim import Scenario
+
+    note = profiles.enterprise_note("5.14.0-427.el9.x86_64")
+    assert note is not None and "RHEL 9" in note and profiles.enterprise_note("5.15") is None
+    assert note in Run(kernel="5.14").notes and note in Scenario("qemu-kvm", kernel="5.14").notes
+    assert not any("RHEL" in n for n in Scenario("qemu-kvm", kernel="5.10").notes)
+    assert Run(kernel="5.14").path.profile is profiles.LINUX_5_11  # the upstream allocator, not a guess at backports

@@ -37,6 +37,7 @@ __all__ = [
     "KernelProfile",
     "PoolDecay",
     "SearchLength",
+    "enterprise_note",
     "for_version",
     "kernel_release",
     "release",
@@ -181,6 +182,27 @@ def kernel_release(version: object) -> tuple[int, int]:
         raise InvalidArgument(f"kernel version {show(version)}: newer than {NEWEST[0]}.{NEWEST[1]}, the newest "
                               "release vmapsim models")  # fmt: skip
     return key
+
+
+#: Upstream releases enterprise distributions build on (``MAJOR.MINOR`` -> whose), for :func:`enterprise_note`.
+ENTERPRISE_BASES = {(5, 14): "RHEL 9 and its rebuilds"}
+
+
+def enterprise_note(version: str) -> str | None:
+    """What to say when ``version`` is an enterprise kernel's base, or None.
+
+    Such kernels carry backports of later ``mm/vmalloc.c`` and ``kernel/module`` changes; which ones, only the
+    vendor's source says, so vmapsim runs the upstream release.  Runtime complexity: O(1).
+
+    >>> enterprise_note("5.14.0-427.el9.x86_64")[:60]
+    '5.14 is the base of RHEL 9 and its rebuilds: their kernels b'
+    """
+    key = kernel_release(version)
+    whose = ENTERPRISE_BASES.get(key)
+    if whose is None:
+        return None
+    return (f"{key[0]}.{key[1]} is the base of {whose}: their kernels backport later mm/vmalloc.c and module "
+            f"loader changes (the vendor's source says which); vmapsim runs upstream {key[0]}.{key[1]}")  # fmt: skip
 
 
 def for_version(version: str) -> KernelProfile:

@@ -256,6 +256,7 @@ class Scenario:
                   module_align=self.module_align, seed=self.seed, kernel=kernel,
                   workers=udev_workers(cpus, m.ram) if m is not None and isinstance(self.workload, Coldplug)
                   else None)  # fmt: skip
+        notes += run.notes  # what the run says of its kernel (an enterprise kernel's base)
         if catalog.config.arch != layout.arch:
             notes += (f"warning: the {catalog.kernel} catalog holds {catalog.config.arch} modules but layout "
                       f"{layout.name} is {layout.arch}'s",)  # fmt: skip

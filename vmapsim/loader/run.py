@@ -38,7 +38,7 @@ from vmapsim.loader.schedule import Timing, retime
 from vmapsim.modules.catalog import Catalog, check_image
 from vmapsim.modules.image import ModuleImage
 from vmapsim.modules.shipped import catalog_for
-from vmapsim.profiles import KernelProfile
+from vmapsim.profiles import KernelProfile, enterprise_note
 from vmapsim.space import VmapSpace
 from vmapsim.units import PAGE_SIZE, is_power_of_2
 
@@ -130,6 +130,8 @@ class Run:
         if catalog is None:  # the kernel brings its modules
             choice = catalog_for(self.kernel or DEFAULT_KERNEL, self.layout.arch)
             catalog, notes = Catalog.builtin(choice.name), tuple(filter(None, [choice.note]))
+        if self.kernel is not None:
+            notes += tuple(filter(None, [enterprise_note(self.kernel)]))
         object.__setattr__(self, "path", path)  # frozen: set once, here
         object.__setattr__(self, "module_catalog", catalog)
         object.__setattr__(self, "notes", notes)

@@ -335,8 +335,9 @@ class Catalog:
     def builtins() -> list[str]:
         """Names of the catalogs shipped with vmapsim.  Runtime complexity: O(1).
 
-        >>> Catalog.builtins()
-        ['debian-6.1-amd64', 'debian-6.12-amd64', 'debian-6.12-arm64', 'debian-7.3-amd64', 'debian13-6.12-amd64']
+        >>> Catalog.builtins()  # doctest: +NORMALIZE_WHITESPACE
+        ['debian-5.10-amd64', 'debian-6.1-amd64', 'debian-6.12-amd64', 'debian-6.12-arm64', 'debian-7.3-amd64',
+         'debian13-6.12-amd64']
         """
         data = resources.files("vmapsim") / "data"
         return sorted(p.name.removesuffix(".json.xz") for p in data.iterdir() if p.name.endswith(".json.xz"))

@@ -53,7 +53,7 @@ def shipped() -> tuple[ShippedCatalog, ...]:
     """The index of shipped catalogs, in name order (read once).  Runtime complexity: O(catalogs).
 
     >>> [c.name for c in shipped()][:2]
-    ['debian-6.1-amd64', 'debian-6.12-amd64']
+    ['debian-5.10-amd64', 'debian-6.1-amd64']
     """
     doc = json.loads((resources.files("vmapsim") / "data" / "catalogs.json").read_text())
     return tuple(ShippedCatalog(**row) for row in doc["catalogs"])

@@ -29,6 +29,7 @@ import contextlib
 import gc
 import json
 import lzma
+import multiprocessing
 import os
 import random
 import resource
@@ -406,8 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).mkdir(parents=True, exist_ok=True)
     engines = ["mutation", "hypothesis"] if args.engine == "both" else [args.engine]
     tasks = [(name, engine) for engine in engines for name in args.only or list(TARGETS)]
-    # one fresh process per parser and engine, so each one's peak RSS is its own
-    with concurrent.futures.ProcessPoolExecutor(args.jobs, max_tasks_per_child=1) as pool:
+    # one fresh process per parser and engine, so each one's peak RSS is its own: forked from a fork server that
+    # started small, never from the caller (a test session's RSS would count as every parser's peak)
+    context = multiprocessing.get_context("forkserver")
+    with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context, max_tasks_per_child=1) as pool:
         futures = [pool.submit(run, name, args.inputs, args.seed, args.out, engine) for name, engine in tasks]
         rows = [f.result() for f in futures]
     bad = [r for r in rows if r["failures"] or int(r["peak_rss_mib"]) > RSS_LIMIT_MIB]  # type: ignore[call-overload]

@@ -38,8 +38,9 @@ DATA = Path(__file__).parent / "data"
         # Debian 13's own 6.12.117+deb13 (trixie), the same seven modules
         ("qemu-6.12deb13-1cpu.txt.xz", "6.12", 1, 63),
         # Debian 11's 5.10.262 (4-level paging), traced by kprobes: ten loads one by one (two refused with
-        # -ENOENT after their module memory was allocated), then 4 and 8 finit_module(dm_mod) at once
+        # -ENOENT after their module memory was allocated), then 2, 4 and 8 finit_module(dm_mod) at once
         ("qemu-5.10-1cpu.txt.xz", "5.10", 1, 32),
+        ("qemu-5.10-2cpu-dup-dm-mod.txt.xz", "5.10", 2, 8),
         ("qemu-5.10-4cpu-dup-dm-mod.txt.xz", "5.10", 4, 14),
         ("qemu-5.10-8cpu-dup-dm-mod.txt.xz", "5.10", 8, 31),
     ],
@@ -302,7 +303,8 @@ def test_an_allocation_that_got_what_a_purge_on_another_cpu_was_freeing_replays_
     space._check()
 
 
-@pytest.mark.parametrize("fixture,cpus", [("qemu-5.10-4cpu-dup-dm-mod.txt.xz", 4),
+@pytest.mark.parametrize("fixture,cpus", [("qemu-5.10-2cpu-dup-dm-mod.txt.xz", 2),
+                                          ("qemu-5.10-4cpu-dup-dm-mod.txt.xz", 4),
                                           ("qemu-5.10-8cpu-dup-dm-mod.txt.xz", 8)])  # fmt: skip
 def test_5_10_duplicates_return_and_allocate_per_caller_as_the_model_says(fixture: str, cpus: int) -> None:
     # Debian 11's 5.10 under QEMU, N finit_module(dm_mod) at once: one 0, N - 1 -EEXIST from

@@ -219,7 +219,7 @@ _FRONT = (s.Read(), s.Decompress(), s.SignatureCheck(), s.ElfValidate())
 #: Up to 6.3: the only duplicate check is add_unformed_module(), after the module memory is allocated.
 V6_3 = Pipeline("v6.3", (*_FRONT, *_TAIL), generation=Generation.MODULE_LAYOUT, kernel="6.3",
                 summary="duplicates are refused only by add_unformed_module(), after their module memory is "
-                "allocated")  # fmt: skip
+                "allocated, as on every kernel before 6.4: the long-term 5.10, 5.15 and 6.1 too")  # fmt: skip
 #: 6.4: early_mod_check() looks for an existing module before layout (064f4536d139); one area per type.
 V6_4 = Pipeline("v6.4", (*_FRONT, s.ExistenceCheck(), *_TAIL), kernel="6.4", summary=EARLY_CHECK.line())
 #: 6.5+: concurrent finit_module() of the same inode wait for the first one's result (9b9879fc0327).

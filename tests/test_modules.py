@@ -549,3 +549,18 @@ def test_scan_starts_no_more_worker_processes_than_usable_cpus(tmp_path: Path, m
     Catalog.scan(tmp_path, jobs=1024)
     Catalog.scan(tmp_path)
     assert started == [2, 2]
+
+
+@pytest.mark.parametrize("name", Catalog.builtins())
+def test_a_shipped_catalog_loads_unchecked_as_it_loads_checked(name: str) -> None:
+    # The package's own catalogs skip the field-by-field checks a user's file gets (the load time of every
+    # command): this is the check they skip, field by field, on every shipped catalog.
+    from importlib import resources
+
+    raw = (resources.files("vmapsim") / "data" / f"{name}.json.xz").read_bytes()
+    checked = Catalog.from_bytes(raw, source=name)
+    fast = Catalog.builtin(name)
+    assert fast == checked and fast.order == checked.order and fast.config == checked.config
+    assert [attrs.astuple(m) for m in fast] == [attrs.astuple(m) for m in checked]
+    assert all(type(v) is type(w) for m, c in zip(fast, checked, strict=True)
+               for v, w in zip(attrs.astuple(m, recurse=False), attrs.astuple(c, recurse=False), strict=True))

@@ -34,7 +34,7 @@ from vmapsim.units import PAGE_SIZE
 from vmapsim.workloads import Machine, Modprobe, find_machine, udev_boot, udev_workers
 from vmapsim.workloads.kmod import kmod_version, syscall_for
 
-__all__ = ["DEFAULT_CPUS", "Coldplug", "Loads", "Scenario", "image_spec", "storm"]
+__all__ = ["DEFAULT_CPUS", "Coldplug", "Loads", "Scenario", "distinct", "image_spec", "storm"]
 
 #: CPUs of a coldplug whose machine file does not say (the 255-CPU server of the 2023 thread).
 DEFAULT_CPUS = 255
@@ -329,6 +329,29 @@ class Scenario:
         _JOBS[key] = (self.catalog_used, tuple(jobs))
         return jobs
 
+    def same_run(self, other: Scenario) -> bool:
+        """Whether this scenario's run is provably ``other``'s: the same jobs, schedule and run settings, and
+        load paths its jobs' syscalls cannot tell apart (:meth:`~vmapsim.loader.Pipeline.as_seen_by`: a
+        proposal that acts on ``finit_module()`` alone, under kmod < 31's ``init_module()``).  The results
+        then differ only in the path's name.  Runtime complexity: O(jobs).
+
+        >>> a, b = (Scenario("qemu-kvm", kernel="6.12", kmod=30, pipeline=p) for p in (None, "kread-dedup"))
+        >>> a.same_run(b), a.same_run(attrs.evolve(a, kmod=34))
+        (True, False)
+        """
+        if self is other:
+            return True
+        mine = self.jobs()
+        if mine != other.jobs() or self.schedule != other.schedule:
+            return False
+        a, b = self.run, other.run
+        if any(getattr(a, name) != getattr(b, name) for name in _RUN_SETTINGS) or a.module_catalog != b.module_catalog:
+            return False
+        syscalls = frozenset(getattr(j, "syscall", None) for j in mine)
+        if not syscalls <= set(Syscall):
+            return False  # a job of another kind: what it asks of the path is not known
+        return a.path.as_seen_by(syscalls).same_as(b.path.as_seen_by(syscalls))  # type: ignore[arg-type]
+
     def simulate(self, *, until: float | None = None) -> Result:
         """Run the jobs (on the schedule, when one is given); the :class:`~vmapsim.loader.Result`.
 
@@ -336,6 +359,28 @@ class Scenario:
         shows the space at its peak).  Runtime complexity: one run of the jobs.
         """
         return simulate(self.jobs(), self.run, schedule=self.schedule, until=until)
+
+
+#: What a Run holds beyond its load path's name: every setting two runs must share to be one run.
+_RUN_SETTINGS = tuple(f.name for f in attrs.fields(Run) if f.eq and f.name not in ("pipeline", "kernel"))
+
+
+def distinct(scenarios: Sequence[Scenario]) -> list[int]:
+    """For each scenario, the index of the first one whose run it is (:meth:`Scenario.same_run`): the runs to
+    compute, and which result each of the others repeats.  Runtime complexity: O(n × distinct × jobs).
+
+    >>> distinct([Scenario("qemu-kvm", kernel=k, kmod=30, pipeline=p)
+    ...           for k, p in (("6.12", None), ("6.12", "kread-dedup"), ("6.1", None))])
+    [0, 0, 2]
+    """
+    firsts: list[int] = []
+    out = []
+    for i, s in enumerate(scenarios):
+        j = next((j for j in firsts if scenarios[j].same_run(s)), None)
+        if j is None:
+            firsts.append(i)
+        out.append(i if j is None else j)
+    return out
 
 
 def storm(base: Scenario, kernels: Sequence[str | None] | None = None, pipelines: str | Sequence[str | None] = "all",

@@ -143,7 +143,7 @@ class Proposal:
                 stages += self.after_check
         summary = self.change.line() if name else f"{base.summary}; with {self.name}: {self.change.line()}"
         return attrs.evolve(base, name=name or f"{base.name}+{self.name}", stages=tuple(stages), proposal=self,
-                            summary=summary)  # fmt: skip
+                            summary=summary, base=base)  # fmt: skip
 
 
 def _generation(value: Generation | str) -> Generation:
@@ -173,6 +173,8 @@ class Pipeline:
     kernel: str = "6.4"
     proposal: Proposal | None = None
     summary: str = ""
+    #: With ``proposal``, the path it was applied to (not part of what a path is: equality ignores it).
+    base: Pipeline | None = attrs.field(default=None, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if not text("name", self.name):
@@ -186,7 +188,33 @@ class Pipeline:
         release(self.kernel)
         if self.proposal is not None and not isinstance(self.proposal, Proposal):
             raise InvalidArgument(f"pipeline {self.name!r}: proposal={show(self.proposal)}: expected a Proposal")
+        if self.base is not None and not isinstance(self.base, Pipeline):
+            raise InvalidArgument(f"pipeline {self.name!r}: base={show(self.base)}: expected a Pipeline")
         text("summary", self.summary)
+
+    def as_seen_by(self, syscalls: frozenset[Syscall]) -> Pipeline:
+        """The path as loads made only by ``syscalls`` meet it: a proposal none of them reaches taken off (its
+        :attr:`Proposal.acts_on`) where it only replaces stages, 6.5's idempotence gone without
+        ``finit_module()``.  Two paths that look the same to a workload's syscalls (:meth:`same_as`) give it the
+        same run.  Runtime complexity: O(stages).
+
+        >>> by_name("kread-dedup").as_seen_by(frozenset({Syscall.INIT_MODULE})).same_as(V6_4)
+        True
+        """
+        path = self
+        while path.proposal is not None and path.base is not None and not path.proposal.acts_on & syscalls:
+            if path.proposal.before or path.proposal.after_check:
+                break  # stages of its own: entered (and timed) by every load, whatever they do
+            path = path.base
+        if path.idempotent and Syscall.FINIT_MODULE not in syscalls:
+            path = attrs.evolve(path, idempotent=False)
+        return path
+
+    def same_as(self, other: Pipeline) -> bool:
+        """Whether the two paths run loads alike: the same stages, idempotence, module memory, execmem and
+        allocator, whatever their names and summaries.  Runtime complexity: O(stages)."""
+        return (self.stages, self.idempotent, self.generation, self.profile, self.execmem, self.rox_cache) == (
+            other.stages, other.idempotent, other.generation, other.profile, other.execmem, other.rox_cache)
 
     @property
     def decompresses(self) -> bool:

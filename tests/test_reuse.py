@@ -24,12 +24,26 @@ def test_a_reused_run_is_the_run_recomputed(machine: str) -> None:
 
 def test_what_is_reused_on_the_main_jobs_machine() -> None:
     # kmod 30 calls init_module(2): kread-dedup and exclusive-deny only replace v6.4's read, for finit_module(2)
-    # alone, so their runs are v6.4's; page-list adds a stage every load enters (its timeline shows it), and
-    # v6.5 runs another allocator (VMAP_PURGE_THRESHOLD): both are computed
+    # alone, and v6.5 adds idempotence (finit_module(2) alone) on an allocator that differs only in a rule for
+    # vmap blocks, which a load never makes: their runs are v6.4's; page-list adds a stage every load enters
+    # (its timeline shows it): it is computed
     scenarios = storm(Scenario("intel-server", cpus=12))
     names = [(s.kmod, s.run.path.name) for s in scenarios]
     reused = {names[k]: names[i] for k, i in enumerate(distinct(scenarios)) if i != k}
-    assert reused == {(30, p): (30, "v6.4") for p in ("kread-dedup", "exclusive-deny")}
+    assert reused == {(30, p): (30, "v6.4") for p in ("v6.5", "kread-dedup", "exclusive-deny")}
+
+
+@pytest.mark.parametrize("machine", sorted(PRESETS))
+def test_a_storm_makes_no_vmap_block(machine: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # what lets runs on profiles that differ in profiles.BLOCK_RULES alone be one run
+    from vmapsim import VmapSpace
+
+    def refuse(*args: object, **kw: object) -> int:
+        raise AssertionError("vm_map_ram() in a load")
+
+    monkeypatch.setattr(VmapSpace, "vm_map_ram", refuse)
+    for s in storm(Scenario(machine, cpus=6)):
+        assert s.simulate().space.vmap_blocks() == []  # type: ignore[union-attr]
 
 
 def test_a_debian_11_server_runs_each_kmods_section_once() -> None:

@@ -21,6 +21,7 @@ from vmapsim.checks import release, show
 from vmapsim.errors import InvalidArgument
 
 __all__ = [
+    "BLOCK_RULES",
     "DEFAULT",
     "LINUX_5_4",
     "LINUX_5_11",
@@ -111,6 +112,16 @@ class KernelProfile:
     sync_drain: bool = False
     purge_info_after_vm: bool = False
 
+    def rules(self, *, blocks: bool = True) -> tuple[object, ...]:
+        """What the profile makes the allocator do, without its name and first release; without ``blocks``,
+        also without the :data:`BLOCK_RULES`.  Runtime complexity: O(fields).
+
+        >>> LINUX_6_3.rules() == LINUX_6_5.rules(), LINUX_6_3.rules(blocks=False) == LINUX_6_5.rules(blocks=False)
+        (False, True)
+        """
+        skip = ("name", "first") if blocks else ("name", "first", *BLOCK_RULES)
+        return tuple(getattr(self, f.name) for f in attrs.fields(KernelProfile) if f.name not in skip)
+
     def failure_message(self, size: int, vstart: int, vend: int) -> str:
         """The warning line ``alloc_vmap_area()`` prints for a failed request.
 
@@ -124,6 +135,10 @@ class KernelProfile:
             return f"vmap allocation for size {size} failed: use vmalloc=<size> to increase size"
         return f"vmalloc_node_range for size {size} failed: Address range restricted to {vstart:#x} - {vend:#x}"
 
+
+#: The rules that act on vmap blocks alone (``vm_map_ram()``'s per-CPU blocks): a run that makes none cannot
+#: tell profiles apart by them.
+BLOCK_RULES = ("fragmented_threshold",)
 
 #: 5.4-5.10 (Debian 11's 5.10): every descent looks for ``size + align - 1``; the lazy list is an ``llist``
 #: given back newest first, uncoalesced; the free past ``lazy_max_pages()`` purges at once.

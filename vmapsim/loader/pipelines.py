@@ -210,11 +210,18 @@ class Pipeline:
             path = attrs.evolve(path, idempotent=False)
         return path
 
-    def same_as(self, other: Pipeline) -> bool:
+    def same_as(self, other: Pipeline, *, blocks: bool = True) -> bool:
         """Whether the two paths run loads alike: the same stages, idempotence, module memory, execmem and
-        allocator, whatever their names and summaries.  Runtime complexity: O(stages)."""
-        return (self.stages, self.idempotent, self.generation, self.profile, self.execmem, self.rox_cache) == (
-            other.stages, other.idempotent, other.generation, other.profile, other.execmem, other.rox_cache)
+        allocator rules, whatever their names and summaries; without ``blocks`` (a run that makes no vmap
+        block), the rules that act on vmap blocks alone (:data:`~vmapsim.profiles.BLOCK_RULES`) may differ.
+        Runtime complexity: O(stages).
+
+        >>> V6_5.same_as(V6_4), V6_5.as_seen_by(frozenset({Syscall.INIT_MODULE})).same_as(V6_4, blocks=False)
+        (False, True)
+        """
+        return (self.stages, self.idempotent, self.generation, self.execmem, self.rox_cache) == (
+            other.stages, other.idempotent, other.generation, other.execmem, other.rox_cache
+        ) and self.profile.rules(blocks=blocks) == other.profile.rules(blocks=blocks)
 
     @property
     def decompresses(self) -> bool:

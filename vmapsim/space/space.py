@@ -176,9 +176,13 @@ class VmapSpace(VmapState):
         >>> a % (2 << 20), s.area(a).size == (4 << 20) + 4096
         (0, True)
         """
-        size = page_align(integer("size", size, 1, self.layout.kva_end))
-        flag("flush_reset_perms", flush_reset_perms)
-        flag("huge", huge)
+        if type(size) is not int or not 0 < size <= self.layout.kva_end:
+            integer("size", size, 1, self.layout.kva_end)
+        size = page_align(size)
+        if flush_reset_perms is not True and flush_reset_perms is not False:
+            flag("flush_reset_perms", flush_reset_perms)
+        if huge is not True and huge is not False:
+            flag("huge", huge)
         flags = VM_ALLOC | (VM_FLUSH_RESET_PERMS if flush_reset_perms else 0)
         area = None
         if huge and size >= PMD_SIZE:
@@ -402,7 +406,8 @@ class VmapSpace(VmapState):
         """``__get_vm_area_node()``: the one place a guard page is added, then ``alloc_vmap_area()``."""
         size += PAGE_SIZE  # no VM_NO_GUARD user is modelled
         self._core.check_request(size, align, start, end, cpu)
-        text("caller", caller, optional=True)
+        if caller is not None and type(caller) is not str:
+            text("caller", caller, optional=True)
         return self._core.alloc(size, align, start, end, cpu=cpu, caller=caller, vm_flags=vm_flags,
                                 nr_pages=nr_pages, phys=phys, nested=nested)  # fmt: skip
 

@@ -18,6 +18,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 COMMANDS = {
@@ -26,12 +27,15 @@ COMMANDS = {
     "vmapsim boot --cpus 4096": ["-m", "vmapsim", "boot", "--cpus", "4096"],
 }
 REFERENCE = ["-c", "sum(range(10**8))"]
+#: Where the children run: outside the checkout, whose vmapsim/ would otherwise shadow the interpreter's own
+#: install (``-m`` and ``-c`` put the working directory first on sys.path).
+OUTSIDE = tempfile.gettempdir()
 
 
 def timed(python: str, args: list[str]) -> tuple[float, float]:
     """Wall seconds and peak RSS (MiB) of one child process."""
     t0 = time.perf_counter()
-    child = subprocess.Popen([python, *args], stdout=subprocess.DEVNULL)
+    child = subprocess.Popen([python, *args], stdout=subprocess.DEVNULL, cwd=OUTSIDE)
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - t0
     child.returncode = os.waitstatus_to_exitcode(status)
@@ -42,7 +46,8 @@ def timed(python: str, args: list[str]) -> tuple[float, float]:
 
 def import_ms(python: str) -> float:
     """Cumulative import time of vmapsim (``-X importtime``), in ms."""
-    err = subprocess.run([python, "-X", "importtime", "-c", "import vmapsim"], capture_output=True, text=True).stderr
+    err = subprocess.run([python, "-X", "importtime", "-c", "import vmapsim"], capture_output=True, text=True,
+                         cwd=OUTSIDE).stderr
     line = [x for x in err.splitlines() if x.rstrip().endswith("| vmapsim")][-1]
     return int(line.split("|")[1]) / 1000
 

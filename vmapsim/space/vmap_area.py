@@ -2,8 +2,9 @@
 
 :class:`VmapAreas` is what ``alloc_vmap_area()``, ``free_vmap_area_noflush()``,
 ``__purge_vmap_area_lazy()`` and ``reclaim_and_purge_vmap_areas()`` share: the
-free tree over the whole kernel VA (``free_vmap_area_root``), busy areas in
-address order (``vmap_area_root``, a ``SortedDict``), lazily freed ones
+free tree over the whole kernel VA (``free_vmap_area_root``), busy areas by
+start (``vmap_area_root``: a dict, and their starts in a ``SortedList`` brought up
+to date when an address-ordered question is asked), lazily freed ones
 (``purge_vmap_area_root``), the ``vmap_lazy_nr`` count and its drain, the 6.9+
 node pools and the vmap blocks a reclaim releases, and pinned bytes per window
 kept incrementally.  Its methods take validated arguments; the public checks
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import attrs
-from sortedcontainers import SortedDict
+from sortedcontainers import SortedList
 
 from vmapsim import profiles
 from vmapsim.checks import integer
@@ -77,7 +78,11 @@ class VmapAreas:
     purges: int = attrs.field(init=False, default=0)
     #: Pages backing vmalloc() allocations (``nr_vmalloc_pages``, meminfo's VmallocUsed).
     vmalloc_pages: int = attrs.field(init=False, default=0)
-    _busy: SortedDict = attrs.field(init=False, factory=SortedDict)  # start -> VmapArea
+    _busy: dict[int, VmapArea] = attrs.field(init=False, factory=dict)  # start -> VmapArea
+    # The busy starts in address order, behind by the changes in _pending (start -> busy now): a run
+    # allocates and frees hundreds of thousands of areas and asks for address order a few times.
+    _starts: SortedList = attrs.field(init=False, factory=SortedList)
+    _pending: dict[int, bool] = attrs.field(init=False, factory=dict)
     # start -> VmapArea; a purge takes them all, so address order is made only when read.
     _lazy: dict[int, VmapArea] = attrs.field(init=False, factory=dict)
     _lazy_nr: int = attrs.field(init=False, default=0)
@@ -181,6 +186,7 @@ class VmapAreas:
             self._account(addr, size)
         area = VmapArea(addr, addr + size, caller, vm_flags, va_flags, nr_pages, phys, node, None, nested)
         self._busy[addr] = area
+        self._pending[addr] = True
         return area
 
     def _descent(self, size: int, align: int, vstart: int, vend: int) -> tuple[bool, bool]:
@@ -202,6 +208,7 @@ class VmapAreas:
     def insert(self, area: VmapArea) -> None:
         """Make ``area`` busy; its range must already be out of the free tree.  Runtime: O(log n)."""
         self._busy[area.start] = area
+        self._pending[area.start] = True
         self._account(area.start, area.size)
 
     def get(self, addr: object) -> VmapArea | None:
@@ -214,7 +221,9 @@ class VmapAreas:
 
     def unlink(self, addr: int) -> VmapArea:
         """``find_unlink_vmap_area()``: take the busy area at ``addr`` out of the busy tree.  O(log n)."""
-        return self._busy.pop(addr)  # type: ignore[no-any-return]
+        area = self._busy.pop(addr)
+        self._pending[addr] = False
+        return area
 
     def free_lazy(self, area: VmapArea) -> None:
         """``free_vmap_area_noflush()``: onto the lazy tree; schedule a drain past ``lazy_max_pages``."""
@@ -296,15 +305,15 @@ class VmapAreas:
 
     def find(self, addr: int) -> VmapArea | None:
         """``find_vmap_area()``: the busy area containing ``addr``, or None.  Runtime: O(log n)."""
-        start = next(self._busy.irange(maximum=addr, reverse=True), None)
+        start = next(self._ordered().irange(maximum=addr, reverse=True), None)
         if start is None:
             return None
-        area: VmapArea = self._busy[start]
+        area = self._busy[start]
         return area if addr < area.end else None
 
     def busy(self, lo: int = 0, hi: int = 1 << 64) -> list[VmapArea]:
         """Busy areas starting in ``[lo, hi)``, by address.  Runtime complexity: O(log n + k)."""
-        return [self._busy[a] for a in self._busy.irange(lo, hi, inclusive=(True, False))]
+        return [self._busy[a] for a in self._ordered().irange(lo, hi, inclusive=(True, False))]
 
     def lazy(self, lo: int = 0, hi: int = 1 << 64) -> list[VmapArea]:
         """Lazy areas starting in ``[lo, hi)``, by address.  Runtime complexity: O(k log k)."""
@@ -345,6 +354,7 @@ class VmapAreas:
         """Make ``[addr, addr + size)`` busy from the free tree or a 6.9+ pool; False if neither has it."""
         if self._pools and size_class(size) < MAX_VA_SIZE_PAGES and self._pools.remove(addr, addr + size) is not None:
             self._busy[addr] = VmapArea(addr, addr + size, node=cpu % self.nr_vmap_nodes)
+            self._pending[addr] = True
             return True
         hit = self.free.containing(addr)
         if hit is None or hit[1] < addr + size:
@@ -355,6 +365,17 @@ class VmapAreas:
         return True
 
     # --------------------------------------------------------------- internals
+
+    def _ordered(self) -> SortedList:
+        """The busy starts in address order, brought up to date.  Runtime: O(k log n) for k changes since."""
+        starts, pending = self._starts, self._pending
+        for start, busy in pending.items():
+            if busy and start not in starts:
+                starts.add(start)
+            elif not busy and start in starts:
+                starts.remove(start)
+        pending.clear()
+        return starts
 
     def _account(self, addr: int, delta: int) -> None:
         for i, r in enumerate(self.regions):
@@ -387,6 +408,7 @@ class VmapAreas:
             pos = e
         assert pos == self.layout.kva_end, f"VA ends at {pos:#x}"
         assert all(k == a.start for k, a in self._busy.items()) and all(k == a.start for k, a in self._lazy.items())
+        assert list(self._ordered()) == sorted(self._busy)
         assert self._lazy_nr == sum(a.size for a in self._lazy.values()) >> PAGE_SHIFT
         for i, r in enumerate(self.regions):
             pinned = sum(a.size for a in self.busy(r.start, r.end)) + sum(a.size for a in self.lazy(r.start, r.end))

@@ -13,8 +13,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import tqdm
-
 from vmapsim.checks import read_file, usable_cpus
 from vmapsim.errors import InvalidArgument
 
@@ -149,6 +147,8 @@ def progress_bar(what: str, unit: str = "it", stream: TextIO | None = None,
 
     def show(done: int, total: int) -> None:
         if not bar:
+            import tqdm  # only a terminal shows the bar: a pipe or a benchmark does not pay for the import
+
             bar.append(tqdm.tqdm(total=total, desc=what, unit=unit, file=out, leave=False, dynamic_ncols=True))
         bar[0].update(done - bar[0].n)
         if done >= total:

@@ -135,17 +135,18 @@ class PinnedSeries:
 
     def sample(self, now: float, values: tuple[int, ...]) -> None:
         """Record ``values`` (pinned bytes per window) at ``now``, replacing a point of the same instant."""
-        same = bool(self.times) and self.times[-1] == now
-        if not same:
-            self.times.append(now)
-        for i, v in enumerate(values):
-            col = self.columns[i]
-            if same:
+        times = self.times
+        if times and times[-1] == now:
+            for col, v in zip(self.columns, values, strict=True):
                 col[-1] = v
-            else:
+        else:
+            times.append(now)
+            for col, v in zip(self.columns, values, strict=True):
                 col.append(v)
-            if v > self.peaks[i]:
-                self.peaks[i] = v
+        peaks = self.peaks
+        for i, v in enumerate(values):
+            if v > peaks[i]:
+                peaks[i] = v
                 self.peak_times[i] = now
 
     def points(self) -> tuple[tuple[float, tuple[int, ...]], ...]:

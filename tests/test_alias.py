@@ -58,3 +58,10 @@ _ALPHABET = "ab*?[]^!-"
        st.text("ab[]-^!*?", max_size=6))  # fmt: skip
 def test_index_equals_naive_on_any_patterns(pairs: list[tuple[str, str]], name: str) -> None:
     assert AliasIndex(pairs).match(name) == _naive(pairs, name)
+
+
+@given(st.lists(st.tuples(st.text("ab*", max_size=10), st.sampled_from("xyz")), max_size=12),
+       st.text("ab", max_size=14))  # fmt: skip
+def test_star_only_patterns_match_as_fnmatch_does(pairs: list[tuple[str, str]], name: str) -> None:
+    # patterns whose only wildcard is * are matched piece by piece, without fnmatch: the same answers
+    assert AliasIndex(pairs).match(name) == _naive(pairs, name)

@@ -62,6 +62,30 @@ class AliasIndex:
             if k > n:
                 break
             for pattern, module, literal in self._buckets[k].get(modalias[:k], ()):
-                if module not in out and (n == k if literal else fnmatch.fnmatchcase(modalias, pattern)):
+                if module in out:
+                    continue
+                if literal:
+                    hit = n == k
+                elif "?" in pattern or "[" in pattern:
+                    hit = fnmatch.fnmatchcase(modalias, pattern)
+                else:  # only * wildcards: matched piece by piece, without compiling a regular expression
+                    hit = _stars_match(modalias, pattern.split("*"))
+                if hit:
                     out.add(module)
         return out
+
+
+def _stars_match(name: str, pieces: list[str]) -> bool:
+    """``fnmatch`` of a pattern whose only wildcard is ``*``, split at each: the first piece starts ``name``, the
+    last ends it, and the others follow in order between them, each as early as it can (which finds a
+    match whenever one exists)."""
+    first, last = pieces[0], pieces[-1]
+    if not name.startswith(first) or not name.endswith(last) or len(name) < len(first) + len(last):
+        return False
+    at, end = len(first), len(name) - len(last)
+    for piece in pieces[1:-1]:
+        i = name.find(piece, at, end)
+        if i < 0:
+            return False
+        at = i + len(piece)
+    return True

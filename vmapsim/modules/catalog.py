@@ -304,11 +304,7 @@ class Catalog:
             raise InvalidArgument(f"{source}: not a readable vmapsim catalog ({str(e)[:200]})") from None
 
     @classmethod
-    def _from_doc(cls, doc: object, *, trusted: bool = False) -> Catalog:
-        """The catalog a parsed document holds, every field checked; ``trusted`` (the package's own catalogs,
-        checked field by field by tests/test_modules.py) builds the images without checking each field."""
-        if trusted:
-            return cls._from_trusted(doc)  # type: ignore[arg-type]
+    def _from_doc(cls, doc: object) -> Catalog:
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT or doc.get("version") != 1:
             raise ValueError("not a vmapsim catalog (version 1)")
         kernel, config, fields, rows = (doc.get(k) for k in ("kernel", "config", "fields", "modules"))
@@ -337,7 +333,8 @@ class Catalog:
 
     @classmethod
     def _from_trusted(cls, doc: dict[str, Any]) -> Catalog:
-        """A shipped catalog's document, built as written: lists become tuples, nothing else is checked."""
+        """A shipped catalog's document, built as written: lists become tuples, nothing else is checked (the
+        package's own catalogs, which tests/test_modules.py checks field by field)."""
         fields = doc["fields"]
         lists = [i for i, f in enumerate(fields) if f in _TUPLE_FIELDS]
         modules: dict[str, ModuleImage] = {}
@@ -461,7 +458,7 @@ def _percpu_kinds(aliases: tuple[str, ...]) -> str:
 @cache
 def _builtin(name: str) -> Catalog:
     raw = (resources.files("vmapsim") / "data" / f"{name}.json.xz").read_bytes()
-    return Catalog._from_doc(json.loads(lzma.decompress(raw)), trusted=True)
+    return Catalog._from_trusted(json.loads(lzma.decompress(raw)))
 
 
 #: The fields of ModuleImage that a JSON document holds as lists.

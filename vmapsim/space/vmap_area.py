@@ -79,10 +79,10 @@ class VmapAreas:
     #: Pages backing vmalloc() allocations (``nr_vmalloc_pages``, meminfo's VmallocUsed).
     vmalloc_pages: int = attrs.field(init=False, default=0)
     _busy: dict[int, VmapArea] = attrs.field(init=False, factory=dict)  # start -> VmapArea
-    # The busy starts in address order, behind by the changes in _pending (start -> busy now): a run
+    # The busy starts in address order, behind by the starts in _touched (made busy or not since): a run
     # allocates and frees hundreds of thousands of areas and asks for address order a few times.
     _starts: SortedList = attrs.field(init=False, factory=SortedList)
-    _pending: dict[int, bool] = attrs.field(init=False, factory=dict)
+    _touched: set[int] = attrs.field(init=False, factory=set)
     # start -> VmapArea; a purge takes them all, so address order is made only when read.
     _lazy: dict[int, VmapArea] = attrs.field(init=False, factory=dict)
     _lazy_nr: int = attrs.field(init=False, default=0)
@@ -186,7 +186,7 @@ class VmapAreas:
             self._account(addr, size)
         area = VmapArea(addr, addr + size, caller, vm_flags, va_flags, nr_pages, phys, node, None, nested)
         self._busy[addr] = area
-        self._pending[addr] = True
+        self._touched.add(addr)
         return area
 
     def _descent(self, size: int, align: int, vstart: int, vend: int) -> tuple[bool, bool]:
@@ -208,7 +208,7 @@ class VmapAreas:
     def insert(self, area: VmapArea) -> None:
         """Make ``area`` busy; its range must already be out of the free tree.  Runtime: O(log n)."""
         self._busy[area.start] = area
-        self._pending[area.start] = True
+        self._touched.add(area.start)
         self._account(area.start, area.size)
 
     def get(self, addr: object) -> VmapArea | None:
@@ -222,7 +222,7 @@ class VmapAreas:
     def unlink(self, addr: int) -> VmapArea:
         """``find_unlink_vmap_area()``: take the busy area at ``addr`` out of the busy tree.  O(log n)."""
         area = self._busy.pop(addr)
-        self._pending[addr] = False
+        self._touched.add(addr)
         return area
 
     def free_lazy(self, area: VmapArea) -> None:
@@ -265,17 +265,15 @@ class VmapAreas:
         """
         self.purges += 1
         self._drain_pending = False
-        if self.profile.purge_newest_first:
-            # ≤ 5.10: llist_del_all() takes vmap_purge_list whole, newest first, and each area is merged alone
-            newest = [(a.start, a.end) for a in reversed(self._lazy.values())]
-            self._lazy.clear()
-            self._lazy_nr = 0
-            for s, e in newest:
-                self._release(s, e)
-            return
-        lazy = sorted(self._lazy.values(), key=_start)
+        taken = list(self._lazy.values())  # in the order they were freed
         self._lazy.clear()
         self._lazy_nr = 0
+        if self.profile.purge_newest_first:
+            # ≤ 5.10: llist_del_all() takes vmap_purge_list whole, newest first, and each area is merged alone
+            for a in reversed(taken):
+                self._release(a.start, a.end)
+            return
+        lazy = sorted(taken, key=_start)
         if not self._pools:
             ranges = [(a.start, a.end) for a in lazy]
             # one node from 6.9: its lazy list, highest address first
@@ -354,7 +352,7 @@ class VmapAreas:
         """Make ``[addr, addr + size)`` busy from the free tree or a 6.9+ pool; False if neither has it."""
         if self._pools and size_class(size) < MAX_VA_SIZE_PAGES and self._pools.remove(addr, addr + size) is not None:
             self._busy[addr] = VmapArea(addr, addr + size, node=cpu % self.nr_vmap_nodes)
-            self._pending[addr] = True
+            self._touched.add(addr)
             return True
         hit = self.free.containing(addr)
         if hit is None or hit[1] < addr + size:
@@ -368,13 +366,14 @@ class VmapAreas:
 
     def _ordered(self) -> SortedList:
         """The busy starts in address order, brought up to date.  Runtime: O(k log n) for k changes since."""
-        starts, pending = self._starts, self._pending
-        for start, busy in pending.items():
-            if busy and start not in starts:
-                starts.add(start)
-            elif not busy and start in starts:
+        starts, busy = self._starts, self._busy
+        for start in self._touched:
+            if start in busy:
+                if start not in starts:
+                    starts.add(start)
+            elif start in starts:
                 starts.remove(start)
-        pending.clear()
+        self._touched.clear()
         return starts
 
     def _account(self, addr: int, delta: int) -> None:

@@ -1,7 +1,5 @@
 """``python -m vmapsim``: the command line."""
 
-import sys
+from vmapsim.cli import program
 
-from vmapsim.cli import main
-
-sys.exit(main())
+program()

@@ -86,15 +86,16 @@ class RbTree:
     :meth:`lowest_match` (its roll-back climbs at most the height twice).
     """
 
-    __slots__ = ("_len", "root")
+    __slots__ = ("_nodes", "root")
 
     def __init__(self) -> None:
         self.root: Node | None = None
-        self._len = 0
+        # start -> node: the kernel reaches a free area by its pointer; a log names it by its start
+        self._nodes: dict[int, Node] = {}
 
     def __len__(self) -> int:
         """The number of ranges.  Runtime complexity: O(1)."""
-        return self._len
+        return len(self._nodes)
 
     def __iter__(self) -> Iterator[Node]:
         """The nodes in address order.  Runtime complexity: O(n)."""
@@ -113,14 +114,12 @@ class RbTree:
     def find(self, start: int) -> Node:
         """The node whose range starts at ``start``; :class:`InvalidArgument` if none does.
 
-        Runtime complexity: O(log n).
+        Runtime complexity: O(1).
         """
-        n = self.root
-        while n is not None:
-            if start == n.start:
-                return n
-            n = n.kids[start > n.start]
-        raise InvalidArgument(f"no free range starts at {start:#x}")
+        n = self._nodes.get(start)
+        if n is None:
+            raise InvalidArgument(f"no free range starts at {start:#x}")
+        return n
 
     def lowest_match(self, size: int, align: int, vstart: int, *, adjust: bool) -> Node | None:
         """``find_vmap_lowest_match()`` (mm/vmalloc.c, 5.13+): the node the kernel's descent returns for
@@ -192,8 +191,11 @@ class RbTree:
             self.root = node
         else:
             parent.kids[side] = node
-        self._len += 1
+        self._nodes[start] = node
         self._insert_color(node)
+        # __link_va() zeroes the new node's subtree_max_size after rb_insert_augmented(), so the propagation,
+        # which stops at the first node whose maximum holds, starts with it
+        node.max = 0
         self._propagate(node)
         return node
 
@@ -204,7 +206,7 @@ class RbTree:
             self._erase_color(rebalance)
         node.kids = [None, None]
         node.parent = None
-        self._len -= 1
+        del self._nodes[node.start]
 
     def resize(self, node: Node, start: int, end: int) -> None:
         """Change ``node``'s range in place, as ``adjust_va_to_fit_type()`` and ``merge_or_add_vmap_area()``
@@ -212,14 +214,22 @@ class RbTree:
 
         Runtime complexity: O(log n).
         """
+        if start != node.start:
+            del self._nodes[node.start]
+            self._nodes[start] = node
         node.start, node.end = start, end
         self._propagate(node)
 
     # ------------------------------------------------------------ lib/rbtree.c
 
     def _propagate(self, n: Node | None) -> None:
+        """``RB_DECLARE_CALLBACKS_MAX``'s propagate: up to the first node whose maximum holds (the ones
+        above it hold too)."""
         while n is not None:
-            n.max = _compute(n)
+            m = _compute(n)
+            if m == n.max:
+                return
+            n.max = m
             n = n.parent
 
     def _rotate_set_parents(self, old: Node, new: Node, red: bool) -> None:
@@ -334,7 +344,10 @@ class RbTree:
     @staticmethod
     def _propagate_to(n: Node | None, stop: Node) -> None:
         while n is not None and n is not stop:
-            n.max = _compute(n)
+            m = _compute(n)
+            if m == n.max:
+                return
+            n.max = m
             n = n.parent
 
     def _erase_color(self, parent: Node) -> None:
@@ -419,7 +432,7 @@ class RbTree:
 
         assert self.root is None or not self.root.red
         walk(self.root, None, 0, 1 << 65)
-        assert self._len == sum(1 for _ in self)
+        assert sorted(self._nodes) == [n.start for n in self] and all(self._nodes[n.start] is n for n in self)
 
 
 class LoggedTree:

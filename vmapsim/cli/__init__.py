@@ -8,7 +8,7 @@ library and formats what it returns with :mod:`vmapsim.report`.  Errors print on
 ['vmapsim', 'vmapsim demo', 'vmapsim info']
 """
 
-from vmapsim.cli._main import commands, main
+from vmapsim.cli._main import commands, main, program
 from vmapsim.cli._parser import Help
 
-__all__ = ["Help", "commands", "main"]
+__all__ = ["Help", "commands", "main", "program"]

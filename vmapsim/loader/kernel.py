@@ -21,7 +21,7 @@ holds, its module record, its timeline.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from typing import NoReturn, Protocol
 
 import attrs
@@ -119,17 +119,16 @@ class LoadInfo:
 class PinnedSeries:
     """Pinned bytes per window after every allocation and free (one point per instant), and peak instants.
 
-    Kept in columns, so a sample appends numbers rather than building a point.
+    A sample appends the tuple it is given: the points are made when the run ends.
     """
 
     regions: tuple[str, ...]
     times: list[float] = attrs.field(factory=list, init=False)
-    columns: list[list[int]] = attrs.field(init=False)
+    rows: list[tuple[int, ...]] = attrs.field(factory=list, init=False)
     peaks: list[int] = attrs.field(init=False)
     peak_times: list[float] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.columns = [[] for _ in self.regions]
         self.peaks = [-1] * len(self.regions)
         self.peak_times = [0.0] * len(self.regions)
 
@@ -137,12 +136,10 @@ class PinnedSeries:
         """Record ``values`` (pinned bytes per window) at ``now``, replacing a point of the same instant."""
         times = self.times
         if times and times[-1] == now:
-            for col, v in zip(self.columns, values, strict=True):
-                col[-1] = v
+            self.rows[-1] = values
         else:
             times.append(now)
-            for col, v in zip(self.columns, values, strict=True):
-                col.append(v)
+            self.rows.append(values)
         peaks = self.peaks
         for i, v in enumerate(values):
             if v > peaks[i]:
@@ -151,7 +148,7 @@ class PinnedSeries:
 
     def points(self) -> tuple[tuple[float, tuple[int, ...]], ...]:
         """The series as ``(time, values)`` points."""
-        return tuple(zip(self.times, zip(*self.columns, strict=True), strict=True))
+        return tuple(zip(self.times, self.rows, strict=True))
 
     def first_peak_times(self) -> dict[str, float]:
         """Window -> the instant its pinned bytes first reached their peak (sampled windows only)."""
@@ -291,16 +288,14 @@ class Kernel:
                 d *= 1 + self.costs.jitter * (2 * self.rng.random() - 1)
         return d
 
-    def compute(self, cost: Cost, nbytes: int = 0) -> Generator[Command, None, None]:
-        """Spend ``cost``'s CPU time: alone, or shared with the other loads' (``CostModel.processors``).
-
-        Runtime complexity: O(1), or O(k) with k loads sharing the processors.
+    def compute(self, cost: Cost, nbytes: int = 0) -> Iterable[Command]:
+        """Spend ``cost``'s CPU time: alone, or shared with the other loads' (``CostModel.processors``); the
+        commands to yield from.  Runtime complexity: O(1), or O(k) with k loads sharing the processors.
         """
         d = self.duration(cost, nbytes)
         if self._processors is None:
-            yield Delay(d)
-        else:
-            yield from self._processors.compute(self.engine, d)
+            return (Delay(d),)  # one command: no generator to make and resume
+        return self._processors.compute(self.engine, d)
 
     def vmalloc(self, info: LoadInfo, kind: AllocationKind, size: int, point: FailurePoint, *,
                 module: bool = False) -> Allocation:  # fmt: skip

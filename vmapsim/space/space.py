@@ -176,9 +176,9 @@ class VmapSpace(VmapState):
         >>> a % (2 << 20), s.area(a).size == (4 << 20) + 4096
         (0, True)
         """
-        if type(size) is not int or not 0 < size <= self.layout.kva_end:
-            integer("size", size, 1, self.layout.kva_end)
-        size = page_align(size)
+        if type(size) is not int or not 0 < size <= self._core.kva_end:
+            integer("size", size, 1, self._core.kva_end)
+        size = (size + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1)  # page_align(), inline: every load's vmalloc
         if flush_reset_perms is not True and flush_reset_perms is not False:
             flag("flush_reset_perms", flush_reset_perms)
         if huge is not True and huge is not False:
@@ -217,11 +217,10 @@ class VmapSpace(VmapState):
         With ``VM_FLUSH_RESET_PERMS`` the free ends in ``vm_unmap_aliases()``,
         which purges every lazy area.  Runtime complexity: O(log n).
         """
-        area = self._core.get(address("addr", addr))
-        if area is not None and area.pages_area and self._core.get(area.pages_area) is None:
+        area = self._vm_at(addr, VM_ALLOC, "vfree")
+        if area.pages_area and self._core.get(area.pages_area) is None:
             raise InvalidArgument(f"vfree({addr:#x}): its page array at {area.pages_area:#x} is not busy")
-        area = self._take_vm(addr, VM_ALLOC, "vfree")
-        self._core.free_lazy(area)
+        self._core.free_lazy(self._core.unlink(addr))
         if area.vm_flags & VM_FLUSH_RESET_PERMS:
             self.vm_unmap_aliases()
         self._core.vmalloc_pages -= area.nr_pages
@@ -412,12 +411,18 @@ class VmapSpace(VmapState):
                                 nr_pages=nr_pages, phys=phys, nested=nested)  # fmt: skip
 
     def _take_vm(self, addr: int, flag: int, what: str) -> VmapArea:
-        area = self._core.get(address("addr", addr))
+        self._vm_at(addr, flag, what)
+        return self._core.unlink(addr)
+
+    def _vm_at(self, addr: int, flag: int, what: str) -> VmapArea:
+        """The busy area ``what`` (vfree, vunmap, iounmap) frees at ``addr``, made by the call of ``flag``."""
+        area = self._core.get(addr)
         if area is None:
+            address("addr", addr)
             raise UnknownAddress(f"{what}({addr:#x}): no busy area starts there (never allocated, or freed already)")
         if not area.vm_flags & flag or area.nested or area.percpu:
             raise InvalidArgument(f"{what}({addr:#x}): the area there was not made by the matching call")
-        return self._core.unlink(addr)
+        return area
 
     def _check(self) -> None:
         """Assert every invariant: the ranges tile the KVA, counters match, blocks agree."""

@@ -93,9 +93,12 @@ class VmapAreas:
     _pinned: list[int] = attrs.field(init=False, factory=list)
     _peak: list[int] = attrs.field(init=False, factory=list)
     _index: dict[str, int] = attrs.field(init=False, factory=dict)
+    #: ``ULONG_MAX`` of the layout (a property there), read by every allocation's checks.
+    kva_end: int = attrs.field(init=False, default=0)
 
     def __attrs_post_init__(self) -> None:
-        self.free = FreeTree.from_ranges([(1, self.layout.kva_end)])
+        self.kva_end = self.layout.kva_end
+        self.free = FreeTree.from_ranges([(1, self.kva_end)])
         self.blocks = VmapBlocks(self.block_pages)
         self.regions = self.layout.regions
         self._index = {r.name: i for i, r in enumerate(self.regions)}
@@ -131,7 +134,7 @@ class VmapAreas:
 
     def check_request(self, size: int, align: int, vstart: int, vend: int, cpu: int) -> None:
         """The argument checks of ``alloc_vmap_area()``.  Runtime complexity: O(1)."""
-        kva_end = self.layout.kva_end
+        kva_end = self.kva_end
         if (type(size) is int and type(align) is int and type(vstart) is int and type(vend) is int
                 and type(cpu) is int and 0 < size <= kva_end and not size % PAGE_SIZE and 0 < align <= kva_end
                 and not align & (align - 1) and 0 <= vstart < vend <= kva_end and 0 <= cpu < self.cpus):

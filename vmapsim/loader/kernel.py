@@ -381,8 +381,8 @@ class Kernel:
                     self.engine.spawn(self._clean())
             else:
                 self.space.vfree(a.addr)
-            a.freed = self.engine.now
-            self.sample()
+            a.freed = now = self.engine.now
+            self.series.sample(now, self._pinned())  # sample(), one call less for every free
 
     def _clean(self) -> Generator[Command, None, None]:
         """``execmem_cache_clean_work``: after the workqueue's latency, wholly free chunks go back to vmalloc."""
@@ -403,5 +403,5 @@ class Kernel:
 
     def _held(self, info: LoadInfo, a: Allocation) -> Allocation:
         info.allocations.append(a)
-        self.sample()
+        self.series.sample(self.engine.now, self._pinned())  # sample(), one call less for every allocation
         return a

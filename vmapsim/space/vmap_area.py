@@ -93,6 +93,10 @@ class VmapAreas:
     _pinned: list[int] = attrs.field(init=False, factory=list)
     _peak: list[int] = attrs.field(init=False, factory=list)
     _index: dict[str, int] = attrs.field(init=False, factory=dict)
+    # Fixed for the space's life, read by every allocation: whether there are node pools, whether every
+    # search adds the alignment overhead (up to 5.15).
+    _pooled: bool = attrs.field(init=False, default=False)
+    _overhead: bool = attrs.field(init=False, default=False)
     #: ``ULONG_MAX`` of the layout (a property there), read by every allocation's checks.
     kva_end: int = attrs.field(init=False, default=0)
 
@@ -107,6 +111,8 @@ class VmapAreas:
         self._lazy_max = fls(self.cpus) * (32 * 1024 * 1024 // PAGE_SIZE)
         # One node has no pools to speak of: node_alloc() is bypassed and every VA goes back to the tree.
         self._pools = NodePools(self.nr_vmap_nodes if self.nr_vmap_nodes > 1 else 0)
+        self._pooled = bool(self._pools)
+        self._overhead = self.profile.search is _ALIGN_OVERHEAD
 
     # ------------------------------------------------------------- parameters
 
@@ -172,12 +178,14 @@ class VmapAreas:
             self.drain_if_pending()
         node = -1
         addr = None
-        w = self.layout.vmalloc
-        if self._pools and vstart == w.start and vend == w.end:
+        if self._pooled and vstart == self.layout.vmalloc.start and vend == self.layout.vmalloc.end:
             node = cpu % self.nr_vmap_nodes  # node_alloc(): this CPU's node pool first
             addr = self._pools.take(node, size, align)
         if addr is None:
-            descend, adjust = self._descent(size, align, vstart, vend)
+            if align <= PAGE_SIZE and not self._overhead:  # nearly every request: the lowest fit, whatever the shape
+                descend, adjust = False, False
+            else:
+                descend, adjust = self._descent(size, align, vstart, vend)
             addr = self.free.alloc(size, align, vstart, vend, descend=descend, adjust=adjust)
             if addr is None and self.auto_purge:
                 self.reclaim()
@@ -277,7 +285,7 @@ class VmapAreas:
                 self._release(a.start, a.end)
             return
         lazy = sorted(taken, key=_start)
-        if not self._pools:
+        if not self._pooled:
             ranges = [(a.start, a.end) for a in lazy]
             # one node from 6.9: its lazy list, highest address first
             for s, e in _coalesced(ranges) if self.profile.coalesce_lazy else reversed(ranges):

@@ -313,8 +313,9 @@ def sweep(
     ``executor``: None or ``"local"`` (a process pool of one worker per usable CPU,
     :func:`~vmapsim.checks.usable_cpus`), ``"serial"`` (this process), any
     ``concurrent.futures.Executor``, or a Dask ``distributed.Client`` (its ``get_executor()``).  Points
-    go out in batches (``batch`` points each; default: about four batches per worker) so that scheduling
-    costs little beside the runs; each worker loads a catalog once.  ``done``: rows of an earlier,
+    go out in batches (``batch`` points each; default: about four batches per worker), the most CPUs first,
+    so that scheduling costs little beside the runs and no worker is left with a long batch at the end;
+    each worker loads a catalog once.  ``done``: rows of an earlier,
     interrupted sweep (``Table.from_json``), which are kept and not run again; refused, before anything runs,
     unless they are this grid's own runs (:meth:`Grid.check_resume`).  The table records
     :meth:`Grid.parameters`.  ``progress(finished,
@@ -330,7 +331,9 @@ def sweep(
     if done is not None:
         grid.check_resume(done)
         kept = {_row_key(r): r for r in done.rows}
-    todo = [p for p in points if _key(p) not in kept]
+    # The biggest machines first: a run's time grows with its CPUs, and the last batches, the shortest,
+    # leave no worker waiting long for another's; the table keeps the grid's order whatever order ran.
+    todo = sorted((p for p in points if _key(p) not in kept), key=lambda p: -p.cpus)
     pool, workers, owned = _executor(executor)
     size = batch or max(1, math.ceil(len(todo) / (4 * workers)))
     batches = [todo[i : i + size] for i in range(0, len(todo), size)]

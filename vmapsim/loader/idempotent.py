@@ -13,11 +13,11 @@ returns the first caller's result when ``idempotent_complete()`` wakes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 
 import attrs
 
-from vmapsim.engine import Event, Task, Wait
+from vmapsim.engine import Delay, Event, Task, Wait
 from vmapsim.loader.kernel import InFlight, Kernel, LoadInfo
 
 __all__ = ["Idempotent"]
@@ -32,7 +32,7 @@ class Idempotent:
 
     name = "idempotent"
 
-    def run(self, info: LoadInfo, k: Kernel, load: Callable[[], Task]) -> Task:
+    def run(self, info: LoadInfo, k: Kernel, load: Callable[[], Generator[Delay | Wait, None, object]]) -> Task:
         """Wait for a load of the same file in flight, or run ``load()`` and hand its result to the waiters."""
         table = k.in_flight
         req = info.request

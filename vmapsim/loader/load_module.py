@@ -46,34 +46,50 @@ __all__ = ["Job", "Loader", "load_module"]
 _IDEMPOTENT = Idempotent()
 
 
-def load_module(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Task:
+def load_module(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Generator[Delay | Wait, None, int]:
     """One request, start to return: the idempotent wrapper (6.5), the stages, the error paths.
 
-    Called when the load starts (it records the start at once); returns the task to run.
+    Called when the load starts (it records the start at once); returns the task to run, which fires
+    ``info.done`` when the load returns and gives its return code (0 or -errno).
     """
     info.timeline.append((k.engine.now, "start"))
     if pipe.idempotent and info.request.syscall is _FINIT_MODULE:
-        return _IDEMPOTENT.run(info, k, lambda: _stages(info, k, pipe))
-    return _stages(info, k, pipe)
+        return _idempotent(info, k, pipe)
+    return _stages(info, k, pipe, True)
 
 
-def _stages(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Task:
+def _idempotent(info: LoadInfo, k: Kernel, pipe: Pipeline) -> Generator[Delay | Wait, None, int]:
+    try:
+        yield from _IDEMPOTENT.run(info, k, lambda: _stages(info, k, pipe, False))
+    finally:
+        k.engine.fire(info.done)
+    return info.ret
+
+
+def _stages(info: LoadInfo, k: Kernel, pipe: Pipeline, fire: bool) -> Generator[Delay | Wait, None, int]:
+    # One generator for the whole load (the caller's task yields from it directly): a level less to
+    # resume at every step of every load.
     ret = 0
     engine, timeline = k.engine, info.timeline
     try:
-        for stage in pipe.stages:
-            timeline.append((engine.now, stage.name))
-            task = stage.run(info, k)
-            if task is not None:
-                yield from task
-    except LoadFailed as f:
-        ret = -f.errno
-        _fail(info, k, f)
+        try:
+            for stage in pipe.stages:
+                timeline.append((engine.now, stage.name))
+                task = stage.run(info, k)
+                if task is not None:
+                    yield from task
+        except LoadFailed as f:
+            ret = -f.errno
+            _fail(info, k, f)
+        finally:
+            for cleanup in info.cleanups:
+                cleanup()
+        info.ret, info.end = ret, engine.now
+        timeline.append((engine.now, "done"))
     finally:
-        for cleanup in info.cleanups:
-            cleanup()
-    info.ret, info.end = ret, k.engine.now
-    info.timeline.append((k.engine.now, "done"))
+        if fire:
+            engine.fire(info.done)
+    return ret
 
 
 def _fail(info: LoadInfo, k: Kernel, f: LoadFailed) -> None:
@@ -147,16 +163,9 @@ class Loader:
         """The task of one load: wait for ``after`` (if any), load, then signal ``info.done``."""
         if after is not None:
             yield Wait(after)
-        try:
-            yield from load_module(info, self.kernel, self.pipeline)
-        finally:
-            self.engine.fire(info.done)
+        yield from load_module(info, self.kernel, self.pipeline)
 
     def load(self, request: Request) -> Generator[Delay | Wait, None, int]:
-        """The syscall, from a job's task: load now and return its return code when the kernel does."""
-        info = self.begin(request, self.resolve(request.module))
-        try:
-            yield from load_module(info, self.kernel, self.pipeline)
-        finally:
-            self.engine.fire(info.done)
-        return info.ret
+        """The syscall, from a job's task: load now; yield from it, and it returns the return code when
+        the kernel does."""
+        return load_module(self.begin(request, self.resolve(request.module)), self.kernel, self.pipeline)

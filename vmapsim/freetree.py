@@ -44,6 +44,10 @@ from vmapsim.rbtree import LoggedTree
 
 __all__ = ["FreeTree"]
 
+# How many changes go by between two checks of the log's bound (a log may outgrow its bound by three
+# entries a change, at most, meanwhile).
+_CHECK_EVERY = 1024
+
 
 @attrs.define(eq=False)
 class FreeTree:
@@ -61,6 +65,8 @@ class FreeTree:
     # only when an aligned search needs it).
     _ranges: Chunks = attrs.field(factory=Chunks, init=False)
     _kernel: LoggedTree = attrs.field(factory=LoggedTree, init=False)
+    # Changes left before the log's bound is checked again: a count, not a call, at every change.
+    _unchecked: int = attrs.field(default=_CHECK_EVERY, init=False)
 
     @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]]) -> FreeTree:
@@ -238,7 +244,9 @@ class FreeTree:
             raise InvalidArgument(f"[{start:#x}, {end:#x}) overlaps free range at {next_start:#x}")
         # merge_or_add_vmap_area(): next takes the range first; if prev touches it too, next is unlinked
         # and prev extended over both; a range touching neither is linked as a new node.
-        kernel.bound(r.count)  # a long history with no aligned search: its memory stays bounded
+        self._unchecked -= 1
+        if not self._unchecked:  # a long history with no aligned search: its memory stays bounded
+            self._bound()
         if prev_end == start:
             prev_start = starts[c][j]
             if next_start == end:
@@ -264,6 +272,11 @@ class FreeTree:
             r.settle(c)
 
     # ----------------------------------------------------------------- internals
+
+    def _bound(self) -> None:
+        """Apply the log if it outgrew its bound; the next check ``_CHECK_EVERY`` changes on."""
+        self._unchecked = _CHECK_EVERY
+        self._kernel.bound(self._ranges.count)
 
     def _search(self, size: int, align: int, vstart: int, vend: int) -> tuple[int, int, int] | None:
         """(chunk, index, address) of the lowest fit, or None."""
@@ -305,7 +318,9 @@ class FreeTree:
         r, kernel = self._ranges, self._kernel
         st, sz = r.starts[c], r.sizes[c]
         s, z = st[j], sz[j]
-        kernel.bound(r.count)
+        self._unchecked -= 1
+        if not self._unchecked:  # a long history with no aligned search: its memory stays bounded
+            self._bound()
         if a == s and size == z:  # FL_FIT_TYPE: the range disappears
             kernel.erase(s)
             r.delete_at(c, j)

@@ -399,7 +399,7 @@ class Kernel:
         """Guard-inclusive size of the area just allocated at ``addr``."""
         area = self._area_at(addr)
         assert area is not None  # just allocated
-        return area.size
+        return area.end - area.start  # its size, without the property's call
 
     def _held(self, info: LoadInfo, a: Allocation) -> Allocation:
         info.allocations.append(a)

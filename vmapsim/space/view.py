@@ -227,14 +227,14 @@ class VmapState:
         return self._core.pinned_all()
 
     def area_reader(self) -> Callable[[int], VmapArea | None]:
-        """A function of an address giving the busy area that starts there, or None: :meth:`area` without
-        its check, for a caller that looks up each area it has just allocated.  Runtime complexity: O(1).
+        """A function of an ``int`` address giving the busy area that starts there, or None: :meth:`area`
+        without its check, for a caller that looks up each area it has just allocated.  Runtime complexity: O(1).
 
         >>> from vmapsim import layouts
         >>> VmapState(layouts.X86_64).area_reader()(0x1000) is None
         True
         """
-        return self._core.get
+        return self._core.area_reader()
 
     def pinned_reader(self) -> Callable[[], tuple[int, ...]]:
         """The function :meth:`pinned_per_region` calls, for a caller that samples after every change (a
@@ -244,7 +244,7 @@ class VmapState:
         >>> VmapState(layouts.X86_64).pinned_reader()()
         (0, 0)
         """
-        return self._core.pinned_all
+        return self._core.pinned_reader()
 
     def peak_pinned(self, region: str) -> int:
         """Highest pinned bytes of a window since creation or :meth:`reset_peak`.  Runtime: O(1)."""

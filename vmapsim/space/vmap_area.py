@@ -19,7 +19,8 @@ live in :class:`~vmapsim.space.VmapSpace`, which builds the kernel's users on it
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import functools
+from collections.abc import Callable, Iterable
 
 import attrs
 from sortedcontainers import SortedList
@@ -284,13 +285,13 @@ class VmapAreas:
             for a in reversed(taken):
                 self._release(a.start, a.end)
             return
-        lazy = sorted(taken, key=_start)
         if not self._pooled:
-            ranges = [(a.start, a.end) for a in lazy]
+            ranges = sorted([(a.start, a.end) for a in taken])  # by address: no two areas start alike
             # one node from 6.9: its lazy list, highest address first
             for s, e in _coalesced(ranges) if self.profile.coalesce_lazy else reversed(ranges):
                 self._release(s, e)
             return
+        lazy = sorted(taken, key=_start)
         for node in range(self._pools.nodes):
             for s, e in _coalesced(sorted(self._pools.decay(node, full_decay, self.profile.pool_decay))):
                 self._release(s, e)
@@ -347,6 +348,16 @@ class VmapAreas:
     def pinned_all(self) -> tuple[int, ...]:
         """Pinned bytes of every window, in :attr:`regions` order.  Runtime complexity: O(windows)."""
         return tuple(self._pinned)
+
+    def pinned_reader(self) -> Callable[[], tuple[int, ...]]:
+        """:meth:`pinned_all` as a call made in C (``tuple`` of the counters), for a caller that samples after
+        every change.  Runtime complexity: O(1); each call O(windows)."""
+        return functools.partial(tuple, self._pinned)
+
+    def area_reader(self) -> Callable[[int], VmapArea | None]:
+        """:meth:`get` for an ``int`` address, as a call made in C (the busy dict's own ``get``).
+        Runtime complexity: O(1)."""
+        return self._busy.get
 
     def reset_peak(self) -> None:
         """Start peak tracking again from the current pinned bytes.  Runtime complexity: O(1)."""

@@ -20,6 +20,7 @@ True
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Iterator
 
 from vmapsim.errors import InvalidArgument
@@ -27,8 +28,9 @@ from vmapsim.errors import InvalidArgument
 __all__ = ["LOG_LIMIT", "LoggedTree", "Node", "RbTree"]
 
 #: Changes a :class:`LoggedTree` records before it applies them anyway (beyond twice its ranges): far above
-#: one storm's (about 14,000 per run of the main job), so only long histories pay for the tree.
-LOG_LIMIT = 1 << 17
+#: one storm's (about 14,000 per run of the main job, 530,000 at 4096 CPUs), so only longer histories pay
+#: for the tree.  A change takes 32 bytes of the record: 32 MiB at most.
+LOG_LIMIT = 1 << 20
 # A change as recorded: (_INSERT, start, end, 0), (_ERASE, start, 0, 0), (_MOVE, start, new start, new end).
 _INSERT, _ERASE, _MOVE = 0, 1, 2
 
@@ -451,40 +453,43 @@ class LoggedTree:
 
     def __init__(self) -> None:
         self._tree = RbTree()
-        self._log: list[tuple[int, int, int, int]] = []
+        # Four unsigned 64-bit words a change (addresses are below 2**64): a quarter of a list of tuples.
+        self._log = array("Q")
 
     def insert(self, start: int, end: int) -> None:
         """Record that ``[start, end)`` is linked as a new node.  Runtime complexity: O(1)."""
-        self._log.append((_INSERT, start, end, 0))
+        self._log.extend((_INSERT, start, end, 0))
 
     def insert_all(self, pairs: Iterable[tuple[int, int]]) -> None:
         """Record each ``(start, end)`` linked in turn.  Runtime complexity: O(n)."""
-        self._log += [(_INSERT, s, e, 0) for s, e in pairs]
+        for s, e in pairs:
+            self._log.extend((_INSERT, s, e, 0))
 
     def erase(self, start: int) -> None:
         """Record that the node starting at ``start`` is unlinked.  Runtime complexity: O(1)."""
-        self._log.append((_ERASE, start, 0, 0))
+        self._log.extend((_ERASE, start, 0, 0))
 
     def move(self, start: int, new_start: int, new_end: int) -> None:
         """Record that the node starting at ``start`` now spans ``[new_start, new_end)``.  Runtime: O(1)."""
-        self._log.append((_MOVE, start, new_start, new_end))
+        self._log.extend((_MOVE, start, new_start, new_end))
 
     def bound(self, ranges: int) -> None:
         """Apply the record if it holds over ``LOG_LIMIT + 2 * ranges`` changes.  Runtime: amortized O(log n)."""
-        if len(self._log) > LOG_LIMIT + 2 * ranges:
+        if len(self._log) > 4 * (LOG_LIMIT + 2 * ranges):
             self.now()
 
     def now(self) -> RbTree:
         """The kernel's tree as of now: the recorded changes applied in order.  Runtime: O(log n) each."""
         tree = self._tree
-        for op, a, b, c in self._log:
+        words = iter(self._log)
+        for op, a, b, c in zip(words, words, words, words):
             if op == _INSERT:
                 tree.insert(a, b)
             elif op == _ERASE:
                 tree.erase(tree.find(a))
             else:
                 tree.resize(tree.find(a), b, c)
-        self._log.clear()
+        del self._log[:]
         return tree
 
     def lowest_fit(self, size: int, align: int, vstart: int, vend: int, *, adjust: bool = True) -> int | None:

@@ -33,9 +33,11 @@ class Inline(concurrent.futures.Executor):
 
     def __init__(self) -> None:
         self.submitted = 0
+        self.tasks: list[tuple[Any, ...]] = []
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
         self.submitted += 1
+        self.tasks.append(args)
         f: concurrent.futures.Future[Any] = concurrent.futures.Future()
         f.set_result(fn(*args, **kwargs))
         return f
@@ -74,6 +76,15 @@ def test_the_table_is_identical_on_a_dask_cluster(serial: Table) -> None:
     with cluster, distributed.Client(cluster) as client:
         assert sweep(GRID, executor=client) == serial
         assert sweep(GRID, executor=client.get_executor()) == serial
+
+
+def test_the_biggest_machines_go_out_first_and_the_table_keeps_the_grid_order(serial: Table) -> None:
+    # the last batches are then the shortest: no worker is left with a long one while the other idles
+    pool = Inline()
+    assert sweep(GRID, executor=pool, batch=2) == serial
+    sent = [p.cpus for batch, _ in pool.tasks for p in batch]
+    assert sorted(sent, reverse=True) == sent and len(set(sent)) > 1
+    assert [r["cpus"] for r in serial.rows] != sent  # the grid's own order is another
 
 
 def test_a_resumed_sweep_runs_only_what_is_missing(serial: Table) -> None:

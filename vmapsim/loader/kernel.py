@@ -134,12 +134,15 @@ class PinnedSeries:
 
     def sample(self, now: float, values: tuple[int, ...]) -> None:
         """Record ``values`` (pinned bytes per window) at ``now``, replacing a point of the same instant."""
-        times = self.times
+        times, rows = self.times, self.rows
+        last = rows[-1] if rows else None
         if times and times[-1] == now:
-            self.rows[-1] = values
+            rows[-1] = values
         else:
             times.append(now)
-            self.rows.append(values)
+            rows.append(values)
+        if values == last:
+            return  # unchanged (a lazy free): no new peak
         peaks = self.peaks
         for i, v in enumerate(values):
             if v > peaks[i]:

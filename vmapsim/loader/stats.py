@@ -133,8 +133,11 @@ def _amount(name: str, value: object) -> None:
         integer(name, value, 0, _ULONG_MAX)
 
 
+_REASONS = FAIL_DUP_MOD_BECOMING | FAIL_DUP_MOD_LOAD
+
+
 def _reason(name: str, value: object) -> None:
-    integer(name, value, 1, FAIL_DUP_MOD_BECOMING | FAIL_DUP_MOD_LOAD)
+    integer(name, value, 1, _REASONS)
 
 
 def _div_round_up(a: int, b: int) -> int:
@@ -221,9 +224,15 @@ class ModuleStats:
         >>> s.failed_load_modules, s.invalid_mod_bytes, s.failed_becoming, s.invalid_becoming_bytes
         (1, 8192, 1, 5096)
         """
-        for name, value in (("length", length), ("compressed_len", compressed_len), ("read_bytes", read_bytes)):
-            _amount(name, value)
-        _COUNT[FailurePoint.of(point)](self, length, compressed_len, read_bytes, past_layout)
+        count = _COUNT.get(point) if type(point) is FailurePoint else None
+        if (count is None or type(length) is not int or type(compressed_len) is not int
+                or type(read_bytes) is not int or not 0 <= length <= _ULONG_MAX
+                or not 0 <= compressed_len <= _ULONG_MAX or not 0 <= read_bytes <= _ULONG_MAX):
+            # the checks one by one, naming the bad value (every failed load passes the test above)
+            for name, value in (("length", length), ("compressed_len", compressed_len), ("read_bytes", read_bytes)):
+                _amount(name, value)
+            count = _COUNT[FailurePoint.of(point)]
+        count(self, length, compressed_len, read_bytes, past_layout)
 
     def add_loaded(self, sizes: int, text: int) -> None:
         """A module went LIVE: ``modcount``, ``total_mod_size`` and ``total_text_size`` grow."""
@@ -241,9 +250,10 @@ class ModuleStats:
         >>> s.duplicates
         {'kvm': [2, 3]}
         """
-        if not text("name", name):
-            raise InvalidArgument("add_duplicate(): the module name is empty")
-        _reason("reason", reason)
+        if type(name) is not str or not name or type(reason) is not int or not 0 < reason <= _REASONS:
+            if not text("name", name):
+                raise InvalidArgument("add_duplicate(): the module name is empty")
+            _reason("reason", reason)
         entry = self.duplicates.get(name)
         if entry is None:
             self.duplicates = {name: [1, reason], **self.duplicates}

@@ -482,7 +482,7 @@ class LoggedTree:
         """The kernel's tree as of now: the recorded changes applied in order.  Runtime: O(log n) each."""
         tree = self._tree
         words = iter(self._log)
-        for op, a, b, c in zip(words, words, words, words):
+        for op, a, b, c in zip(words, words, words, words, strict=True):
             if op == _INSERT:
                 tree.insert(a, b)
             elif op == _ERASE:

@@ -17,12 +17,12 @@ The rules, with the kernel functions they mirror, are in each stage's docstring.
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 
 import attrs
 
 from vmapsim.checks import integer, member
-from vmapsim.engine import Delay, Task
+from vmapsim.engine import Command, Delay, Task
 from vmapsim.loader.costs import Cost
 from vmapsim.loader.errno import EBUSY, EINVAL, ETXTBSY
 from vmapsim.loader.kernel import Kernel, LoadFailed, LoadInfo
@@ -142,16 +142,16 @@ def _dedup_repr(value: ReadDedup | None) -> str:
 class Stage:
     """One step of the load path; subclasses are frozen values with a ``run`` method.
 
-    ``run(info, k)`` acts on one load against the kernel and returns the task
-    to run when the step takes time or may sleep (a generator yielding engine
-    commands), or None when it is instantaneous; it raises
+    ``run(info, k)`` acts on one load against the kernel and returns the engine
+    commands to yield from when the step takes time or may sleep (a generator, or
+    the one command of a plain wait), or None when it is instantaneous; it raises
     :class:`~vmapsim.loader.kernel.LoadFailed` where the kernel returns an error.
     """
 
     name = "stage"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task | None:
-        """Act on ``info`` against ``k``: a task to run, or None when done at once."""
+    def run(self, info: LoadInfo, k: Kernel) -> Iterable[Command] | None:
+        """Act on ``info`` against ``k``: the commands to yield from, or None when done at once."""
         raise NotImplementedError
 
 
@@ -211,16 +211,24 @@ class Read(Stage):
     pages: bool = False
     name = "read"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task:
-        """Allocate the buffer and spend the read time."""
+    def run(self, info: LoadInfo, k: Kernel) -> Iterable[Command]:
+        """Allocate the buffer and spend the read time (the commands to yield from)."""
+        if info.request.syscall is _INIT_MODULE:
+            # The buffer userspace passed (already decompressed) is copied into a vmalloc area.
+            info.copy = k.vmalloc(info, _COPY, info.image.decompressed_size, _AT_KREAD)
+            return k.compute(_COST_COPY, info.image.decompressed_size)
+        if self.dedup is None and not self.pages:  # nothing to hold while reading: no generator
+            info.read_buffer = k.vmalloc(info, _READ_BUFFER, info.image.file_size, _AT_KREAD)
+            if not info.compressed:
+                info.copy = info.read_buffer
+            return k.compute(_COST_READ, info.image.file_size)
+        return self._read(info, k)
+
+    def _read(self, info: LoadInfo, k: Kernel) -> Task:
+        """The finit_module() read with a dedup rule or into pages: what the read holds, held until it ends."""
         req = info.request
         path = req.path or info.image.path
         inode = req.inode or path
-        if req.syscall is _INIT_MODULE:
-            # The buffer userspace passed (already decompressed) is copied into a vmalloc area.
-            info.copy = k.vmalloc(info, _COPY, info.image.decompressed_size, _AT_KREAD)
-            yield from k.compute(_COST_COPY, info.image.decompressed_size)
-            return
         reads = k.reads
         if self.dedup is _DEDUP_PATH:
             if path in reads.paths:
@@ -277,10 +285,11 @@ class SignatureCheck(Stage):
 
     name = "signature"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task:
-        """Spend the hashing time and strip the signature length."""
-        yield from k.compute(_COST_SIGNATURE, info.length)
-        info.length -= info.image.signature_size
+    def run(self, info: LoadInfo, k: Kernel) -> Iterable[Command]:
+        """Spend the hashing time (over the signed length) and strip the signature length."""
+        hashing = k.compute(_COST_SIGNATURE, info.length)
+        info.length -= info.image.signature_size  # nothing reads it while the hash is computed
+        return hashing
 
 
 @attrs.frozen

@@ -276,3 +276,14 @@ def test_worst_states_a_large_budgets_time_before_the_search() -> None:
     argv = ["worst", "--machine", "qemu-kvm", "--cpus", "2", "--goal=-1e300"]  # the goal stops at the first
     assert "--budget" not in run_cli(*argv, "--budget", "999").stderr
     assert "vmapsim: note: --budget 1000000: about " in run_cli(*argv, "--budget", "1000000").stderr
+
+
+def test_a_command_imports_no_other_commands_module() -> None:
+    # each command pays only for its own imports: `vmapsim info` loads neither the sweeps nor the search
+    code = ("import sys, contextlib, io\nfrom vmapsim.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    assert main(['info']) == 0\n"
+            "print(sorted(m for m in sys.modules if m.startswith('vmapsim.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "vmapsim.cli._info" in loaded
+    for other in ("vmapsim.cli._sweep", "vmapsim.cli._worst", "vmapsim.cli._boot", "vmapsim.sweeps", "vmapsim.explore"):
+        assert f"'{other}'" not in loaded, (other, loaded)

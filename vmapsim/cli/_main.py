@@ -4,24 +4,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-from vmapsim.cli import (
-    _boot,
-    _compare,
-    _demo,
-    _info,
-    _load,
-    _lsmod,
-    _machine,
-    _replay,
-    _scan,
-    _sweep,
-    _vmallocinfo,
-    _worst,
-)
 from vmapsim.cli._io import writable, write
 from vmapsim.cli._options import conflict
 from vmapsim.cli._parser import Parser, one_line
@@ -31,19 +18,32 @@ from vmapsim.report import version
 
 __all__ = ["commands", "main", "parser"]
 
-#: The commands, in the order ``vmapsim --help`` lists them.
-_COMMANDS = (_demo, _info, _replay, _vmallocinfo, _lsmod, _scan, _load, _boot, _worst, _machine, _sweep, _compare)
+#: The commands, in the order ``vmapsim --help`` lists them; each is the module ``vmapsim.cli._<name>``.
+_COMMANDS = ("demo", "info", "replay", "vmallocinfo", "lsmod", "scan", "load", "boot", "worst", "machine", "sweep",
+             "compare")  # fmt: skip
 
 
-def parser() -> argparse.ArgumentParser:
-    """The ``vmapsim`` parser with every command."""
+def parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``vmapsim`` parser with every command, or with command ``only`` alone (its module alone is
+    imported: a command pays for no other's)."""
     p = Parser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space and the module loader: "
                "start with 'vmapsim boot' (the udev storm of a 255-CPU server under each kernel and fix).")
     p.add_argument("--version", action="version", version=f"vmapsim {version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", help="run 'vmapsim COMMAND --help' for its options")
-    for command in _COMMANDS:
-        command.add(sub)
+    for name in _COMMANDS:
+        if only is None or name == only:
+            importlib.import_module(f"vmapsim.cli._{name}").add(sub)
     return p
+
+
+def _command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names, if it names one before asking for the top-level help."""
+    for word in argv:
+        if word in ("-h", "--help"):
+            return None
+        if not word.startswith("-"):
+            return word if word in _COMMANDS else None
+    return None
 
 
 def commands() -> list[tuple[str, argparse.ArgumentParser]]:
@@ -77,8 +77,9 @@ def program() -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 on bad input, one line on stderr)."""
-    p = parser()
-    args = p.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    p = parser(_command(words))
+    args = p.parse_args(words)
     if args.command is None:  # bare vmapsim: what it can do
         p.print_help()
         return 0

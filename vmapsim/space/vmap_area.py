@@ -94,6 +94,7 @@ class VmapAreas:
     _pinned: list[int] = attrs.field(init=False, factory=list)
     _peak: list[int] = attrs.field(init=False, factory=list)
     _index: dict[str, int] = attrs.field(init=False, factory=dict)
+    _spans: tuple[tuple[int, int], ...] = attrs.field(init=False, default=())  # each region's [start, end)
     # Fixed for the space's life, read by every allocation: whether there are node pools, whether every
     # search adds the alignment overhead (up to 5.15).
     _pooled: bool = attrs.field(init=False, default=False)
@@ -107,6 +108,7 @@ class VmapAreas:
         self.blocks = VmapBlocks(self.block_pages)
         self.regions = self.layout.regions
         self._index = {r.name: i for i, r in enumerate(self.regions)}
+        self._spans = tuple((r.start, r.end) for r in self.regions)
         self._pinned = [0] * len(self.regions)
         self._peak = [0] * len(self.regions)
         self._lazy_max = fls(self.cpus) * (32 * 1024 * 1024 // PAGE_SIZE)
@@ -240,7 +242,7 @@ class VmapAreas:
     def free_lazy(self, area: VmapArea) -> None:
         """``free_vmap_area_noflush()``: onto the lazy tree; schedule a drain past ``lazy_max_pages``."""
         self._lazy[area.start] = area
-        self._lazy_nr += area.size >> PAGE_SHIFT
+        self._lazy_nr += (area.end - area.start) >> PAGE_SHIFT
         if self._lazy_nr > self._lazy_max and self.auto_purge:
             if self.profile.sync_drain:
                 self.purge(full_decay=False)  # try_purge_vmap_area_lazy() in the freeing context (≤ 5.17)
@@ -308,6 +310,8 @@ class VmapAreas:
 
     def purge_fragmented_blocks(self, *, force: bool) -> None:
         """``purge_fragmented_blocks_allcpus()``: free blocks with nothing live but unused room."""
+        if not self.blocks.count:
+            return  # no vmap block at all (no vm_map_ram() yet): every load's purges
         for start in self.blocks.fragmented(force=force):
             self.free_lazy(self.unlink(start))
 
@@ -399,8 +403,8 @@ class VmapAreas:
         return starts
 
     def _account(self, addr: int, delta: int) -> None:
-        for i, r in enumerate(self.regions):
-            if r.start <= addr < r.end:
+        for i, (lo, hi) in enumerate(self._spans):
+            if lo <= addr < hi:
                 v = self._pinned[i] + delta
                 self._pinned[i] = v
                 if v > self._peak[i]:

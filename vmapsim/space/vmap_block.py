@@ -55,6 +55,11 @@ class VmapBlocks:
     # Per-CPU free lists (vmap_block_queue), only for CPUs that have a block with room.
     _vbq: dict[int, list[VmapBlock]] = attrs.field(init=False, factory=dict)
 
+    @property
+    def count(self) -> int:
+        """Live blocks.  Runtime complexity: O(1)."""
+        return len(self._blocks)
+
     def take(self, cpu: int, pages: int) -> int | None:
         """``vb_alloc()``: ``pages`` pages from the first block of ``cpu`` with room; None if none has."""
         for vb in self._vbq.get(cpu, ()):

@@ -343,7 +343,8 @@ class FreeTree:
             # The chunk's largest range lost over half its size: tighten the bound now (cheap and
             # usually final); small bites, like those off a free tail, leave it loose.
             r.set_max(c, max(sz))
-        r.settle(c)
+        if a != s and a + size != s + z:  # NE_FIT_TYPE added a range: the chunk may have overflowed
+            r.settle(c)
 
     def _check(self) -> None:
         """Assert every invariant (for tests): sorted, non-empty, never adjacent, sums right."""

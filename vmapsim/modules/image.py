@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import attrs
 
 from vmapsim.errors import InvalidArgument
@@ -104,9 +106,16 @@ class ModuleImage:
         """
         # A Generation equals its name, so the name takes the same branch.
         if generation == _MODULE_LAYOUT:
-            return tuple((t, n) for t, n in zip(("core", "init"), self.legacy, strict=True) if n)
+            return _nonempty(_LEGACY_TYPES, tuple(self.legacy))
         if generation == _MODULE_MEMORY:
-            return tuple((t, n) for t, n in zip(MEMORY_TYPES, self.memory, strict=True) if n)
+            return _nonempty(MEMORY_TYPES, tuple(self.memory))
         raise InvalidArgument(f"generation {generation!r}: expected 'module_layout' or 'module_memory'")
 
 
+_LEGACY_TYPES = ("core", "init")
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _nonempty(types: tuple[str, ...], sizes: tuple[int, ...]) -> tuple[tuple[str, int], ...]:
+    """The non-empty ``(type, bytes)`` pairs, made once per sizes: every load of a module asks twice."""
+    return tuple((t, n) for t, n in zip(types, sizes, strict=True) if n)

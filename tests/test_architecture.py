@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).parents[1] / "vmapsim"
 _BASE = {"errors", "units", "checks"}
 _DATA = _BASE | {"layouts", "profiles"}
-_SPACE = _DATA | {"rbtree", "chunks", "freetree", "space"}
+_SPACE = _DATA | {"rbtree", "rbtree_log", "chunks", "freetree", "space"}
 #: group -> the groups it may import (its own included).
 ALLOWED: dict[str, set[str]] = {
     "errors": {"errors"},
@@ -24,8 +24,9 @@ ALLOWED: dict[str, set[str]] = {
     "layouts": _BASE | {"layouts"},
     "profiles": _BASE | {"profiles"},
     "rbtree": {"errors", "rbtree"},
+    "rbtree_log": {"rbtree", "rbtree_log"},
     "chunks": {"chunks"},
-    "freetree": _BASE | {"rbtree", "chunks", "freetree"},
+    "freetree": _BASE | {"rbtree", "rbtree_log", "chunks", "freetree"},
     "space": _SPACE,
     "modules": _BASE | {"modules"},
     "procfs": _SPACE | {"procfs"},

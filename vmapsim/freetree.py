@@ -40,7 +40,7 @@ import attrs
 
 from vmapsim.chunks import Chunks
 from vmapsim.errors import InvalidArgument
-from vmapsim.rbtree import LoggedTree
+from vmapsim.rbtree_log import LoggedTree
 
 __all__ = ["FreeTree"]
 

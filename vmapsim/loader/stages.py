@@ -59,10 +59,6 @@ _GZ_WORKSPACE = 44 * KiB
 _ZSTD_EXTRA = 128 * KiB
 
 
-def _spend(k: Kernel, cost: Cost, nbytes: int) -> Task:
-    yield from k.compute(cost, nbytes)
-
-
 def _patient_check(k: Kernel, name: str, reason: int) -> Task:
     """``module_patient_check_exists()``, counting a duplicate under ``reason`` before failing."""
     ret = yield from k.modules.patient_check(name)
@@ -382,12 +378,12 @@ class CompleteFormation(Stage):
 
     name = "complete_formation"
 
-    def run(self, info: LoadInfo, k: Kernel) -> Task | None:
+    def run(self, info: LoadInfo, k: Kernel) -> Iterable[Command] | None:
         """State COMING, one ``vm_unmap_aliases()``; the cross-CPU flushes take time if the costs say so."""
         assert info.record is not None
         k.modules.set_state(info.record, _STATE_COMING)
         k.space.vm_unmap_aliases()
-        return _spend(k, _COST_IPI, k.space.cpus) if k.costs.ipi else None
+        return k.compute(_COST_IPI, k.space.cpus) if k.costs.ipi else None
 
 
 @attrs.frozen

@@ -197,8 +197,9 @@ class VmapSpace(VmapState):
         if area is None:
             area = self._get_vm_area(size, align, start, end, vm_flags=flags, caller=caller, cpu=cpu,
                                      nr_pages=nr_pages)  # fmt: skip
-        if nr_pages * (self.layout.bits // 8) > PAGE_SIZE:  # the page-pointer array needs more than a page
-            array_size = page_align(nr_pages * (self.layout.bits // 8))
+        array_bytes = nr_pages * (self.layout.bits // 8)
+        if array_bytes > PAGE_SIZE:  # the page-pointer array needs more than a page
+            array_size = page_align(array_bytes)
             w = self.layout.vmalloc
             try:
                 pages = self._get_vm_area(array_size, 1, w.start, w.end, vm_flags=VM_ALLOC, caller=caller, cpu=cpu,

@@ -376,7 +376,7 @@ class VmapAreas:
 
     def take_exactly(self, addr: int, size: int, *, cpu: int) -> bool:
         """Make ``[addr, addr + size)`` busy from the free tree or a 6.9+ pool; False if neither has it."""
-        if self._pools and size_class(size) < MAX_VA_SIZE_PAGES and self._pools.remove(addr, addr + size) is not None:
+        if self._pooled and size_class(size) < MAX_VA_SIZE_PAGES and self._pools.remove(addr, addr + size) is not None:
             self._busy[addr] = VmapArea(addr, addr + size, node=cpu % self.nr_vmap_nodes)
             self._touched.add(addr)
             return True
@@ -384,7 +384,7 @@ class VmapAreas:
         if hit is None or hit[1] < addr + size:
             return False
         self.free.clip(addr, size)
-        node = cpu % self.nr_vmap_nodes if self._pools and addr in self.layout.vmalloc else -1
+        node = cpu % self.nr_vmap_nodes if self._pooled and addr in self.layout.vmalloc else -1
         self.insert(VmapArea(addr, addr + size, node=node))
         return True
 

@@ -28,12 +28,23 @@ def parser(only: str | None = None) -> argparse.ArgumentParser:
     imported: a command pays for no other's)."""
     p = Parser(prog="vmapsim", description="Model the Linux vmalloc/vmap address space and the module loader: "
                "start with 'vmapsim boot' (the udev storm of a 255-CPU server under each kernel and fix).")
-    p.add_argument("--version", action="version", version=f"vmapsim {version()}")
+    p.add_argument("--version", action=_Version, nargs=0, default=argparse.SUPPRESS,
+                   help="show program's version number and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", help="run 'vmapsim COMMAND --help' for its options")
     for name in _COMMANDS:
         if only is None or name == only:
             importlib.import_module(f"vmapsim.cli._{name}").add(sub)
     return p
+
+
+class _Version(argparse.Action):
+    """``--version``: the installed version, looked up only when asked for (``importlib.metadata``'s import
+    would cost every command 15 ms)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> NoReturn:  # fmt: skip
+        print(f"vmapsim {version()}")
+        parser.exit()
 
 
 def _command(argv: Sequence[str]) -> str | None:

@@ -288,6 +288,10 @@ class VmapAreas:
                 self._release(a.start, a.end)
             return
         if not self._pooled:
+            if len(taken) == 1:  # half of all purges: the one area a VM_FLUSH_RESET_PERMS vfree() just freed
+                a = taken[0]
+                self._release(a.start, a.end)
+                return
             ranges = sorted([(a.start, a.end) for a in taken])  # by address: no two areas start alike
             # one node from 6.9: its lazy list, highest address first
             for s, e in _coalesced(ranges) if self.profile.coalesce_lazy else reversed(ranges):

@@ -6,6 +6,7 @@ import functools
 import itertools
 import json
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import attrs
 import pytest
 
+import vmapsim
 from tests.helpers import run_cli
 from vmapsim import InvalidArgument, ParseError, layouts, procfs, simulate, worst_case
 from vmapsim.engine import Seeded
@@ -325,10 +327,16 @@ def test_worst_and_boot_schedule_errors_are_one_line(argv: list[str], needle: st
     assert r.returncode == 2 and needle in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
-def test_a_guided_search_does_not_depend_on_what_else_the_program_imported(tmp_path: Path) -> None:
-    # Hypothesis offers numbers it finds as constants in the program's own modules; the guided search draws
-    # integers offset out of their reach, so importing a module full of constants leaves its schedules as they were
+def test_a_guided_search_does_not_depend_on_what_else_the_program_imported_or_where_vmapsim_lives(
+    tmp_path: Path,
+) -> None:
+    # Hypothesis offers numbers it finds as constants in the modules outside site-packages and the standard
+    # library: the program's own, and vmapsim's when it runs from a source tree. The guided search draws
+    # integers offset out of their reach, so importing a module full of constants, or running a copy of
+    # vmapsim that sits in a site-packages directory, leaves its schedules as they were.
     (tmp_path / "lots_of_constants.py").write_text("".join(f"C{i} = {i * 37 % 1000} / 7 + {i}\n" for i in range(300)))
+    site = tmp_path / "lib" / "site-packages"
+    shutil.copytree(Path(vmapsim.__file__).parent, site / "vmapsim", ignore=shutil.ignore_patterns("__pycache__"))
     script = (
         "import sys; sys.path.insert(0, sys.argv[1])\n"
         "if sys.argv[2] == 'yes': import lots_of_constants\n"
@@ -338,8 +346,20 @@ def test_a_guided_search_does_not_depend_on_what_else_the_program_imported(tmp_p
         "w = worst_case(jobs, kernel='6.4', cpus=3, catalog='debian-6.12-amd64', budget=30, strategy='guided')\n"
         "print(w.values, w.schedule.to_json())\n"
     )
+    root = Path(__file__).parent.parent  # the source tree, so vmapsim there is local code to Hypothesis
     runs = [
-        subprocess.run([sys.executable, "-c", script, str(tmp_path), flag], capture_output=True, text=True, check=True)
-        for flag in ("no", "yes")
+        subprocess.run(
+            [sys.executable, "-c", script, str(where), flag], capture_output=True, text=True, check=True, cwd=root
+        ).stdout
+        for where, flag in ((tmp_path, "no"), (tmp_path, "yes"), (site, "no"))
     ]
-    assert runs[0].stdout == runs[1].stdout and runs[0].stdout
+    assert runs[0] and runs[0] == runs[1] == runs[2]
+
+
+def test_vmapsim_worst_leaves_no_hypothesis_directory_where_it_runs(tmp_path: Path) -> None:
+    # the guided search's Hypothesis caches the constants of the program's local modules (this script is one)
+    # under .hypothesis in the current directory: the command keeps its storage elsewhere and removes it
+    (tmp_path / "search.py").write_text("from vmapsim.cli import main\nmain(['worst', '--cpus', '8', '--budget', '2'])\n")
+    out = subprocess.run([sys.executable, "search.py"], capture_output=True, text=True, check=True, cwd=tmp_path)
+    assert "the worst:" in out.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["search.py"]

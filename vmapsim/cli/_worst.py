@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import statistics
+import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
@@ -39,6 +43,27 @@ def add(sub: Any) -> None:
     wc.add_argument("--save", metavar="FILE", help="write the worst schedule to this file (JSON)")
     _options.output(wc, csv="the best value after each of the marked evaluations")
     wc.set_defaults(run=run)
+
+
+@contextlib.contextmanager
+def _hypothesis_storage(strategy: str) -> Iterator[None]:
+    """Hypothesis' storage in a directory of the guided search's own, removed after it.
+
+    Hypothesis keeps a cache of the constants in the program's local modules under ``.hypothesis`` in the
+    current directory; the command should leave no such directory where it was run.  A user's
+    ``HYPOTHESIS_STORAGE_DIRECTORY`` is left to Hypothesis, as are the other strategies (no Hypothesis).
+    """
+    if strategy != "guided" or os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
+        yield
+        return
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    with tempfile.TemporaryDirectory(prefix="vmapsim-hypothesis-") as home:
+        set_hypothesis_home_dir(home)
+        try:
+            yield
+        finally:
+            set_hypothesis_home_dir(None)
 
 
 def _plain(x: float) -> int | float:
@@ -75,8 +100,9 @@ def run(args: argparse.Namespace) -> str:
         note(f"--budget {args.budget}: about {duration(each * args.budget)} ({each:.2g} s a schedule, as this "
              "coldplug's run took); a smaller --budget, or --goal, stops sooner")  # fmt: skip
     bar = progress_bar("searching", "schedule")
-    w = worst_case(jobs, s.run, metric=chosen, budget=args.budget, strategy=args.strategy, space=space,
-                   seed=args.seed, goal=args.goal, progress=lambda d, t, _: bar(d, t))  # fmt: skip
+    with _hypothesis_storage(args.strategy):
+        w = worst_case(jobs, s.run, metric=chosen, budget=args.budget, strategy=args.strategy, space=space,
+                       seed=args.seed, goal=args.goal, progress=lambda d, t, _: bar(d, t))  # fmt: skip
 
     value = _options.amounts(args, chosen.unit)
     if args.save:

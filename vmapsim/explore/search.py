@@ -167,11 +167,14 @@ def _next_prefix(choices: Sequence[int], widths: Sequence[int]) -> list[int]:
 
 
 # Hypothesis also offers integers and floats it finds as literal constants in the program's own modules
-# (hypothesis.internal.constants_ast), which would make a search's schedules depend on what else the program
-# imported. So every number the guided search draws is an integer in a range no literal is likely to fall
-# in (from 987_654_321_123 up, small enough to keep 448 arrivals inside Hypothesis' limit on the size of an
-# example), shifted back to 0: the draws keep Hypothesis' shrinking toward 0 and its targeting.
-_OFFSET = 987_654_321_123
+# (hypothesis.internal.constants_ast: every imported module outside site-packages and the standard library),
+# which would make a search's schedules depend on what else the program imported and on where vmapsim is
+# installed. So every number the guided search draws is an integer in a range no literal is likely to fall
+# in (from 987,654,321,123 up, small enough to keep 448 arrivals inside Hypothesis' limit on the size of an
+# example), shifted back to 0: the draws keep Hypothesis' shrinking toward 0 and its targeting.  The start
+# is a product, not a literal: run from a source tree, this module is such a module, and a literal start
+# would be the one constant in the range (tests/test_explore.py holds the search to that).
+_OFFSET = 987_654_321 * 1000 + 123
 
 
 def _draw_below(data: Any, n: int) -> int:

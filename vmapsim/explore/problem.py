@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 import attrs
 
 from vmapsim.checks import integer, number, show
-from vmapsim.engine import Drawn, Scheduler
+from vmapsim.engine import Chooser, Scheduler
 from vmapsim.errors import InvalidArgument
 from vmapsim.loader.load_module import Job
 from vmapsim.loader.metrics import Metric
@@ -67,6 +67,16 @@ class Space:
         return self.slots is not None and self.bound == 0
 
 
+@attrs.frozen
+class _Recording:
+    """A probe's tie-breaks as a scheduler: its own ``choose``, which records and checks each choice."""
+
+    choose: Chooser
+
+    def chooser(self) -> Chooser:
+        return self.choose
+
+
 @attrs.define
 class Probe:
     """One evaluation's timing: draws what the run asks for, records it, and becomes a Schedule."""
@@ -99,11 +109,13 @@ class Probe:
         def choose(n: int) -> int:
             k = len(out)
             c = prefix[k] if k < len(prefix) else draw(n) if draw is not None else 0
+            if not 0 <= c < n:  # Drawn's check, here: a run makes thousands of choices
+                raise InvalidArgument(f"scheduler drew {c!r}, outside 0..{n - 1}")
             out.append(c)
             widths.append(n)
             return c
 
-        return Drawn(choose)
+        return _Recording(choose)
 
     def schedule(self) -> Schedule:
         choices = list(self.choices)

@@ -3,9 +3,7 @@ and runs on forked workers that get their tasks as arguments."""
 
 from __future__ import annotations
 
-import concurrent.futures
 import importlib
-import multiprocessing
 import sys
 import threading
 import time
@@ -216,7 +214,13 @@ def fork_map(fn: Callable[[Any], Any], tasks: Sequence[Any], bar: Callable[[int,
     out: list[Any] = [None] * n
     # fork is safe only in a process with one thread (a library caller's threads could hold locks)
     small = work < FORK_WORK or n < 2
-    if small or cpus < 2 or threading.active_count() > 1 or "fork" not in multiprocessing.get_all_start_methods():
+    forks = not small and cpus >= 2 and threading.active_count() == 1
+    if forks:  # imported only to fork: a run too small to fork skips their ~20 ms
+        import concurrent.futures
+        import multiprocessing
+
+        forks = "fork" in multiprocessing.get_all_start_methods()
+    if not forks:
         for i, task in enumerate(tasks):
             out[i] = fn(task)
             if bar:

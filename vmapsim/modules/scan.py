@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -186,6 +185,8 @@ def scan_tree(
     if workers == 1 or len(files) < 64:
         results = _collect(map(_scan_one, jobs_list), len(files), progress)
     else:
+        from concurrent.futures import ProcessPoolExecutor  # here: every command imports this module
+
         with ProcessPoolExecutor(workers) as pool:
             results = _collect(pool.map(_scan_one, jobs_list, chunksize=32), len(files), progress)
     images: list[ModuleImage] = []

@@ -525,6 +525,8 @@ def test_every_scan_csv_column_is_documented() -> None:
 
 
 def test_scan_starts_no_more_worker_processes_than_usable_cpus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import concurrent.futures
+
     from vmapsim.modules import scan
 
     for i in range(64):  # the pool starts from 64 files on
@@ -544,7 +546,7 @@ def test_scan_starts_no_more_worker_processes_than_usable_cpus(tmp_path: Path, m
         def map(self, fn: Any, items: Any, chunksize: int = 1) -> Any:
             return map(fn, items)
 
-    monkeypatch.setattr(scan, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(concurrent.futures, "ProcessPoolExecutor", Pool)  # the scan imports it when it starts one
     monkeypatch.setattr(scan, "usable_cpus", lambda: 2)
     Catalog.scan(tmp_path, jobs=1024)
     Catalog.scan(tmp_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import os
 import random
 import shutil
 import statistics
@@ -347,9 +348,11 @@ def test_a_guided_search_does_not_depend_on_what_else_the_program_imported_or_wh
         "print(w.values, w.schedule.to_json())\n"
     )
     root = Path(__file__).parent.parent  # the source tree, so vmapsim there is local code to Hypothesis
+    env = {**os.environ, "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp_path / "hypothesis")}  # not in the tree
     runs = [
         subprocess.run(
-            [sys.executable, "-c", script, str(where), flag], capture_output=True, text=True, check=True, cwd=root
+            [sys.executable, "-c", script, str(where), flag], capture_output=True, text=True, check=True, cwd=root,
+            env=env,
         ).stdout
         for where, flag in ((tmp_path, "no"), (tmp_path, "yes"), (site, "no"))
     ]
@@ -359,7 +362,8 @@ def test_a_guided_search_does_not_depend_on_what_else_the_program_imported_or_wh
 def test_vmapsim_worst_leaves_no_hypothesis_directory_where_it_runs(tmp_path: Path) -> None:
     # the guided search's Hypothesis caches the constants of the program's local modules (this script is one)
     # under .hypothesis in the current directory: the command keeps its storage elsewhere and removes it
-    (tmp_path / "search.py").write_text("from vmapsim.cli import main\nmain(['worst', '--cpus', '8', '--budget', '2'])\n")
+    search = "from vmapsim.cli import main\nmain(['worst', '--cpus', '8', '--budget', '2'])\n"
+    (tmp_path / "search.py").write_text(search)
     out = subprocess.run([sys.executable, "search.py"], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert "the worst:" in out.stdout
     assert sorted(p.name for p in tmp_path.iterdir()) == ["search.py"]

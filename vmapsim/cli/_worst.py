@@ -52,6 +52,7 @@ def _hypothesis_storage(strategy: str) -> Iterator[None]:
     Hypothesis keeps a cache of the constants in the program's local modules under ``.hypothesis`` in the
     current directory; the command should leave no such directory where it was run.  A user's
     ``HYPOTHESIS_STORAGE_DIRECTORY`` is left to Hypothesis, as are the other strategies (no Hypothesis).
+    Afterwards Hypothesis' default applies again (a home set by a program calling :func:`main` is not kept).
     """
     if strategy != "guided" or os.environ.get("HYPOTHESIS_STORAGE_DIRECTORY"):
         yield

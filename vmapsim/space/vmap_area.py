@@ -288,7 +288,7 @@ class VmapAreas:
                 self._release(a.start, a.end)
             return
         if not self._pooled:
-            if len(taken) == 1:  # half of all purges: the one area a VM_FLUSH_RESET_PERMS vfree() just freed
+            if len(taken) == 1:  # half the purges of a load storm: a VM_FLUSH_RESET_PERMS vfree()'s own area
                 a = taken[0]
                 self._release(a.start, a.end)
                 return
